@@ -1,0 +1,44 @@
+"""``potforge <verb>``: the command line mirrors the Python API one to one.
+
+Each verb lives in ``potforge/commands/<verb>.py`` with ``register(subparsers)`` adding its
+parser (whose ``func`` default runs it).  A :class:`~potforge.errors.PotforgeError` becomes one
+line on stderr and exit status 2; nothing half-written is left behind by the verbs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("fit", "eval", "demo")
+"""Modules of ``potforge.commands`` that register a verb, in help order."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from potforge import __version__
+
+    parser = argparse.ArgumentParser(prog="potforge", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"potforge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"potforge.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from potforge.errors import PotforgeError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PotforgeError as exc:
+        print(f"potforge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"potforge {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The main job on an embedded default: sets itself up, then runs `potforge demo`.
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/bootstrap.sh
+exec .venv/bin/potforge demo "$@"
