@@ -1,0 +1,229 @@
+"""SNAP bispectrum term (linear or quadratic), computed by LAMMPS ``compute snap``.
+
+LAMMPS is the reference implementation of the bispectrum; potforge never re-implements it.
+``compute snap`` (``bzeroflag 0``, no per-pair gradients) returns, for one structure, a global
+array whose first row is Σ_i B(i) per element block, then one row per force component (already
+``F = row · β``), then six virial rows (xx, yy, zz, yz, xz, xy).  Exported as ``pair_style snap``
+with the same settings, so the two paths agree to round-off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from potforge.engines.lammps import new_lammps, setup_structure, to_ase_vectors, to_ase_voigt
+from potforge.errors import EngineError, ModelError
+from potforge.terms.base import LammpsPart, Rows, Term
+
+_LAMMPS = None
+
+
+def _instance():
+    """One LAMMPS instance per process, cleared before each structure."""
+    global _LAMMPS
+    if _LAMMPS is None:
+        _LAMMPS = new_lammps()
+    return _LAMMPS
+
+
+def n_bispectrum(twojmax: int) -> int:
+    """Number of bispectrum components for a given 2J (as LAMMPS counts them)."""
+    n = 0
+    for j1 in range(twojmax + 1):
+        for j2 in range(j1 + 1):
+            for j in range(j1 - j2, min(twojmax, j1 + j2) + 1, 2):
+                if j >= j1:
+                    n += 1
+    return n
+
+
+class SNAP(Term):
+    """Bispectrum components of the neighbour density (Thompson et al. 2015).
+
+    Parameters
+    ----------
+    twojmax : int
+        Band limit 2J (any even or odd positive integer LAMMPS accepts).
+    rcutfac : float
+        Cutoff scale, Å; the pair cutoff is ``rcutfac * (R_i + R_j)``.
+    rfac0 : float
+        Angular mapping factor.
+    rmin0 : float
+        Inner radial offset, Å.
+    quadratic : bool
+        Add the ½ B_k B_l products (quadratic SNAP).
+    radii : dict of str to float, optional
+        Per-element R (default 0.5 for all: cutoff = rcutfac).
+    wj : dict of str to float, optional
+        Per-element neighbour weights (default 1.0).
+    """
+
+    kind = "snap"
+    absorbs_offsets = True
+
+    def __init__(self, twojmax: int = 6, rcutfac: float = 4.7, rfac0: float = 0.99363,
+                 rmin0: float = 0.0, quadratic: bool = False,
+                 radii: dict[str, float] | None = None, wj: dict[str, float] | None = None):
+        super().__init__()
+        self.twojmax = int(twojmax)
+        self.rcutfac = float(rcutfac)
+        self.rfac0 = float(rfac0)
+        self.rmin0 = float(rmin0)
+        self.quadratic = bool(quadratic)
+        self.radii = dict(radii or {})
+        self.wj = dict(wj or {})
+        if self.twojmax < 0 or self.rcutfac <= 0:
+            raise ModelError(f"snap: twojmax must be ≥ 0 and rcutfac > 0 (got {twojmax}, {rcutfac})")
+
+    def get_params(self) -> dict[str, Any]:
+        return {"twojmax": self.twojmax, "rcutfac": self.rcutfac, "rfac0": self.rfac0,
+                "rmin0": self.rmin0, "quadratic": self.quadratic, "radii": self.radii,
+                "wj": self.wj}
+
+    def _radius(self, el: str) -> float:
+        return float(self.radii.get(el, 0.5))
+
+    def _weight(self, el: str) -> float:
+        return float(self.wj.get(el, 1.0))
+
+    @property
+    def cutoff(self) -> float:
+        r = max((self._radius(e) for e in self.elements), default=0.5)
+        return 2.0 * r * self.rcutfac
+
+    @property
+    def n_per_element(self) -> int:
+        nb = n_bispectrum(self.twojmax)
+        return nb + (nb * (nb + 1) // 2 if self.quadratic else 0)
+
+    @property
+    def param_names(self) -> list[str]:
+        nb = n_bispectrum(self.twojmax)
+        names = [f"B{k}" for k in range(nb)]
+        if self.quadratic:
+            names += [f"B{k}*B{m}" for k in range(nb) for m in range(k, nb)]
+        return [f"snap[{el}].{n}" for el in self.elements for n in names]
+
+    def _compute_args(self) -> str:
+        radii = " ".join(repr(self._radius(e)) for e in self.elements)
+        weights = " ".join(repr(self._weight(e)) for e in self.elements)
+        return (f"{self.rcutfac!r} {self.rfac0!r} {self.twojmax} {radii} {weights} "
+                f"rmin0 {self.rmin0!r} bzeroflag 0 quadraticflag {int(self.quadratic)}")
+
+    def rows(self, atoms: Atoms) -> Rows:
+        lmp = _instance()
+        lmp.command("clear")
+        frame = setup_structure(lmp, atoms, self.elements)
+        n = len(atoms)
+        try:
+            lmp.commands_list([
+                f"pair_style zero {self.cutoff + 1e-6!r}", "pair_coeff * *",
+                "neighbor 1.0 bin",
+                f"compute pf_snap all snap {self._compute_args()}",
+                "thermo_style custom step", "run 0 post no",
+            ])
+            arr = np.array(lmp.numpy.extract_compute("pf_snap", 0, 2), dtype=float, copy=True)
+        except Exception as exc:
+            raise EngineError(f"LAMMPS compute snap failed on {atoms.get_chemical_formula()}: {exc}") from exc
+        a = arr[:, :-1]  # last column is the (zero) reference pair style
+        if a.shape[0] != 1 + 3 * n + 6 or a.shape[1] != self.n_params:
+            raise EngineError(f"compute snap returned shape {arr.shape}, expected "
+                              f"({3 * n + 7}, {self.n_params + 1})")
+        forces = to_ase_vectors(frame, a[1:1 + 3 * n].reshape(n, 3, -1).transpose(0, 2, 1))
+        forces = forces.transpose(0, 2, 1)
+        virial = to_ase_voigt(frame, a[1 + 3 * n:][[0, 1, 2, 5, 4, 3]])
+        return Rows(a[0].copy(), np.ascontiguousarray(forces), virial)
+
+    def lammps(self, coef: np.ndarray, prefix: str, offsets: dict[str, float] | None) -> LammpsPart:
+        m = self.n_per_element
+        coeff_lines = [f"{len(self.elements)} {m + 1}"]
+        for i, el in enumerate(self.elements):
+            coeff_lines.append(f"{el} {self._radius(el)!r} {self._weight(el)!r}")
+            coeff_lines.append(repr(float((offsets or {}).get(el, 0.0))))
+            coeff_lines += [repr(float(c)) for c in coef[i * m:(i + 1) * m]]
+        param = (f"rcutfac {self.rcutfac!r}\ntwojmax {self.twojmax}\nrfac0 {self.rfac0!r}\n"
+                 f"rmin0 {self.rmin0!r}\nbzeroflag 0\nquadraticflag {int(self.quadratic)}\n")
+        files = {f"{prefix}.snapcoeff": "\n".join(coeff_lines) + "\n", f"{prefix}.snapparam": param}
+        return LammpsPart("snap", [f"* * {prefix}.snapcoeff {prefix}.snapparam "
+                                   + " ".join(self.elements)], files)
+
+
+class Constant(Term):
+    """One energy per atom of each element: column ``k`` of the energy row counts element ``k``."""
+
+    kind = "const"
+
+    @property
+    def cutoff(self) -> float:
+        return 0.0
+
+    @property
+    def param_names(self) -> list[str]:
+        return [f"const[{el}]" for el in self.elements]
+
+    def rows(self, atoms: Atoms) -> Rows:
+        symbols = atoms.get_chemical_symbols()
+        counts = np.array([symbols.count(el) for el in self.elements], dtype=float)
+        p = len(self.elements)
+        return Rows(counts, np.zeros((len(atoms), 3, p)), np.zeros((6, p)))
+
+    def lammps(self, coef: np.ndarray, prefix: str, offsets: dict[str, float] | None) -> LammpsPart:
+        from potforge.terms.embedding import eam_fs_file
+
+        text = eam_fs_file(self.elements, [lambda rho, c=c: np.full_like(rho, c) for c in coef],
+                           lambda r: np.zeros_like(r), rho_max=1.0, cutoff=1.0)
+        return LammpsPart("eam/fs", [f"* * {prefix}.eam.fs " + " ".join(self.elements)],
+                          {f"{prefix}.eam.fs": text})
+
+    def offsets(self, coef: np.ndarray) -> dict[str, float]:
+        """Per-element energies (eV) of parameters ``coef``."""
+        return {el: float(c) for el, c in zip(self.elements, coef, strict=True)}
+
+
+class ZBL(Term):
+    """Fixed Ziegler–Biersack–Littmark screened nuclear repulsion (LAMMPS ``pair_style zbl``).
+
+    Parameters
+    ----------
+    inner, outer : float
+        Switching region, Å: full ZBL below ``inner``, smoothly zero at ``outer``.
+    """
+
+    kind = "zbl"
+    fixed = True
+
+    def __init__(self, inner: float = 1.5, outer: float = 2.0):
+        super().__init__()
+        self.inner = float(inner)
+        self.outer = float(outer)
+        if not 0 < self.inner < self.outer:
+            raise ModelError(f"zbl: need 0 < inner < outer (got {inner}, {outer})")
+
+    def get_params(self) -> dict[str, Any]:
+        return {"inner": self.inner, "outer": self.outer}
+
+    @property
+    def cutoff(self) -> float:
+        return self.outer
+
+    def _coeffs(self) -> list[str]:
+        from ase.data import atomic_numbers
+
+        z = [atomic_numbers[e] for e in self.elements]
+        n = len(z)
+        return [f"{i + 1} {j + 1} {z[i]} {z[j]}" for i in range(n) for j in range(i, n)]
+
+    def values(self, atoms: Atoms):
+        from potforge.engines.lammps import static_point
+        from potforge.terms.base import Values
+
+        cmds = [f"pair_style zbl {self.inner!r} {self.outer!r}"]
+        cmds += [f"pair_coeff {c}" for c in self._coeffs()]
+        e, f, w = static_point(_instance(), atoms, self.elements, cmds)
+        return Values(e, f, w)
+
+    def lammps(self, coef: np.ndarray, prefix: str, offsets: dict[str, float] | None) -> LammpsPart:
+        return LammpsPart(f"zbl {self.inner!r} {self.outer!r}", self._coeffs())
