@@ -34,11 +34,21 @@ from potforge.errors import DataError
 STATUSES = ("ok", "failed")
 """Row statuses; both count as done for :meth:`Store.done_keys` unless retrying failures."""
 
-UNIQUE_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS potforge_label_key "
-                "ON text_key_values (value) WHERE key = 'label_key'")
+UNIQUE_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS potforge_label_key "
+    "ON text_key_values (value) WHERE key = 'label_key'"
+)
 
-INFO_KEYS = ("group", "source", "oracle", "status", "failure", "label_key", "structure_hash",
-             "campaign")
+INFO_KEYS = (
+    "group",
+    "source",
+    "oracle",
+    "status",
+    "failure",
+    "label_key",
+    "structure_hash",
+    "campaign",
+)
 """Row keys copied into ``atoms.info`` on export."""
 
 
@@ -79,8 +89,9 @@ class Store:
             if path.is_dir():
                 raise DataError(f"database path {path} is a folder, not a file")
             if not path.parent.is_dir():
-                raise DataError(f"cannot create database {path}: folder {path.parent} does "
-                                f"not exist")
+                raise DataError(
+                    f"cannot create database {path}: folder {path.parent} does not exist"
+                )
         try:
             self.db = ase.db.connect(self.url, type="postgresql" if self.postgres else "db")
             self.db.count()  # creates the tables
@@ -88,8 +99,10 @@ class Store:
         except DataError:
             raise
         except ImportError as exc:
-            raise DataError(f"PostgreSQL stores need the ase-db-backends package ({exc}); "
-                            f"pip install ase-db-backends") from exc
+            raise DataError(
+                f"PostgreSQL stores need the ase-db-backends package ({exc}); "
+                f"pip install ase-db-backends"
+            ) from exc
         except Exception as exc:  # sqlite3.OperationalError, psycopg2.OperationalError, OSError
             what = "connect to PostgreSQL at" if self.postgres else "open or write database"
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -126,16 +139,19 @@ class Store:
     # ------------------------------------------------------------------------------ queries
     def done_keys(self, include_failed: bool = True) -> set[str]:
         """``label_key`` of every row (only ``ok`` rows when ``include_failed`` is False)."""
-        rows = self._execute("SELECT t.value, s.value FROM text_key_values t JOIN "
-                             "text_key_values s ON s.id = t.id AND s.key = 'status' "
-                             "WHERE t.key = 'label_key'")
+        rows = self._execute(
+            "SELECT t.value, s.value FROM text_key_values t JOIN "
+            "text_key_values s ON s.id = t.id AND s.key = 'status' "
+            "WHERE t.key = 'label_key'"
+        )
         return {k for k, status in rows if include_failed or status == "ok"}
 
     def __len__(self) -> int:
         return self.db.count()
 
-    def rows(self, status: str | None = None, oracle: str | None = None,
-             include_data: bool = False) -> Iterator[Any]:
+    def rows(
+        self, status: str | None = None, oracle: str | None = None, include_data: bool = False
+    ) -> Iterator[Any]:
         """Rows (``ase.db`` AtomsRow), optionally only one status and/or oracle spec."""
         query = {k: v for k, v in (("status", status), ("oracle", oracle)) if v is not None}
         yield from self.db.select(include_data=include_data, **query)
@@ -164,8 +180,12 @@ class Store:
                     counter[str(kvp[k])] += 1
         return out
 
-    def export(self, out: str | os.PathLike | IO[str] | None = None, fmt: str = "extxyz",
-               status: str | None = "ok") -> int:
+    def export(
+        self,
+        out: str | os.PathLike | IO[str] | None = None,
+        fmt: str = "extxyz",
+        status: str | None = "ok",
+    ) -> int:
         """Write rows (default: the ``ok`` ones) as extxyz; returns how many were written."""
         import ase.io
 
@@ -174,14 +194,26 @@ class Store:
         frames = self.to_atoms(status)
         target = sys.stdout if out is None or str(out) == "-" else out
         if frames:
-            ase.io.write(target if not isinstance(target, os.PathLike) else str(target), frames,
-                         format="extxyz")
+            ase.io.write(
+                target if not isinstance(target, os.PathLike) else str(target),
+                frames,
+                format="extxyz",
+            )
         return len(frames)
 
     # ------------------------------------------------------------------------------ writing
-    def write(self, atoms: Atoms, key: str, status: str, provenance: dict[str, Any],
-              energy: float | None = None, forces: Any = None, stress: Any = None,
-              data: dict[str, Any] | None = None, replace: bool = False) -> int | None:
+    def write(
+        self,
+        atoms: Atoms,
+        key: str,
+        status: str,
+        provenance: dict[str, Any],
+        energy: float | None = None,
+        forces: Any = None,
+        stress: Any = None,
+        data: dict[str, Any] | None = None,
+        replace: bool = False,
+    ) -> int | None:
         """Write one labelled (or failed) structure, committed at once.
 
         Parameters

@@ -1,0 +1,490 @@
+"""Labelling at scale: oracle single points on Dask, streamed into the campaign store.
+
+:func:`label` runs one :class:`~potforge.oracles.Oracle` over many structures on a Dask cluster
+(a :class:`distributed.LocalCluster` with one single-threaded worker process per core by default,
+an existing scheduler by address, or any :class:`distributed.Client`, e.g. one of a
+dask-jobqueue ``SLURMCluster``).  Each result is written to the :class:`~potforge.data.store.Store`
+the moment it arrives, keyed by structure hash + oracle, so a killed run loses at most the tasks
+in flight and a rerun labels only what is missing.
+
+Failures are recorded, never dropped, with a class from :data:`FAILURE_CLASSES` and the message.
+Timeouts and crashes are retried up to ``retries`` times; a hung task's worker is restarted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+
+from potforge.data.store import Store, label_key
+from potforge.data.structures import check_structure, describe, structure_hash
+from potforge.errors import DataError, EngineError
+from potforge.oracles import Oracle, make_oracle
+
+FAILURE_CLASSES = (
+    "scf_not_converged",
+    "calculator_crash",
+    "timeout",
+    "unphysical",
+    "invalid_structure",
+)
+"""Why a structure has no label: SCF did not converge, the calculator raised or its worker died,
+it ran past the timeout, it returned non-finite values or forces above ``max_force``, or the
+structure itself is unphysical (atoms overlapping, ...)."""
+
+RETRYABLE = frozenset({"calculator_crash", "timeout"})
+"""Failure classes worth another attempt (the others are deterministic)."""
+
+MAX_FORCE = 100.0
+"""Largest plausible force component magnitude, eV/Å; above it a result is ``unphysical``."""
+
+_CALCULATORS: dict[str, Calculator] = {}
+_LOCK = threading.Lock()  # calculators (LAMMPS chdir, GPAW) are not thread-safe
+
+
+def classify(exc: BaseException) -> str:
+    """Failure class of an exception raised by a calculator."""
+    names = " ".join(c.__name__.lower() for c in type(exc).__mro__)
+    if "convergence" in names or "scferror" in names:
+        return "scf_not_converged"
+    if "timeout" in names:
+        return "timeout"
+    return "calculator_crash"
+
+
+def _calculator(oracle: Oracle) -> Calculator:
+    if not oracle.reusable:
+        return oracle.build()
+    key = f"{oracle.spec}|{oracle.key}"
+    if key not in _CALCULATORS:
+        _CALCULATORS[key] = oracle.build()
+    return _CALCULATORS[key]
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return f"pid {os.getpid()}"
+
+
+def run_oracle(oracle: Oracle, atoms: Atoms, max_force: float = MAX_FORCE) -> dict[str, Any]:
+    """One single point (the Dask task); never raises for calculator failures.
+
+    Parameters
+    ----------
+    oracle : Oracle
+    atoms : ase.Atoms
+    max_force : float
+        eV/Å; a larger force component (or any non-finite value) makes the result unphysical.
+
+    Returns
+    -------
+    dict
+        ``status`` ("ok"/"failed"), ``energy`` (eV), ``forces`` ((N, 3), eV/Å), ``stress`` ((6,),
+        eV/Å³ or None when not fully periodic), ``failure``, ``message``, ``wall_time`` (s),
+        ``host``, ``worker``.
+    """
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"host": socket.gethostname(), "worker": _worker_name()}
+    try:
+        with _LOCK:
+            a = atoms.copy()
+            a.calc = _calculator(oracle)
+            energy = float(a.get_potential_energy())
+            forces = np.array(a.get_forces(), dtype=float)
+            stress = np.array(a.get_stress(), dtype=float) if all(a.pbc) else None
+    except Exception as exc:  # any calculator error is recorded, not raised
+        _CALCULATORS.pop(f"{oracle.spec}|{oracle.key}", None)  # it may be broken now
+        out.update(
+            status="failed",
+            failure=classify(exc),
+            message=f"{type(exc).__name__}: {exc}".strip()[:2000],
+        )
+        out["wall_time"] = time.perf_counter() - t0
+        return out
+    out["wall_time"] = time.perf_counter() - t0
+    values = [energy, forces] + ([stress] if stress is not None else [])
+    if not all(np.all(np.isfinite(v)) for v in values):
+        out.update(
+            status="failed",
+            failure="unphysical",
+            message="the oracle returned non-finite energy, forces or stress",
+        )
+    elif forces.size and np.abs(forces).max() > max_force:
+        out.update(
+            status="failed",
+            failure="unphysical",
+            message=f"largest force component {np.abs(forces).max():.3g} eV/Å exceeds "
+            f"{max_force:g} eV/Å",
+        )
+    else:
+        out.update(status="ok", energy=energy, forces=forces, stress=stress)
+    return out
+
+
+@dataclass
+class LabelReport:
+    """What one :func:`label` call did (counts of structures)."""
+
+    total: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    failures: Counter = field(default_factory=Counter)
+    wall_s: float = 0.0
+
+    def __str__(self) -> str:
+        fails = ", ".join(f"{k}: {n}" for k, n in self.failures.most_common())
+        return (
+            f"{self.total} structure(s): {self.ok} labelled, {self.failed} failed"
+            + (f" ({fails})" if fails else "")
+            + f", {self.skipped} already in the store, {self.duplicates} duplicate(s) "
+            f"in the input; {self.wall_s:.1f} s"
+        )
+
+
+@dataclass
+class _Task:
+    key: str
+    shash: str
+    atoms: Atoms
+    attempts: int = 0
+    started: float = 0.0
+
+
+@contextmanager
+def dask_client(
+    workers: int | None = None, scheduler: str | None = None, client=None, allowed_failures: int = 1
+) -> Iterator[Any]:
+    """A :class:`distributed.Client`: given, connected to ``scheduler``, or on a new LocalCluster.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Worker processes of a new LocalCluster (one thread each); default: the core count.
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``).
+    client : distributed.Client, optional
+        Used as is and not closed.
+    allowed_failures : int
+        How often a task may kill its worker before Dask gives up on it (new clusters only).
+    """
+    import dask
+    from distributed import Client, LocalCluster
+
+    if client is not None:
+        yield client
+        return
+    if scheduler is not None:
+        try:
+            c = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise EngineError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+        try:
+            yield c
+        finally:
+            c.close()
+        return
+    n = int(workers or os.cpu_count() or 1)
+    if n < 1:
+        raise EngineError(f"workers must be at least 1, got {n}")
+    with dask.config.set({"distributed.scheduler.allowed-failures": int(allowed_failures)}):
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+    c = Client(cluster)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()
+
+
+def _provenance(oracle: Oracle, task: _Task, campaign: str | None) -> dict[str, Any]:
+    from potforge import __version__
+
+    info = task.atoms.info
+    return {
+        "structure_hash": task.shash,
+        "oracle": oracle.spec,
+        "oracle_key": oracle.key,
+        "oracle_name": oracle.name,
+        "oracle_version": oracle.version,
+        "potforge_version": __version__,
+        "campaign": campaign,
+        "group": str(info["group"]) if info.get("group") else None,
+        "source": str(info["source"]) if info.get("source") else None,
+        "attempts": task.attempts,
+    }
+
+
+def label(
+    structures: Iterable[Atoms],
+    oracle: Oracle | str,
+    store: Store | str | os.PathLike,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client=None,
+    timeout: float | None = None,
+    retries: int = 1,
+    campaign: str | None = None,
+    max_force: float = MAX_FORCE,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> LabelReport:
+    """Label structures with an oracle on Dask, writing every result to the store as it arrives.
+
+    Parameters
+    ----------
+    structures : iterable of ase.Atoms
+    oracle : Oracle or str
+        An oracle or a spec for :func:`~potforge.oracles.make_oracle`.
+    store : Store, str or path
+        Campaign database (SQLite file or PostgreSQL URL).
+    workers, scheduler, client
+        Where to run; see :func:`dask_client`.
+    timeout : float, optional
+        Seconds one single point may take once started; then its worker is restarted.
+    retries : int
+        Extra attempts for retryable failures (:data:`RETRYABLE`).
+    campaign : str, optional
+        Campaign id recorded on every row.
+    max_force : float
+        eV/Å; larger force components are recorded as ``unphysical``.
+    retry_failed : bool
+        Label again structures whose stored row is ``failed``.
+    progress : bool
+        Show a tqdm bar (rate, ETA) on stderr.
+
+    Returns
+    -------
+    LabelReport
+    """
+    t0 = time.perf_counter()
+    oracle = make_oracle(oracle) if isinstance(oracle, str) else oracle
+    store = store if isinstance(store, Store) else Store(store)
+    report = LabelReport()
+    done = store.done_keys(include_failed=not retry_failed)
+    tasks: list[_Task] = []
+    seen: set[str] = set()
+    for i, atoms in enumerate(structures):
+        report.total += 1
+        shash = structure_hash(atoms)
+        key = label_key(shash, oracle.key)
+        if key in seen:
+            report.duplicates += 1
+            continue
+        seen.add(key)
+        if key in done:
+            report.skipped += 1
+            continue
+        task = _Task(key, shash, atoms)
+        try:
+            check_structure(atoms, describe(atoms, atoms.info.get("index", i)))
+        except DataError as exc:
+            _record(
+                store,
+                oracle,
+                task,
+                campaign,
+                report,
+                retry_failed,
+                {"status": "failed", "failure": "invalid_structure", "message": str(exc)},
+            )
+            continue
+        tasks.append(task)
+    if tasks:
+        with dask_client(workers, scheduler, client, allowed_failures=retries) as c:
+            _run(
+                c,
+                tasks,
+                oracle,
+                store,
+                report,
+                timeout,
+                retries,
+                campaign,
+                max_force,
+                retry_failed,
+                progress,
+            )
+    report.wall_s = time.perf_counter() - t0
+    return report
+
+
+def _record(
+    store: Store,
+    oracle: Oracle,
+    task: _Task,
+    campaign: str | None,
+    report: LabelReport,
+    replace: bool,
+    result: dict[str, Any],
+) -> None:
+    prov = _provenance(oracle, task, campaign)
+    prov.update({k: result.get(k) for k in ("failure", "wall_time", "host", "worker")})
+    data = {"oracle_settings": oracle.settings}
+    if result.get("message"):
+        data["message"] = result["message"]
+    rid = store.write(
+        task.atoms,
+        task.key,
+        result["status"],
+        prov,
+        result.get("energy"),
+        result.get("forces"),
+        result.get("stress"),
+        data,
+        replace=replace,
+    )
+    if rid is None:  # another writer stored this key first
+        report.skipped += 1
+    elif result["status"] == "ok":
+        report.ok += 1
+    else:
+        report.failed += 1
+        report.failures[result["failure"]] += 1
+
+
+def _run(
+    client,
+    tasks: list[_Task],
+    oracle: Oracle,
+    store: Store,
+    report: LabelReport,
+    timeout: float | None,
+    retries: int,
+    campaign: str | None,
+    max_force: float,
+    retry_failed: bool,
+    progress: bool,
+) -> None:
+    """Keep one task per worker thread in flight; record results as they complete."""
+    from distributed import wait
+    from tqdm.auto import tqdm
+
+    queue = deque(tasks)
+    inflight: dict[Any, _Task] = {}
+    bar = tqdm(
+        total=len(tasks),
+        unit="structure",
+        disable=not progress,
+        desc=oracle.spec,
+        dynamic_ncols=True,
+    )
+
+    def finish(task: _Task, result: dict[str, Any]) -> None:
+        if (
+            result["status"] == "failed"
+            and result["failure"] in RETRYABLE
+            and task.attempts <= retries
+        ):
+            queue.appendleft(task)
+            return
+        _record(store, oracle, task, campaign, report, retry_failed, result)
+        bar.update(1)
+        bar.set_postfix(ok=report.ok, failed=report.failed, refresh=False)
+
+    try:
+        while queue or inflight:
+            slots = max(1, sum(client.nthreads().values()))
+            while queue and len(inflight) < slots:
+                task = queue.popleft()
+                task.attempts += 1
+                task.started = time.monotonic()
+                fut = client.submit(
+                    run_oracle,
+                    oracle,
+                    task.atoms,
+                    max_force,
+                    pure=False,
+                    key=f"label-{task.key[:20]}-{task.attempts}",
+                )
+                inflight[fut] = task
+            poll = 1.0 if timeout is None else min(1.0, max(0.05, timeout / 5))
+            try:
+                done, _ = wait(list(inflight), timeout=poll, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                done = set()
+            for fut in done:
+                task = inflight.pop(fut)
+                if fut.status == "finished":
+                    finish(task, fut.result())
+                else:
+                    exc = _exception(fut)
+                    finish(
+                        task,
+                        {
+                            "status": "failed",
+                            "failure": "calculator_crash",
+                            "message": f"the worker running it died or failed "
+                            f"({type(exc).__name__}: {exc})"[:2000],
+                        },
+                    )
+            if timeout is not None:
+                _expire(client, inflight, timeout, finish)
+    finally:
+        for fut in inflight:
+            fut.cancel()
+        bar.close()
+
+
+def _exception(fut) -> BaseException:
+    try:
+        return fut.exception(timeout=5)
+    except BaseException as exc:  # CancelledError and the like
+        return exc
+
+
+def _expire(client, inflight: dict, timeout: float, finish) -> None:
+    """Fail tasks running longer than ``timeout`` s and restart the workers they hang on."""
+    now = time.monotonic()
+    late = [f for f, t in inflight.items() if now - t.started > timeout and not f.done()]
+    if not late:
+        return
+    where = {k: addr for addr, keys in client.processing().items() for k in keys}
+    stuck = []
+    for fut in late:
+        if fut.key not in where:  # still queued at the scheduler: the clock starts later
+            inflight[fut].started = now
+            continue
+        task = inflight.pop(fut)
+        fut.cancel()
+        stuck.append(where[fut.key])
+        finish(
+            task,
+            {
+                "status": "failed",
+                "failure": "timeout",
+                "message": f"no result after {timeout:g} s on worker {where[fut.key]}; "
+                f"the worker was restarted",
+            },
+        )
+    if stuck:
+        try:
+            client.restart_workers(sorted(set(stuck)), timeout=60, raise_for_error=False)
+        except Exception as exc:  # workers without a nanny cannot be restarted
+            logging.getLogger(__name__).warning(
+                "could not restart hung worker(s) %s: %s", stuck, exc
+            )
