@@ -1,0 +1,66 @@
+"""Uncertainty quantification on weighted design matrices (array in, array out; no ASE).
+
+Every estimator takes design rows ``X`` (n, P), labels ``y`` (n,) and row weights (n,) and
+follows one contract (:class:`~potforge.uq._base.UQRegressor`): ``fit`` returns self,
+``predict(X, return_std, return_bounds)`` gives mean, std and ``(lower, upper)``, ``sample(K)``
+gives ``(K, P)`` parameter vectors for brute-force propagation.
+
+* :class:`POPSRegressor` — misspecification-aware POPS (ensemble or hypercube), streaming-capable
+  through :func:`fit_pops_streaming` / ``POPSRegressor.fit_chunks``.
+* :class:`BayesianLinearRegressor`, :class:`TemperedBayesRegressor` — BLR baselines.
+* :class:`ResampledEnsembleRegressor` — bootstrap / subsample ensembles.
+"""
+
+from __future__ import annotations
+
+from potforge.uq._linalg import (
+    ENERGY,
+    FORCE,
+    VIRIAL,
+    NormalEquations,
+    RidgeSolution,
+    solve_ridge,
+    unidentifiable_columns,
+)
+from potforge.uq.bayes import (
+    BayesianLinearRegressor,
+    TemperedBayesRegressor,
+    evidence_maximisation,
+)
+from potforge.uq.ensembles import ResampledEnsembleRegressor
+from potforge.uq.pops import (
+    POOLED,
+    POPSRegressor,
+    PopsResult,
+    PopsRows,
+    fit_pops,
+    fit_pops_streaming,
+    pops_corrections,
+    ridge_fit,
+)
+from potforge.uq.posteriors import EnsemblePosterior, HypercubePosterior, select_components
+
+__all__ = [
+    "ENERGY",
+    "FORCE",
+    "POOLED",
+    "VIRIAL",
+    "BayesianLinearRegressor",
+    "EnsemblePosterior",
+    "HypercubePosterior",
+    "NormalEquations",
+    "POPSRegressor",
+    "PopsResult",
+    "PopsRows",
+    "ResampledEnsembleRegressor",
+    "RidgeSolution",
+    "TemperedBayesRegressor",
+    "evidence_maximisation",
+    "fit_pops",
+    "fit_pops_streaming",
+    "pops_corrections",
+    "ridge_fit",
+    "select_components",
+    "solve_ridge",
+    "unidentifiable_columns",
+]

@@ -1,0 +1,584 @@
+"""POPS — pointwise-optimal parameter sets — on a weighted design matrix, in memory or streamed.
+
+Swinburne & Perez, Mach. Learn.: Sci. Technol. 6, 015008 (2025). For the weighted ridge fit
+``θ̄ = (AᵀWA + αI)⁻¹ AᵀWy`` and ``Ainv = (AᵀWA + αI)⁻¹``, each training row ``n`` gives
+
+* residual ``e_n = y_n − x_n·θ̄`` (label units),
+* leverage ``h_n = w_n x_nᵀ Ainv x_n`` (dimensionless, the whitened hat-matrix diagonal),
+* the pointwise-optimal correction
+  ``δθ_n = (e_n / h_n) w_n Ainv x_n = e_n Ainv x_n / (x_nᵀ Ainv x_n)`` — the smallest
+  change in the ``AᵀWA + αI`` metric that fits row ``n`` exactly, so
+  ``x_n·(θ̄ + δθ_n) = y_n``. The row weight cancels: it sets the fit and the leverage, not the
+  direction of the correction.
+
+The posterior over ``θ − θ̄`` is the ensemble ``{δθ_n}`` or a box over its principal components
+(:mod:`potforge.uq.posteriors`). Everything runs over chunks of rows with O(P²) memory (plus the
+K ensemble members kept): pass 1 accumulates ``AᵀWA, AᵀWy`` per row type, pass 2 forms the
+corrections and accumulates their moments and a bounded random subsample, pass 3 (hypercube only)
+takes the min/max of their projections. The in-memory functions are the one-chunk case.
+
+Rows with ``h_n ≤ leverage_threshold`` (e.g. all-zero rows, zero-weight rows) have no usable
+correction: they are excluded and counted, never turned into NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from potforge.errors import DataError, ModelError
+from potforge.uq._base import UQRegressor
+from potforge.uq._linalg import (
+    NormalEquations,
+    RidgeSolution,
+    check_rows,
+    solve_ridge,
+    unpack_chunk,
+)
+from potforge.uq.posteriors import (
+    BottomKSampler,
+    BoxAccumulator,
+    EnsemblePosterior,
+    HypercubePosterior,
+    MomentAccumulator,
+    select_components,
+)
+
+POOLED = -1  # posterior key of the posterior built from every row type together
+Chunks = Iterable[tuple] | Callable[[], Iterable[tuple]]
+
+
+@dataclass(frozen=True)
+class PopsRows:
+    """Per-row POPS quantities of one block of rows.
+
+    Attributes
+    ----------
+    corrections : ndarray, shape (n, P)
+        ``δθ_n``; zero for excluded rows.
+    residuals : ndarray, shape (n,)
+        ``e_n = y_n − x_n·θ̄`` (label units).
+    leverages : ndarray, shape (n,)
+        ``h_n = w_n x_nᵀ Ainv x_n`` (dimensionless).
+    keep : ndarray of bool, shape (n,)
+        ``h_n > leverage_threshold``.
+    """
+
+    corrections: np.ndarray
+    residuals: np.ndarray
+    leverages: np.ndarray
+    keep: np.ndarray
+
+
+def pops_corrections(
+    A: np.ndarray,
+    y: np.ndarray,
+    solution: RidgeSolution,
+    weights: np.ndarray | None = None,
+    leverage_threshold: float = 1e-12,
+) -> PopsRows:
+    """Residuals, leverages and pointwise-optimal corrections of rows ``A`` for a ridge solution.
+
+    Parameters
+    ----------
+    A : ndarray, shape (n, P)
+    y : ndarray, shape (n,)
+    solution : RidgeSolution
+        From :func:`ridge_fit` (or :func:`potforge.uq._linalg.solve_ridge`).
+    weights : ndarray, shape (n,), optional
+        Row weights (ones when omitted), as used in the fit.
+    leverage_threshold : float
+        Rows with ``h_n`` at or below it are excluded (``keep`` False, correction zero).
+    """
+    A, y, w, _ = check_rows(A, y, weights, n_features=solution.coef.size)
+    return _corrections(A, y, w, solution, leverage_threshold)
+
+
+def _corrections(A, y, w, solution: RidgeSolution, leverage_threshold: float) -> PopsRows:
+    """:func:`pops_corrections` on validated rows: one GEMM ``A @ Ainv`` (2 n P² flops)."""
+    C = A @ solution.inverse  # (n, P): row n is (Ainv x_n)ᵀ
+    q = np.einsum("ij,ij->i", C, A)  # x_nᵀ Ainv x_n
+    e = y - A @ solution.coef
+    h = w * q
+    keep = h > leverage_threshold
+    C *= np.divide(e, q, out=np.zeros_like(e), where=keep)[:, None]
+    return PopsRows(C, e, h, keep)
+
+
+def ridge_fit(
+    A: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+    alpha: float = 0.0,
+    column_names: Sequence[str] | None = None,
+) -> RidgeSolution:
+    """Weighted ridge fit ``θ̄ = (AᵀWA + αI)⁻¹ AᵀWy``; ModelError names unidentifiable columns."""
+    A, y, w, t = check_rows(A, y, weights)
+    neq = NormalEquations(A.shape[1])
+    neq.update(A, y, w, np.zeros_like(t))
+    return solve_ridge(*neq.combined(), alpha=alpha, column_names=column_names)
+
+
+@dataclass
+class PopsResult:
+    """Everything a POPS fit produces.
+
+    Attributes
+    ----------
+    solution : RidgeSolution
+        ``coef`` (P,) is θ̄.
+    posteriors : dict[int, EnsemblePosterior | HypercubePosterior]
+        Key ``POOLED`` (-1) always; one key per row type too when ``per_type`` was set.
+    type_scales : dict[int, float]
+        Weight multiplier applied to each row type (all 1.0 unless ``whiten_by_type``).
+    n_rows, n_excluded : int
+        Rows seen, and rows excluded for leverage at or below the threshold.
+    residuals, leverages, keep : ndarray, shape (n_rows,) or None
+        Per-row diagnostics, kept only when ``keep_row_diagnostics`` was set.
+    """
+
+    solution: RidgeSolution
+    posteriors: dict[int, EnsemblePosterior | HypercubePosterior]
+    type_scales: dict[int, float]
+    n_rows: int
+    n_excluded: int
+    residuals: np.ndarray | None = None
+    leverages: np.ndarray | None = None
+    keep: np.ndarray | None = None
+    settings: dict = field(default_factory=dict)
+
+
+def fit_pops(
+    A: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+    row_type: np.ndarray | None = None,
+    *,
+    chunk_size: int | None = None,
+    **options,
+) -> PopsResult:
+    """In-memory POPS: :func:`fit_pops_streaming` over row chunks of ``A`` (all rows by default).
+
+    Parameters
+    ----------
+    A, y, weights, row_type
+        See :mod:`potforge.uq._linalg` for shapes and units.
+    chunk_size : int, optional
+        Rows per chunk; ``None`` processes all rows at once.
+    **options
+        Passed to :func:`fit_pops_streaming`; ``keep_row_diagnostics`` defaults to True here.
+    """
+    A, y, w, t = check_rows(A, y, weights, row_type)
+    step = A.shape[0] if chunk_size is None else int(chunk_size)
+    if step < 1:
+        raise DataError(f"chunk_size must be a positive integer, got {chunk_size}.")
+
+    def chunks() -> Iterator[tuple]:
+        for s in range(0, A.shape[0], step):
+            yield A[s : s + step], y[s : s + step], w[s : s + step], t[s : s + step]
+
+    options.setdefault("keep_row_diagnostics", True)
+    return fit_pops_streaming(chunks, _validated=True, **options)
+
+
+def fit_pops_streaming(
+    chunks: Chunks,
+    *,
+    alpha: float = 0.0,
+    posterior: str = "ensemble",
+    n_samples: int | None = None,
+    leverage_threshold: float = 1e-12,
+    whiten_by_type: bool = False,
+    per_type: bool = False,
+    variance_fraction: float = 1.0,
+    mode_threshold: float = 1e-8,
+    center: bool = False,
+    random_state: int | np.random.Generator | None = None,
+    column_names: Sequence[str] | None = None,
+    keep_row_diagnostics: bool = False,
+    progress: bool = False,
+    cache_bytes: int = 2**28,
+    _validated: bool = False,
+) -> PopsResult:
+    """POPS over row chunks in O(P²) memory (plus ``n_samples`` ensemble members).
+
+    Parameters
+    ----------
+    chunks : re-iterable of tuples, or callable returning a fresh iterable
+        Each chunk is ``(A, y[, weights[, row_type]])`` with shapes ``(n_c, P)``, ``(n_c,)``...
+        It is traversed two (ensemble) or three (hypercube) times, so a one-shot generator is
+        refused; pass a list or a function that re-opens the data.
+    alpha : float
+        Ridge strength added to ``AᵀWA``; 0 raises ModelError on rank-deficient designs.
+    posterior : {"ensemble", "hypercube"}
+    n_samples : int, optional
+        Ensemble: keep a uniform random subsample of this many corrections (all when None).
+    leverage_threshold : float
+        Rows with ``h_n ≤ leverage_threshold`` are excluded and counted.
+    whiten_by_type : bool
+        Rescale each row type's weights so all types have the same weighted mean squared
+        residual (iterated to self-consistency on the accumulated moments, no extra pass).
+    per_type : bool
+        Also build one posterior per row type, from that type's corrections only.
+    variance_fraction, mode_threshold : float
+        Hypercube component selection (see :func:`~potforge.uq.posteriors.select_components`).
+    center : bool
+        Hypercube PCA about the mean correction (False: about θ̄, as popsregression).
+    random_state : int or Generator, optional
+        Drives the ensemble subsample (one uniform key per row, in row order).
+    column_names : sequence of str, optional
+        Names for the rank-deficiency message.
+    keep_row_diagnostics : bool
+        Keep per-row residuals, leverages and the keep mask (O(n_rows) memory).
+    progress : bool
+        Show tqdm bars over the chunks.
+    cache_bytes : int
+        Hypercube only: keep pass-2 corrections in memory up to this many bytes so pass 3 need
+        not recompute them (it re-reads the chunks once the cache would exceed it).
+    """
+    _check_options(posterior, n_samples)
+    cfg = dict(alpha=alpha, posterior=posterior, n_samples=n_samples, threshold=leverage_threshold,
+               whiten=whiten_by_type, per_type=per_type, fraction=variance_fraction,
+               mode_threshold=mode_threshold, center=center, names=column_names,
+               keep_diag=keep_row_diagnostics, progress=progress, cache_bytes=cache_bytes)
+    rng = np.random.default_rng(random_state)
+    return _PopsPasses(cfg, _reopener(chunks), rng, validate=not _validated).run()
+
+
+def _check_options(posterior: str, n_samples: int | None) -> None:
+    if posterior not in ("ensemble", "hypercube"):
+        raise ModelError(f"posterior must be 'ensemble' or 'hypercube', got {posterior!r}.")
+    if n_samples is not None and int(n_samples) < 1:
+        raise ModelError(f"n_samples must be a positive integer or None, got {n_samples}.")
+
+
+def _reopener(chunks: Chunks) -> Callable[[], Iterable[tuple]]:
+    if callable(chunks):
+        return chunks
+    if iter(chunks) is chunks:
+        raise DataError(
+            "chunks is a one-shot iterator but POPS needs 2-3 passes; pass a list of chunks "
+            "or a function that returns a fresh iterator."
+        )
+    return lambda: chunks
+
+
+def _type_scales(neq: NormalEquations, alpha: float, names, n_iter: int = 50) -> dict[int, float]:
+    """Per-type weight scales ``s_t`` with equal weighted MSE across types (fixed point)."""
+    scales = {k: 1.0 for k in neq.types}
+    for _ in range(n_iter):
+        sol = solve_ridge(*neq.combined(scales), alpha=alpha, column_names=names)
+        mse = {k: neq.weighted_sse(sol.coef, k) / max(neq.sum_w[k], 1e-300) for k in neq.types}
+        pooled = sum(neq.weighted_sse(sol.coef, k) for k in neq.types) / sum(neq.sum_w.values())
+        new = {k: pooled / max(mse[k], 1e-12 * pooled, 1e-300) for k in neq.types}
+        done = all(abs(new[k] - scales[k]) <= 1e-10 * scales[k] for k in neq.types)
+        scales = new
+        if done:
+            break
+    return scales
+
+
+def _scaled(w: np.ndarray, t: np.ndarray, scales: dict[int, float]) -> np.ndarray:
+    if not scales or all(v == 1.0 for v in scales.values()):
+        return w
+    lookup = np.ones(max(max(scales), int(t.max(initial=0))) + 1)
+    for k, v in scales.items():
+        lookup[k] = v
+    return w * lookup[t]
+
+
+def _group_mask(keep: np.ndarray, t: np.ndarray, group: int) -> np.ndarray:
+    return keep if group == POOLED else keep & (t == group)
+
+
+def _take(a: np.ndarray, m: np.ndarray) -> np.ndarray:
+    return a if m.all() else a[m]
+
+
+class _PopsPasses:
+    """The two or three passes of a POPS fit over a chunk source (see the module docstring)."""
+
+    def __init__(self, cfg: dict, source: Callable, rng: np.random.Generator, validate: bool):
+        self.cfg, self.source, self.rng, self.validate = cfg, source, rng, validate
+        self.cache: list[tuple[np.ndarray, np.ndarray]] | None = []
+        self.cached_bytes = 0
+
+    def _chunks(self, desc: str) -> Iterator[tuple]:
+        it = self.source()
+        if self.cfg["progress"]:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc=desc, unit="chunk")
+        for chunk in it:
+            parts = unpack_chunk(chunk)
+            if self.validate:
+                yield check_rows(*parts)
+            else:
+                yield parts
+
+    def run(self) -> PopsResult:
+        cfg = self.cfg
+        neq = self._normal_equations()
+        self.scales = _type_scales(neq, cfg["alpha"], cfg["names"]) if cfg["whiten"] else {}
+        G, b = neq.combined(self.scales)
+        self.sol = solve_ridge(G, b, alpha=cfg["alpha"], column_names=cfg["names"])
+        self.groups = [POOLED] + (neq.types if cfg["per_type"] else [])
+        self._corrections_pass()
+        if self.counts[POOLED] == 0:
+            raise ModelError(
+                f"no row has leverage above {cfg['threshold']}: POPS has no corrections to use."
+            )
+        posts = self._ensembles() if cfg["posterior"] == "ensemble" else self._boxes_pass()
+        return PopsResult(
+            solution=self.sol, posteriors=posts,
+            type_scales={k: self.scales.get(k, 1.0) for k in neq.types},
+            n_rows=self.n_rows, n_excluded=self.n_excluded,
+            residuals=self.diag[0], leverages=self.diag[1], keep=self.diag[2],
+            settings={k: cfg[k] for k in ("alpha", "posterior", "n_samples")},
+        )
+
+    def _normal_equations(self) -> NormalEquations:
+        neq = None
+        for A, y, w, t in self._chunks("POPS pass 1: AᵀWA"):
+            if neq is None:
+                neq = NormalEquations(A.shape[1])
+            elif A.shape[1] != neq.n_features:
+                raise DataError(
+                    f"a chunk has {A.shape[1]} columns, the first had {neq.n_features}."
+                )
+            neq.update(A, y, w, t)
+        if neq is None:
+            raise DataError("no rows were given (the chunk iterable was empty).")
+        return neq
+
+    def _need_moments(self) -> bool:
+        return self.cfg["posterior"] == "hypercube" or self.cfg["n_samples"] is not None
+
+    def _corrections_pass(self) -> None:
+        cfg, P = self.cfg, self.sol.coef.size
+        self.moments = {g: MomentAccumulator(P) for g in self.groups}
+        self.samplers = {g: BottomKSampler(cfg["n_samples"], P) for g in self.groups}
+        self.counts = dict.fromkeys(self.groups, 0)
+        diag: list[list[np.ndarray]] = [[], [], []]
+        self.n_rows = self.n_excluded = 0
+        for A, y, w, t in self._chunks("POPS pass 2: corrections"):
+            rows = _corrections(A, y, _scaled(w, t, self.scales), self.sol, cfg["threshold"])
+            self._accumulate(rows, t)
+            if cfg["keep_diag"]:
+                for lst, arr in zip(diag, (rows.residuals, rows.leverages, rows.keep), strict=True):
+                    lst.append(arr)
+            self.n_rows += A.shape[0]
+            self.n_excluded += int((~rows.keep).sum())
+        self.diag = [np.concatenate(d) if cfg["keep_diag"] else None for d in diag]
+
+    def _accumulate(self, rows: PopsRows, t: np.ndarray) -> None:
+        n = rows.keep.size
+        sub = self.cfg["n_samples"] is not None
+        keys = self.rng.random(n) if sub else np.zeros(n)
+        index = np.arange(self.n_rows, self.n_rows + n)
+        for g in self.groups:
+            m = _group_mask(rows.keep, t, g)
+            C = _take(rows.corrections, m)
+            self.counts[g] += C.shape[0]
+            if self._need_moments():
+                self.moments[g].update(C)
+            if self.cfg["posterior"] == "ensemble":
+                self.samplers[g].update(_take(keys, m), _take(index, m), C)
+        self._cache(rows, t)
+
+    def _cache(self, rows: PopsRows, t: np.ndarray) -> None:
+        if self.cache is None or self.cfg["posterior"] != "hypercube":
+            return
+        self.cached_bytes += rows.corrections.nbytes
+        if self.cached_bytes > self.cfg["cache_bytes"]:
+            self.cache = None
+        else:
+            self.cache.append((rows, t))
+
+    def _ensembles(self) -> dict[int, EnsemblePosterior]:
+        out = {}
+        for g in self.groups:
+            if self.counts[g]:
+                members, member_rows = self.samplers[g].result()
+                moment = self.moments[g].second_moment() if self._need_moments() else None
+                out[g] = EnsemblePosterior(members, member_rows, self.counts[g], moment)
+        return out
+
+    def _boxes_pass(self) -> dict[int, HypercubePosterior]:
+        cfg, axes, boxes = self.cfg, {}, {}
+        for g in self.groups:
+            if self.counts[g]:
+                evals, evecs, offset = self.moments[g].principal_axes(cfg["center"])
+                k = select_components(evals, cfg["fraction"], cfg["mode_threshold"])
+                axes[g], boxes[g] = evals, BoxAccumulator(evecs[:, :k], offset)
+        for rows, t in self._cached_or_recomputed():
+            for g, box in boxes.items():
+                box.update(_take(rows.corrections, _group_mask(rows.keep, t, g)))
+        return {
+            g: HypercubePosterior(box.components, box.low, box.high, box.offset, axes[g],
+                                  self.moments[g].second_moment(), self.counts[g])
+            for g, box in boxes.items()
+        }
+
+    def _cached_or_recomputed(self) -> Iterator[tuple[PopsRows, np.ndarray]]:
+        if self.cache is not None:
+            yield from self.cache
+            return
+        for A, y, w, t in self._chunks("POPS pass 3: hypercube"):
+            yield _corrections(A, y, _scaled(w, t, self.scales), self.sol, self.cfg["threshold"]), t
+
+
+class POPSRegressor(UQRegressor):
+    """Misspecification-aware linear regression (POPS) with exact prediction bounds.
+
+    Parameters
+    ----------
+    alpha : float, default 0.0
+        Ridge strength on ``AᵀWA``; with 0 a rank-deficient design raises ModelError naming the
+        unidentifiable columns.
+    posterior : {"ensemble", "hypercube"}, default "ensemble"
+    n_samples : int, optional
+        Ensemble members kept (random subsample of the corrections); all when None.
+    leverage_threshold : float, default 1e-12
+        Rows with leverage at or below it are excluded (``n_excluded_``).
+    whiten_by_type, per_type : bool, default False
+        Equalise the weighted MSE of the row types; build one posterior per row type too.
+    variance_fraction, mode_threshold, center
+        Hypercube settings (see :func:`fit_pops_streaming`).
+    chunk_size : int, optional
+        Rows per chunk in ``fit`` (bounds the O(chunk × P) work arrays).
+    random_state : int, optional
+    column_names : sequence of str, optional
+        Column names used in error messages.
+    progress : bool, default False
+
+    Attributes
+    ----------
+    coef_ : ndarray, shape (P,)
+        Base fit θ̄.
+    posterior_ : EnsemblePosterior or HypercubePosterior
+        The pooled posterior over ``θ − θ̄``; ``posteriors_`` holds the per-type ones too.
+    corrections_ : ndarray, shape (K, P)
+        Ensemble members (ensemble posterior only); ``member_rows_`` their training rows.
+    components_, box_low_, box_high_ : ndarray
+        Hypercube directions (P, k) and box (k,) (hypercube posterior only).
+    misspecification_cov_ : ndarray, shape (P, P)
+        Second moment of all corrections about θ̄.
+    residuals_, leverages_ : ndarray, shape (n_rows,)
+    n_excluded_, type_scales_, n_features_in_, result_ (the :class:`PopsResult`)
+
+    Notes
+    -----
+    ``predict(..., return_std=True)`` gives the RMS of ``x·δθ`` over the posterior (no
+    epistemic/noise term, unlike popsregression which adds BayesianRidge's ``sigma_``); bounds are
+    exact extremes over the posterior, so each training row used lies inside its own bounds.
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.0,
+        posterior: str = "ensemble",
+        n_samples: int | None = None,
+        leverage_threshold: float = 1e-12,
+        whiten_by_type: bool = False,
+        per_type: bool = False,
+        variance_fraction: float = 1.0,
+        mode_threshold: float = 1e-8,
+        center: bool = False,
+        chunk_size: int | None = None,
+        random_state: int | None = None,
+        column_names: Sequence[str] | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.alpha = alpha
+        self.posterior = posterior
+        self.n_samples = n_samples
+        self.leverage_threshold = leverage_threshold
+        self.whiten_by_type = whiten_by_type
+        self.per_type = per_type
+        self.variance_fraction = variance_fraction
+        self.mode_threshold = mode_threshold
+        self.center = center
+        self.chunk_size = chunk_size
+        self.random_state = random_state
+        self.column_names = column_names
+        self.progress = progress
+
+    def _options(self) -> dict:
+        names = (
+            "alpha",
+            "posterior",
+            "n_samples",
+            "leverage_threshold",
+            "whiten_by_type",
+            "per_type",
+            "variance_fraction",
+            "mode_threshold",
+            "center",
+            "random_state",
+            "column_names",
+            "progress",
+        )
+        return {k: getattr(self, k) for k in names}
+
+    def fit(self, X, y, sample_weight=None, row_type=None) -> POPSRegressor:
+        """Fit on design rows ``X`` (n, P), labels ``y`` (n,), weights (n,), row types (n,)."""
+        res = fit_pops(X, y, sample_weight, row_type, chunk_size=self.chunk_size, **self._options())
+        return self._set_result(res)
+
+    def fit_chunks(self, chunks: Chunks) -> POPSRegressor:
+        """Streaming fit over re-iterable chunks ``(A, y[, weights[, row_type]])``."""
+        return self._set_result(fit_pops_streaming(chunks, **self._options()))
+
+    def _set_result(self, res: PopsResult) -> POPSRegressor:
+        self.result_ = res
+        self.coef_ = res.solution.coef
+        self.n_features_in_ = self.coef_.size
+        self.posteriors_ = res.posteriors
+        self.posterior_ = res.posteriors[POOLED]
+        self.residuals_, self.leverages_ = res.residuals, res.leverages
+        self.n_excluded_, self.type_scales_ = res.n_excluded, res.type_scales
+        post = self.posterior_
+        if isinstance(post, EnsemblePosterior):
+            self.corrections_, self.member_rows_ = post.members, post.member_rows
+        else:
+            self.components_, self.box_low_, self.box_high_ = post.components, post.low, post.high
+        return self
+
+    @property
+    def misspecification_cov_(self) -> np.ndarray:
+        """Second moment ``(1/N) Σ δθ_n δθ_nᵀ`` of the pooled corrections, shape (P, P)."""
+        self._check_fitted()
+        return self.posterior_.second_moment
+
+    def _post(self, row_type: int | None):
+        if row_type is None:
+            return self.posterior_
+        if int(row_type) not in self.posteriors_:
+            raise ModelError(
+                f"no posterior for row_type {row_type}: fit with per_type=True "
+                f"(have {sorted(k for k in self.posteriors_ if k != POOLED)})."
+            )
+        return self.posteriors_[int(row_type)]
+
+    def predict(self, X, return_std=False, return_bounds=False, row_type=None):
+        """Mean ``X @ coef_`` (m,), optional RMS std (m,) and exact ``(lower, upper)`` (m,).
+
+        ``row_type`` (an int) selects that row type's posterior (``per_type=True`` fits).
+        """
+        return super().predict(X, return_std, return_bounds, row_type=row_type)
+
+    def _std(self, X, row_type=None):
+        return self._post(row_type).std(X)
+
+    def _bounds(self, X, row_type=None):
+        return self._post(row_type).bounds(X)
+
+    def _summary(self, X, row_type=None):
+        return self._post(row_type).summary(X)
+
+    def _sample_deltas(self, n, rng, row_type=None):
+        return self._post(row_type).sample(n, rng)
