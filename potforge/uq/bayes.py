@@ -220,6 +220,8 @@ class TemperedBayesRegressor(BayesianLinearRegressor):
         """
         X = self._validated(X)
         _, y, _, _ = check_rows(X, y)
+        if self.include_noise:
+            raise ModelError("calibrate() scales the parameter-only std; use include_noise=False.")
         s = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, self.sigma_, X), 1e-300))
         z = np.abs(y - X @ self.coef_) / (self.n_sigma * s)
         self.temperature_ = float(np.quantile(z, self.coverage) ** 2)
