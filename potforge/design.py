@@ -47,7 +47,9 @@ def structure_design(terms: Sequence[Term], atoms: Atoms) -> StructureDesign:
     for t in terms:
         if t.fixed:
             v = t.values(atoms)
-            fixed = Values(fixed.energy + v.energy, fixed.forces + v.forces, fixed.virial + v.virial)
+            fixed = Values(
+                fixed.energy + v.energy, fixed.forces + v.forces, fixed.virial + v.virial
+            )
         elif t in radial:
             parts.append(t.rows(atoms, nl.within(t.cutoff)))
         else:
@@ -61,12 +63,22 @@ def _chunk_designs(args):
     return [structure_design(terms, a) for a in chunk]
 
 
-def compute_designs(terms: Sequence[Term], structures: Sequence[Atoms], n_jobs: int = 1,
-                    progress: bool | None = None, desc: str = "descriptors") -> list[StructureDesign]:
+def compute_designs(
+    terms: Sequence[Term],
+    structures: Sequence[Atoms],
+    n_jobs: int = 1,
+    progress: bool | None = None,
+    desc: str = "descriptors",
+) -> list[StructureDesign]:
     """:func:`structure_design` over many structures, in ``n_jobs`` processes, with a progress bar."""
     structures = list(structures)
-    bar = tqdm(total=len(structures), desc=desc, unit="struct", disable=progress is False
-               if progress is not None else None, leave=False)
+    bar = tqdm(
+        total=len(structures),
+        desc=desc,
+        unit="struct",
+        disable=progress is False if progress is not None else None,
+        leave=False,
+    )
     out: list[StructureDesign] = []
     try:
         if n_jobs <= 1 or len(structures) < 8:
@@ -75,7 +87,7 @@ def compute_designs(terms: Sequence[Term], structures: Sequence[Atoms], n_jobs: 
                 bar.update()
             return out
         size = max(1, len(structures) // (4 * n_jobs))
-        chunks = [structures[i:i + size] for i in range(0, len(structures), size)]
+        chunks = [structures[i : i + size] for i in range(0, len(structures), size)]
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
             for res in pool.map(_chunk_designs, [(list(terms), c) for c in chunks]):
@@ -111,8 +123,9 @@ class DesignMatrix:
     groups: list[str]
     n_atoms: np.ndarray
 
-    def weights(self, sigma: Sequence[float], group_weights: dict[str, float] | None = None
-                ) -> np.ndarray:
+    def weights(
+        self, sigma: Sequence[float], group_weights: dict[str, float] | None = None
+    ) -> np.ndarray:
         """Row weights ``g / σ_type²`` (σ per row type; ``g`` per group, default 1), shape (R,)."""
         w = 1.0 / np.asarray(sigma, dtype=float)[self.row_type] ** 2
         if group_weights:
@@ -121,8 +134,9 @@ class DesignMatrix:
         return w
 
 
-def assemble(designs: Sequence[StructureDesign], structures: Sequence[Atoms],
-             use: Sequence[str] = ROW_TYPES) -> DesignMatrix:
+def assemble(
+    designs: Sequence[StructureDesign], structures: Sequence[Atoms], use: Sequence[str] = ROW_TYPES
+) -> DesignMatrix:
     """Stack the labelled rows of every structure (rows whose label is absent are skipped)."""
     blocks_a, blocks_y, types, owner = [], [], [], []
     for s, (d, atoms) in enumerate(zip(designs, structures, strict=True)):

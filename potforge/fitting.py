@@ -10,8 +10,14 @@ import scipy.linalg
 from potforge.errors import ModelError
 
 
-def weighted_lstsq(A: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float = 0.0,
-                   names: Sequence[str] | None = None, rcond: float = 1e-12) -> np.ndarray:
+def weighted_lstsq(
+    A: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    alpha: float = 0.0,
+    names: Sequence[str] | None = None,
+    rcond: float = 1e-12,
+) -> np.ndarray:
     """Minimise ``Σ w_n (A_n θ - y_n)² + α |S θ|²`` where S scales columns to unit weighted norm.
 
     Parameters
@@ -37,8 +43,10 @@ def weighted_lstsq(A: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float = 0
     scale = np.linalg.norm(X, axis=0)
     dead = np.flatnonzero(scale == 0)
     if dead.size and alpha == 0:
-        raise ModelError(f"parameter(s) {_names(dead, names)} have no data: their design columns "
-                         "are all zero (no atoms in range / no such element)")
+        raise ModelError(
+            f"parameter(s) {_names(dead, names)} have no data: their design columns "
+            "are all zero (no atoms in range / no such element)"
+        )
     scale[scale == 0] = 1.0
     Xs = X / scale
     if alpha > 0:
@@ -49,9 +57,11 @@ def weighted_lstsq(A: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float = 0
         _, _, vt = np.linalg.svd(Xs, full_matrices=False)
         null = vt[rank:]
         worst = np.argsort(-np.abs(null).max(axis=0))[: max(1, len(null))]
-        raise ModelError(f"the design is rank-deficient (rank {rank} of {Xs.shape[1]}): "
-                         f"{_names(np.sort(worst), names)} cannot be identified from this data; "
-                         "drop a term, add data, or set a ridge alpha > 0")
+        raise ModelError(
+            f"the design is rank-deficient (rank {rank} of {Xs.shape[1]}): "
+            f"{_names(np.sort(worst), names)} cannot be identified from this data; "
+            "drop a term, add data, or set a ridge alpha > 0"
+        )
     return coef / scale
 
 

@@ -61,11 +61,17 @@ class LinearPotential:
         Processes for descriptor evaluation.
     """
 
-    def __init__(self, terms: str | Sequence[Term] = DEFAULT_SPEC,
-                 elements: Sequence[str] | None = None, sigma_energy: float = 0.001,
-                 sigma_force: float = 0.05, sigma_stress: float = 0.005,
-                 group_weights: dict[str, float] | None = None, alpha: float = 1e-10,
-                 n_jobs: int = 1):
+    def __init__(
+        self,
+        terms: str | Sequence[Term] = DEFAULT_SPEC,
+        elements: Sequence[str] | None = None,
+        sigma_energy: float = 0.001,
+        sigma_force: float = 0.05,
+        sigma_stress: float = 0.005,
+        group_weights: dict[str, float] | None = None,
+        alpha: float = 1e-10,
+        n_jobs: int = 1,
+    ):
         self.terms = terms
         self.elements = elements
         self.sigma_energy = sigma_energy
@@ -76,7 +82,12 @@ class LinearPotential:
         self.n_jobs = n_jobs
 
     # --- set-up --------------------------------------------------------------------------------
-    def _build(self, structures: Sequence[Atoms] | None) -> None:
+    def setup(self, structures: Sequence[Atoms] | None = None) -> LinearPotential:
+        """Build the terms (``terms_``, ``elements_``) without fitting; returns self.
+
+        With ``structures``, data-dependent ranges (e.g. the embedding density range) are set
+        from them; :meth:`fit` calls this.  Set ``coef_`` afterwards to evaluate any θ.
+        """
         terms = parse_spec(self.terms) if isinstance(self.terms, str) else list(self.terms)
         if self.elements is not None:
             elements = list(self.elements)
@@ -88,6 +99,10 @@ class LinearPotential:
             t.setup(elements)
         self.terms_ = terms
         self.elements_ = elements
+        if structures:
+            for t in terms:
+                t.prepare(structures)
+        return self
 
     @property
     def linear_terms(self) -> list[Term]:
@@ -120,14 +135,19 @@ class LinearPotential:
         return (self.sigma_energy, self.sigma_force, self.sigma_stress)
 
     # --- design ---------------------------------------------------------------------------------
-    def structure_designs(self, structures: Sequence[Atoms], progress: bool | None = None
-                          ) -> list[StructureDesign]:
+    def structure_designs(
+        self, structures: Sequence[Atoms], progress: bool | None = None
+    ) -> list[StructureDesign]:
         """Per-structure design rows of every term (one descriptor pass)."""
         self._check_built()
         return compute_designs(self.terms_, structures, self.n_jobs, progress)
 
-    def design(self, structures: Sequence[Atoms], use: Sequence[str] = ROW_TYPES,
-               designs: Sequence[StructureDesign] | None = None) -> DesignMatrix:
+    def design(
+        self,
+        structures: Sequence[Atoms],
+        use: Sequence[str] = ROW_TYPES,
+        designs: Sequence[StructureDesign] | None = None,
+    ) -> DesignMatrix:
         """The design matrix of labelled ``structures`` (rows for every present label)."""
         designs = self.structure_designs(structures) if designs is None else designs
         return assemble(designs, structures, use)
@@ -155,23 +175,27 @@ class LinearPotential:
             check_structure(a, name)
             check_labels(a, name, ("energy", "forces"))
         t0 = time.perf_counter()
-        self._build(structures)
-        for t in self.terms_:
-            t.prepare(structures)
+        self.setup(structures)
         designs = self.structure_designs(structures)
         t1 = time.perf_counter()
         dm = assemble(designs, structures)
         w = dm.weights(self.sigma, self.group_weights)
         self.coef_ = weighted_lstsq(dm.A, dm.y, w, self.alpha, self.param_names)
         t2 = time.perf_counter()
-        self.fit_info_ = {"n_structures": len(structures), "n_atoms": int(dm.n_atoms.sum()),
-                          "n_rows": int(len(dm.y)), "descriptor_seconds": t1 - t0,
-                          "solve_seconds": t2 - t1, "fit_seconds": t2 - t0}
+        self.fit_info_ = {
+            "n_structures": len(structures),
+            "n_atoms": int(dm.n_atoms.sum()),
+            "n_rows": int(len(dm.y)),
+            "descriptor_seconds": t1 - t0,
+            "solve_seconds": t2 - t1,
+            "fit_seconds": t2 - t0,
+        }
         return self
 
     # --- predict --------------------------------------------------------------------------------
-    def predict_designs(self, designs: Sequence[StructureDesign], coef: np.ndarray | None = None
-                        ) -> list[dict[str, np.ndarray]]:
+    def predict_designs(
+        self, designs: Sequence[StructureDesign], coef: np.ndarray | None = None
+    ) -> list[dict[str, np.ndarray]]:
         """Energies, forces and stresses from precomputed designs.
 
         Parameters
@@ -193,14 +217,19 @@ class LinearPotential:
         out = []
         for d in designs:
             e = d.rows.energy @ coef.T + d.fixed.energy
-            f = np.moveaxis(d.rows.forces @ coef.T, -1, 0) if coef.ndim == 2 else d.rows.forces @ coef
+            f = (
+                np.moveaxis(d.rows.forces @ coef.T, -1, 0)
+                if coef.ndim == 2
+                else d.rows.forces @ coef
+            )
             f = f + d.fixed.forces
             w = (d.rows.virial @ coef.T).T if coef.ndim == 2 else d.rows.virial @ coef
             out.append({"energy": e, "forces": f, "stress": -(w + d.fixed.virial) / d.volume})
         return out
 
-    def predict(self, structures: Sequence[Atoms], coef: np.ndarray | None = None
-                ) -> list[dict[str, np.ndarray]]:
+    def predict(
+        self, structures: Sequence[Atoms], coef: np.ndarray | None = None
+    ) -> list[dict[str, np.ndarray]]:
         """Energies (eV), forces (eV/Å), stresses (eV/Å³) of ``structures``; see predict_designs."""
         if coef is None:
             self._check_fitted()
@@ -212,14 +241,15 @@ class LinearPotential:
         return PotentialCalculator(self, coef)
 
     # --- LAMMPS export --------------------------------------------------------------------------
-    def lammps_commands(self, directory: str | Path, prefix: str = "potforge",
-                        coef: np.ndarray | None = None) -> list[str]:
+    def lammps_commands(
+        self, directory: str | Path, prefix: str = "potforge", coef: np.ndarray | None = None
+    ) -> list[str]:
         """Write the potential files into ``directory``; return its pair_style/pair_coeff lines."""
         self._check_fitted()
         coef = self.coef_ if coef is None else np.asarray(coef, dtype=float)
         blocks, start = {}, 0
         for t in self.linear_terms:
-            blocks[id(t)] = coef[start:start + t.n_params]
+            blocks[id(t)] = coef[start : start + t.n_params]
             start += t.n_params
         const = [t for t in self.linear_terms if isinstance(t, Constant)]
         offsets = const[0].offsets(blocks[id(const[0])]) if const else None
@@ -228,8 +258,11 @@ class LinearPotential:
         for k, t in enumerate(self.terms_):
             if isinstance(t, Constant) and absorber is not None:
                 continue
-            part = t.lammps(blocks.get(id(t), np.zeros(0)), f"{prefix}_{k}_{t.kind}",
-                            offsets if t is absorber else None)
+            part = t.lammps(
+                blocks.get(id(t), np.zeros(0)),
+                f"{prefix}_{k}_{t.kind}",
+                offsets if t is absorber else None,
+            )
             write_files(directory, part.files)
             parts.append(part)
         if len(parts) == 1:
@@ -240,7 +273,7 @@ class LinearPotential:
         for k, p in enumerate(parts):
             name = styles[k]
             if styles.count(name) > 1:
-                name += f" {styles[:k + 1].count(name)}"
+                name += f" {styles[: k + 1].count(name)}"
             for c in p.coeffs:
                 i, j, *rest = c.split()
                 lines.append(f"pair_coeff {i} {j} {name} {' '.join(rest)}".rstrip())
@@ -256,26 +289,39 @@ class LinearPotential:
         directory.mkdir(parents=True, exist_ok=True)
         lines = self.lammps_commands(directory, prefix)
         path = directory / "potential.in"
-        head = (f"# potforge {__version__} linear potential; units metal; atom types: "
-                f"{' '.join(self.elements_)}\n")
+        head = (
+            f"# potforge {__version__} linear potential; units metal; atom types: "
+            f"{' '.join(self.elements_)}\n"
+        )
         path.write_text(head + "\n".join(lines) + "\n")
         return path
 
     # --- persistence ----------------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
-        return {"elements": self.elements, "sigma_energy": self.sigma_energy,
-                "sigma_force": self.sigma_force, "sigma_stress": self.sigma_stress,
-                "group_weights": self.group_weights, "alpha": self.alpha, "n_jobs": self.n_jobs}
+        return {
+            "elements": self.elements,
+            "sigma_energy": self.sigma_energy,
+            "sigma_force": self.sigma_force,
+            "sigma_stress": self.sigma_stress,
+            "group_weights": self.group_weights,
+            "alpha": self.alpha,
+            "n_jobs": self.n_jobs,
+        }
 
     def save(self, directory: str | Path) -> Path:
         """Write ``model.json`` (exact: floats are written with full precision)."""
         self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        doc = {"potforge_version": __version__, "elements": self.elements_,
-               "terms": [term_to_dict(t) for t in self.terms_], "params": self.get_params(),
-               "coef": [float(c) for c in self.coef_], "param_names": self.param_names,
-               "fit_info": getattr(self, "fit_info_", {})}
+        doc = {
+            "potforge_version": __version__,
+            "elements": self.elements_,
+            "terms": [term_to_dict(t) for t in self.terms_],
+            "params": self.get_params(),
+            "coef": [float(c) for c in self.coef_],
+            "param_names": self.param_names,
+            "fit_info": getattr(self, "fit_info_", {}),
+        }
         tmp = directory / (MODEL_FILE + ".tmp")
         tmp.write_text(json.dumps(doc, indent=1))
         tmp.replace(directory / MODEL_FILE)
@@ -300,7 +346,9 @@ class LinearPotential:
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{path}: malformed model file ({exc!r})") from exc
         if len(model.coef_) != model.n_params:
-            raise DataError(f"{path}: {len(model.coef_)} coefficients for {model.n_params} parameters")
+            raise DataError(
+                f"{path}: {len(model.coef_)} coefficients for {model.n_params} parameters"
+            )
         return model
 
 
@@ -321,5 +369,9 @@ class PotentialCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         d = structure_design(self.model.terms_, self.atoms)
         r = self.model.predict_designs([d], self.coef)[0]
-        self.results = {"energy": float(r["energy"]), "free_energy": float(r["energy"]),
-                        "forces": r["forces"], "stress": r["stress"]}
+        self.results = {
+            "energy": float(r["energy"]),
+            "free_energy": float(r["energy"]),
+            "forces": r["forces"],
+            "stress": r["stress"],
+        }

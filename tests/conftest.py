@@ -13,7 +13,9 @@ SHARED = ROOT.parent / "shared" / "data"
 def shared_file(rel: str) -> Path:
     path = SHARED / rel
     if not path.exists():
-        pytest.skip(f"reference data {path} not present (../shared/data is not beside the checkout)")
+        pytest.skip(
+            f"reference data {path} not present (../shared/data is not beside the checkout)"
+        )
     return path
 
 

@@ -34,8 +34,9 @@ VASP_STRESS_SIGN = -1.0
 Verified against the published Mo SNAP in ``tests/test_readers.py``."""
 
 
-def vasp_kbar_to_ase(stress_kbar: Sequence[float],
-                     order: Sequence[int] = VASP_TO_ASE_VOIGT) -> np.ndarray:
+def vasp_kbar_to_ase(
+    stress_kbar: Sequence[float], order: Sequence[int] = VASP_TO_ASE_VOIGT
+) -> np.ndarray:
     """Convert a VASP stress (kbar, compression > 0) to ASE's (eV/Å³, tension > 0).
 
     Parameters
@@ -62,7 +63,9 @@ def _pymatgen_structure(d: dict, where: str) -> Atoms:
         symbols = [s["species"][0]["element"] for s in sites]
         positions = np.array([s["xyz"] for s in sites], dtype=float)
     except (KeyError, TypeError, IndexError, ValueError) as exc:
-        raise DataError(f"{where}: 'structure' is not a pymatgen Structure dict ({exc!r} missing or bad)") from exc
+        raise DataError(
+            f"{where}: 'structure' is not a pymatgen Structure dict ({exc!r} missing or bad)"
+        ) from exc
     try:
         return Atoms(symbols=symbols, positions=positions, cell=cell, pbc=True)
     except KeyError as exc:
@@ -135,7 +138,9 @@ def read_ase(path: str | os.PathLike, group: str | None = None) -> list[Atoms]:
     except DataError:
         raise
     except Exception as exc:  # ase.io raises many types for malformed files
-        raise DataError(f"{path}: cannot be read as {path.suffix or 'a structure file'} ({exc})") from exc
+        raise DataError(
+            f"{path}: cannot be read as {path.suffix or 'a structure file'} ({exc})"
+        ) from exc
     if isinstance(frames, Atoms):
         frames = [frames]
     for i, a in enumerate(frames):
@@ -149,9 +154,12 @@ def read_ase(path: str | os.PathLike, group: str | None = None) -> list[Atoms]:
     return frames
 
 
-def read_structures(path: str | os.PathLike, group: str | None = None,
-                    require: Sequence[str] = ("energy", "forces"),
-                    validate: bool = True) -> list[Atoms]:
+def read_structures(
+    path: str | os.PathLike,
+    group: str | None = None,
+    require: Sequence[str] = ("energy", "forces"),
+    validate: bool = True,
+) -> list[Atoms]:
     """Read one file of labelled structures, checked for physics and labels.
 
     Parameters

@@ -26,8 +26,12 @@ HASH_DECIMALS = 6
 """Positions and cell are rounded to this many decimals (Å) before hashing."""
 
 
-def attach_labels(atoms: Atoms, energy: float | None = None, forces: np.ndarray | None = None,
-                  stress: np.ndarray | None = None) -> Atoms:
+def attach_labels(
+    atoms: Atoms,
+    energy: float | None = None,
+    forces: np.ndarray | None = None,
+    stress: np.ndarray | None = None,
+) -> Atoms:
     """Store reference labels on ``atoms`` (in place) as a ``SinglePointCalculator``.
 
     Parameters

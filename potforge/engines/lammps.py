@@ -166,7 +166,9 @@ def setup_structure(lmp, atoms: Atoms, elements: Sequence[str]) -> Frame:
     types = [index[s] for s in atoms.get_chemical_symbols()]
     created = lmp.create_atoms(n, list(range(1, n + 1)), types, frame.positions.ravel().tolist())
     if created != n:
-        raise EngineError(f"LAMMPS accepted {created} of {n} atoms of {atoms.get_chemical_formula()}")
+        raise EngineError(
+            f"LAMMPS accepted {created} of {n} atoms of {atoms.get_chemical_formula()}"
+        )
     return frame
 
 
@@ -210,8 +212,13 @@ def read_forces(lmp, n: int) -> np.ndarray:
     return out
 
 
-def static_point(lmp, atoms: Atoms, elements: Sequence[str], pair_commands: Sequence[str],
-                 workdir: str | os.PathLike | None = None) -> tuple[float, np.ndarray, np.ndarray]:
+def static_point(
+    lmp,
+    atoms: Atoms,
+    elements: Sequence[str],
+    pair_commands: Sequence[str],
+    workdir: str | os.PathLike | None = None,
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Energy, forces and virial of ``atoms`` under the given pair commands (one ``run 0``).
 
     Parameters
@@ -243,8 +250,12 @@ def static_point(lmp, atoms: Atoms, elements: Sequence[str], pair_commands: Sequ
             os.chdir(workdir)
         lmp.commands_list(list(pair_commands))
         lmp.commands_list(
-            ["neighbor 1.0 bin", "compute pf_vir all pressure NULL virial",
-             "thermo_style custom step pe", "run 0 post no"]
+            [
+                "neighbor 1.0 bin",
+                "compute pf_vir all pressure NULL virial",
+                "thermo_style custom step pe",
+                "run 0 post no",
+            ]
         )
     except Exception as exc:  # LAMMPS raises a bare Exception with its own message
         raise EngineError(f"LAMMPS failed on {atoms.get_chemical_formula()}: {exc}") from exc
@@ -278,8 +289,13 @@ class LammpsCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
-    def __init__(self, pair_commands: Sequence[str], elements: Sequence[str],
-                 workdir: str | os.PathLike | None = None, **kwargs):
+    def __init__(
+        self,
+        pair_commands: Sequence[str],
+        elements: Sequence[str],
+        workdir: str | os.PathLike | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.pair_commands = list(pair_commands)
         self.elements = list(elements)
@@ -290,9 +306,15 @@ class LammpsCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         if self._lmp is None:
             self._lmp = new_lammps()
-        e, f, w = static_point(self._lmp, self.atoms, self.elements, self.pair_commands, self.workdir)
-        self.results = {"energy": e, "free_energy": e, "forces": f,
-                        "stress": -w / self.atoms.get_volume()}
+        e, f, w = static_point(
+            self._lmp, self.atoms, self.elements, self.pair_commands, self.workdir
+        )
+        self.results = {
+            "energy": e,
+            "free_energy": e,
+            "forces": f,
+            "stress": -w / self.atoms.get_volume(),
+        }
 
     def __getstate__(self):  # picklable for process pools and Dask workers
         state = self.__dict__.copy()

@@ -53,8 +53,10 @@ def parse_spec(spec: str) -> list[Term]:
                 if call.args:
                     raise ValueError("positional arguments")
             except (SyntaxError, ValueError) as exc:
-                raise ModelError(f"term '{part}' in model spec '{spec}': arguments must be "
-                                 f"key=value literals ({exc})") from exc
+                raise ModelError(
+                    f"term '{part}' in model spec '{spec}': arguments must be "
+                    f"key=value literals ({exc})"
+                ) from exc
         terms.append(make_term(m.group(1), **params))
     if not terms:
         raise ModelError(f"model spec '{spec}' names no terms")
@@ -85,5 +87,18 @@ def term_from_dict(d: dict[str, Any]) -> Term:
     return term
 
 
-__all__ = ["SNAP", "ZBL", "Constant", "Embedding", "LammpsPart", "PairSpline", "Rows", "Term",
-           "Values", "make_term", "parse_spec", "term_from_dict", "term_to_dict"]
+__all__ = [
+    "SNAP",
+    "ZBL",
+    "Constant",
+    "Embedding",
+    "LammpsPart",
+    "PairSpline",
+    "Rows",
+    "Term",
+    "Values",
+    "make_term",
+    "parse_spec",
+    "term_from_dict",
+    "term_to_dict",
+]

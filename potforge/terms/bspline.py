@@ -30,8 +30,14 @@ class CubicBasis:
         the embedding function); otherwise the basis is zero at and beyond ``hi``.
     """
 
-    def __init__(self, lo: float, hi: float, n_basis: int, keep: slice = slice(None),
-                 extrapolate_right: bool = False):
+    def __init__(
+        self,
+        lo: float,
+        hi: float,
+        n_basis: int,
+        keep: slice = slice(None),
+        extrapolate_right: bool = False,
+    ):
         self.lo, self.hi = float(lo), float(hi)
         self.knots = clamped_knots(self.lo, self.hi, n_basis)
         self.n_all = n_basis

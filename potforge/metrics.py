@@ -1,0 +1,95 @@
+"""Error metrics of predictions against labels (overall and per group), in report units."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.units import GPa
+
+from potforge.data.structures import labels
+
+METRIC_KEYS = (
+    "energy_mae_meV_per_atom",
+    "energy_rmse_meV_per_atom",
+    "force_mae_eV_per_A",
+    "force_rmse_eV_per_A",
+    "stress_rmse_GPa",
+)
+
+
+def residuals(structures: Sequence[Atoms], predictions: Sequence[dict]) -> dict[str, np.ndarray]:
+    """Prediction minus label: ``energy`` per atom (eV/atom, (S,)), ``forces`` (3ΣN,),
+    ``stress`` (eV/Å³, (6·S_stress,)), and ``group`` of each energy (S,)."""
+    e, f, s, g = [], [], [], []
+    for a, p in zip(structures, predictions, strict=True):
+        lab = labels(a)
+        if "energy" in lab:
+            e.append((float(p["energy"]) - lab["energy"]) / len(a))
+            g.append(str(a.info.get("group", "all")))
+        if "forces" in lab:
+            f.append((np.asarray(p["forces"]) - lab["forces"]).ravel())
+        if "stress" in lab:
+            s.append(np.asarray(p["stress"]) - lab["stress"])
+    cat = lambda x: np.concatenate(x) if x else np.zeros(0)  # noqa: E731
+    return {"energy": np.array(e), "forces": cat(f), "stress": cat(s), "group": np.array(g)}
+
+
+def _stats(x: np.ndarray, scale: float = 1.0) -> tuple[float | None, float | None]:
+    if x.size == 0:
+        return None, None
+    return float(np.mean(np.abs(x)) * scale), float(np.sqrt(np.mean(x**2)) * scale)
+
+
+def error_metrics(structures: Sequence[Atoms], predictions: Sequence[dict]) -> dict:
+    """The metrics of :data:`METRIC_KEYS` plus counts (None where a label type is absent)."""
+    r = residuals(structures, predictions)
+    e_mae, e_rmse = _stats(r["energy"], 1000.0)
+    f_mae, f_rmse = _stats(r["forces"])
+    _, s_rmse = _stats(r["stress"], 1.0 / GPa)
+    return {
+        "energy_mae_meV_per_atom": e_mae,
+        "energy_rmse_meV_per_atom": e_rmse,
+        "force_mae_eV_per_A": f_mae,
+        "force_rmse_eV_per_A": f_rmse,
+        "stress_rmse_GPa": s_rmse,
+        "n_structures": len(structures),
+        "n_atoms": int(sum(len(a) for a in structures)),
+    }
+
+
+def grouped_metrics(structures: Sequence[Atoms], predictions: Sequence[dict]) -> dict[str, dict]:
+    """:func:`error_metrics` for each group label."""
+    out = {}
+    groups = sorted({str(a.info.get("group", "all")) for a in structures})
+    for g in groups:
+        idx = [k for k, a in enumerate(structures) if str(a.info.get("group", "all")) == g]
+        out[g] = error_metrics([structures[k] for k in idx], [predictions[k] for k in idx])
+    return out
+
+
+def format_table(sets: dict[str, dict], by_group: dict[str, dict[str, dict]] | None = None) -> str:
+    """Plain-text table: one line per data set (and per group under it)."""
+    head = (
+        f"{'set':<22}{'n':>6}{'E MAE':>9}{'E RMSE':>9}{'F MAE':>9}{'F RMSE':>9}"
+        f"{'S RMSE':>9}\n{'':<22}{'':>6}{'meV/at':>9}{'meV/at':>9}{'eV/Å':>9}{'eV/Å':>9}"
+        f"{'GPa':>9}"
+    )
+    lines = [head]
+
+    def fmt(v, spec):
+        return f"{v:{spec}}" if v is not None else f"{'-':>9}"
+
+    def row(name, m):
+        return (
+            f"{name:<22}{m['n_structures']:>6}{fmt(m['energy_mae_meV_per_atom'], '9.2f')}"
+            f"{fmt(m['energy_rmse_meV_per_atom'], '9.2f')}{fmt(m['force_mae_eV_per_A'], '9.3f')}"
+            f"{fmt(m['force_rmse_eV_per_A'], '9.3f')}{fmt(m['stress_rmse_GPa'], '9.2f')}"
+        )
+
+    for name, m in sets.items():
+        lines.append(row(name, m))
+        for g, gm in (by_group or {}).get(name, {}).items():
+            lines.append(row(f"  {g}", gm))
+    return "\n".join(lines)
