@@ -70,7 +70,7 @@ def compute_designs(
     progress: bool | None = None,
     desc: str = "descriptors",
 ) -> list[StructureDesign]:
-    """:func:`structure_design` over many structures, in ``n_jobs`` processes, with a progress bar."""
+    """:func:`structure_design` over many structures in ``n_jobs`` processes, with progress."""
     structures = list(structures)
     bar = tqdm(
         total=len(structures),

@@ -24,7 +24,7 @@ _TERM = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*$")
 
 
 def make_term(kind: str, **params: Any) -> Term:
-    """Build a term by its short name (``snap``, ``qsnap``, ``pair``, ``embed``, ``zbl``, ``const``)."""
+    """Build a term by short name: ``snap``, ``qsnap``, ``pair``, ``embed``, ``zbl``, ``const``."""
     if kind in ALIASES:
         base, extra = ALIASES[kind]
         return make_term(base, **{**extra, **params})

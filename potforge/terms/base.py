@@ -67,7 +67,8 @@ class LammpsPart:
     style : str
         ``pair_style`` arguments of this sub-style, e.g. ``"snap"`` or ``"zbl 4.0 4.8"``.
     coeffs : list of str
-        ``pair_coeff`` arguments *without* the sub-style name, e.g. ``["* * W.snapcoeff W.snapparam W"]``.
+        ``pair_coeff`` arguments *without* the sub-style name,
+        e.g. ``["* * W.snapcoeff W.snapparam W"]``.
     files : dict of str to str
         File name → contents to write beside the input.
     """
