@@ -81,12 +81,11 @@ def format_table(sets: dict[str, dict], by_group: dict[str, dict[str, dict]] | N
     def fmt(v, spec):
         return f"{v:{spec}}" if v is not None else f"{'-':>9}"
 
+    specs = ("9.2f", "9.2f", "9.3f", "9.3f", "9.2f")
+
     def row(name, m):
-        return (
-            f"{name:<22}{m['n_structures']:>6}{fmt(m['energy_mae_meV_per_atom'], '9.2f')}"
-            f"{fmt(m['energy_rmse_meV_per_atom'], '9.2f')}{fmt(m['force_mae_eV_per_A'], '9.3f')}"
-            f"{fmt(m['force_rmse_eV_per_A'], '9.3f')}{fmt(m['stress_rmse_GPa'], '9.2f')}"
-        )
+        cells = [fmt(m[k], spec) for k, spec in zip(METRIC_KEYS, specs, strict=True)]
+        return f"{name:<22}{m['n_structures']:>6}" + "".join(cells)
 
     for name, m in sets.items():
         lines.append(row(name, m))

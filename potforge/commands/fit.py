@@ -39,16 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     train = read_many(args.train)
     test = read_many(args.test) if args.test else []
-    kw = {
-        k: v
-        for k, v in (
-            ("sigma_energy", args.sigma_energy),
-            ("sigma_force", args.sigma_force),
-            ("sigma_stress", args.sigma_stress),
-            ("alpha", args.alpha),
-        )
-        if v is not None
-    }
+    names = ("sigma_energy", "sigma_force", "sigma_stress", "alpha")
+    kw = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     model = LinearPotential(args.model, n_jobs=args.jobs, **kw).fit(train)
     with staged_output(args.out) as out:
         model.save(out)
