@@ -1,0 +1,130 @@
+"""``potforge properties``: material properties (QoIs) of a calculator, optionally vs a reference.
+
+Examples::
+
+    potforge properties --calc lammps:W_2940_2017_2.snap --element W --qoi a0,C11,C12,C44,Evac
+    potforge properties --calc lammps:W_zhou.eam.alloy --element W \\
+        --ref lammps:W_2940_2017_2.snap --json w.json --plot w.png
+    potforge properties --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from typing import Any
+
+from potforge.errors import ModelError, OracleError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("properties", help="material properties (QoIs) of a calculator",
+                       description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--calc", metavar="SPEC",
+                     help="calculator spec: lammps:<file>, emt, gpaw, chgnet, module:Class")
+    src.add_argument("--model", metavar="DIR", help="folder of a fitted potforge LinearPotential")
+    p.add_argument("--element", metavar="EL", help="chemical element, e.g. W")
+    p.add_argument("--qoi", metavar="A,B,...",
+                   help="comma-separated QoI names (default: all for the ground-state lattice)")
+    p.add_argument("--ref", metavar="SPEC|FILE.json",
+                   help="reference: a calculator spec, or a JSON file written by --json")
+    p.add_argument("--structure", choices=("bcc", "fcc", "hcp"),
+                   help="ground-state lattice (default: the element's reference state)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a property setting, e.g. vacancy_size=4 or fmax=1e-4 (repeatable)")
+    p.add_argument("--json", metavar="FILE", help="write {qoi: {value, unit, reference?}} here")
+    p.add_argument("--plot", metavar="FILE.png", help="bar chart of deviations from --ref")
+    p.add_argument("--list", action="store_true", help="list the QoIs and settings, then exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def make_calculator(spec: str):
+    """ASE calculator for a spec, via :mod:`potforge.oracles` (imported lazily)."""
+    if importlib.util.find_spec("potforge.oracles") is None:
+        raise OracleError(f"cannot build calculator '{spec}': potforge.oracles is not installed")
+    oracles = importlib.import_module("potforge.oracles")
+    if hasattr(oracles, "make_calculator"):
+        return oracles.make_calculator(spec)
+    return oracles.make_oracle(spec).build()
+
+
+def model_calculator(directory: str):
+    """ASE calculator of a fitted LinearPotential saved in ``directory``."""
+    if importlib.util.find_spec("potforge.model") is None:
+        raise ModelError(f"cannot load model {directory}: potforge.model is not available")
+    from potforge.model import LinearPotential
+
+    return LinearPotential.load(directory).as_calculator()
+
+
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """``["vacancy_size=4", "fmax=1e-4"]`` → ``{"vacancy_size": 4, "fmax": 0.0001}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ModelError(f"--set expects KEY=VALUE, got '{item}'")
+        try:
+            out[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key.strip()] = text
+    return out
+
+
+def _list() -> int:
+    from potforge.properties import REGISTRY, SETTINGS
+
+    print(f"{'QoI':<16}{'unit':<9}{'lattices':<13}description")
+    for q in REGISTRY.values():
+        print(f"{q.name:<16}{q.unit:<9}{','.join(q.lattices):<13}{q.description}")
+    print("\nsettings (--set KEY=VALUE):")
+    for k, (default, doc) in SETTINGS.items():
+        print(f"  {k:<18}{default!s:<8} {doc}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from potforge.properties import get_qoi, run_suite
+    from potforge.properties import report as rep
+
+    if args.list:
+        return _list()
+    if not args.element:
+        raise ModelError("--element is required (e.g. --element W)")
+    if not (args.calc or args.model):
+        raise ModelError("give the calculator: --calc SPEC or --model DIR")
+    qois = [q.strip() for q in args.qoi.split(",") if q.strip()] if args.qoi else None
+    for q in qois or []:
+        get_qoi(q)  # unknown names fail before any work
+    settings = parse_settings(args.set)
+    if args.structure:
+        settings["structure"] = args.structure
+    calc = model_calculator(args.model) if args.model else make_calculator(args.calc)
+    results = run_suite(calc, args.element, qois, progress=not args.quiet, **settings)
+    reference = None
+    if args.ref:
+        if args.ref.endswith(".json") or Path(args.ref).is_file():
+            reference = rep.load_reference(args.ref)
+        else:
+            ref_calc = make_calculator(args.ref)
+            ref = run_suite(ref_calc, args.element, list(results), progress=not args.quiet,
+                            **settings)
+            reference = {k: v["value"] for k, v in ref.items()}
+    doc = rep.merge(results, reference)
+    print(rep.format_table(doc))
+    if args.json:
+        rep.write_json(args.json, doc)
+        print(f"wrote {args.json}")
+    if args.plot:
+        if reference is None:
+            raise ModelError("--plot shows deviations from a reference: give --ref as well")
+        label = args.model or args.calc
+        rep.deviation_plot(args.plot, doc, title=f"{args.element}: {label} vs {args.ref}")
+        print(f"wrote {args.plot}")
+    return 0

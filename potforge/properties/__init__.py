@@ -1,0 +1,90 @@
+"""Material properties (quantities of interest) of any ASE calculator.
+
+Lattice constants and cohesive energy, E–V curve and bulk modulus, elastic constants, vacancy and
+self-interstitial formation energies, surface energies, generalized stacking faults, phonons and
+competing phases, for bcc, fcc and hcp ground states.  Use :func:`run_suite` / :data:`REGISTRY`
+by name, or :class:`PropertySuite` for arrays (E–V curve, 6×6 tensor, GSF curves, dispersion).
+
+Examples
+--------
+>>> from potforge.properties import run_suite
+>>> run_suite(calc, "W", ["a0", "C11", "Evac"])  # doctest: +SKIP
+{'a0': {'value': 3.18..., 'unit': 'Å', 'seconds': ...}, ...}
+"""
+
+from potforge.properties.base import (
+    EV_A2_TO_J_M2,
+    EV_A3_TO_GPA,
+    ElementError,
+    InstabilityError,
+    NotApplicableError,
+    PropertyError,
+    RelaxationError,
+    UnknownQoIError,
+    UnstableWarning,
+)
+from potforge.properties.bulk import (
+    BulkState,
+    birch_murnaghan,
+    fit_birch_murnaghan,
+    isolated_atom_energy,
+    relax_bulk,
+)
+from potforge.properties.elastic import (
+    born_eigenvalues,
+    check_born_stability,
+    cubic_constants,
+    elastic_from_stress_strain,
+    elastic_tensor,
+)
+from potforge.properties.phonons import PhononResult, compute_phonons
+from potforge.properties.registry import (
+    REGISTRY,
+    SETTINGS,
+    QoI,
+    compute_qoi,
+    default_qois,
+    get_qoi,
+    run_suite,
+    suite_for,
+)
+from potforge.properties.relax import relax_cell, relax_positions
+from potforge.properties.stacking import gsf_curve, unstable_fault_energy
+from potforge.properties.suite import PropertySuite
+
+__all__ = [
+    "EV_A2_TO_J_M2",
+    "EV_A3_TO_GPA",
+    "REGISTRY",
+    "SETTINGS",
+    "BulkState",
+    "ElementError",
+    "InstabilityError",
+    "NotApplicableError",
+    "PhononResult",
+    "PropertyError",
+    "PropertySuite",
+    "QoI",
+    "RelaxationError",
+    "UnknownQoIError",
+    "UnstableWarning",
+    "birch_murnaghan",
+    "born_eigenvalues",
+    "check_born_stability",
+    "compute_phonons",
+    "compute_qoi",
+    "cubic_constants",
+    "default_qois",
+    "elastic_from_stress_strain",
+    "elastic_tensor",
+    "fit_birch_murnaghan",
+    "get_qoi",
+    "gsf_curve",
+    "isolated_atom_energy",
+    "relax_bulk",
+    "relax_cell",
+    "relax_positions",
+    "run_suite",
+    "suite_for",
+    "unstable_fault_energy",
+]

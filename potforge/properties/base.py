@@ -1,0 +1,122 @@
+"""Shared vocabulary of the property suite: errors, unit conversions, element checks.
+
+Everything inside :mod:`potforge.properties` works in ASE units (eV, Å, eV/Å³); the conversions
+here are applied only where a quantity of interest (QoI) is reported.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from ase import Atoms, units
+from ase.data import atomic_numbers, reference_states
+
+from potforge.errors import PotforgeError
+
+EV_A3_TO_GPA = 1.0 / units.GPa
+"""eV/Å³ → GPa (≈ 160.2)."""
+
+EV_A2_TO_J_M2 = units._e * 1e20
+"""eV/Å² → J/m² (≈ 16.02)."""
+
+GROUND_STATES = ("bcc", "fcc", "hcp")
+"""Ground-state lattices the suite knows how to build."""
+
+
+class PropertyError(PotforgeError):
+    """Base class of failures of the property suite."""
+
+
+class RelaxationError(PropertyError, RuntimeError):
+    """A structural relaxation did not reach its force (or stress) tolerance."""
+
+
+class InstabilityError(PropertyError, RuntimeError):
+    """A structure is mechanically (Born) or dynamically (phonon) unstable."""
+
+
+class UnknownQoIError(PropertyError, KeyError):
+    """A quantity of interest, or one of its settings, has a name the registry does not know."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ElementError(PropertyError, ValueError):
+    """The calculator cannot describe the requested element."""
+
+
+class NotApplicableError(PropertyError, ValueError):
+    """A quantity is not defined for this element's ground-state lattice."""
+
+
+class UnstableWarning(UserWarning):
+    """Emitted when a structure is unstable but the caller asked not to raise."""
+
+
+def ground_state(element: str) -> str:
+    """Lattice of ``element``'s ground state in ASE's reference data (bcc, fcc or hcp).
+
+    Raises
+    ------
+    ElementError
+        For an unknown symbol.
+    NotApplicableError
+        For an element whose ground state is none of bcc, fcc, hcp.
+    """
+    if element not in atomic_numbers:
+        raise ElementError(f"'{element}' is not a chemical element symbol")
+    ref = reference_states[atomic_numbers[element]] or {}
+    sym = ref.get("symmetry")
+    if sym not in GROUND_STATES:
+        raise NotApplicableError(
+            f"{element}'s ground state in ASE's reference data is '{sym}', not one of "
+            f"{', '.join(GROUND_STATES)}; pass structure='bcc', 'fcc' or 'hcp' explicitly"
+        )
+    return sym
+
+
+def calculator_elements(calc) -> list[str] | None:
+    """Elements a calculator declares (``calc.elements``), or None when it declares none."""
+    els = getattr(calc, "elements", None)
+    if els is None:
+        return None
+    try:
+        return [str(e) for e in els]
+    except TypeError:
+        return None
+
+
+def check_element(calc, element: str) -> None:
+    """Raise :class:`ElementError` when ``calc`` cannot describe ``element``.
+
+    A calculator that lists its elements (``calc.elements``) is checked against the list; any
+    other is asked for the energy of a small dimer, and its failure becomes one sentence.
+    """
+    if element not in atomic_numbers:
+        raise ElementError(f"'{element}' is not a chemical element symbol")
+    known = calculator_elements(calc)
+    name = type(calc).__name__
+    if known is not None:
+        if element not in known:
+            raise ElementError(
+                f"the calculator ({name}) does not describe {element}; it knows "
+                f"{', '.join(known) or 'no elements'}"
+            )
+        return
+    probe = Atoms(element * 2, positions=[[0, 0, 0], [2.5, 0, 0]], cell=[12.0] * 3, pbc=True)
+    probe.calc = calc
+    try:
+        e = probe.get_potential_energy()
+    except Exception as exc:  # any calculator failure: one sentence, cause kept
+        raise ElementError(
+            f"the calculator ({name}) cannot evaluate {element}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not np.isfinite(e):
+        raise ElementError(f"the calculator ({name}) returns a non-finite energy for {element}")
+
+
+def warn_unstable(message: str) -> None:
+    """Warn (never silently pass) about an instability the caller chose not to raise on."""
+    warnings.warn(message, UnstableWarning, stacklevel=3)

@@ -1,0 +1,330 @@
+"""The registry of quantities of interest (QoIs): names shared by the CLI, configs and benchmarks.
+
+Each :class:`QoI` maps ``(calc, element, **settings)`` to one float in its reporting unit
+(Å, eV, GPa, J/m², THz, eV/atom).  Work is shared through one memoising
+:class:`~potforge.properties.suite.PropertySuite` per (calculator, element, bulk settings).
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from potforge.properties.base import (
+    EV_A2_TO_J_M2,
+    EV_A3_TO_GPA,
+    NotApplicableError,
+    UnknownQoIError,
+    UnstableWarning,
+)
+from potforge.properties.elastic import cubic_constants
+from potforge.properties.relax import FMAX, STEPS
+from potforge.properties.suite import PropertySuite
+
+SETTINGS: dict[str, tuple[Any, str]] = {
+    "structure": (None, "ground-state lattice bcc/fcc/hcp (default: ASE reference state)"),
+    "fmax": (FMAX, "force tolerance of relaxations, eV/Å"),
+    "steps": (STEPS, "maximum optimiser steps"),
+    "strain": (0.005, "elastic strain amplitude"),
+    "ev_span": (0.05, "relative volume range ± of the E–V curve"),
+    "vacancy_size": (3, "vacancy supercell, conventional cells per edge"),
+    "sia_size": (3, "self-interstitial supercell, conventional cells per edge"),
+    "slab_thickness": (12.0, "minimum surface slab thickness, Å"),
+    "vacuum": (15.0, "vacuum gap of slabs, Å"),
+    "gsf_points": (11, "shifts per generalized stacking-fault curve"),
+    "gsf_thickness": (20.0, "minimum GSF slab thickness, Å"),
+    "phonon_supercell": (4, "phonon supercell, conventional cells per edge"),
+    "check_stability": (False, "raise on Born or phonon instability instead of warning"),
+}
+"""Every setting a QoI accepts: name → (default, meaning)."""
+
+ALL = ("bcc", "fcc", "hcp")
+CUBIC = ("bcc", "fcc")
+
+
+@dataclass(frozen=True)
+class QoI:
+    """One quantity of interest.
+
+    Attributes
+    ----------
+    name : str
+    unit : str
+        Reporting unit.
+    description : str
+    func : callable
+        ``func(calc, element, **settings) -> float`` in ``unit``.
+    lattices : tuple of str
+        Ground-state lattices where it is defined.
+    """
+
+    name: str
+    unit: str
+    description: str
+    func: Callable[..., float]
+    lattices: tuple[str, ...] = ALL
+
+    def __call__(self, calc, element: str, **settings) -> float:
+        return float(self.func(calc, element, **settings))
+
+
+_SUITES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def resolve_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Defaults merged with ``settings``; an unknown key raises :class:`UnknownQoIError`."""
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        hints = {k: difflib.get_close_matches(k, SETTINGS, n=1) for k in unknown}
+        text = ", ".join(
+            f"'{k}'" + (f" (did you mean '{h[0]}'?)" if h else "") for k, h in hints.items()
+        )
+        raise UnknownQoIError(f"unknown property setting(s) {text}; valid: {', '.join(SETTINGS)}")
+    out = {k: v[0] for k, v in SETTINGS.items()}
+    out.update(settings)
+    return out
+
+
+def suite_for(calc, element: str, **settings) -> PropertySuite:
+    """The shared :class:`PropertySuite` of ``calc`` and ``element`` for these bulk settings."""
+    s = resolve_settings(settings)
+    key = (element, s["structure"], s["fmax"], s["steps"])
+    try:
+        per_calc = _SUITES.setdefault(calc, {})
+    except TypeError:  # unhashable or not weak-referenceable calculator: no sharing
+        per_calc = {}
+    if key not in per_calc:
+        per_calc[key] = PropertySuite(
+            calc, element, structure=s["structure"], fmax=s["fmax"], steps=s["steps"]
+        )
+    return per_calc[key]
+
+
+def _suite(calc, element, settings) -> tuple[PropertySuite, dict[str, Any]]:
+    s = resolve_settings(settings)
+    return suite_for(calc, element, structure=s["structure"], fmax=s["fmax"], steps=s["steps"]), s
+
+
+def _elastic(index: int) -> Callable[..., float]:
+    def func(calc, element, **settings):
+        suite, s = _suite(calc, element, settings)
+        c = suite.elastic_tensor(s["strain"], s["check_stability"])
+        if suite.lattice in CUBIC:
+            return cubic_constants(c)[index] * EV_A3_TO_GPA
+        ij = {0: (0, 0), 1: (0, 1), 2: (3, 3), 3: (0, 2), 4: (2, 2)}[index]
+        return c[ij] * EV_A3_TO_GPA
+
+    return func
+
+
+def _sia(kind: str) -> Callable[..., float]:
+    def func(calc, element, **settings):
+        suite, s = _suite(calc, element, settings)
+        return suite.interstitial_formation_energy(kind, s["sia_size"])
+
+    return func
+
+
+def _surface(miller: str) -> Callable[..., float]:
+    def func(calc, element, **settings):
+        suite, s = _suite(calc, element, settings)
+        return suite.surface_energy(miller, s["slab_thickness"], s["vacuum"]) * EV_A2_TO_J_M2
+
+    return func
+
+
+def _usf(plane: str) -> Callable[..., float]:
+    def func(calc, element, **settings):
+        suite, s = _suite(calc, element, settings)
+        return (
+            suite.unstable_fault_energy(plane, s["gsf_points"], s["gsf_thickness"]) * EV_A2_TO_J_M2
+        )
+
+    return func
+
+
+def _isf(calc, element, **settings):
+    suite, s = _suite(calc, element, settings)
+    _, energies = suite.gsf_curve("111", s["gsf_points"], s["gsf_thickness"])
+    return float(energies[-1]) * EV_A2_TO_J_M2
+
+
+def _nu(point: str) -> Callable[..., float]:
+    def func(calc, element, **settings):
+        suite, s = _suite(calc, element, settings)
+        return float(suite.phonons(s["phonon_supercell"], s["check_stability"]).at(point)[-1])
+
+    return func
+
+
+def _phase(phase: str) -> Callable[..., float]:
+    def func(calc, element, **settings):
+        suite, _ = _suite(calc, element, settings)
+        return suite.phase_energy(phase)
+
+    return func
+
+
+def _a0(calc, element, **settings):
+    return _suite(calc, element, settings)[0].lattice_constant()
+
+
+def _coa(calc, element, **settings):
+    suite = _suite(calc, element, settings)[0]
+    if suite.lattice != "hcp":
+        raise NotApplicableError(f"c/a is an hcp quantity; {element} is {suite.lattice}")
+    return suite.ground().c_over_a
+
+
+def _ecoh(calc, element, **settings):
+    return _suite(calc, element, settings)[0].cohesive_energy()
+
+
+def _bmod(calc, element, **settings):
+    suite, s = _suite(calc, element, settings)
+    return suite.bulk_modulus(s["ev_span"]) * EV_A3_TO_GPA
+
+
+def _evac(calc, element, **settings):
+    suite, s = _suite(calc, element, settings)
+    return suite.vacancy_formation_energy(s["vacancy_size"])
+
+
+_ENTRIES = [
+    QoI("a0", "Å", "equilibrium lattice constant (cubic edge; basal a for hcp)", _a0),
+    QoI("c_over_a", "", "equilibrium c/a (hcp)", _coa, ("hcp",)),
+    QoI("Ecoh", "eV", "cohesive energy E_atom − E_bulk per atom", _ecoh),
+    QoI("B", "GPa", "bulk modulus, Birch–Murnaghan fit of the E–V curve", _bmod),
+    QoI("C11", "GPa", "elastic constant C11 (relaxed ions, ±0.5% strain)", _elastic(0)),
+    QoI("C12", "GPa", "elastic constant C12 (relaxed ions, ±0.5% strain)", _elastic(1)),
+    QoI("C44", "GPa", "elastic constant C44 (relaxed ions, ±0.5% strain)", _elastic(2)),
+    QoI("C13", "GPa", "elastic constant C13 (hcp)", _elastic(3), ("hcp",)),
+    QoI("C33", "GPa", "elastic constant C33 (hcp)", _elastic(4), ("hcp",)),
+    QoI("Evac", "eV", "relaxed vacancy formation energy", _evac),
+    QoI("Esia_110", "eV", "<110> dumbbell self-interstitial formation energy", _sia("110"), CUBIC),
+    QoI("Esia_111", "eV", "<111> dumbbell self-interstitial formation energy", _sia("111"), CUBIC),
+    QoI("Esia_100", "eV", "<100> dumbbell self-interstitial formation energy", _sia("100"), CUBIC),
+    QoI("Esia_oct", "eV", "octahedral self-interstitial formation energy", _sia("oct"), CUBIC),
+    QoI("Esia_tet", "eV", "tetrahedral self-interstitial formation energy", _sia("tet"), CUBIC),
+    QoI("gamma_surf_100", "J/m²", "relaxed (100) surface energy", _surface("100"), CUBIC),
+    QoI("gamma_surf_110", "J/m²", "relaxed (110) surface energy", _surface("110"), CUBIC),
+    QoI("gamma_surf_111", "J/m²", "relaxed (111) surface energy", _surface("111"), CUBIC),
+    QoI("gamma_surf_211", "J/m²", "relaxed (211) surface energy", _surface("211"), CUBIC),
+    QoI("usf_110", "J/m²", "unstable stacking-fault energy {110}<111>", _usf("110"), ("bcc",)),
+    QoI("usf_112", "J/m²", "unstable stacking-fault energy {112}<111>", _usf("112"), ("bcc",)),
+    QoI("usf_111", "J/m²", "unstable stacking-fault energy {111}<112>", _usf("111"), ("fcc",)),
+    QoI("isf_111", "J/m²", "intrinsic stacking-fault energy {111}", _isf, ("fcc",)),
+    QoI("nu_H", "THz", "highest phonon frequency at H", _nu("H"), ("bcc",)),
+    QoI("nu_N", "THz", "highest phonon frequency at N", _nu("N"), ("bcc",)),
+    QoI("nu_P", "THz", "highest phonon frequency at P", _nu("P"), ("bcc",)),
+    QoI("nu_X", "THz", "highest phonon frequency at X", _nu("X"), ("fcc",)),
+    QoI("nu_L", "THz", "highest phonon frequency at L", _nu("L"), ("fcc",)),
+    QoI(
+        "dE_bcc",
+        "eV/atom",
+        "bcc energy relative to the ground state",
+        _phase("bcc"),
+        ("fcc", "hcp"),
+    ),
+    QoI(
+        "dE_fcc",
+        "eV/atom",
+        "fcc energy relative to the ground state",
+        _phase("fcc"),
+        ("bcc", "hcp"),
+    ),
+    QoI(
+        "dE_hcp",
+        "eV/atom",
+        "hcp energy relative to the ground state",
+        _phase("hcp"),
+        ("bcc", "fcc"),
+    ),
+    QoI("dE_A15", "eV/atom", "A15 energy relative to the ground state", _phase("A15")),
+]
+
+REGISTRY: dict[str, QoI] = {q.name: q for q in _ENTRIES}
+"""All quantities of interest by name."""
+
+
+def get_qoi(name: str) -> QoI:
+    """The registry entry ``name``; an unknown name lists close matches and every valid name."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, REGISTRY, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UnknownQoIError(
+            f"unknown quantity of interest '{name}'{hint}; valid: {', '.join(REGISTRY)}"
+        ) from None
+
+
+def default_qois(lattice: str) -> list[str]:
+    """Every QoI defined for a ground-state ``lattice``, in registry order."""
+    return [q.name for q in _ENTRIES if lattice in q.lattices]
+
+
+def compute_qoi(name: str, calc, element: str, **settings) -> float:
+    """Value of QoI ``name`` for ``element`` under ``calc``, in the QoI's unit."""
+    return get_qoi(name)(calc, element, **settings)
+
+
+def run_suite(
+    calc, element: str, qois: Iterable[str] | None = None, *, progress: bool = True, **settings
+) -> dict[str, dict[str, Any]]:
+    """Compute a set of QoIs, sharing work, with a progress bar.
+
+    Parameters
+    ----------
+    calc : ase.calculators.calculator.Calculator
+    element : str
+    qois : iterable of str, optional
+        Names (default: all defined for the element's ground-state lattice).
+    progress : bool
+        Show a tqdm bar over QoIs.
+    **settings
+        See :data:`SETTINGS`.
+
+    Returns
+    -------
+    dict
+        ``{name: {"value": float, "unit": str, "seconds": float}}`` in request order; an entry
+        whose structure was found unstable (with ``check_stability=False``) also carries
+        ``"stable": False`` and ``"warning"``.  ``seconds`` is the wall time of that QoI alone;
+        shared work (the bulk relaxation, the elastic tensor, phonons) is charged to the first
+        QoI that needs it.
+    """
+    from tqdm.auto import tqdm
+
+    suite = suite_for(
+        calc, element, **{k: v for k, v in settings.items() if k in ("structure", "fmax", "steps")}
+    )
+    names = list(qois) if qois is not None else default_qois(suite.lattice)
+    entries = [get_qoi(n) for n in names]
+    resolve_settings(settings)
+    out: dict[str, dict[str, Any]] = {}
+    bar = tqdm(entries, desc=f"{element} properties", unit="QoI", disable=not progress)
+    for q in bar:
+        bar.set_postfix_str(q.name)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UnstableWarning)
+            value = q(calc, element, **settings)
+        entry: dict[str, Any] = {
+            "value": value,
+            "unit": q.unit,
+            "seconds": time.perf_counter() - t0,
+        }
+        unstable = [w for w in caught if issubclass(w.category, UnstableWarning)]
+        if unstable:
+            entry["stable"] = False
+            entry["warning"] = str(unstable[0].message)
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        out[q.name] = entry
+    return out

@@ -1,0 +1,153 @@
+"""Relaxations with ASE optimisers that fail loudly when they do not converge.
+
+Positions are relaxed at fixed cell with :class:`ase.optimize.BFGS` (or FIRE); cells with
+:class:`ase.filters.FrechetCellFilter`.  A relaxation that stops at ``steps`` without reaching
+``fmax`` raises :class:`~potforge.properties.base.RelaxationError` naming the structure and the
+residual force, never returning a half-relaxed structure as if it were converged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.constraints import FixedLine
+from ase.filters import FrechetCellFilter
+from ase.optimize import BFGS, FIRE
+
+from potforge.properties.base import RelaxationError
+
+FMAX = 1e-4
+"""Default force tolerance of property relaxations, eV/Å."""
+
+STEPS = 500
+"""Default maximum optimiser steps."""
+
+_OPTIMIZERS = {"BFGS": BFGS, "FIRE": FIRE}
+
+
+def _optimizer(name: str):
+    try:
+        return _OPTIMIZERS[name.upper()]
+    except KeyError:
+        raise RelaxationError(
+            f"unknown optimizer '{name}'; use one of {', '.join(_OPTIMIZERS)}"
+        ) from None
+
+
+def max_force(atoms: Atoms) -> float:
+    """Largest per-atom force norm (after constraints), eV/Å."""
+    f = atoms.get_forces()
+    return float(np.sqrt((f**2).sum(axis=1)).max()) if len(f) else 0.0
+
+
+def _run(
+    target, atoms: Atoms, label: str, fmax: float, steps: int, optimizer: str, residual
+) -> int:
+    opt = _optimizer(optimizer)(target, logfile=None)
+    converged = opt.run(fmax=fmax, steps=steps)
+    if not converged:
+        res = residual()
+        raise RelaxationError(
+            f"relaxation of {label} ({len(atoms)} atoms) did not converge: max force "
+            f"{res:.3g} eV/Å after {steps} steps (fmax {fmax:g} eV/Å)"
+        )
+    return int(opt.nsteps)
+
+
+def relax_positions(
+    atoms: Atoms,
+    calc,
+    *,
+    label: str,
+    fmax: float = FMAX,
+    steps: int = STEPS,
+    optimizer: str = "BFGS",
+    z_only: bool = False,
+) -> tuple[Atoms, float]:
+    """Relax atomic positions at fixed cell.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        Starting structure; copied, never modified.
+    calc : ase.calculators.calculator.Calculator
+    label : str
+        Name used in error messages, e.g. ``"W vacancy"``.
+    fmax : float
+        Force tolerance, eV/Å.
+    steps : int
+        Maximum optimiser steps.
+    optimizer : {"BFGS", "FIRE"}
+    z_only : bool
+        Constrain every atom to move along z only (:class:`ase.constraints.FixedLine`), as
+        for generalized stacking-fault energies.
+
+    Returns
+    -------
+    atoms : ase.Atoms
+        Relaxed copy with ``calc`` attached.
+    energy : float
+        Its potential energy, eV.
+
+    Raises
+    ------
+    RelaxationError
+        When ``steps`` are used up before ``fmax`` is reached.
+    """
+    work = atoms.copy()
+    if z_only:
+        work.set_constraint(FixedLine(list(range(len(work))), [0.0, 0.0, 1.0]))
+    work.calc = calc
+    _run(work, work, label, fmax, steps, optimizer, lambda: max_force(work))
+    return work, float(work.get_potential_energy())
+
+
+def relax_cell(
+    atoms: Atoms,
+    calc,
+    *,
+    label: str,
+    fmax: float = FMAX,
+    steps: int = STEPS,
+    optimizer: str = "BFGS",
+    hydrostatic: bool = False,
+    mask: Sequence[int] | None = None,
+) -> tuple[Atoms, float]:
+    """Relax positions and cell to zero stress (:class:`ase.filters.FrechetCellFilter`).
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        Starting structure; copied.
+    calc : ase.calculators.calculator.Calculator
+    label : str
+        Name used in error messages.
+    fmax : float
+        Tolerance on the generalized forces, eV/Å (the cell part is ``V·σ / N``, so a
+        tolerance of 1e-4 eV/Å is a residual stress of about 1e-3 GPa for a metal).
+    steps : int
+    optimizer : {"BFGS", "FIRE"}
+    hydrostatic : bool
+        Allow only a uniform scaling of the cell (keeps cubic symmetry exactly).
+    mask : sequence of 6 int, optional
+        Voigt components of strain that may relax (ASE order xx, yy, zz, yz, xz, xy).
+
+    Returns
+    -------
+    atoms : ase.Atoms
+        Relaxed copy with ``calc`` attached.
+    energy : float
+        Potential energy, eV.
+    """
+    work = atoms.copy()
+    work.calc = calc
+    filt = FrechetCellFilter(work, mask=mask, hydrostatic_strain=hydrostatic)
+
+    def residual() -> float:
+        g = filt.get_forces()
+        return float(np.sqrt((g**2).sum(axis=1)).max())
+
+    _run(filt, work, label, fmax, steps, optimizer, residual)
+    return work, float(work.get_potential_energy())
