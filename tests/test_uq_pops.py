@@ -292,3 +292,11 @@ def test_agrees_with_popsregression_hypercube():
     mean, hi_r, lo_r = ref.predict(Xt, return_bounds=True)
     _, lo, hi = ours.predict(Xt, return_bounds=True)
     assert np.all(hi_r <= hi + 1e-10) and np.all(lo_r >= lo - 1e-10)
+
+
+def test_progress_bars_do_not_change_results(problem, capsys):
+    X, y, w, _, Xt, _ = problem
+    a = fit_pops(X, y, w, alpha=ALPHA, posterior="hypercube", chunk_size=100, progress=True)
+    b = fit_pops(X, y, w, alpha=ALPHA, posterior="hypercube", chunk_size=100)
+    assert "POPS pass 2" in capsys.readouterr().err
+    assert np.allclose(a.posteriors[POOLED].bounds(Xt), b.posteriors[POOLED].bounds(Xt))
