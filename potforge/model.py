@@ -32,7 +32,7 @@ from potforge.fitting import weighted_lstsq
 from potforge.terms import Constant, Term, parse_spec, term_from_dict, term_to_dict
 from potforge.terms.base import write_files
 
-DEFAULT_SPEC = "snap(twojmax=6,rcutfac=4.7,quadratic=True)+pair(n_basis=10,rcut=5.5)+zbl+const"
+DEFAULT_SPEC = "snap(twojmax=6,rcutfac=4.6,quadratic=True)+zbl(inner=1.5,outer=2.0)+const"
 """The default model (chosen on the Zuo Mo benchmark; see BENCHMARKS.md)."""
 
 MODEL_FILE = "model.json"
@@ -65,8 +65,8 @@ class LinearPotential:
         self,
         terms: str | Sequence[Term] = DEFAULT_SPEC,
         elements: Sequence[str] | None = None,
-        sigma_energy: float = 0.001,
-        sigma_force: float = 0.05,
+        sigma_energy: float = 1e-4,
+        sigma_force: float = 0.2,
         sigma_stress: float = 0.005,
         group_weights: dict[str, float] | None = None,
         alpha: float = 1e-10,
