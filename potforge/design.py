@@ -16,7 +16,7 @@ import numpy as np
 from ase import Atoms
 from tqdm.auto import tqdm
 
-from potforge.data.structures import labels
+from potforge.data.structures import check_elements, labels
 from potforge.terms.base import Rows, Term, Values
 from potforge.terms.neighbors import Neighbors
 
@@ -39,6 +39,8 @@ class StructureDesign:
 
 def structure_design(terms: Sequence[Term], atoms: Atoms) -> StructureDesign:
     """Evaluate every term on one structure (one shared neighbour list for radial terms)."""
+    if terms:
+        check_elements(atoms, terms[0].elements)
     radial = [t for t in terms if t.radial]
     nl = Neighbors(atoms, max(t.cutoff for t in radial)) if radial else None
     parts = []

@@ -147,6 +147,16 @@ def check_labels(atoms: Atoms, name: str, require: Sequence[str] = ("energy", "f
             raise DataError(f"{name} has a non-finite '{key}' label")
 
 
+def check_elements(atoms: Atoms, elements: Sequence[str]) -> None:
+    """Raise :class:`DataError` when ``atoms`` holds an element outside ``elements``."""
+    unknown = sorted(set(atoms.get_chemical_symbols()) - set(elements))
+    if unknown:
+        raise DataError(
+            f"structure {atoms.get_chemical_formula()} contains element(s) {', '.join(unknown)} "
+            f"that the model does not know (it knows {', '.join(elements)})"
+        )
+
+
 def elements_of(structures: Iterable[Atoms]) -> list[str]:
     """Sorted element symbols present in ``structures`` (by atomic number)."""
     numbers = sorted({int(z) for a in structures for z in set(a.numbers.tolist())})

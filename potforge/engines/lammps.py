@@ -23,6 +23,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.data import atomic_masses, atomic_numbers
 
+from potforge.data.structures import check_elements
 from potforge.errors import DataError, EngineError
 
 VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
@@ -141,12 +142,7 @@ def setup_structure(lmp, atoms: Atoms, elements: Sequence[str]) -> Frame:
         The rotation needed to bring results back to the ASE frame.
     """
     index = {el: i + 1 for i, el in enumerate(elements)}
-    unknown = sorted(set(atoms.get_chemical_symbols()) - set(index))
-    if unknown:
-        raise DataError(
-            f"structure {atoms.get_chemical_formula()} contains element(s) {', '.join(unknown)} "
-            f"that the model does not know (it knows {', '.join(elements)})"
-        )
+    check_elements(atoms, elements)
     frame = lammps_frame(atoms)
     xhi, yhi, zhi, xy, xz, yz = frame.box
     bnd = " ".join("p" if p else "s" for p in atoms.pbc)
