@@ -131,13 +131,13 @@ def test_imaginary_phonon_detected_in_fcc_tungsten(snap):
         ph = compute_phonons(snap, cell, supercell=3, lattice="fcc", conventional_a=a)
     assert not ph.stable and ph.min_frequency < -0.3
     with pytest.raises(InstabilityError, match="imaginary"):
-        compute_phonons(snap, cell, supercell=3, lattice="fcc", conventional_a=a,
-                        check_stability=True)
+        compute_phonons(
+            snap, cell, supercell=3, lattice="fcc", conventional_a=a, check_stability=True
+        )
 
 
 def test_born_instability_detected_in_simple_cubic_tungsten(zhou):
-    sc, _ = relax_cell(Atoms("W", cell=[2.6] * 3, pbc=True), zhou, label="sc W",
-                       hydrostatic=True)
+    sc, _ = relax_cell(Atoms("W", cell=[2.6] * 3, pbc=True), zhou, label="sc W", hydrostatic=True)
     c = elastic_tensor(zhou, sc)
     assert cubic_constants(c)[2] < 0  # C44 < 0
     with pytest.raises(InstabilityError, match="mechanically unstable"):
@@ -155,9 +155,16 @@ def test_gsf_curves_have_bcc_symmetry(w_snap, snap):
 
 def test_fcc_and_hcp_paths_with_emt():
     calc = EMT()
-    res = run_suite(calc, "Cu", ["a0", "C11", "C12", "C44", "Evac", "isf_111", "nu_X"],
-                    progress=False, vacancy_size=2, gsf_points=5, gsf_thickness=10.0,
-                    phonon_supercell=2)
+    res = run_suite(
+        calc,
+        "Cu",
+        ["a0", "C11", "C12", "C44", "Evac", "isf_111", "nu_X"],
+        progress=False,
+        vacancy_size=2,
+        gsf_points=5,
+        gsf_thickness=10.0,
+        phonon_supercell=2,
+    )
     assert res["a0"]["value"] == pytest.approx(3.59, abs=0.02)  # EMT Cu
     assert res["C11"]["value"] > res["C12"]["value"] > 0
     assert 0.5 < res["Evac"]["value"] < 2.0
@@ -198,9 +205,11 @@ def test_unconverged_relaxation_reports_residual_force(snap):
     suite = PropertySuite(snap, "W")
     suite.ground()
     suite.steps = 2
-    with pytest.raises(RelaxationError,
-                       match=r"relaxation of W vacancy \(53 atoms\) did not converge: max force "
-                             r"[0-9.e-]+ eV/Å after 2 steps"):
+    with pytest.raises(
+        RelaxationError,
+        match=r"relaxation of W vacancy \(53 atoms\) did not converge: max force "
+        r"[0-9.e-]+ eV/Å after 2 steps",
+    ):
         suite.vacancy_formation_energy(3)
 
 
@@ -220,9 +229,24 @@ def test_cli_table_json_and_plot(tmp_path, capsys):
     ref = tmp_path / "ref.json"
     ref.write_text(json.dumps({"a0": {"value": 3.165, "unit": "Å"}, "C11": 523.0}))
     out, png = tmp_path / "w.json", tmp_path / "w.png"
-    rc = main(["properties", "--calc", "lammps:W_zhou.eam.alloy", "--element", "W", "--qoi",
-               "a0,C11,Ecoh", "--ref", str(ref), "--json", str(out), "--plot", str(png),
-               "--quiet"])
+    rc = main(
+        [
+            "properties",
+            "--calc",
+            "lammps:W_zhou.eam.alloy",
+            "--element",
+            "W",
+            "--qoi",
+            "a0,C11,Ecoh",
+            "--ref",
+            str(ref),
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     doc = json.loads(out.read_text())
     assert doc["a0"]["unit"] == "Å" and doc["a0"]["reference"] == 3.165
@@ -246,8 +270,19 @@ def test_cli_errors_are_one_line(capsys):
 @pytest.mark.slow
 def test_full_default_suite_for_w_snap(snap):
     res = run_suite(snap, "W", progress=False)
-    assert set(res) >= {"a0", "Ecoh", "B", "C11", "Evac", "Esia_111", "gamma_surf_211",
-                        "usf_110", "usf_112", "nu_N", "dE_A15"}
+    assert set(res) >= {
+        "a0",
+        "Ecoh",
+        "B",
+        "C11",
+        "Evac",
+        "Esia_111",
+        "gamma_surf_211",
+        "usf_110",
+        "usf_112",
+        "nu_N",
+        "dE_A15",
+    }
     assert all(np.isfinite(r["value"]) and "warning" not in r for r in res.values())
     assert res["usf_110"]["value"] > res["gamma_surf_110"]["value"] / 3
     assert res["Esia_111"]["value"] < res["Esia_oct"]["value"]  # dumbbells beat the oct site

@@ -36,25 +36,39 @@ def in_potentials():
         os.chdir(cwd)
 
 
-def native(pair: list[str], body: list[str], *, a: float, orient=None, size=(1, 1, 1),
-           lengths=None):
+def native(
+    pair: list[str], body: list[str], *, a: float, orient=None, size=(1, 1, 1), lengths=None
+):
     """A LAMMPS instance with a bcc W box (``lengths`` in Å or lattice cells), run ``body``."""
     lmp = new_lammps()
     orient_txt = ""
     if orient is not None:
-        orient_txt = " ".join(f"orient {ax} {d[0]} {d[1]} {d[2]}" for ax, d in zip("xyz", orient,
-                                                                                  strict=True))
+        orient_txt = " ".join(
+            f"orient {ax} {d[0]} {d[1]} {d[2]}" for ax, d in zip("xyz", orient, strict=True)
+        )
     if lengths is None:
         region = f"region box prism 0 {size[0]} 0 {size[1]} 0 {size[2]} 0 0 0"
     else:
         lx, ly, lz = lengths
         region = f"region box prism 0 {lx!r} 0 {ly!r} 0 {lz!r} 0 0 0 units box"
     with in_potentials():
-        lmp.commands_list(["units metal", "atom_style atomic", "boundary p p p",
-                           f"lattice bcc {a!r} {orient_txt}", region, "create_box 1 box",
-                           "create_atoms 1 box", f"mass 1 {MASS}", *pair,
-                           "thermo_style custom step pe lx ly lz pxx pyy pzz pyz pxz pxy",
-                           "thermo_modify norm no", "min_style cg", *body])
+        lmp.commands_list(
+            [
+                "units metal",
+                "atom_style atomic",
+                "boundary p p p",
+                f"lattice bcc {a!r} {orient_txt}",
+                region,
+                "create_box 1 box",
+                "create_atoms 1 box",
+                f"mass 1 {MASS}",
+                *pair,
+                "thermo_style custom step pe lx ly lz pxx pyy pzz pyz pxz pxy",
+                "thermo_modify norm no",
+                "min_style cg",
+                *body,
+            ]
+        )
     return lmp
 
 
@@ -73,9 +87,16 @@ def pot(request):
 @pytest.fixture(scope="module")
 def native_a0(pot):
     _, pair, _ = pot
-    lmp = native(pair, ["fix br all box/relax iso 0.0 vmax 0.001",
-                        "minimize 0 1e-12 20000 200000", "unfix br",
-                        "minimize 0 1e-12 20000 200000"], a=3.16)
+    lmp = native(
+        pair,
+        [
+            "fix br all box/relax iso 0.0 vmax 0.001",
+            "minimize 0 1e-12 20000 200000",
+            "unfix br",
+            "minimize 0 1e-12 20000 200000",
+        ],
+        a=3.16,
+    )
     a0 = float(lmp.get_thermo("lx"))
     assert abs(float(lmp.get_thermo("pxx"))) < 1.0  # bar
     return a0, float(lmp.get_thermo("pe")) / 2

@@ -19,22 +19,42 @@ from potforge.errors import ModelError, OracleError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("properties", help="material properties (QoIs) of a calculator",
-                       description=__doc__.split("\n\n")[0],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "properties",
+        help="material properties (QoIs) of a calculator",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--calc", metavar="SPEC",
-                     help="calculator spec: lammps:<file>, emt, gpaw, chgnet, module:Class")
+    src.add_argument(
+        "--calc",
+        metavar="SPEC",
+        help="calculator spec: lammps:<file>, emt, gpaw, chgnet, module:Class",
+    )
     src.add_argument("--model", metavar="DIR", help="folder of a fitted potforge LinearPotential")
     p.add_argument("--element", metavar="EL", help="chemical element, e.g. W")
-    p.add_argument("--qoi", metavar="A,B,...",
-                   help="comma-separated QoI names (default: all for the ground-state lattice)")
-    p.add_argument("--ref", metavar="SPEC|FILE.json",
-                   help="reference: a calculator spec, or a JSON file written by --json")
-    p.add_argument("--structure", choices=("bcc", "fcc", "hcp"),
-                   help="ground-state lattice (default: the element's reference state)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a property setting, e.g. vacancy_size=4 or fmax=1e-4 (repeatable)")
+    p.add_argument(
+        "--qoi",
+        metavar="A,B,...",
+        help="comma-separated QoI names (default: all for the ground-state lattice)",
+    )
+    p.add_argument(
+        "--ref",
+        metavar="SPEC|FILE.json",
+        help="reference: a calculator spec, or a JSON file written by --json",
+    )
+    p.add_argument(
+        "--structure",
+        choices=("bcc", "fcc", "hcp"),
+        help="ground-state lattice (default: the element's reference state)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a property setting, e.g. vacancy_size=4 or fmax=1e-4 (repeatable)",
+    )
     p.add_argument("--json", metavar="FILE", help="write {qoi: {value, unit, reference?}} here")
     p.add_argument("--plot", metavar="FILE.png", help="bar chart of deviations from --ref")
     p.add_argument("--list", action="store_true", help="list the QoIs and settings, then exit")
@@ -113,8 +133,9 @@ def run(args: argparse.Namespace) -> int:
             reference = rep.load_reference(args.ref)
         else:
             ref_calc = make_calculator(args.ref)
-            ref = run_suite(ref_calc, args.element, list(results), progress=not args.quiet,
-                            **settings)
+            ref = run_suite(
+                ref_calc, args.element, list(results), progress=not args.quiet, **settings
+            )
             reference = {k: v["value"] for k, v in ref.items()}
     doc = rep.merge(results, reference)
     print(rep.format_table(doc))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import time
 import warnings
-import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -73,7 +73,10 @@ class QoI:
         return float(self.func(calc, element, **settings))
 
 
-_SUITES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+MAX_SUITES = 8
+"""Suites kept for sharing (least recently used dropped first): enough for model + reference."""
+
+_SUITES: OrderedDict[tuple, PropertySuite] = OrderedDict()
 
 
 def resolve_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -91,18 +94,25 @@ def resolve_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def suite_for(calc, element: str, **settings) -> PropertySuite:
-    """The shared :class:`PropertySuite` of ``calc`` and ``element`` for these bulk settings."""
+    """The shared :class:`PropertySuite` of ``calc`` and ``element`` for these bulk settings.
+
+    Suites are kept (with their memoised results) for the :data:`MAX_SUITES` most recently used
+    (calculator, element, settings); a calculator whose parameters change in place needs a new
+    :class:`PropertySuite` (or a new calculator object).
+    """
     s = resolve_settings(settings)
     key = (element, s["structure"], s["fmax"], s["steps"])
-    try:
-        per_calc = _SUITES.setdefault(calc, {})
-    except TypeError:  # unhashable or not weak-referenceable calculator: no sharing
-        per_calc = {}
-    if key not in per_calc:
-        per_calc[key] = PropertySuite(
+    key = (id(calc), *key)
+    suite = _SUITES.get(key)
+    if suite is None or suite.calc is not calc:  # id reused by a new calculator
+        suite = PropertySuite(
             calc, element, structure=s["structure"], fmax=s["fmax"], steps=s["steps"]
         )
-    return per_calc[key]
+    _SUITES[key] = suite
+    _SUITES.move_to_end(key)
+    while len(_SUITES) > MAX_SUITES:
+        _SUITES.popitem(last=False)
+    return suite
 
 
 def _suite(calc, element, settings) -> tuple[PropertySuite, dict[str, Any]]:

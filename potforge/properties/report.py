@@ -37,8 +37,9 @@ def load_reference(path: str | Path) -> dict[str, float]:
     return out
 
 
-def merge(results: dict[str, dict[str, Any]],
-          reference: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
+def merge(
+    results: dict[str, dict[str, Any]], reference: dict[str, float] | None = None
+) -> dict[str, dict[str, Any]]:
     """JSON document ``{qoi: {"value", "unit", "reference"?, "lower"?, "upper"?}}``.
 
     Parameters
@@ -93,8 +94,9 @@ def write_json(path: str | Path, doc: dict[str, dict[str, Any]]) -> Path:
     return path
 
 
-def deviation_plot(path: str | Path, doc: dict[str, dict[str, Any]], *,
-                   title: str = "model vs reference") -> Path:
+def deviation_plot(
+    path: str | Path, doc: dict[str, dict[str, Any]], *, title: str = "model vs reference"
+) -> Path:
     """Bar chart of relative deviations (model − reference)/|reference| per QoI (PNG, Agg).
 
     QoIs without a reference are shown as missing bars; ``lower``/``upper`` become error bars.
@@ -117,8 +119,13 @@ def deviation_plot(path: str | Path, doc: dict[str, dict[str, Any]], *,
         errs[1].append(100 * max(hi - d, 0.0) if not math.isnan(d) else 0.0)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(names) + 2), 4.2))
     colors = ["tab:red" if abs(v) > 10 else "tab:blue" for v in devs]
-    ax.bar(range(len(names)), [0 if math.isnan(v) else v for v in devs], color=colors,
-           yerr=errs if any(errs[0]) or any(errs[1]) else None, capsize=3)
+    ax.bar(
+        range(len(names)),
+        [0 if math.isnan(v) else v for v in devs],
+        color=colors,
+        yerr=errs if any(errs[0]) or any(errs[1]) else None,
+        capsize=3,
+    )
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
     ax.set_ylabel("relative deviation from reference (%)")
