@@ -1,0 +1,371 @@
+"""Zuo et al. (J. Phys. Chem. A 124, 731, 2020) Mo benchmark: potforge fits vs the published
+SNAP / qSNAP, evaluated in the same run on the same ``test.json``.
+
+Trains on ``../shared/data/mlearn/Mo/training.json`` (194 structures, 10 087 atoms):
+
+* linear SNAP 2J=6 (``snap(twojmax=6,rcutfac=4.6)+const``), its σ_E / σ_F / σ_S (and per-group
+  weights) chosen by 5-fold cross-validation over the *training* structures only;
+* quadratic SNAP 2J=6 (``snap(twojmax=6,rcutfac=4.6,quadratic=True)+const``), default weights;
+* the default model (:data:`potforge.model.DEFAULT_SPEC`), default weights.
+
+The published SNAP / qSNAP files shipped with LAMMPS are evaluated with ``pair_style snap``.
+Writes ``benchmarks/results/zuo_mo.json``.
+
+Usage: ``python benchmarks/zuo_mo.py [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".." / "shared" / "data" / "mlearn" / "Mo"
+OUT = ROOT / "benchmarks" / "results" / "zuo_mo.json"
+
+PUBLISHED_MAE = {"SNAP": (5.48, 0.207), "qSNAP": (2.77, 0.184)}
+GAP_MAE = (2.24, 0.09)
+FIT_SECONDS_TARGET = 30.0
+
+LINEAR_SPEC = "snap(twojmax=6,rcutfac=4.6)+const"
+QUAD_SPEC = "snap(twojmax=6,rcutfac=4.6,quadratic=True)+const"
+
+SIGMA_E_GRID = (3e-5, 1e-4, 3e-4, 1e-3)
+SIGMA_F_GRID = (0.05, 0.1, 0.2, 0.3)
+SIGMA_S_GRID = (0.005, 0.02, 1e3)  # eV/Å³; 1e3 = stresses effectively unused
+GROUP_FACTORS = (0.3, 3.0, 10.0)
+
+
+def cv_folds(structures, k: int, seed: int = 0) -> np.ndarray:
+    """Fold index of each structure, stratified by group (shuffled within each group)."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(structures), dtype=int)
+    groups = np.array([str(a.info.get("group", "all")) for a in structures])
+    offset = 0
+    for g in sorted(set(groups)):
+        idx = np.flatnonzero(groups == g)
+        rng.shuffle(idx)
+        fold[idx] = (np.arange(len(idx)) + offset) % k
+        offset += len(idx)
+    return fold
+
+
+def cv_score(model, designs, structures, dm, fold, sigma, group_weights, alpha):
+    """Pooled held-out MAE (meV/atom, eV/Å) over the folds for one weighting."""
+    from potforge.fitting import weighted_lstsq
+    from potforge.metrics import residuals
+
+    w = dm.weights(sigma, group_weights)
+    e_res, f_res = [], []
+    for k in range(fold.max() + 1):
+        rows = fold[dm.structure] != k
+        coef = weighted_lstsq(dm.A[rows], dm.y[rows], w[rows], alpha)
+        held = np.flatnonzero(fold == k)
+        pred = model.predict_designs([designs[i] for i in held], coef)
+        r = residuals([structures[i] for i in held], pred)
+        e_res.append(r["energy"])
+        f_res.append(r["forces"])
+    e = np.concatenate(e_res)
+    f = np.concatenate(f_res)
+    return float(np.mean(np.abs(e)) * 1000.0), float(np.mean(np.abs(f)))
+
+
+def objective(e_mae: float, f_mae: float) -> float:
+    """Worse of the two MAEs relative to the published SNAP (a fixed scale, not test data)."""
+    return max(e_mae / PUBLISHED_MAE["SNAP"][0], f_mae / PUBLISHED_MAE["SNAP"][1])
+
+
+def weight_search(train, n_folds: int, with_groups: bool) -> dict:
+    """Choose σ_E, σ_F (then per-group factors) for the linear SNAP by CV on the training set."""
+    from potforge.design import assemble
+    from potforge.model import LinearPotential
+
+    t0 = time.perf_counter()
+    model = LinearPotential(terms=LINEAR_SPEC).setup(train)
+    designs = model.structure_designs(train)
+    dm = assemble(designs, train)
+    fold = cv_folds(train, n_folds)
+    rows = []
+    for ss in SIGMA_S_GRID:
+        for se in SIGMA_E_GRID:
+            for sf in SIGMA_F_GRID:
+                e, f = cv_score(model, designs, train, dm, fold, (se, sf, ss), None, model.alpha)
+                rows.append(
+                    {
+                        "sigma_energy": se,
+                        "sigma_force": sf,
+                        "sigma_stress": ss,
+                        "group_weights": None,
+                        "cv_energy_mae": e,
+                        "cv_force_mae": f,
+                        "objective": objective(e, f),
+                    }
+                )
+    best = min(rows, key=lambda r: r["objective"])
+    if with_groups:
+        groups = sorted({str(a.info.get("group", "all")) for a in train})
+        gw: dict[str, float] = {}
+        sigma = (best["sigma_energy"], best["sigma_force"], best["sigma_stress"])
+        for g in groups:  # coordinate search, one group at a time
+            for fac in GROUP_FACTORS:
+                trial = {**gw, g: fac}
+                e, f = cv_score(model, designs, train, dm, fold, sigma, trial, model.alpha)
+                row = {
+                    "sigma_energy": sigma[0],
+                    "sigma_force": sigma[1],
+                    "sigma_stress": sigma[2],
+                    "group_weights": dict(trial),
+                    "cv_energy_mae": e,
+                    "cv_force_mae": f,
+                    "objective": objective(e, f),
+                }
+                rows.append(row)
+                if row["objective"] < best["objective"]:
+                    best, gw = row, dict(trial)
+    return {
+        "n_folds": n_folds,
+        "grid": rows,
+        "best": best,
+        "seconds": time.perf_counter() - t0,
+        "criterion": "min over configs of max(CV E-MAE/5.48 meV/atom, CV F-MAE/0.207 eV/Å); "
+        "5-fold CV over training.json structures, stratified by group",
+    }
+
+
+def evaluate_published(test) -> dict:
+    """Test metrics of the published SNAP / qSNAP files (pair_style snap in LAMMPS)."""
+    from potforge.engines.lammps import LammpsCalculator, potentials_dir
+    from potforge.metrics import error_metrics
+
+    files = {"SNAP": "Mo_Zuo_JPCA2020.snap", "qSNAP": "Mo_Zuo_JPCA2020.quadratic.snap"}
+    out = {}
+    for name, inc in files.items():
+        calc = LammpsCalculator([f"include {inc}"], ["Mo"], workdir=potentials_dir())
+        pred = []
+        for a in test:
+            calc.calculate(a, ["energy", "forces", "stress"])
+            pred.append(dict(calc.results))
+        coeff = (potentials_dir() / inc.replace(".snap", ".snapcoeff")).read_text().split()
+        # snapcoeff: comments, then "nelements ncoeff", then "Mo radius weight", then coefficients
+        n_params = None
+        for i, tok in enumerate(coeff):
+            if tok == "Mo":
+                n_params = int(coeff[i - 1])
+                break
+        out[name] = {"metrics": error_metrics(test, pred), "n_params": n_params}
+    return out
+
+
+def fit_potforge(name, spec, train, test, **kw) -> dict:
+    from potforge.metrics import error_metrics
+    from potforge.model import LinearPotential
+
+    model = LinearPotential(terms=spec, **kw).fit(train)
+    pred = model.predict(test)
+    return {
+        "name": name,
+        "spec": spec,
+        "weights": {
+            "sigma_energy": model.sigma_energy,
+            "sigma_force": model.sigma_force,
+            "sigma_stress": model.sigma_stress,
+            "group_weights": model.group_weights,
+        },
+        "n_params": int(model.n_params),
+        "fit_info": {k: v for k, v in model.fit_info_.items()},
+        "metrics": error_metrics(test, pred),
+    }
+
+
+def fmt(x, spec=".3f"):
+    return "—" if x is None else format(x, spec)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="3-fold CV, no per-group weight search")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+
+    if not (DATA / "training.json").exists() or not (DATA / "test.json").exists():
+        print(
+            f"zuo_mo: data folder {DATA.resolve()} is absent (need training.json, test.json); "
+            "nothing to benchmark.",
+            file=sys.stderr,
+        )
+        return 2
+
+    from potforge.data.readers import read_structures
+    from potforge.model import DEFAULT_SPEC
+
+    t_start = time.perf_counter()
+    train = read_structures(DATA / "training.json")
+    test = read_structures(DATA / "test.json")
+    n_train_atoms = sum(len(a) for a in train)
+    print(
+        f"training: {len(train)} structures, {n_train_atoms} atoms; "
+        f"test: {len(test)} structures, {sum(len(a) for a in test)} atoms"
+    )
+
+    published = evaluate_published(test)
+
+    search = weight_search(train, n_folds=3 if args.quick else 5, with_groups=not args.quick)
+    b = search["best"]
+    print(
+        f"\nlinear SNAP weight search ({search['n_folds']}-fold CV on training.json only, "
+        f"{len(search['grid'])} configs, {search['seconds']:.1f} s)"
+    )
+    print(
+        f"{'σ_S eV/Å³':>9} {'σ_E eV/atom':>12} {'σ_F eV/Å':>9} {'group weights':<50} "
+        f"{'CV E-MAE':>9} {'CV F-MAE':>9} {'objective':>9}"
+    )
+    for r in search["grid"]:
+        mark = " *" if r is b else ""
+        gw = json.dumps(r["group_weights"]) if r["group_weights"] else "-"
+        print(
+            f"{r['sigma_stress']:>9.3g} {r['sigma_energy']:>12.0e} {r['sigma_force']:>9.2f} "
+            f"{gw:<50} "
+            f"{r['cv_energy_mae']:>9.2f} {r['cv_force_mae']:>9.3f} {r['objective']:>9.3f}{mark}"
+        )
+
+    models = [
+        fit_potforge(
+            "potforge linear SNAP 2J=6 (CV weights)",
+            LINEAR_SPEC,
+            train,
+            test,
+            sigma_energy=b["sigma_energy"],
+            sigma_force=b["sigma_force"],
+            sigma_stress=b["sigma_stress"],
+            group_weights=b["group_weights"],
+        ),
+        fit_potforge("potforge quadratic SNAP 2J=6", QUAD_SPEC, train, test),
+        fit_potforge("potforge default (DEFAULT_SPEC)", DEFAULT_SPEC, train, test),
+    ]
+
+    print("\nTest set (test.json), MAE / RMSE: energy meV/atom, force eV/Å per component")
+    hdr = (
+        f"{'model':<42} {'P':>5} {'E-MAE':>7} {'E-RMSE':>7} {'F-MAE':>7} {'F-RMSE':>7} "
+        f"{'fit s':>6} {'(desc+solve)':>13}"
+    )
+    print(hdr)
+    print("-" * len(hdr))
+    for name in ("SNAP", "qSNAP"):
+        m = published[name]["metrics"]
+        print(
+            f"{'published ' + name + ' (LAMMPS)':<42} {published[name]['n_params']:>5} "
+            f"{m['energy_mae_meV_per_atom']:>7.2f} {m['energy_rmse_meV_per_atom']:>7.2f} "
+            f"{m['force_mae_eV_per_A']:>7.3f} {m['force_rmse_eV_per_A']:>7.3f}"
+        )
+    print(f"{'GAP (published MAE)':<42} {'':>5} {GAP_MAE[0]:>7.2f} {'':>7} {GAP_MAE[1]:>7.3f}")
+    for r in models:
+        m, fi = r["metrics"], r["fit_info"]
+        print(
+            f"{r['name']:<42} {r['n_params']:>5} {m['energy_mae_meV_per_atom']:>7.2f} "
+            f"{m['energy_rmse_meV_per_atom']:>7.2f} {m['force_mae_eV_per_A']:>7.3f} "
+            f"{m['force_rmse_eV_per_A']:>7.3f} {fi['fit_seconds']:>6.2f} "
+            f"{fi['descriptor_seconds']:>6.2f}+{fi['solve_seconds']:.2f}"
+        )
+
+    print("\nRatios potforge / published (MAE E, MAE F, RMSE E, RMSE F) and distance to GAP MAE")
+    keys = (
+        "energy_mae_meV_per_atom",
+        "force_mae_eV_per_A",
+        "energy_rmse_meV_per_atom",
+        "force_rmse_eV_per_A",
+    )
+    for r in models:
+        m = r["metrics"]
+        r["ratios"] = {}
+        for name in ("SNAP", "qSNAP"):
+            p = published[name]["metrics"]
+            r["ratios"][name] = {k: m[k] / p[k] for k in keys}
+        r["minus_gap_mae"] = {
+            "energy_meV_per_atom": m[keys[0]] - GAP_MAE[0],
+            "force_eV_per_A": m[keys[1]] - GAP_MAE[1],
+        }
+        r["over_gap_mae"] = {"energy": m[keys[0]] / GAP_MAE[0], "force": m[keys[1]] / GAP_MAE[1]}
+        for name in ("SNAP", "qSNAP"):
+            rr = r["ratios"][name]
+            print(f"{r['name']:<42} vs {name:<5}: " + " ".join(f"{rr[k]:.2f}" for k in keys))
+        g = r["minus_gap_mae"]
+        print(
+            f"{r['name']:<42} − GAP: {g['energy_meV_per_atom']:+.2f} meV/atom, "
+            f"{g['force_eV_per_A']:+.3f} eV/Å (× {r['over_gap_mae']['energy']:.2f}, "
+            f"× {r['over_gap_mae']['force']:.2f})"
+        )
+
+    lin, _, default = models
+    lm, dmet = lin["metrics"], default["metrics"]
+    targets = [
+        (
+            "linear SNAP 2J=6 energy MAE ≤ published SNAP 5.48 meV/atom",
+            lm["energy_mae_meV_per_atom"] <= PUBLISHED_MAE["SNAP"][0],
+            f"{lm['energy_mae_meV_per_atom']:.2f}",
+        ),
+        (
+            "linear SNAP 2J=6 force MAE ≤ published SNAP 0.207 eV/Å",
+            lm["force_mae_eV_per_A"] <= PUBLISHED_MAE["SNAP"][1],
+            f"{lm['force_mae_eV_per_A']:.3f}",
+        ),
+        (
+            "default model energy MAE < published qSNAP 2.77 meV/atom",
+            dmet["energy_mae_meV_per_atom"] < PUBLISHED_MAE["qSNAP"][0],
+            f"{dmet['energy_mae_meV_per_atom']:.2f}",
+        ),
+        (
+            "default model force MAE < published qSNAP 0.184 eV/Å",
+            dmet["force_mae_eV_per_A"] < PUBLISHED_MAE["qSNAP"][1],
+            f"{dmet['force_mae_eV_per_A']:.3f}",
+        ),
+    ]
+    for r in models:
+        targets.append(
+            (
+                f"fit ≤ {FIT_SECONDS_TARGET:.0f} s: {r['name']}",
+                r["fit_info"]["fit_seconds"] <= FIT_SECONDS_TARGET,
+                f"{r['fit_info']['fit_seconds']:.2f} s",
+            )
+        )
+    print("\nTargets")
+    for text, ok, val in targets:
+        print(f"  {'PASS' if ok else 'FAIL'}  {text}  ({val})")
+
+    total = time.perf_counter() - t_start
+    print(f"\ntotal runtime {total:.1f} s")
+    doc = {
+        "benchmark": "Zuo Mo (mlearn), test.json",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "note": "2 shared cores, n_jobs=1",
+        },
+        "quick": args.quick,
+        "n_train_structures": len(train),
+        "n_train_atoms": n_train_atoms,
+        "published": published,
+        "published_reference_mae": {
+            "SNAP": PUBLISHED_MAE["SNAP"],
+            "qSNAP": PUBLISHED_MAE["qSNAP"],
+            "GAP": GAP_MAE,
+        },
+        "weight_search": search,
+        "models": models,
+        "targets": [{"target": t, "pass": bool(ok), "value": v} for t, ok, v in targets],
+        "total_seconds": total,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=1, default=float))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
