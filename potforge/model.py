@@ -32,7 +32,7 @@ from potforge.fitting import weighted_lstsq
 from potforge.terms import Constant, Term, parse_spec, term_from_dict, term_to_dict
 from potforge.terms.base import write_files
 
-DEFAULT_SPEC = "snap(twojmax=6,rcutfac=4.6,quadratic=True)+zbl(inner=1.5,outer=2.0)+const"
+DEFAULT_SPEC = "snap(twojmax=6,rcutfac=4.6,quadratic=True)+zbl(inner=1.0,outer=1.6)+const"
 """The default model (chosen on the Zuo Mo benchmark; see BENCHMARKS.md)."""
 
 MODEL_FILE = "model.json"
