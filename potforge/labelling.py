@@ -33,12 +33,8 @@ from potforge.data.structures import check_structure, describe, structure_hash
 from potforge.errors import DataError, EngineError
 from potforge.oracles import Oracle, make_oracle
 
-FAILURE_CLASSES = (
-    "scf_not_converged",
-    "calculator_crash",
-    "timeout",
-    "unphysical",
-    "invalid_structure",
+FAILURE_CLASSES = tuple(
+    "scf_not_converged calculator_crash timeout unphysical invalid_structure".split()
 )
 """Why a structure has no label: SCF did not converge, the calculator raised or its worker died,
 it ran past the timeout, it returned non-finite values or forces above ``max_force``, or the
@@ -151,11 +147,11 @@ class LabelReport:
 
     def __str__(self) -> str:
         fails = ", ".join(f"{k}: {n}" for k, n in self.failures.most_common())
+        fails = f" ({fails})" if fails else ""
         return (
-            f"{self.total} structure(s): {self.ok} labelled, {self.failed} failed"
-            + (f" ({fails})" if fails else "")
-            + f", {self.skipped} already in the store, {self.duplicates} duplicate(s) "
-            f"in the input; {self.wall_s:.1f} s"
+            f"{self.total} structure(s): {self.ok} labelled, {self.failed} failed{fails}, "
+            f"{self.skipped} already in the store, {self.duplicates} duplicate(s) in the input;"
+            f" {self.wall_s:.1f} s"
         )
 
 
@@ -166,6 +162,18 @@ class _Task:
     atoms: Atoms
     attempts: int = 0
     started: float = 0.0
+
+
+@dataclass
+class _Job:
+    oracle: Oracle
+    store: Store
+    report: LabelReport
+    timeout: float | None
+    retries: int
+    campaign: str | None
+    max_force: float
+    retry_failed: bool
 
 
 @contextmanager
@@ -204,12 +212,16 @@ def dask_client(
     n = int(workers or os.cpu_count() or 1)
     if n < 1:
         raise EngineError(f"workers must be at least 1, got {n}")
-    with dask.config.set({"distributed.scheduler.allowed-failures": int(allowed_failures)}):
+    config = {  # a worker never holds a task it cannot start yet (timeouts stay honest)
+        "distributed.scheduler.allowed-failures": int(allowed_failures),
+        "distributed.scheduler.worker-saturation": 1.0,
+    }
+    with dask.config.set(config):
         cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
             silence_logs=logging.ERROR,
         )
     c = Client(cluster)
@@ -285,6 +297,7 @@ def label(
     oracle = make_oracle(oracle) if isinstance(oracle, str) else oracle
     store = store if isinstance(store, Store) else Store(store)
     report = LabelReport()
+    job = _Job(oracle, store, report, timeout, retries, campaign, max_force, retry_failed)
     done = store.done_keys(include_failed=not retry_failed)
     tasks: list[_Task] = []
     seen: set[str] = set()
@@ -292,71 +305,38 @@ def label(
         report.total += 1
         shash = structure_hash(atoms)
         key = label_key(shash, oracle.key)
-        if key in seen:
-            report.duplicates += 1
+        if key in seen or key in done:
+            report.duplicates += key in seen
+            report.skipped += key not in seen
             continue
         seen.add(key)
-        if key in done:
-            report.skipped += 1
-            continue
         task = _Task(key, shash, atoms)
         try:
             check_structure(atoms, describe(atoms, atoms.info.get("index", i)))
         except DataError as exc:
-            _record(
-                store,
-                oracle,
-                task,
-                campaign,
-                report,
-                retry_failed,
-                {"status": "failed", "failure": "invalid_structure", "message": str(exc)},
-            )
+            bad = {"status": "failed", "failure": "invalid_structure", "message": str(exc)}
+            _record(job, task, bad)
             continue
         tasks.append(task)
     if tasks:
         with dask_client(workers, scheduler, client, allowed_failures=retries) as c:
-            _run(
-                c,
-                tasks,
-                oracle,
-                store,
-                report,
-                timeout,
-                retries,
-                campaign,
-                max_force,
-                retry_failed,
-                progress,
-            )
+            _run(c, job, tasks, progress)
     report.wall_s = time.perf_counter() - t0
     return report
 
 
-def _record(
-    store: Store,
-    oracle: Oracle,
-    task: _Task,
-    campaign: str | None,
-    report: LabelReport,
-    replace: bool,
-    result: dict[str, Any],
-) -> None:
-    prov = _provenance(oracle, task, campaign)
+def _record(job: _Job, task: _Task, result: dict[str, Any]) -> None:
+    """Write one result (or failure) to the store and count it."""
+    oracle, report = job.oracle, job.report
+    prov = _provenance(oracle, task, job.campaign)
     prov.update({k: result.get(k) for k in ("failure", "wall_time", "host", "worker")})
     data = {"oracle_settings": oracle.settings}
     if result.get("message"):
         data["message"] = result["message"]
-    rid = store.write(
-        task.atoms,
-        task.key,
-        result["status"],
-        prov,
-        result.get("energy"),
-        result.get("forces"),
-        result.get("stress"),
-        data,
-        replace=replace,
+    energy, forces, stress = (result.get(k) for k in ("energy", "forces", "stress"))
+    status = result["status"]
+    rid = job.store.write(
+        task.atoms, task.key, status, prov, energy, forces, stress, data, replace=job.retry_failed
     )
     if rid is None:  # another writer stored this key first
         report.skipped += 1
@@ -367,81 +347,51 @@ def _record(
         report.failures[result["failure"]] += 1
 
 
-def _run(
-    client,
-    tasks: list[_Task],
-    oracle: Oracle,
-    store: Store,
-    report: LabelReport,
-    timeout: float | None,
-    retries: int,
-    campaign: str | None,
-    max_force: float,
-    retry_failed: bool,
-    progress: bool,
-) -> None:
+def _run(client, job: _Job, tasks: list[_Task], progress: bool) -> None:
     """Keep one task per worker thread in flight; record results as they complete."""
     from distributed import wait
     from tqdm.auto import tqdm
 
     queue = deque(tasks)
     inflight: dict[Any, _Task] = {}
-    bar = tqdm(
-        total=len(tasks),
-        unit="structure",
-        disable=not progress,
-        desc=oracle.spec,
-        dynamic_ncols=True,
-    )
+    report, timeout = job.report, job.timeout
+    bar = tqdm(total=len(tasks), unit="structure", disable=not progress, desc=job.oracle.spec)
 
     def finish(task: _Task, result: dict[str, Any]) -> None:
         if (
             result["status"] == "failed"
             and result["failure"] in RETRYABLE
-            and task.attempts <= retries
+            and task.attempts <= job.retries
         ):
             queue.appendleft(task)
             return
-        _record(store, oracle, task, campaign, report, retry_failed, result)
+        _record(job, task, result)
         bar.update(1)
         bar.set_postfix(ok=report.ok, failed=report.failed, refresh=False)
 
     try:
+        checked = 0.0
         while queue or inflight:
-            slots = max(1, sum(client.nthreads().values()))
+            if time.monotonic() - checked > 2.0:  # two per worker thread: none waits for us
+                slots, checked = 2 * max(1, sum(client.nthreads().values())), time.monotonic()
             while queue and len(inflight) < slots:
                 task = queue.popleft()
                 task.attempts += 1
                 task.started = time.monotonic()
-                fut = client.submit(
-                    run_oracle,
-                    oracle,
-                    task.atoms,
-                    max_force,
-                    pure=False,
-                    key=f"label-{task.key[:20]}-{task.attempts}",
-                )
+                key = f"label-{task.key[:20]}-{task.attempts}"
+                args = (job.oracle, task.atoms, job.max_force)
+                fut = client.submit(run_oracle, *args, pure=False, key=key)
                 inflight[fut] = task
             poll = 1.0 if timeout is None else min(1.0, max(0.05, timeout / 5))
             try:
                 done, _ = wait(list(inflight), timeout=poll, return_when="FIRST_COMPLETED")
             except TimeoutError:
                 done = set()
-            for fut in done:
-                task = inflight.pop(fut)
-                if fut.status == "finished":
-                    finish(task, fut.result())
-                else:
-                    exc = _exception(fut)
-                    finish(
-                        task,
-                        {
-                            "status": "failed",
-                            "failure": "calculator_crash",
-                            "message": f"the worker running it died or failed "
-                            f"({type(exc).__name__}: {exc})"[:2000],
-                        },
-                    )
+            for fut, result in _gather([f for f in done if f.status == "finished"], client):
+                finish(inflight.pop(fut), result)
+            for fut in done:  # a result lost with its worker is recomputed: keep waiting
+                if fut in inflight and fut.status in ("error", "cancelled"):
+                    finish(inflight.pop(fut), _crashed(fut))
             if timeout is not None:
                 _expire(client, inflight, timeout, finish)
     finally:
@@ -450,11 +400,28 @@ def _run(
         bar.close()
 
 
-def _exception(fut) -> BaseException:
+def _gather(futures: list, client) -> list[tuple[Any, dict[str, Any]]]:
+    """Results of finished futures in one round trip (one by one if that fails)."""
     try:
-        return fut.exception(timeout=5)
-    except BaseException as exc:  # CancelledError and the like
-        return exc
+        return list(zip(futures, client.gather(futures), strict=True))
+    except Exception:  # a result lost with its worker: take the others one by one
+        out = []
+        for fut in futures:
+            try:
+                out.append((fut, fut.result(timeout=30)))
+            except Exception:
+                out.append((fut, _crashed(fut)))
+        return out
+
+
+def _crashed(fut) -> dict[str, Any]:
+    """The failure record of a future that raised (its worker died, or Dask gave up)."""
+    try:
+        exc = fut.exception(timeout=5)
+    except BaseException as err:  # CancelledError and the like
+        exc = err
+    text = f"the worker running it died or failed ({type(exc).__name__}: {exc})"
+    return {"status": "failed", "failure": "calculator_crash", "message": text[:2000]}
 
 
 def _expire(client, inflight: dict, timeout: float, finish) -> None:
@@ -463,11 +430,13 @@ def _expire(client, inflight: dict, timeout: float, finish) -> None:
     late = [f for f, t in inflight.items() if now - t.started > timeout and not f.done()]
     if not late:
         return
-    where = {k: addr for addr, keys in client.processing().items() for k in keys}
+    running = client.run(_executing)
+    where = {k: addr for addr, keys in running.items() for k in keys}
+    elapsed = {k: t for keys in running.values() for k, t in keys.items()}
     stuck = []
     for fut in late:
-        if fut.key not in where:  # still queued at the scheduler: the clock starts later
-            inflight[fut].started = now
+        if fut.key not in where or elapsed[fut.key] <= timeout:  # queued until recently
+            inflight[fut].started = now - elapsed.get(fut.key, 0.0)
             continue
         task = inflight.pop(fut)
         fut.cancel()
@@ -477,14 +446,38 @@ def _expire(client, inflight: dict, timeout: float, finish) -> None:
             {
                 "status": "failed",
                 "failure": "timeout",
+                "worker": where[fut.key],
                 "message": f"no result after {timeout:g} s on worker {where[fut.key]}; "
                 f"the worker was restarted",
             },
         )
     if stuck:
+        _kill_workers(client, sorted(set(stuck)))
+
+
+def _executing(dask_worker) -> dict[str, float]:
+    """Seconds each task a worker is running right now has run (not merely assigned ones)."""
+    now = time.time()
+    return {ts.key: now - (ts.start_time or now) for ts in dask_worker.state.executing}
+
+
+async def _hard_exit() -> None:  # runs on a worker's event loop, not behind the hung thread
+    os._exit(70)
+
+
+def _kill_workers(client, addresses: list[str]) -> None:
+    """End hung worker processes at once; their nannies start fresh ones."""
+    info = client.scheduler_info(n_workers=-1).get("workers", {})
+    nannied = [a for a in addresses if info.get(a, {}).get("nanny")]
+    for addr in set(addresses) - set(nannied):
+        logging.getLogger(__name__).warning(
+            "worker %s runs a hung task but has no nanny to restart it; leaving it", addr
+        )
+    if nannied:
         try:
-            client.restart_workers(sorted(set(stuck)), timeout=60, raise_for_error=False)
-        except Exception as exc:  # workers without a nanny cannot be restarted
-            logging.getLogger(__name__).warning(
-                "could not restart hung worker(s) %s: %s", stuck, exc
-            )
+            client.run(_hard_exit, workers=nannied, wait=False)
+        except Exception as exc:  # the worker may already be gone
+            logging.getLogger(__name__).warning("could not end hung worker(s) %s: %s", nannied, exc)
+        deadline = time.monotonic() + 30  # no retry may land on a worker about to vanish
+        while time.monotonic() < deadline and set(nannied) & set(client.nthreads()):
+            time.sleep(0.05)

@@ -27,6 +27,7 @@ from typing import IO, Any
 
 import ase.db
 from ase import Atoms
+from ase.db.core import convert_str_to_int_float_bool_or_str
 
 from potforge.data.structures import attach_labels
 from potforge.errors import DataError
@@ -55,6 +56,19 @@ INFO_KEYS = (
 def label_key(structure_hash: str, oracle_key: str) -> str:
     """Store key of one structure labelled by one oracle (64 hex characters)."""
     return hashlib.sha256(f"{structure_hash}|{oracle_key}".encode()).hexdigest()
+
+
+def _quote(value: Any) -> Any:
+    """ase.db refuses strings that read as numbers or bools ("1", "nan"): store them quoted."""
+    if isinstance(value, str) and not isinstance(convert_str_to_int_float_bool_or_str(value), str):
+        return f'"{value}"'
+    return value
+
+
+def _unquote(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > 1 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
 
 
 def is_postgres(url: str | os.PathLike) -> bool:
@@ -166,7 +180,7 @@ class Store:
                 attach_labels(atoms, row.get("energy"), row.get("forces"), row.get("stress"))
             else:
                 atoms.calc = None
-            atoms.info.update({k: kvp[k] for k in INFO_KEYS if k in kvp})
+            atoms.info.update({k: _unquote(kvp[k]) for k in INFO_KEYS if k in kvp})
             out.append(atoms)
         return out
 
@@ -177,7 +191,7 @@ class Store:
             kvp = row.key_value_pairs
             for k, counter in out.items():
                 if k in kvp:
-                    counter[str(kvp[k])] += 1
+                    counter[str(_unquote(kvp[k]))] += 1
         return out
 
     def export(
@@ -247,7 +261,7 @@ class Store:
         atoms.calc = None
         if status == "ok":
             attach_labels(atoms, energy, forces, stress)
-        kvp = {k: v for k, v in provenance.items() if v is not None}
+        kvp = {k: _quote(v) for k, v in provenance.items() if v is not None}
         kvp.update(label_key=key, status=status)
         if replace:
             ids = [r.id for r in self.db.select(label_key=key, include_data=False)]

@@ -1,0 +1,253 @@
+"""The campaign store: SQLite and a real throwaway PostgreSQL server, dedupe, concurrency."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing as mp
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import ase.io
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from potforge.data.store import Store, format_summary, label_key
+from potforge.errors import DataError
+
+
+def _structure(seed: int):
+    atoms = bulk("W", "bcc", a=3.17, cubic=True).repeat((2, 1, 1))
+    atoms.rattle(0.05, seed=seed)
+    atoms.info.update(group="rattled" if seed % 2 else "strained", source="unit")
+    return atoms
+
+
+def _fill(store: Store, n: int = 6) -> list:
+    frames = []
+    for i in range(n):
+        a = _structure(i)
+        f = np.arange(12.0).reshape(4, 3) * (i + 1)
+        s = np.linspace(-0.01, 0.01, 6) * (i + 1)
+        rid = store.write(
+            a,
+            label_key(str(i), "oracle"),
+            "ok",
+            {"oracle": "lammps:X", "group": a.info["group"], "wall_time": 0.1},
+            energy=-10.0 * (i + 1),
+            forces=f,
+            stress=s,
+            data={"oracle_settings": {"a": 1}},
+        )
+        assert rid is not None
+        frames.append((a, -10.0 * (i + 1), f, s))
+    return frames
+
+
+def _check_roundtrip(store: Store, frames) -> None:
+    assert store.write(_structure(0), label_key("0", "oracle"), "ok", {}, energy=1.0) is None
+    assert (
+        store.write(
+            _structure(99),
+            label_key("x", "oracle"),
+            "failed",
+            {"oracle": "lammps:X", "failure": "timeout"},
+            data={"message": "no result after 5 s"},
+        )
+        is not None
+    )
+    assert len(store) == len(frames) + 1
+    assert len(store.done_keys()) == len(frames) + 1
+    assert label_key("x", "oracle") not in store.done_keys(include_failed=False)
+    back = store.to_atoms("ok")
+    by_energy = {round(a.get_potential_energy(), 6): a for a in back}
+    for a, e, f, s in frames:
+        b = by_energy[round(e, 6)]
+        np.testing.assert_allclose(b.positions, a.positions, atol=1e-12)
+        np.testing.assert_allclose(b.get_forces(), f)
+        np.testing.assert_allclose(b.get_stress(), s)
+        assert b.info["group"] == a.info["group"] and b.info["oracle"] == "lammps:X"
+    failed = next(store.rows(status="failed", include_data=True))
+    assert failed.data["message"] == "no result after 5 s"
+    summary = store.summary()
+    assert summary["status"] == {"ok": len(frames), "failed": 1}
+    assert summary["failure"] == {"timeout": 1}
+    assert summary["group"]["rattled"] == sum(1 for a, *_ in frames if a.info["group"] == "rattled")
+
+
+def test_sqlite_roundtrip_dedupe_summary(tmp_path):
+    store = Store(tmp_path / "c.db")
+    frames = _fill(store)
+    _check_roundtrip(store, frames)
+    assert store.integrity_ok()
+    text = format_summary(store.summary(), len(store))
+    assert "7 row(s)" in text and "timeout" in text
+
+
+def test_export_extxyz_keeps_labels(tmp_path):
+    store = Store(tmp_path / "c.db")
+    frames = _fill(store, 3)
+    out = tmp_path / "out.extxyz"
+    assert store.export(out) == 3
+    back = ase.io.read(out, ":")
+    energies = sorted(a.get_potential_energy() for a in back)
+    assert energies == pytest.approx(sorted(e for _, e, _, _ in frames))
+    buf = io.StringIO()
+    assert store.export(buf) == 3 and buf.getvalue().count("Lattice=") == 3
+    with pytest.raises(DataError, match="unknown export format"):
+        store.export(out, fmt="cif")
+
+
+def test_replace_turns_a_failed_row_into_ok(tmp_path):
+    store = Store(tmp_path / "c.db")
+    key = label_key("a", "o")
+    store.write(_structure(1), key, "failed", {"failure": "timeout"})
+    assert store.write(_structure(1), key, "ok", {}, energy=-3.0) is None
+    assert store.write(_structure(1), key, "ok", {}, energy=-3.0, replace=True) is not None
+    assert len(store) == 1 and store.summary()["status"] == {"ok": 1}
+
+
+@pytest.mark.parametrize(
+    "where, pattern",
+    [
+        ("missing/dir/c.db", "folder .* does not exist"),
+        (".", "is a folder"),
+        ("afile/c.db", "folder .* does not exist"),
+    ],
+)
+def test_unwritable_database_paths(tmp_path, where, pattern):
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(DataError, match=pattern):
+        Store(tmp_path / where)
+
+
+def test_garbage_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "junk.db"
+    bad.write_bytes(b"this is not an sqlite database" * 100)
+    with pytest.raises(DataError, match="cannot open or write database"):
+        Store(bad)
+
+
+def test_unreachable_postgres_is_one_sentence():
+    port = _free_port()
+    with pytest.raises(DataError, match=f"cannot connect to PostgreSQL at .*:{port}") as err:
+        Store(f"postgresql://someone:secret@127.0.0.1:{port}/campaign")
+    assert "secret" not in str(err.value) and "\n" not in str(err.value)
+
+
+def _writer(path: str, start: int, stop: int) -> None:
+    store = Store(path)
+    for i in range(start, stop):
+        store.write(
+            _structure(i),
+            label_key(str(i), "o"),
+            "ok",
+            {"writer": os.getpid()},
+            energy=float(-i),
+            forces=np.zeros((4, 3)),
+            stress=np.zeros(6),
+        )
+
+
+def test_concurrent_writers_neither_corrupt_nor_duplicate(tmp_path):
+    path = str(tmp_path / "c.db")
+    Store(path)
+    ctx = mp.get_context("fork")
+    # overlapping key ranges: 0..29, 15..44, 0..44 written by three processes at once
+    procs = [
+        ctx.Process(target=_writer, args=(path, a, b)) for a, b in ((0, 30), (15, 45), (0, 45))
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = Store(path)
+    assert store.integrity_ok()
+    assert len(store) == 45 and len(store.done_keys()) == 45
+    energies = sorted(a.get_potential_energy() for a in store.to_atoms())
+    assert energies == pytest.approx([-float(i) for i in range(44, -1, -1)])
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throwaway PostgreSQL cluster (initdb + pg_ctl as user postgres) on a free port."""
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip(
+            "PostgreSQL server binaries (initdb, pg_ctl) are not installed "
+            "(apt-get install postgresql)"
+        )
+    user = "postgres"
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        if not shutil.which("runuser"):
+            pytest.skip("running as root without runuser: cannot start PostgreSQL")
+        as_user = ["runuser", "-u", user, "--"]
+    root = tempfile.mkdtemp(prefix="potforge-pg-")
+    if as_user:
+        try:
+            shutil.chown(root, user)
+        except (LookupError, PermissionError) as exc:
+            pytest.skip(f"cannot hand a data folder to user {user}: {exc}")
+    data, port = os.path.join(root, "data"), _free_port()
+    try:
+        subprocess.run(
+            as_user + [initdb, "-D", data, "--auth=trust", "-U", user],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            as_user
+            + [
+                pg_ctl,
+                "-D",
+                data,
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                os.path.join(root, "log"),
+                "-o",
+                f"-c listen_addresses=127.0.0.1 -p {port} -c fsync=off "
+                f"-c unix_socket_directories={root}",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=90,
+        )
+    except (subprocess.SubprocessError, OSError) as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"could not start a throwaway PostgreSQL server: {exc}")
+    try:
+        yield f"postgresql://{user}@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            as_user + [pg_ctl, "-D", data, "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
+        time.sleep(0.2)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_postgresql_store_behaves_like_sqlite(postgres_url):
+    store = Store(postgres_url)
+    frames = _fill(store)
+    _check_roundtrip(store, frames)
+    again = Store(postgres_url)  # a second client sees the same rows and refuses duplicates
+    assert again.done_keys() == store.done_keys()
+    assert again.write(_structure(3), label_key("3", "oracle"), "ok", {}, energy=0.0) is None
