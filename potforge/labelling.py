@@ -48,6 +48,7 @@ MAX_FORCE = 100.0
 
 _CALCULATORS: dict[str, Calculator] = {}
 _LOCK = threading.Lock()  # calculators (LAMMPS chdir, GPAW) are not thread-safe
+_STARTED: dict[str, float] = {}  # Dask key -> time the single point got the lock (worker side)
 
 
 def classify(exc: BaseException) -> str:
@@ -69,13 +70,15 @@ def _calculator(oracle: Oracle) -> Calculator:
     return _CALCULATORS[key]
 
 
-def _worker_name() -> str:
+def _worker_name() -> tuple[str, str]:
+    """Address of this Dask worker and the key of the task it runs (or pid, "")."""
     try:
         from distributed import get_worker
 
-        return get_worker().address
+        worker = get_worker()
+        return worker.address, str(worker.get_current_task())
     except (ImportError, ValueError):
-        return f"pid {os.getpid()}"
+        return f"pid {os.getpid()}", ""
 
 
 def run_oracle(oracle: Oracle, atoms: Atoms, max_force: float = MAX_FORCE) -> dict[str, Any]:
@@ -95,16 +98,19 @@ def run_oracle(oracle: Oracle, atoms: Atoms, max_force: float = MAX_FORCE) -> di
         eV/Å³ or None when not fully periodic), ``failure``, ``message``, ``wall_time`` (s),
         ``host``, ``worker``.
     """
-    t0 = time.perf_counter()
-    out: dict[str, Any] = {"host": socket.gethostname(), "worker": _worker_name()}
+    worker, key = _worker_name()
+    out: dict[str, Any] = {"host": socket.gethostname(), "worker": worker}
     try:
         with _LOCK:
+            t0 = time.perf_counter()
+            _STARTED[key] = time.time()
             a = atoms.copy()
             a.calc = _calculator(oracle)
             energy = float(a.get_potential_energy())
             forces = np.array(a.get_forces(), dtype=float)
             stress = np.array(a.get_stress(), dtype=float) if all(a.pbc) else None
     except Exception as exc:  # any calculator error is recorded, not raised
+        _STARTED.pop(key, None)
         _CALCULATORS.pop(f"{oracle.spec}|{oracle.key}", None)  # it may be broken now
         out.update(
             status="failed",
@@ -113,6 +119,7 @@ def run_oracle(oracle: Oracle, atoms: Atoms, max_force: float = MAX_FORCE) -> di
         )
         out["wall_time"] = time.perf_counter() - t0
         return out
+    _STARTED.pop(key, None)
     out["wall_time"] = time.perf_counter() - t0
     values = [energy, forces] + ([stress] if stress is not None else [])
     if not all(np.all(np.isfinite(v)) for v in values):
@@ -456,9 +463,10 @@ def _expire(client, inflight: dict, timeout: float, finish) -> None:
 
 
 def _executing(dask_worker) -> dict[str, float]:
-    """Seconds each task a worker is running right now has run (not merely assigned ones)."""
+    """Seconds each single point running on a worker has run (not those waiting for it)."""
     now = time.time()
-    return {ts.key: now - (ts.start_time or now) for ts in dask_worker.state.executing}
+    running = {ts.key for ts in dask_worker.state.executing}
+    return {k: now - t for k, t in list(_STARTED.items()) if k in running}
 
 
 async def _hard_exit() -> None:  # runs on a worker's event loop, not behind the hung thread
