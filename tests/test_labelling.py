@@ -221,7 +221,10 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     after_kill = _rows(db)
     assert kill_at <= after_kill < n, f"kill point {kill_at}: {after_kill} rows"
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the resumed run hung; its stderr ends: {str(exc.stderr)[-3000:]}")
     assert done.returncode == 0, done.stderr
     m = re.search(r"(\d+) labelled, (\d+) failed.*, (\d+) already in the store", done.stdout)
     assert m, done.stdout

@@ -107,7 +107,10 @@ class Store:
                     f"cannot create database {path}: folder {path.parent} does not exist"
                 )
         try:
-            self.db = ase.db.connect(self.url, type="postgresql" if self.postgres else "db")
+            # no ase lock file: a writer killed while holding it would block every later run;
+            # SQLite's own locks die with their process
+            kind = "postgresql" if self.postgres else "db"
+            self.db = ase.db.connect(self.url, type=kind, use_lock_file=False)
             self.db.count()  # creates the tables
             self._execute(UNIQUE_INDEX)
         except DataError:
