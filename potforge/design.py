@@ -78,7 +78,7 @@ def compute_designs(
         total=len(structures),
         desc=desc,
         unit="struct",
-        disable=progress is False if progress is not None else None,
+        disable=None if progress is None else not progress,
         leave=False,
     )
     out: list[StructureDesign] = []
@@ -144,6 +144,7 @@ def assemble(
     for s, (d, atoms) in enumerate(zip(designs, structures, strict=True)):
         lab = labels(atoms)
         n = d.n_atoms
+        n_before = len(types)
         if "energy" in use and "energy" in lab:
             blocks_a.append(d.rows.energy[None, :] / n)
             blocks_y.append(np.array([(lab["energy"] - d.fixed.energy) / n]))
@@ -156,7 +157,7 @@ def assemble(
             blocks_a.append(-d.rows.virial / d.volume)
             blocks_y.append(np.asarray(lab["stress"]) + d.fixed.virial / d.volume)
             types.append(np.full(6, ROW_STRESS))
-        owner.append(np.full(sum(len(t) for t in types) - sum(len(o) for o in owner), s))
+        owner.append(np.full(sum(len(t) for t in types[n_before:]), s))
     p = designs[0].rows.energy.shape[0] if designs else 0
     return DesignMatrix(
         A=np.vstack(blocks_a) if blocks_a else np.zeros((0, p)),

@@ -100,8 +100,7 @@ def run(args: argparse.Namespace) -> int:
         f"\nmodel {spec}: {model.n_params} parameters, fit in "
         f"{model.fit_info_['fit_seconds']:.1f} s on {len(train)} structures"
     )
-    report = evaluate(model, {"train": train, "test": test})
-    sets = report.pop("_sets")
+    report, sets = evaluate(model, {"train": train, "test": test})
     print(
         format_table(
             {k: report[k] for k in ("train", "test")},

@@ -23,9 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     model = LinearPotential.load(args.model)
     data = read_many(args.data)
-    report = evaluate(model, {"test": data})
+    report, sets = evaluate(model, {"test": data})
     with staged_output(args.out) as out:
-        parity_plot(out / "parity.png", report.pop("_sets"))
+        parity_plot(out / "parity.png", sets)
         report.update(n_params=model.n_params, model=args.model)
         write_json(out / "metrics.json", report)
     print(format_table({"test": report["test"]}, {"test": report["test"]["groups"]}))

@@ -45,14 +45,13 @@ def run(args: argparse.Namespace) -> int:
     with staged_output(args.out) as out:
         model.save(out)
         model.to_lammps(out / "lammps")
-        report = evaluate(model, {"train": train, "test": test})
+        report, sets = evaluate(model, {"train": train, "test": test})
         report.update(
             n_params=model.n_params,
             fit_seconds=model.fit_info_["fit_seconds"],
             model=args.model,
             fit_info=model.fit_info_,
         )
-        sets = report.pop("_sets")
         print(
             f"model {args.model}: {model.n_params} parameters, fit in "
             f"{model.fit_info_['fit_seconds']:.1f} s"
@@ -69,13 +68,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate(model: LinearPotential, sets: dict) -> dict:
-    """Metrics (overall and per group) for each named, non-empty set of structures."""
-    report: dict = {"_sets": {}}
+def evaluate(model: LinearPotential, sets: dict) -> tuple[dict, dict]:
+    """Metrics (overall and per group) for each named, non-empty set of structures.
+
+    Returns the report and, per set, the ``(structures, predictions)`` for plotting.
+    """
+    report: dict = {}
+    evaluated: dict = {}
     for name, structs in sets.items():
         if not structs:
             continue
         preds = model.predict(structs)
         report[name] = {**error_metrics(structs, preds), "groups": grouped_metrics(structs, preds)}
-        report["_sets"][name] = (structs, preds)
-    return report
+        evaluated[name] = (structs, preds)
+    return report, evaluated

@@ -40,7 +40,6 @@ class CubicBasis:
     ):
         self.lo, self.hi = float(lo), float(hi)
         self.knots = clamped_knots(self.lo, self.hi, n_basis)
-        self.n_all = n_basis
         eye = np.eye(n_basis)[:, keep]
         self.n = eye.shape[1]
         self._b = BSpline(self.knots, eye, 3, extrapolate=False)

@@ -14,9 +14,15 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from potforge.engines.lammps import new_lammps, setup_structure, to_ase_vectors, to_ase_voigt
+from potforge.engines.lammps import (
+    new_lammps,
+    setup_structure,
+    static_point,
+    to_ase_vectors,
+    to_ase_voigt,
+)
 from potforge.errors import EngineError, ModelError
-from potforge.terms.base import LammpsPart, Rows, Term
+from potforge.terms.base import LammpsPart, Rows, Term, Values
 
 _LAMMPS = None
 
@@ -252,10 +258,7 @@ class ZBL(Term):
         n = len(z)
         return [f"{i + 1} {j + 1} {z[i]} {z[j]}" for i in range(n) for j in range(i, n)]
 
-    def values(self, atoms: Atoms):
-        from potforge.engines.lammps import static_point
-        from potforge.terms.base import Values
-
+    def values(self, atoms: Atoms) -> Values:
         cmds = [f"pair_style zbl {self.inner!r} {self.outer!r}"]
         cmds += [f"pair_coeff {c}" for c in self._coeffs()]
         e, f, w = static_point(_instance(), atoms, self.elements, cmds)
