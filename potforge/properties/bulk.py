@@ -9,7 +9,13 @@ from ase import Atoms
 from scipy.optimize import curve_fit
 
 from potforge.properties.base import PropertyError
-from potforge.properties.relax import FMAX, STEPS, relax_cell, relax_positions
+from potforge.properties.relax import (
+    FMAX,
+    STEPS,
+    keep_structure,
+    relax_cell,
+    relax_positions,
+)
 from potforge.properties.structures import ATOMS_PER_CUBE, bulk_phase, guess_lattice
 
 
@@ -187,7 +193,9 @@ def fit_birch_murnaghan(
         raise PropertyError("E–V points have no minimum (negative curvature): no bulk modulus")
     v0 = -c1 / (2 * c2)
     p0 = (c0 - c1**2 / (4 * c2), v0, 2 * c2 * v0, 4.0)
-    params, _ = curve_fit(birch_murnaghan, v, e, p0=p0, maxfev=20000)
+    params, _ = curve_fit(
+        birch_murnaghan, v, e, p0=p0, maxfev=20000, ftol=1e-14, xtol=1e-14, gtol=1e-14
+    )
     return tuple(float(p) for p in params)  # type: ignore[return-value]
 
 
@@ -199,6 +207,7 @@ def energy_volume_curve(
     n: int = 11,
     fmax: float = FMAX,
     steps: int = STEPS,
+    keep: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Energy per atom along a homogeneous scaling of the relaxed cell (ions relaxed).
 
@@ -209,6 +218,8 @@ def energy_volume_curve(
         Relative volume range ``±span`` around the equilibrium volume.
     n : int
         Number of points.
+    keep : list, optional
+        Receives the relaxed structure(s) behind the value, in order.
 
     Returns
     -------
@@ -225,7 +236,7 @@ def energy_volume_curve(
         atoms = base.copy()
         atoms.set_cell(base.cell * (v / state.volume_per_atom) ** (1.0 / 3.0), scale_atoms=True)
         if natoms > 1:
-            _, e = relax_positions(
+            atoms, e = relax_positions(
                 atoms,
                 calc,
                 label=f"{state.element} {state.phase} at {v:.2f} Å³/atom",
@@ -235,5 +246,6 @@ def energy_volume_curve(
         else:
             atoms.calc = calc
             e = atoms.get_potential_energy()
+        keep_structure(keep, atoms)
         energies[i] = e / natoms
     return vols, energies

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from potforge.properties.bulk import BulkState
-from potforge.properties.relax import FMAX, STEPS, relax_positions
+from potforge.properties.relax import FMAX, STEPS, keep_structure, relax_positions
 from potforge.properties.structures import cubic_supercell, interstitial_supercell
 
 
@@ -15,7 +15,13 @@ def formation_energy(defect_energy: float, n_defect: int, bulk_energy_per_atom: 
 
 
 def vacancy_formation_energy(
-    calc, state: BulkState, *, size: int = 3, fmax: float = FMAX, steps: int = STEPS
+    calc,
+    state: BulkState,
+    *,
+    size: int = 3,
+    fmax: float = FMAX,
+    steps: int = STEPS,
+    keep: list | None = None,
 ) -> float:
     """Relaxed mono-vacancy formation energy at the bulk equilibrium cell, eV.
 
@@ -29,6 +35,9 @@ def vacancy_formation_energy(
     fmax : float
         eV/Å.
 
+    keep : list, optional
+        Receives the relaxed structure(s) behind the value, in order.
+
     Returns
     -------
     float
@@ -38,7 +47,8 @@ def vacancy_formation_energy(
     n = len(atoms)
     del atoms[n // 2]
     label = f"{state.element} vacancy"
-    _, e = relax_positions(atoms, calc, label=label, fmax=fmax, steps=steps)
+    relaxed, e = relax_positions(atoms, calc, label=label, fmax=fmax, steps=steps)
+    keep_structure(keep, relaxed)
     return formation_energy(e, n - 1, state.energy_per_atom)
 
 
@@ -65,7 +75,14 @@ def vacancy_convergence(
 
 
 def interstitial_formation_energy(
-    calc, state: BulkState, kind: str, *, size: int = 3, fmax: float = FMAX, steps: int = STEPS
+    calc,
+    state: BulkState,
+    kind: str,
+    *,
+    size: int = 3,
+    fmax: float = FMAX,
+    steps: int = STEPS,
+    keep: list | None = None,
 ) -> float:
     """Relaxed self-interstitial formation energy at the bulk equilibrium cell, eV.
 
@@ -79,6 +96,9 @@ def interstitial_formation_energy(
     size : int
         Supercell of ``size³`` conventional cubic cells.
 
+    keep : list, optional
+        Receives the relaxed structure(s) behind the value, in order.
+
     Returns
     -------
     float
@@ -86,5 +106,6 @@ def interstitial_formation_energy(
     """
     atoms = interstitial_supercell(state.element, state.phase, state.a, size, kind)
     label = f"{state.element} {kind} self-interstitial"
-    _, e = relax_positions(atoms, calc, label=label, fmax=fmax, steps=steps)
+    relaxed, e = relax_positions(atoms, calc, label=label, fmax=fmax, steps=steps)
+    keep_structure(keep, relaxed)
     return formation_energy(e, len(atoms), state.energy_per_atom)

@@ -6,7 +6,7 @@ import numpy as np
 from ase import Atoms
 
 from potforge.properties.base import EV_A3_TO_GPA, InstabilityError, PropertyError, warn_unstable
-from potforge.properties.relax import FMAX, STEPS, relax_positions
+from potforge.properties.relax import FMAX, STEPS, keep_structure, relax_positions
 
 VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 """ASE Voigt order: xx, yy, zz, yz, xz, xy."""
@@ -76,6 +76,7 @@ def elastic_tensor(
     fmax: float = FMAX,
     steps: int = STEPS,
     label: str = "crystal",
+    keep: list | None = None,
 ) -> np.ndarray:
     """6×6 stiffness of a relaxed crystal by stress–strain central differences.
 
@@ -90,6 +91,8 @@ def elastic_tensor(
         Relax internal coordinates at each strain (skipped for one-atom cells).
     fmax : float
         eV/Å.
+    keep : list, optional
+        Receives the 12 strained (relaxed) cells, in the order of :func:`strain_set`.
 
     Returns
     -------
@@ -108,6 +111,7 @@ def elastic_tensor(
             )
         else:
             strained.calc = calc
+        keep_structure(keep, strained)
         stresses[m] = strained.get_stress(voigt=True)
     return elastic_from_stress_strain(strains, stresses)
 

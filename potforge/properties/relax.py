@@ -36,6 +36,13 @@ def _optimizer(name: str):
         ) from None
 
 
+def keep_structure(keep: list | None, atoms: Atoms) -> None:
+    """Append ``atoms`` to ``keep`` when it is a list (a caller's record of the relaxed
+    structures behind a property, used by :mod:`potforge.properties.sensitivity`)."""
+    if keep is not None:
+        keep.append(atoms)
+
+
 def max_force(atoms: Atoms) -> float:
     """Largest per-atom force norm (after constraints), eV/Å."""
     f = atoms.get_forces()

@@ -11,7 +11,7 @@ import numpy as np
 
 from potforge.properties.base import NotApplicableError, PropertyError
 from potforge.properties.bulk import BulkState
-from potforge.properties.relax import FMAX, STEPS, relax_positions
+from potforge.properties.relax import FMAX, STEPS, keep_structure, relax_positions
 from potforge.properties.structures import GSF_PERIOD, GSF_SYSTEMS, oriented_cell
 
 
@@ -54,6 +54,7 @@ def gsf_curve(
     vacuum: float = 15.0,
     fmax: float = FMAX,
     steps: int = STEPS,
+    keep: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Relaxed generalized stacking-fault energy along the slip direction.
 
@@ -69,6 +70,8 @@ def gsf_curve(
         Shifts, evenly spaced, ends included.
     thickness : float
         Minimum slab thickness, Å.
+    keep : list, optional
+        Receives the relaxed structure(s) behind the value, in order.
 
     Returns
     -------
@@ -85,7 +88,7 @@ def gsf_curve(
     for i, s in enumerate(shifts):
         faulted = atoms.copy()
         faulted.positions[upper] += s * xhat
-        _, energies[i] = relax_positions(
+        relaxed, energies[i] = relax_positions(
             faulted,
             calc,
             label=f"{state.element} {{{plane}}} fault at {s:.3f} Å",
@@ -93,6 +96,7 @@ def gsf_curve(
             steps=steps,
             z_only=True,
         )
+        keep_structure(keep, relaxed)
     return shifts, (energies - energies[0]) / area
 
 

@@ -55,11 +55,18 @@ class PropertySuite:
         self.fmax = fmax
         self.steps = steps
         self._memo: dict[Hashable, Any] = {}
+        self.structures: dict[Hashable, list] = {}
+        """Memo key → the relaxed structures behind that result (for sensitivities)."""
 
     def _cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
+
+    def _record(self, key: Hashable) -> list:
+        """A fresh list receiving the relaxed structures of ``key``."""
+        self.structures[key] = []
+        return self.structures[key]
 
     @property
     def _relax_kw(self) -> dict:
@@ -109,7 +116,12 @@ class PropertySuite:
         return self._cached(
             ("ev", span, n),
             lambda: _bulk.energy_volume_curve(
-                self.calc, self.ground(), span=span, n=n, **self._relax_kw
+                self.calc,
+                self.ground(),
+                span=span,
+                n=n,
+                keep=self._record(("ev", span, n)),
+                **self._relax_kw,
             ),
         )
 
@@ -133,6 +145,7 @@ class PropertySuite:
                 self.ground().atoms,
                 strain=strain,
                 label=f"{self.element} {self.lattice}",
+                keep=self._record(("elastic", strain)),
                 **self._relax_kw,
             ),
         )
@@ -147,7 +160,11 @@ class PropertySuite:
         return self._cached(
             ("vac", size),
             lambda: defects.vacancy_formation_energy(
-                self.calc, self.ground(), size=size, **self._relax_kw
+                self.calc,
+                self.ground(),
+                size=size,
+                keep=self._record(("vac", size)),
+                **self._relax_kw,
             ),
         )
 
@@ -175,7 +192,12 @@ class PropertySuite:
         return self._cached(
             ("sia", kind, size),
             lambda: defects.interstitial_formation_energy(
-                self.calc, self.ground(), kind, size=size, **self._relax_kw
+                self.calc,
+                self.ground(),
+                kind,
+                size=size,
+                keep=self._record(("sia", kind, size)),
+                **self._relax_kw,
             ),
         )
 
@@ -190,6 +212,7 @@ class PropertySuite:
                 miller,
                 thickness=thickness,
                 vacuum=vacuum,
+                keep=self._record(("surf", miller, thickness, vacuum)),
                 **self._relax_kw,
             ),
         )
@@ -206,6 +229,7 @@ class PropertySuite:
                 plane,
                 n_points=n_points,
                 thickness=thickness,
+                keep=self._record(("gsf", plane, n_points, thickness)),
                 **self._relax_kw,
             ),
         )

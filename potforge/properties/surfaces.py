@@ -7,7 +7,7 @@ from ase import Atoms
 
 from potforge.properties.base import NotApplicableError
 from potforge.properties.bulk import BulkState
-from potforge.properties.relax import FMAX, STEPS, relax_positions
+from potforge.properties.relax import FMAX, STEPS, keep_structure, relax_positions
 from potforge.properties.structures import SURFACE_ORIENTATIONS, oriented_cell
 
 
@@ -69,6 +69,7 @@ def surface_energy(
     vacuum: float = 15.0,
     repeats: int | None = None,
     relax: bool = True,
+    keep: list | None = None,
     fmax: float = FMAX,
     steps: int = STEPS,
 ) -> float:
@@ -86,6 +87,9 @@ def surface_energy(
     fmax : float
         eV/Å.
 
+    keep : list, optional
+        Receives the relaxed structure(s) behind the value, in order.
+
     Returns
     -------
     float
@@ -99,5 +103,6 @@ def surface_energy(
     else:
         atoms.calc = calc
         e = atoms.get_potential_energy()
+    keep_structure(keep, atoms)
     area = float(np.linalg.norm(np.cross(atoms.cell[0], atoms.cell[1])))
     return float((e - len(atoms) * state.energy_per_atom) / (2.0 * area))
