@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("fit", "eval", "demo", "label", "db", "properties")
+COMMANDS = ("fit", "eval", "uq", "demo", "label", "db", "properties")
 """Modules of ``potforge.commands`` that register a verb, in help order."""
 
 

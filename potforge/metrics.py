@@ -92,3 +92,43 @@ def format_table(sets: dict[str, dict], by_group: dict[str, dict[str, dict]] | N
         for g, gm in (by_group or {}).get(name, {}).items():
             lines.append(row(f"  {g}", gm))
     return "\n".join(lines)
+
+
+def uncertainty_metrics(structures: Sequence[Atoms], predictions: Sequence[dict]) -> dict:
+    """Coverage of the labels by predicted bounds, and median bound half-widths.
+
+    ``predictions`` must carry ``energy_bounds`` / ``forces_bounds`` / ``stress_bounds``
+    (``LinearPotential.predict(..., return_bounds=True)``). Coverage is the fraction of reference
+    values inside ``[lower, upper]`` (energies per structure, force and stress components);
+    half-widths are ``(upper − lower) / 2``, energies per atom.
+    """
+    e_in, e_half, f_in, f_half, s_in = [], [], [], [], []
+    for a, p in zip(structures, predictions, strict=True):
+        lab = labels(a)
+        if "energy" in lab:
+            lo, hi = p["energy_bounds"]
+            e_in.append(lo <= lab["energy"] <= hi)
+            e_half.append(0.5 * (hi - lo) / len(a))
+        if "forces" in lab:
+            lo, hi = p["forces_bounds"]
+            f = np.asarray(lab["forces"])
+            f_in.append(((f >= lo) & (f <= hi)).ravel())
+            f_half.append((0.5 * (hi - lo)).ravel())
+        if "stress" in lab:
+            lo, hi = p["stress_bounds"]
+            s = np.asarray(lab["stress"])
+            s_in.append((s >= lo) & (s <= hi))
+
+    def frac(x):
+        return float(np.mean(np.concatenate(x))) if x else None
+
+    def med(x, scale=1.0):
+        return float(np.median(np.concatenate(x)) * scale) if x else None
+
+    return {
+        "energy_coverage": float(np.mean(e_in)) if e_in else None,
+        "force_coverage": frac(f_in),
+        "stress_coverage": frac(s_in),
+        "energy_bound_median_meV_per_atom": float(np.median(e_half) * 1000.0) if e_half else None,
+        "force_bound_median_eV_per_A": med(f_half),
+    }

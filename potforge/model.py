@@ -3,6 +3,8 @@
 >>> model = LinearPotential("snap(twojmax=6)+zbl+const").fit(train)     # doctest: +SKIP
 >>> atoms.calc = model.as_calculator()                                   # doctest: +SKIP
 >>> model.to_lammps("lmp/")                                              # doctest: +SKIP
+>>> model.fit_posterior(train)                      # POPS posterior  # doctest: +SKIP
+>>> model.predict([atoms], return_bounds=True)[0]["energy_bounds"]       # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -31,11 +33,19 @@ from potforge.errors import DataError, ModelError, NotFittedError
 from potforge.fitting import weighted_lstsq
 from potforge.terms import Constant, Term, parse_spec, term_from_dict, term_to_dict
 from potforge.terms.base import write_files
+from potforge.uq.centred import METHODS as POSTERIOR_METHODS
+from potforge.uq.centred import ParameterPosterior, fit_centred_posterior
 
 DEFAULT_SPEC = "snap(twojmax=6,rcutfac=4.6,quadratic=True)+zbl(inner=1.0,outer=1.6)+const"
 """The default model (chosen on the Zuo Mo benchmark; see BENCHMARKS.md)."""
 
 MODEL_FILE = "model.json"
+POSTERIOR_FILE = "posterior.npz"
+UQ_PROPERTIES = (
+    "energy_std", "forces_std", "stress_std", "energy_bounds", "forces_bounds", "stress_bounds",
+)
+"""Extra calculator properties of a model with a posterior (std: (), (N, 3), (6,); bounds: a
+leading axis of 2, lower then upper)."""
 
 
 class LinearPotential:
@@ -153,7 +163,12 @@ class LinearPotential:
         return assemble(designs, structures, use)
 
     # --- fit ------------------------------------------------------------------------------------
-    def fit(self, structures: Sequence[Atoms], y: Any = None) -> LinearPotential:
+    def fit(
+        self,
+        structures: Sequence[Atoms],
+        y: Any = None,
+        designs: Sequence[StructureDesign] | None = None,
+    ) -> LinearPotential:
         """Weighted least squares on labelled structures.
 
         Parameters
@@ -162,6 +177,10 @@ class LinearPotential:
             With labels attached (energy and forces required; stress used where present).
         y : ignored
             For scikit-learn compatibility.
+        designs : sequence of StructureDesign, optional
+            Precomputed designs of ``structures`` (from :meth:`structure_designs` after
+            :meth:`setup` on the same structures), to share one descriptor pass with
+            :meth:`fit_posterior`.
 
         Returns
         -------
@@ -176,11 +195,16 @@ class LinearPotential:
             check_labels(a, name, ("energy", "forces"))
         t0 = time.perf_counter()
         self.setup(structures)
-        designs = self.structure_designs(structures)
+        if designs is None:
+            designs = self.structure_designs(structures)
+        elif len(designs) != len(structures):
+            raise DataError(f"{len(designs)} designs given for {len(structures)} structures")
         t1 = time.perf_counter()
         dm = assemble(designs, structures)
         w = dm.weights(self.sigma, self.group_weights)
         self.coef_ = weighted_lstsq(dm.A, dm.y, w, self.alpha, self.param_names)
+        if hasattr(self, "posterior_"):
+            del self.posterior_  # it belonged to the previous coefficients
         t2 = time.perf_counter()
         self.fit_info_ = {
             "n_structures": len(structures),
@@ -192,9 +216,130 @@ class LinearPotential:
         }
         return self
 
+    # --- posterior (uncertainty) ---------------------------------------------------------------
+    def fit_posterior(
+        self,
+        structures: Sequence[Atoms],
+        method: str = "pops",
+        *,
+        designs: Sequence[StructureDesign] | None = None,
+        progress: bool | None = None,
+        **options: Any,
+    ) -> LinearPotential:
+        """Fit a parameter posterior around ``coef_`` on the training data; sets ``posterior_``.
+
+        The posterior is fitted on the same weighted design matrix as :meth:`fit` (row weights
+        ``g/σ_type²``, energy/force/stress rows tagged by type) in the fit's column-normalised
+        coordinates, and is centred on ``coef_``: it describes ``θ − coef_``.
+
+        Parameters
+        ----------
+        structures : sequence of ase.Atoms
+            The labelled training structures (normally those given to :meth:`fit`).
+        method : {"pops", "bayes", "bootstrap"}
+            ``"pops"``: misspecification-aware POPS about ``coef_`` — every training row with
+            non-zero leverage lies inside its own bounds; ``"bayes"``: Bayesian linear regression
+            covariance, ``± n_sigma·std``; ``"bootstrap"``: bootstrap refits.
+        designs : sequence of StructureDesign, optional
+            Precomputed designs of ``structures`` (skips the descriptor pass).
+        **options
+            ``posterior`` ("ensemble" or "hypercube"), ``max_members``, ``leverage_threshold``
+            (pops); ``temperature``, ``n_sigma`` (bayes); ``n_members`` (bootstrap);
+            ``random_state``. See :func:`potforge.uq.centred.fit_centred_posterior`.
+
+        Returns
+        -------
+        self
+        """
+        self._check_fitted()
+        if method not in POSTERIOR_METHODS:
+            raise ModelError(
+                f"posterior method must be one of {', '.join(POSTERIOR_METHODS)}, got {method!r}"
+            )
+        structures = list(structures)
+        if not structures:
+            raise DataError(
+                "a posterior needs the model's labelled training structures; none were given"
+            )
+        for k, a in enumerate(structures):
+            name = describe(a, k)
+            check_structure(a, name)
+            check_labels(a, name, ("energy", "forces"))
+        t0 = time.perf_counter()
+        if designs is None:
+            designs = self.structure_designs(structures, progress)
+        elif len(designs) != len(structures):
+            raise DataError(f"{len(designs)} designs given for {len(structures)} structures")
+        t1 = time.perf_counter()
+        dm = assemble(designs, structures)
+        w = dm.weights(self.sigma, self.group_weights)
+        post = fit_centred_posterior(
+            dm.A, dm.y, w, dm.row_type, self.coef_, alpha=self.alpha, method=method,
+            column_names=self.param_names, **options,
+        )
+        t2 = time.perf_counter()
+        post.info.update(
+            n_structures=len(structures),
+            n_atoms=int(dm.n_atoms.sum()),
+            descriptor_seconds=t1 - t0,
+            posterior_seconds=t2 - t1,
+            fit_seconds=t2 - t0,
+        )
+        self.posterior_ = post
+        return self
+
+    @property
+    def has_posterior(self) -> bool:
+        """True when :meth:`fit_posterior` (or :meth:`load`) gave this model a posterior."""
+        return hasattr(self, "posterior_")
+
+    def _check_posterior(self) -> ParameterPosterior:
+        self._check_fitted()
+        if not self.has_posterior:
+            raise NotFittedError(
+                "this model has no posterior: call fit_posterior(training structures) "
+                "(or run `potforge uq --model DIR --train FILE`)"
+            )
+        return self.posterior_
+
+    def sample_coef(self, n_samples: int, seed: int | None = None) -> np.ndarray:
+        """``n_samples`` parameter vectors ``coef_ + δθ`` from the posterior, shape (K, P).
+
+        Feed them to :meth:`predict_designs` (one descriptor pass for the whole ensemble) or to
+        any property for brute-force propagation.
+        """
+        post = self._check_posterior()
+        return self.coef_ + post.sample(n_samples, np.random.default_rng(seed))
+
+    def functional_bounds(self, G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Uncertainty of linear functionals ``G·θ`` over the posterior.
+
+        Parameters
+        ----------
+        G : ndarray, shape (M, P) or (P,)
+            One row per functional, one column per parameter (:attr:`param_names`): e.g. design
+            rows, or gradients ``dQ/dθ`` of properties.
+
+        Returns
+        -------
+        std : ndarray, shape (M,)
+            Spread of ``G·θ`` (RMS of ``G·δθ`` for POPS/bootstrap, Gaussian std for bayes).
+        lower, upper : ndarray, shape (M,)
+            Exact bounds of ``G·θ`` over the posterior; ``lower ≤ G·coef_ ≤ upper``.
+        """
+        post = self._check_posterior()
+        std, lo, hi = post.summary(G)
+        mean = np.atleast_2d(np.asarray(G, dtype=float)) @ self.coef_
+        return std, mean + lo, mean + hi
+
     # --- predict --------------------------------------------------------------------------------
     def predict_designs(
-        self, designs: Sequence[StructureDesign], coef: np.ndarray | None = None
+        self,
+        designs: Sequence[StructureDesign],
+        coef: np.ndarray | None = None,
+        return_std: bool = False,
+        return_bounds: bool = False,
+        names: Sequence[str] | None = None,
     ) -> list[dict[str, np.ndarray]]:
         """Energies, forces and stresses from precomputed designs.
 
@@ -203,19 +348,35 @@ class LinearPotential:
         coef : ndarray, shape (P,) or (K, P), optional
             Parameter vector(s); default ``coef_``.  K vectors give a leading K axis on every
             output (an ensemble from one descriptor pass).
+        return_std, return_bounds : bool
+            Add the posterior's ``energy_std`` (), ``forces_std`` (N, 3), ``stress_std`` (6,)
+            and/or ``energy_bounds`` (2,), ``forces_bounds`` (2, N, 3), ``stress_bounds``
+            (2, 6) (lower, upper: exact bounds over the posterior) to each dict. Needs a
+            posterior (:meth:`fit_posterior`) and ``coef=None``.
+        names : sequence of str, optional
+            Structure names for error messages.
 
         Returns
         -------
         list of dict
             Per structure: ``energy`` () or (K,) eV, ``forces`` (N, 3) or (K, N, 3) eV/Å,
-            ``stress`` (6,) or (K, 6) eV/Å³.
+            ``stress`` (6,) or (K, 6) eV/Å³ (NaN without a 3-D cell), plus the uncertainty keys.
+
+        Raises
+        ------
+        ModelError
+            When a predicted energy or force is not finite.
         """
+        uq = return_std or return_bounds
+        if uq and coef is not None:
+            raise ModelError("uncertainties are those of the posterior around coef_: use coef=None")
         if coef is None:
             self._check_fitted()
             coef = self.coef_
         coef = np.asarray(coef, dtype=float)
+        post = self._check_posterior() if uq else None
         out = []
-        for d in designs:
+        for k, d in enumerate(designs):
             e = d.rows.energy @ coef.T + d.fixed.energy
             f = (
                 np.moveaxis(d.rows.forces @ coef.T, -1, 0)
@@ -224,16 +385,65 @@ class LinearPotential:
             )
             f = f + d.fixed.forces
             w = (d.rows.virial @ coef.T).T if coef.ndim == 2 else d.rows.virial @ coef
+            if not (np.all(np.isfinite(e)) and np.all(np.isfinite(f))):
+                what = names[k] if names is not None else f"structure {k}"
+                raise ModelError(
+                    f"{what}: the model predicts a non-finite energy or force (descriptors or "
+                    "parameters overflow; are atoms far closer than in the training data?)"
+                )
             out.append({"energy": e, "forces": f, "stress": -(w + d.fixed.virial) / d.volume})
+        if post is not None:
+            self._add_uncertainty(designs, out, return_std, return_bounds)
         return out
 
+    def _add_uncertainty(self, designs, out, return_std: bool, return_bounds: bool) -> None:
+        """One posterior summary over the stacked rows of all structures, split back.
+
+        Bounds are the prediction plus the exact extremes of ``G·δθ`` (the fixed terms carry no
+        uncertainty); stress entries are NaN without a 3-D cell, like the stress itself.
+        """
+        blocks = []
+        for d in designs:
+            vol = d.volume if np.isfinite(d.volume) else 1.0
+            blocks += [d.rows.energy[None, :], d.rows.forces.reshape(-1, d.rows.energy.size),
+                       -d.rows.virial / vol]
+        std, lo, hi = self.posterior_.summary(np.vstack(blocks))
+        start = 0
+        for d, r in zip(designs, out, strict=True):
+            n = d.n_atoms
+            parts = {"energy": (1, ()), "forces": (3 * n, (n, 3)), "stress": (6, (6,))}
+            for key, (size, shape) in parts.items():
+                s = slice(start, start + size)
+                start += size
+                sd = std[s].reshape(shape)
+                if key == "stress" and not np.isfinite(d.volume):
+                    sd = np.full(shape, np.nan)
+                if return_std:
+                    r[f"{key}_std"] = sd if shape else float(sd)
+                if return_bounds:
+                    r[f"{key}_bounds"] = np.stack(
+                        [r[key] + lo[s].reshape(shape), r[key] + hi[s].reshape(shape)]
+                    )
+
     def predict(
-        self, structures: Sequence[Atoms], coef: np.ndarray | None = None
+        self,
+        structures: Sequence[Atoms],
+        coef: np.ndarray | None = None,
+        return_std: bool = False,
+        return_bounds: bool = False,
     ) -> list[dict[str, np.ndarray]]:
-        """Energies (eV), forces (eV/Å), stresses (eV/Å³) of ``structures``; see predict_designs."""
+        """Energies (eV), forces (eV/Å), stresses (eV/Å³) of ``structures``; see predict_designs.
+
+        ``return_std`` / ``return_bounds`` add the posterior's uncertainty keys
+        (``energy_std``, ``forces_bounds``, ...) to each structure's dict.
+        """
         if coef is None:
             self._check_fitted()
-        return self.predict_designs(self.structure_designs(list(structures)), coef)
+        structures = list(structures)
+        names = [describe(a, k) for k, a in enumerate(structures)]
+        return self.predict_designs(
+            self.structure_designs(structures), coef, return_std, return_bounds, names
+        )
 
     def as_calculator(self, coef: np.ndarray | None = None) -> PotentialCalculator:
         """An ASE calculator evaluating this model (optionally with other parameters)."""
@@ -309,10 +519,19 @@ class LinearPotential:
         }
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``model.json`` (exact: floats are written with full precision)."""
+        """Write ``model.json`` (exact: floats are written with full precision).
+
+        A posterior (:meth:`fit_posterior`) goes to ``posterior.npz`` (exact float64 arrays)
+        with its method, kind and diagnostics under ``"posterior"`` in ``model.json``; a stale
+        ``posterior.npz`` of a model without one is removed.
+        """
         self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        if self.has_posterior:
+            self.posterior_.save_arrays(directory / POSTERIOR_FILE)
+        elif (directory / POSTERIOR_FILE).exists():
+            (directory / POSTERIOR_FILE).unlink()
         doc = {
             "potforge_version": __version__,
             "elements": self.elements_,
@@ -322,6 +541,8 @@ class LinearPotential:
             "param_names": self.param_names,
             "fit_info": getattr(self, "fit_info_", {}),
         }
+        if self.has_posterior:
+            doc["posterior"] = {"file": POSTERIOR_FILE, **self.posterior_.meta()}
         tmp = directory / (MODEL_FILE + ".tmp")
         tmp.write_text(json.dumps(doc, indent=1))
         tmp.replace(directory / MODEL_FILE)
@@ -349,13 +570,29 @@ class LinearPotential:
             raise DataError(
                 f"{path}: {len(model.coef_)} coefficients for {model.n_params} parameters"
             )
+        meta = doc.get("posterior")
+        if meta is not None:
+            if not isinstance(meta, dict) or not isinstance(meta.get("file"), str):
+                raise DataError(f"{path}: malformed 'posterior' entry (needs a 'file' name)")
+            post = ParameterPosterior.load(Path(directory) / meta["file"], meta)
+            if post.n_params != model.n_params:
+                raise DataError(
+                    f"{Path(directory) / meta['file']}: posterior has {post.n_params} "
+                    f"parameters, the model {model.n_params}"
+                )
+            model.posterior_ = post
         return model
 
 
 class PotentialCalculator(Calculator):
     """ASE calculator of a fitted :class:`LinearPotential` (descriptors from LAMMPS/numpy).
 
-    Implements ``energy``, ``free_energy``, ``forces`` and ``stress`` (eV, eV/Å, eV/Å³).
+    Implements ``energy``, ``free_energy``, ``forces`` and ``stress`` (eV, eV/Å, eV/Å³); when
+    the model has a posterior (and ``coef`` is not overridden) also :data:`UQ_PROPERTIES`:
+    ``energy_std`` (eV), ``forces_std`` (N, 3), ``stress_std`` (6,), ``energy_bounds`` (2,),
+    ``forces_bounds`` (2, N, 3), ``stress_bounds`` (2, 6) — lower then upper, exact over the
+    posterior — read with ``atoms.calc.get_property("energy_bounds", atoms)``. They are computed
+    only when asked for, so plain energy/force calls cost nothing extra.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -364,14 +601,22 @@ class PotentialCalculator(Calculator):
         super().__init__(**kwargs)
         self.model = model
         self.coef = None if coef is None else np.asarray(coef, dtype=float)
+        self.implemented_properties = list(type(self).implemented_properties)
+        if self.coef is None and model.has_posterior:
+            self.implemented_properties += list(UQ_PROPERTIES)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         d = structure_design(self.model.terms_, self.atoms)
-        r = self.model.predict_designs([d], self.coef)[0]
+        uq = any(p in UQ_PROPERTIES for p in properties)
+        r = self.model.predict_designs(
+            [d], self.coef, return_std=uq, return_bounds=uq, names=[describe(self.atoms)]
+        )[0]
         self.results = {
             "energy": float(r["energy"]),
             "free_energy": float(r["energy"]),
             "forces": r["forces"],
             "stress": r["stress"],
         }
+        if uq:
+            self.results.update({p: r[p] for p in UQ_PROPERTIES})

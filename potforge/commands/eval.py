@@ -1,11 +1,12 @@
-"""``potforge eval``: errors of a saved model on any labelled data."""
+"""``potforge eval``: errors of a saved model on any labelled data (and, when the model has a
+posterior, the coverage of the reference values by its bounds)."""
 
 from __future__ import annotations
 
 import argparse
 
 from potforge.commands._common import staged_output, write_json
-from potforge.commands.fit import evaluate
+from potforge.commands.fit import evaluate, uq_line
 from potforge.data.readers import read_many
 from potforge.metrics import format_table
 from potforge.model import LinearPotential
@@ -29,5 +30,7 @@ def run(args: argparse.Namespace) -> int:
         report.update(n_params=model.n_params, model=args.model)
         write_json(out / "metrics.json", report)
     print(format_table({"test": report["test"]}, {"test": report["test"]["groups"]}))
+    if model.has_posterior:
+        print(uq_line(report))
     print(f"wrote {args.out}/metrics.json, parity.png")
     return 0

@@ -1,0 +1,98 @@
+"""``potforge uq``: fit an uncertainty posterior on a saved model and store it in its folder."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+from potforge.commands._common import staged_output
+from potforge.data.readers import read_many
+from potforge.metrics import uncertainty_metrics
+from potforge.model import POSTERIOR_FILE, LinearPotential
+from potforge.uq.centred import METHODS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "uq", help="fit an uncertainty posterior (POPS, BLR, bootstrap) on a model",
+        description=__doc__,
+    )
+    p.add_argument("--model", required=True, metavar="DIR", help="folder written by potforge fit")
+    p.add_argument("--train", nargs="+", required=True, metavar="FILE",
+                   help="the model's training data (the posterior is fitted on its rows)")
+    add_posterior_options(p, default="pops")
+    p.add_argument("--jobs", type=int, default=1, help="processes for descriptors")
+    p.set_defaults(func=run)
+
+
+def add_posterior_options(p: argparse.ArgumentParser, default: str) -> None:
+    """``--method`` style options shared by ``uq`` and ``fit --uq``."""
+    if default == "pops":
+        p.add_argument("--method", choices=METHODS, default="pops",
+                       help="pops (misspecification-aware, default), bayes (BLR ±2σ), bootstrap")
+    p.add_argument("--posterior", choices=("ensemble", "hypercube"), default="ensemble",
+                   help="POPS posterior form (default ensemble: exact, covers every training row)")
+    p.add_argument("--max-members", type=int, default=None, metavar="K",
+                   help="POPS ensemble: keep K random corrections (default all)")
+    p.add_argument("--seed", type=int, default=0, help="seed for subsamples / bootstrap")
+
+
+def posterior_options(args: argparse.Namespace, method: str) -> dict:
+    if method == "pops":
+        return {"posterior": args.posterior, "max_members": args.max_members,
+                "random_state": args.seed}
+    if method == "bootstrap":
+        return {"random_state": args.seed}
+    return {}
+
+
+def summary(model: LinearPotential, train_metrics: dict) -> str:
+    """One screen: method, rows, timing, training coverage."""
+    post = model.posterior_
+    i = post.info
+    rows = ", ".join(f"{n} {k}" for k, n in i["rows_by_type"].items())
+    form = {"ensemble": f"ensemble of {i.get('n_members')} members",
+            "hypercube": f"box over {i.get('n_components')} components",
+            "gaussian": f"Gaussian, bounds ±{i.get('n_sigma')}σ"}[post.kind]
+    lines = [
+        f"posterior: {post.method} ({form}), {model.n_params} parameters",
+        f"rows: {i['n_rows']} ({rows}) from {i['n_structures']} structures",
+    ]
+    if "n_excluded" in i:
+        lines.append(f"rows with ~zero leverage (no correction, excluded): {i['n_excluded']}")
+    lines.append(
+        f"fit: {i['fit_seconds']:.2f} s (descriptors {i['descriptor_seconds']:.2f} s, "
+        f"posterior {i['posterior_seconds']:.2f} s)"
+    )
+    m = train_metrics
+    lines.append(
+        f"training coverage: energies {m['energy_coverage']:.3f} (median half-width "
+        f"{m['energy_bound_median_meV_per_atom']:.3g} meV/atom), forces "
+        f"{m['force_coverage']:.3f} (median half-width {m['force_bound_median_eV_per_A']:.3g} "
+        "eV/Å)"
+    )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    model = LinearPotential.load(args.model)
+    model.n_jobs = args.jobs
+    train = read_many(args.train)
+    t0 = time.perf_counter()
+    designs = model.structure_designs(train)  # shared by the posterior and the coverage check
+    seconds = time.perf_counter() - t0
+    model.fit_posterior(train, args.method, designs=designs,
+                        **posterior_options(args, args.method))
+    info = model.posterior_.info
+    info.update(descriptor_seconds=seconds, fit_seconds=seconds + info["posterior_seconds"])
+    metrics = uncertainty_metrics(train, model.predict_designs(designs, return_bounds=True))
+    model.posterior_.info["train"] = metrics
+    with staged_output(args.model) as tmp:  # all-or-nothing: a full new copy of the folder
+        shutil.copytree(args.model, tmp, dirs_exist_ok=True)
+        model.save(tmp)
+    print(summary(model, metrics))
+    size = (Path(args.model) / POSTERIOR_FILE).stat().st_size / 2**20
+    print(f"wrote {args.model}/model.json, {POSTERIOR_FILE} ({size:.1f} MiB)")
+    return 0

@@ -1,0 +1,320 @@
+"""A UQ posterior over ``θ − θ₀`` centred on a given parameter vector ``θ₀`` (a fitted model's
+``coef_``), for weighted design rows — array in, array out.
+
+The fitted model minimised ``Σ_n w_n (y_n − x_n·θ)² + α |S θ|²`` with ``S = diag(s)``,
+``s_j = sqrt(Σ_n w_n A_nj²)`` (:func:`potforge.fitting.weighted_lstsq`). Everything here works in
+the same column-normalised coordinates ``φ = S θ`` (rows ``x̃ = x / s``), so the ridge is the
+scalar ``α`` of the fit and the conditioning is that of the fit.
+
+* ``"pops"`` — POPS corrections about ``θ₀`` itself: residual ``e_n = y_n − x_n·θ₀``,
+  ``H = X̃ᵀWX̃ + αI``, ``δφ_n = e_n H⁻¹x̃_n / (x̃_nᵀH⁻¹x̃_n)``, so ``x_n·(θ₀ + δθ_n) = y_n``
+  exactly: every training row with non-zero leverage lies inside its own bounds. Posterior: the
+  ensemble ``{δθ_n}`` or a box over its principal components (hypercube).
+* ``"bayes"`` — the parameter covariance of evidence-maximised Bayesian linear regression
+  (optionally temperature-inflated), bounds ``± n_sigma·std``.
+* ``"bootstrap"`` — deviations ``θ_k − θ̄`` of bootstrap refits from the all-rows refit.
+
+Bounds are for ``G·θ`` over the posterior **with the zero deviation included** (``θ₀`` itself
+belongs to it), so ``G·θ₀`` always lies inside ``[lower, upper]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from potforge.errors import DataError, ModelError
+from potforge.uq._linalg import RidgeSolution, check_rows, solve_ridge
+from potforge.uq._passes import corrections_block
+from potforge.uq.posteriors import select_components
+
+METHODS = ("pops", "bayes", "bootstrap")
+KINDS = ("ensemble", "hypercube", "gaussian")
+ROW_TYPE_NAMES = {0: "energy", 1: "force", 2: "stress"}
+_ARRAYS = {
+    "ensemble": ("members",),
+    "hypercube": ("components", "low", "high", "offset"),
+    "gaussian": ("covariance",),
+}
+_ROW_BLOCK, _MEMBER_BLOCK = 2048, 4096  # bounds the (rows × members) work array to 64 MiB
+_ROW_CHUNK = 8192  # rows per chunk when forming POPS corrections
+
+
+@dataclass
+class ParameterPosterior:
+    """A posterior over parameter deviations ``δθ = θ − θ₀``, stored in normalised coordinates.
+
+    Attributes
+    ----------
+    method : {"pops", "bayes", "bootstrap"}
+    kind : {"ensemble", "hypercube", "gaussian"}
+    scale : ndarray, shape (P,)
+        Column scales ``s``: ``δθ = δφ / s``.
+    arrays : dict of str to ndarray
+        ``ensemble``: ``members`` (K, P) deviations ``δφ``; ``hypercube``: ``components`` (P, k)
+        orthonormal, ``low``/``high`` (k,), ``offset`` (P,) — ``δφ = offset + V c``,
+        ``low ≤ c ≤ high``; ``gaussian``: ``covariance`` (P, P) of ``δφ``.
+    info : dict
+        JSON-serialisable settings and diagnostics (``n_sigma`` for gaussian, row counts, ...).
+    """
+
+    method: str
+    kind: str
+    scale: np.ndarray
+    arrays: dict[str, np.ndarray]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_params(self) -> int:
+        return int(self.scale.size)
+
+    def _normalised(self, G: np.ndarray) -> np.ndarray:
+        G = np.asarray(G, dtype=float)
+        if G.ndim == 1:
+            G = G[None, :]
+        if G.ndim != 2 or G.shape[1] != self.n_params:
+            raise DataError(
+                f"functional matrix G must have shape (M, {self.n_params}) (one column per "
+                f"model parameter), got {G.shape}."
+            )
+        if not np.all(np.isfinite(G)):
+            raise DataError("functional matrix G contains NaN or infinite entries.")
+        return G / self.scale
+
+    def summary(self, G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(std, lower, upper)`` of ``G·δθ`` over the posterior, each of shape (M,).
+
+        ``G`` (M, P) or (P,) in the model's parameter units. ``lower ≤ 0 ≤ upper`` (the zero
+        deviation belongs to every posterior); ``std`` is the RMS of ``G·δθ`` about 0 (ensembles
+        and boxes) or the Gaussian standard deviation.
+        """
+        Gs = self._normalised(G)
+        a = self.arrays
+        if self.kind == "ensemble":
+            std, lo, hi = _ensemble_summary(Gs, a["members"])
+        elif self.kind == "hypercube":
+            proj = Gs @ a["components"]
+            mid, half = 0.5 * (a["low"] + a["high"]), 0.5 * (a["high"] - a["low"])
+            centre = Gs @ a["offset"] + proj @ mid
+            spread = np.abs(proj) @ half
+            lo, hi = centre - spread, centre + spread
+            std = np.sqrt(centre**2 + (proj**2) @ (half**2) / 3.0)
+        else:
+            std = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", Gs, a["covariance"], Gs), 0.0))
+            k = float(self.info.get("n_sigma", 2.0))
+            lo, hi = -k * std, k * std
+        return std, np.minimum(lo, 0.0), np.maximum(hi, 0.0)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` deviations ``δθ`` from the posterior, shape (n, P) (parameter units)."""
+        n = int(n)
+        if n < 1:
+            raise ModelError(f"number of samples must be a positive integer, got {n}.")
+        a = self.arrays
+        if self.kind == "ensemble":
+            K = a["members"].shape[0]
+            d = a["members"][rng.choice(K, size=n, replace=n > K)]
+        elif self.kind == "hypercube":
+            c = a["low"] + (a["high"] - a["low"]) * rng.random((n, a["low"].size))
+            d = a["offset"] + c @ a["components"].T
+        else:
+            lam, V = np.linalg.eigh(a["covariance"])
+            d = (rng.standard_normal((n, lam.size)) * np.sqrt(np.clip(lam, 0.0, None))) @ V.T
+        return d / self.scale
+
+    # --- persistence ------------------------------------------------------------------------
+    def meta(self) -> dict:
+        """The JSON part (method, kind, info); the arrays go to :meth:`save_arrays`."""
+        return {"method": self.method, "kind": self.kind, "info": self.info}
+
+    def save_arrays(self, path: str | Path) -> None:
+        """Write ``scale`` and the arrays to an ``.npz`` file (exact float64), atomically."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, scale=self.scale, **self.arrays)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, meta: dict) -> ParameterPosterior:
+        """Read a posterior written by :meth:`save_arrays` with its :meth:`meta` entry."""
+        path = Path(path)
+        if not path.exists():
+            raise DataError(f"{path}: no such file (model.json names a posterior stored there)")
+        try:
+            kind = meta["kind"]
+            with np.load(path, allow_pickle=False) as z:
+                scale = z["scale"]
+                arrays = {k: z[k] for k in _ARRAYS[kind]}
+            post = cls(str(meta["method"]), kind, scale, arrays, dict(meta.get("info", {})))
+        except (KeyError, TypeError, ValueError, OSError) as exc:
+            raise DataError(f"{path}: malformed posterior file ({exc!r})") from exc
+        return post
+
+
+def _ensemble_summary(Gs: np.ndarray, members: np.ndarray):
+    m = Gs.shape[0]
+    lo, hi, sq = np.full(m, np.inf), np.full(m, -np.inf), np.zeros(m)
+    for r in range(0, m, _ROW_BLOCK):
+        g = Gs[r : r + _ROW_BLOCK]
+        for k in range(0, members.shape[0], _MEMBER_BLOCK):
+            d = g @ members[k : k + _MEMBER_BLOCK].T
+            lo[r : r + _ROW_BLOCK] = np.minimum(lo[r : r + _ROW_BLOCK], d.min(axis=1))
+            hi[r : r + _ROW_BLOCK] = np.maximum(hi[r : r + _ROW_BLOCK], d.max(axis=1))
+            sq[r : r + _ROW_BLOCK] += np.einsum("ij,ij->i", d, d)
+    return np.sqrt(sq / members.shape[0]), lo, hi
+
+
+def fit_centred_posterior(
+    A: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    row_type: np.ndarray,
+    coef: np.ndarray,
+    *,
+    alpha: float = 0.0,
+    method: str = "pops",
+    column_names: Sequence[str] | None = None,
+    posterior: str = "ensemble",
+    max_members: int | None = None,
+    leverage_threshold: float = 1e-12,
+    temperature: str | float | None = None,
+    n_sigma: float = 2.0,
+    n_members: int = 20,
+    random_state: int | None = None,
+) -> ParameterPosterior:
+    """Fit a posterior over ``θ − coef`` on weighted rows (see the module docstring).
+
+    Parameters
+    ----------
+    A : ndarray, shape (n, P)
+        Design rows (label units per parameter unit).
+    y, weights, row_type : ndarray, shape (n,)
+        Labels, row weights (1/label²) and row types (0 energy, 1 force, 2 stress).
+    coef : ndarray, shape (P,)
+        The centre ``θ₀`` (the fitted model's parameters).
+    alpha : float
+        Ridge strength of the fit on the column-normalised problem.
+    method : {"pops", "bayes", "bootstrap"}
+    column_names : sequence of str, optional
+        Parameter names for error messages.
+    posterior : {"ensemble", "hypercube"}
+        POPS posterior form.
+    max_members : int, optional
+        POPS ensemble: keep a random subsample of this many corrections (all by default; only
+        kept members are guaranteed to cover their own rows).
+    leverage_threshold : float
+        POPS: rows with leverage ``w_n x̃ᵀH⁻¹x̃`` at or below it are excluded (counted in info).
+    temperature : {"frederiksen"} or float, optional
+        Bayes: inflate the BLR covariance (:class:`~potforge.uq.TemperedBayesRegressor`).
+    n_sigma : float
+        Bayes: bounds are ``± n_sigma·std``.
+    n_members : int
+        Bootstrap: number of refits.
+    random_state : int, optional
+        Subsample / bootstrap seed.
+    """
+    if method not in METHODS:
+        raise ModelError(f"posterior method must be one of {', '.join(METHODS)}, got {method!r}.")
+    A, y, w, t = check_rows(A, y, weights, row_type)
+    P = A.shape[1]
+    coef = np.asarray(coef, dtype=float)
+    if coef.shape != (P,) or not np.all(np.isfinite(coef)):
+        raise ModelError(f"coef must be {P} finite numbers, got shape {coef.shape}.")
+    if A.shape[0] == 0 or not np.any(w > 0):
+        raise DataError("the posterior needs training rows with positive weight; none were given.")
+    names = list(column_names) if column_names is not None else [f"column {j}" for j in range(P)]
+    scale = np.sqrt(np.einsum("ij,ij,i->j", A, A, w))
+    dead = np.flatnonzero(scale == 0)
+    if dead.size:
+        shown = ", ".join(names[j] for j in dead[:6]) + (
+            f" and {dead.size - 6} more" if dead.size > 6 else "")
+        raise ModelError(
+            f"parameter(s) {shown} have no training data (their design columns are zero in all "
+            f"{A.shape[0]} rows), so no posterior can be fitted for them; add data that uses them "
+            "or drop those terms."
+        )
+    An = A / scale
+    info: dict = {
+        "n_rows": int(A.shape[0]),
+        "n_params": int(P),
+        "rows_by_type": {ROW_TYPE_NAMES.get(int(k), str(k)): int((t == k).sum())
+                         for k in np.unique(t)},
+        "alpha": float(alpha),
+    }
+    rng = np.random.default_rng(random_state)
+    if method == "pops":
+        kind, arrays = _pops(An, y, w, t, coef * scale, alpha, names, posterior, max_members,
+                             leverage_threshold, rng, info)
+    elif method == "bayes":
+        from potforge.uq.bayes import BayesianLinearRegressor, TemperedBayesRegressor
+
+        est = (BayesianLinearRegressor(n_sigma=n_sigma, column_names=names)
+               if temperature is None else
+               TemperedBayesRegressor(temperature=temperature, n_sigma=n_sigma,
+                                      column_names=names))
+        est.fit(An, y, w)
+        kind, arrays = "gaussian", {"covariance": est.covariance_}
+        info.update(n_sigma=float(n_sigma), prior_precision=est.prior_precision_,
+                    noise_precision=est.noise_precision_,
+                    temperature=float(getattr(est, "temperature_", 1.0)))
+    else:
+        from potforge.uq.ensembles import ResampledEnsembleRegressor
+
+        est = ResampledEnsembleRegressor(n_members=n_members, alpha=alpha,
+                                         random_state=random_state, column_names=names)
+        est.fit(An, y, w)
+        kind, arrays = "ensemble", {"members": est.members_ - est.coef_}
+        info.update(n_members=int(n_members))
+    return ParameterPosterior(method, kind, scale, arrays, info)
+
+
+def _pops(An, y, w, t, phi, alpha, names, posterior, max_members, threshold, rng, info):
+    if posterior not in ("ensemble", "hypercube"):
+        raise ModelError(f"POPS posterior must be 'ensemble' or 'hypercube', got {posterior!r}.")
+    Xw = An * np.sqrt(w)[:, None]
+    sol = solve_ridge(Xw.T @ Xw, An.T @ (w * y), alpha=alpha, column_names=names)
+    del Xw
+    centred = RidgeSolution(phi, sol.chol, sol.alpha, sol.inverse)
+    kept, n_excl, n_excl_resid = [], 0, 0
+    rows_kept = []
+    for s in range(0, An.shape[0], _ROW_CHUNK):
+        sl = slice(s, s + _ROW_CHUNK)
+        r = corrections_block(An[sl], y[sl], w[sl], centred, threshold)
+        kept.append(r.corrections[r.keep])
+        rows_kept.append(np.flatnonzero(r.keep) + s)
+        n_excl += int((~r.keep).sum())
+        n_excl_resid += int(((~r.keep) & (np.abs(r.residuals) > 0) & (w[sl] > 0)).sum())
+    C = np.concatenate(kept)
+    rows = np.concatenate(rows_kept)
+    if C.shape[0] == 0:
+        raise ModelError(
+            f"none of the {An.shape[0]} training rows has leverage above {threshold} (their "
+            "design rows are zero or have zero weight): POPS has no corrections to use."
+        )
+    info.update(posterior=posterior, n_used=int(C.shape[0]), n_excluded=n_excl,
+                n_excluded_with_residual=n_excl_resid, leverage_threshold=float(threshold),
+                used_by_type={ROW_TYPE_NAMES.get(int(k), str(k)): int((t[rows] == k).sum())
+                              for k in np.unique(t[rows])})
+    if posterior == "ensemble":
+        if max_members is not None:
+            if int(max_members) < 1:
+                raise ModelError(f"max_members must be a positive integer, got {max_members}.")
+            if int(max_members) < C.shape[0]:
+                C = C[np.sort(rng.choice(C.shape[0], int(max_members), replace=False))]
+        info["n_members"] = int(C.shape[0])
+        return "ensemble", {"members": C}
+    M = C.T @ C / C.shape[0]
+    evals, evecs = np.linalg.eigh(0.5 * (M + M.T))
+    order = np.argsort(evals)[::-1]
+    evals, evecs = evals[order], evecs[:, order]
+    k = select_components(evals, 1.0, 1e-8)
+    V = evecs[:, :k]
+    proj = C @ V
+    info["n_components"] = int(k)
+    return "hypercube", {"components": V, "low": proj.min(axis=0), "high": proj.max(axis=0),
+                         "offset": np.zeros(An.shape[1])}
+
