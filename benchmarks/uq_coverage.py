@@ -6,15 +6,20 @@ Parts (each a function ``part_x(args) -> dict`` registered in ``PARTS``; run wit
 * ``a`` — synthetic misspecified problem (N=10⁴ training rows, P=100 random Fourier features of a
   3-D input, a smooth target the features cannot represent, noise 1e-4); potforge's POPS
   (ensemble, hypercube), BLR, temperature-BLR and bootstrap beside ``popsregression`` 0.4.
-* ``b`` — (to add) the Zuo Mo data: same table on real energy/force/virial rows from
-  ``potforge.design``; add ``part_b(args)`` and register it.
+* ``b`` — the Zuo Mo data (``../shared/data/mlearn/Mo``): fit linear SNAP 2J=6 (CV-chosen weights
+  from the Zuo Mo benchmark) and the default model on ``training.json``, fit each posterior with
+  ``LinearPotential.fit_posterior`` (POPS ensemble / hypercube, BLR, tempered BLR, bootstrap;
+  all centred on the fitted ``coef_``), and measure on ``test.json``: fraction of energies (per
+  structure) and force components inside the bounds, median bound half-width, and the ratio of
+  the median bound width (upper − lower) to the median |actual error|.
 * ``c`` — (to add) teacher–student properties: propagate ``sample(K)`` to properties.
 
 Every row of a table is produced by :func:`evaluate` (coverage = fraction of held-out labels
 inside ``[lower, upper]``; widths are medians over the held-out rows, divided by the RMSE of the
 mean prediction). Results go to ``benchmarks/results/uq_coverage.json``.
 
-Usage: ``python benchmarks/uq_coverage.py [--parts a] [--n 10000] [--p 100] [--threads 1]``
+Usage: ``python benchmarks/uq_coverage.py [--parts ab] [--n 10000] [--p 100] [--threads 1]
+[--quick]``
 """
 
 from __future__ import annotations
@@ -148,7 +153,119 @@ def synthetic_timing(X: np.ndarray, y: np.ndarray, alpha: float, repeats: int) -
     return {name: {"seconds": s, "over_ridge": s / base} for name, s in seconds.items()}
 
 
-PARTS: dict[str, Callable[[argparse.Namespace], dict]] = {"a": part_a}
+MO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mlearn" / "Mo"
+# linear SNAP 2J=6 weights chosen by 5-fold CV on the training set (BENCHMARKS.md, Zuo Mo)
+LINEAR_SNAP = ("linear SNAP 2J=6 (CV weights)", "snap(twojmax=6,rcutfac=4.6)+const",
+               {"sigma_energy": 3e-4, "sigma_force": 0.2, "sigma_stress": 0.005,
+                "group_weights": {"Elastic": 3.0, "Surface": 0.3}})
+PART_B_METHODS = {
+    "POPS ensemble": ("pops", {"posterior": "ensemble"}),
+    "POPS ensemble, leverage ≥ p50": ("pops", {"posterior": "ensemble",
+                                               "leverage_percentile": 50.0}),
+    "POPS hypercube": ("pops", {"posterior": "hypercube"}),
+    "BLR ±2σ": ("bayes", {}),
+    "tempered BLR (Frederiksen)": ("bayes", {"temperature": "frederiksen"}),
+    "bootstrap K=20 (min/max)": ("bootstrap", {"n_members": 20, "random_state": 0}),
+}
+
+
+def part_b(args: argparse.Namespace) -> dict:
+    """Zuo Mo: coverage of held-out energies and force components by each posterior's bounds."""
+    from potforge.data import read_structures
+    from potforge.metrics import residuals, uncertainty_metrics
+    from potforge.model import DEFAULT_SPEC, LinearPotential
+
+    train = read_structures(args.mo / "training.json")
+    test = read_structures(args.mo / "test.json")
+    models = [LINEAR_SNAP]
+    if not args.quick:
+        models.append(("default model (DEFAULT_SPEC)", DEFAULT_SPEC, {}))
+    out = {"settings": {"data": str(args.mo), "n_train": len(train), "n_test": len(test),
+                        "n_test_atoms": int(sum(len(a) for a in test))}, "models": []}
+    for label, spec, kw in models:
+        model = LinearPotential(spec, **kw).setup(train)
+        t0 = time.perf_counter()
+        d_train = model.structure_designs(train)
+        d_test = model.structure_designs(test)
+        t_desc = time.perf_counter() - t0
+        model.fit(train, designs=d_train)
+        err = residuals(test, model.predict_designs(d_test))
+        med_e = float(np.median(np.abs(err["energy"])))
+        med_f = float(np.median(np.abs(err["forces"])))
+        # the narrowest constant-width band holding 90 % of the test errors (uses the test labels:
+        # a floor for any bound of constant width, not a method)
+        oracle = {k: 2 * float(np.quantile(np.abs(err[k]), 0.9) / np.median(np.abs(err[k])))
+                  for k in ("energy", "forces")}
+        rows = []
+        for name, (method, opts) in PART_B_METHODS.items():
+            t0 = time.perf_counter()
+            model.fit_posterior(train, method, designs=d_train, **opts)
+            t_post = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            preds = model.predict_designs(d_test, return_bounds=True)
+            t_pred = time.perf_counter() - t0
+            m = uncertainty_metrics(test, preds)
+            e_half = m["energy_bound_median_meV_per_atom"] / 1000.0
+            f_half = m["force_bound_median_eV_per_A"]
+            rows.append({
+                "method": name, "energy_coverage": m["energy_coverage"],
+                "force_coverage": m["force_coverage"], "stress_coverage": m["stress_coverage"],
+                "energy_bound_median_meV_per_atom": m["energy_bound_median_meV_per_atom"],
+                "force_bound_median_eV_per_A": f_half,
+                "energy_width_over_error": 2 * e_half / med_e,
+                "force_width_over_error": 2 * f_half / med_f,
+                "posterior_seconds": t_post, "test_bounds_seconds": t_pred,
+                "info": {k: v for k, v in model.posterior_.info.items()
+                         if isinstance(v, int | float | str)},
+            })
+        out["models"].append({
+            "model": label, "spec": spec, "n_params": model.n_params,
+            "weights": {k: v for k, v in model.get_params().items()
+                        if k.startswith("sigma") or k == "group_weights"},
+            "descriptor_seconds_train_and_test": t_desc,
+            "fit_solve_seconds": model.fit_info_["solve_seconds"],
+            "test_energy_median_abs_error_meV_per_atom": 1000 * med_e,
+            "test_force_median_abs_error_eV_per_A": med_f,
+            "test_energy_mae_meV_per_atom": 1000 * float(np.mean(np.abs(err["energy"]))),
+            "test_force_mae_eV_per_A": float(np.mean(np.abs(err["forces"]))),
+            "oracle_constant_band_90_width_over_error": oracle,
+            "methods": rows,
+        })
+    return out
+
+
+def print_part_b(result: dict) -> None:
+    """Print the coverage table of part (b) and the targets."""
+    s = result["settings"]
+    print(f"\n(b) Zuo Mo: train {s['n_train']} structures, test {s['n_test']} structures / "
+          f"{s['n_test_atoms']} atoms ({3 * s['n_test_atoms']} force components)")
+    for m in result["models"]:
+        print(f"\n{m['model']}: {m['n_params']} parameters; test median |error| "
+              f"{m['test_energy_median_abs_error_meV_per_atom']:.2f} meV/atom, "
+              f"{m['test_force_median_abs_error_eV_per_A']:.3f} eV/Å (MAE "
+              f"{m['test_energy_mae_meV_per_atom']:.2f}, {m['test_force_mae_eV_per_A']:.3f})")
+        print(f"{'method':30s} {'E cov':>6s} {'F cov':>6s} {'E ½w meV/at':>12s} "
+              f"{'F ½w eV/Å':>10s} {'E w/|err|':>10s} {'F w/|err|':>10s} {'fit s':>7s} "
+              f"{'bounds s':>8s}")
+        for r in m["methods"]:
+            print(f"{r['method']:30s} {r['energy_coverage']:6.3f} {r['force_coverage']:6.3f} "
+                  f"{r['energy_bound_median_meV_per_atom']:12.3g} "
+                  f"{r['force_bound_median_eV_per_A']:10.3g} {r['energy_width_over_error']:10.2f} "
+                  f"{r['force_width_over_error']:10.2f} {r['posterior_seconds']:7.2f} "
+                  f"{r['test_bounds_seconds']:8.2f}")
+        o = m["oracle_constant_band_90_width_over_error"]
+        print(f"{'(oracle constant band, 90 %)':30s} {0.9:6.3f} {0.9:6.3f} {'':>12s} {'':>10s} "
+              f"{o['energy']:10.2f} {o['forces']:10.2f}")
+        for r in m["methods"]:
+            if not r["method"].startswith("POPS"):
+                continue
+            for what in ("energy", "force"):
+                cov, ratio = r[f"{what}_coverage"], r[f"{what}_width_over_error"]
+                ok = cov >= 0.9 and ratio <= 4.0
+                print(f"  {'PASS' if ok else 'FAIL'}  {r['method']} {what}: coverage ≥ 0.90 "
+                      f"({cov:.3f}), median width ≤ 4× median |error| ({ratio:.2f}×)")
+
+
 
 
 def print_part_a(result: dict) -> None:
@@ -165,6 +282,10 @@ def print_part_a(result: dict) -> None:
         print(f"{name:48s} {t['seconds']:9.4f} {t['over_ridge']:8.2f}")
 
 
+PARTS: dict[str, Callable[[argparse.Namespace], dict]] = {"a": part_a, "b": part_b}
+PRINTERS: dict[str, Callable[[dict], None]] = {"a": print_part_a, "b": print_part_b}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", default="a", help="parts to run, e.g. 'a' or 'abc'")
@@ -176,13 +297,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (1: stable timings)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--mo", type=Path, default=MO, help="folder with the Zuo Mo json files")
+    parser.add_argument("--quick", action="store_true", help="part b: linear SNAP only")
     args = parser.parse_args(argv)
     out = {"date": date.today().isoformat(), "machine": machine(args.threads)}
     with threadpool_limits(args.threads):
         for part in args.parts:
             out[part] = PARTS[part](args)
-            if part == "a":
-                print_part_a(out[part])
+            PRINTERS[part](out[part])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     args.out.write_text(json.dumps({**previous, **out}, indent=1))

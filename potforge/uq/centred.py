@@ -181,6 +181,7 @@ def fit_centred_posterior(
     posterior: str = "ensemble",
     max_members: int | None = None,
     leverage_threshold: float = 1e-12,
+    leverage_percentile: float = 0.0,
     temperature: str | float | None = None,
     n_sigma: float = 2.0,
     n_members: int = 20,
@@ -208,6 +209,11 @@ def fit_centred_posterior(
         kept members are guaranteed to cover their own rows).
     leverage_threshold : float
         POPS: rows with leverage ``w_n x̃ᵀH⁻¹x̃`` at or below it are excluded (counted in info).
+    leverage_percentile : float
+        POPS: also drop the corrections of rows whose leverage is below this percentile (0-100)
+        of the usable rows' leverages — popsregression's filter (its default is 50): low-leverage
+        rows give the largest corrections ``e_n/h_n``, so this narrows the bounds, but dropped
+        rows are no longer guaranteed to lie inside their own bounds. 0 (default) keeps all.
     temperature : {"frederiksen"} or float, optional
         Bayes: inflate the BLR covariance (:class:`~potforge.uq.TemperedBayesRegressor`).
     n_sigma : float
@@ -248,7 +254,7 @@ def fit_centred_posterior(
     rng = np.random.default_rng(random_state)
     if method == "pops":
         kind, arrays = _pops(An, y, w, t, coef * scale, alpha, names, posterior, max_members,
-                             leverage_threshold, rng, info)
+                             leverage_threshold, leverage_percentile, rng, info)
     elif method == "bayes":
         from potforge.uq.bayes import BayesianLinearRegressor, TemperedBayesRegressor
 
@@ -272,20 +278,24 @@ def fit_centred_posterior(
     return ParameterPosterior(method, kind, scale, arrays, info)
 
 
-def _pops(An, y, w, t, phi, alpha, names, posterior, max_members, threshold, rng, info):
+def _pops(An, y, w, t, phi, alpha, names, posterior, max_members, threshold, percentile, rng,
+          info):
     if posterior not in ("ensemble", "hypercube"):
         raise ModelError(f"POPS posterior must be 'ensemble' or 'hypercube', got {posterior!r}.")
+    if not 0.0 <= float(percentile) < 100.0:
+        raise ModelError(f"leverage_percentile must lie in [0, 100), got {percentile}.")
     Xw = An * np.sqrt(w)[:, None]
     sol = solve_ridge(Xw.T @ Xw, An.T @ (w * y), alpha=alpha, column_names=names)
     del Xw
     centred = RidgeSolution(phi, sol.chol, sol.alpha, sol.inverse)
     kept, n_excl, n_excl_resid = [], 0, 0
-    rows_kept = []
+    rows_kept, lev = [], []
     for s in range(0, An.shape[0], _ROW_CHUNK):
         sl = slice(s, s + _ROW_CHUNK)
         r = corrections_block(An[sl], y[sl], w[sl], centred, threshold)
         kept.append(r.corrections[r.keep])
         rows_kept.append(np.flatnonzero(r.keep) + s)
+        lev.append(r.leverages[r.keep])
         n_excl += int((~r.keep).sum())
         n_excl_resid += int(((~r.keep) & (np.abs(r.residuals) > 0) & (w[sl] > 0)).sum())
     C = np.concatenate(kept)
@@ -295,6 +305,11 @@ def _pops(An, y, w, t, phi, alpha, names, posterior, max_members, threshold, rng
             f"none of the {An.shape[0]} training rows has leverage above {threshold} (their "
             "design rows are zero or have zero weight): POPS has no corrections to use."
         )
+    if percentile > 0:
+        h = np.concatenate(lev)
+        top = h >= np.percentile(h, percentile)
+        C, rows = C[top], rows[top]
+        info.update(leverage_percentile=float(percentile), n_filtered=int((~top).sum()))
     info.update(posterior=posterior, n_used=int(C.shape[0]), n_excluded=n_excl,
                 n_excluded_with_residual=n_excl_resid, leverage_threshold=float(threshold),
                 used_by_type={ROW_TYPE_NAMES.get(int(k), str(k)): int((t[rows] == k).sum())

@@ -1,0 +1,234 @@
+"""Posteriors on a fitted LinearPotential: POPS about coef_, predictions with bounds, the ASE
+calculator's uncertainty properties, save/load, and the uq/fit/eval CLI — on real Mo DFT data
+with real LAMMPS descriptors (a small SNAP model on a subset, so the file stays fast)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.calculator import PropertyNotImplementedError
+
+from potforge.cli import main
+from potforge.data import attach_labels, read_structures, write_extxyz
+from potforge.data.structures import labels
+from potforge.errors import DataError, ModelError, NotFittedError
+from potforge.model import POSTERIOR_FILE, UQ_PROPERTIES, LinearPotential
+
+SPEC = "snap(twojmax=4,rcutfac=4.6)+const"
+METHODS = [
+    ("pops", {}),
+    ("pops", {"posterior": "hypercube"}),
+    ("pops", {"leverage_percentile": 50.0, "max_members": 500, "random_state": 1}),
+    ("bayes", {}),
+    ("bayes", {"temperature": "frederiksen"}),
+    ("bootstrap", {"n_members": 8, "random_state": 0}),
+]
+
+
+@pytest.fixture(scope="module")
+def mo(mo_train, mo_test):
+    return read_structures(mo_train)[::5], read_structures(mo_test)[::2]
+
+
+@pytest.fixture(scope="module")
+def fitted(mo):
+    """A small SNAP fitted on the subset with a POPS posterior; its training designs."""
+    train, _ = mo
+    model = LinearPotential(SPEC).setup(train)
+    designs = model.structure_designs(train)
+    model.fit(train, designs=designs)
+    model.fit_posterior(train, designs=designs)
+    return model, designs
+
+
+def _copy_without_posterior(model, folder):
+    m = LinearPotential.load(model.save(folder).parent)
+    del m.posterior_
+    return m
+
+
+def _inside(y, lo, hi, rtol=1e-9):
+    tol = rtol * np.maximum(1.0, np.abs(y))
+    return (y >= lo - tol) & (y <= hi + tol)
+
+
+def test_pops_bounds_cover_every_training_row(fitted, mo):
+    model, designs = fitted
+    train, _ = mo
+    dm = model.design(train, designs=designs)
+    std, lo, hi = model.functional_bounds(dm.A)
+    mean = dm.A @ model.coef_
+    assert np.all((lo <= mean) & (mean <= hi)) and np.all(std >= 0)
+    outside = ~_inside(dm.y, lo, hi)
+    info = model.posterior_.info
+    # only rows without a usable correction (leverage ~0: design rows ~0) can lie outside
+    assert outside.sum() <= info["n_excluded"] < 0.01 * len(dm.y)
+    assert info["n_used"] + info["n_excluded"] == info["n_rows"] == len(dm.y)
+    assert np.all(np.abs(dm.A[outside]).max(axis=1) < 1e-3 * np.abs(dm.A).max())
+    # the same through predict(): every training energy lies inside its bounds
+    preds = model.predict_designs(designs, return_std=True, return_bounds=True)
+    for a, p in zip(train, preds, strict=True):
+        lo_e, hi_e = p["energy_bounds"]
+        assert lo_e <= p["energy"] <= hi_e
+        assert _inside(np.array([labels(a)["energy"]]), lo_e, hi_e).all()
+        assert p["forces_bounds"].shape == (2, len(a), 3) and p["forces_std"].shape == (len(a), 3)
+        assert p["stress_bounds"].shape == (2, 6) and p["energy_std"] >= 0
+
+
+def test_posterior_is_centred_on_the_fit_and_samples_lie_in_the_bounds(fitted, mo):
+    model, _ = fitted
+    P = model.n_params
+    std, lo, hi = model.functional_bounds(np.eye(P))
+    assert np.all(lo <= model.coef_) and np.all(model.coef_ <= hi) and np.all(hi > lo)
+    thetas = model.sample_coef(50, seed=3)
+    assert thetas.shape == (50, P)
+    assert np.array_equal(thetas, model.sample_coef(50, seed=3))
+    G = np.random.default_rng(0).normal(size=(7, P))
+    _, glo, ghi = model.functional_bounds(G)
+    vals = thetas @ G.T
+    assert np.all(vals >= glo - 1e-12 * np.abs(glo)) and np.all(vals <= ghi + 1e-12 * np.abs(ghi))
+    # energy bounds of predict() are functional bounds of the energy design row + fixed part
+    a = mo[1][0]
+    d = model.structure_designs([a])[0]
+    p = model.predict([a], return_bounds=True)[0]
+    _, elo, ehi = model.functional_bounds(d.rows.energy)
+    np.testing.assert_allclose(p["energy_bounds"], [elo[0], ehi[0]], rtol=1e-12)
+
+
+@pytest.mark.parametrize("method, options", METHODS)
+def test_every_method_saves_and_loads_exactly(fitted, mo, tmp_path, method, options):
+    model, designs = fitted
+    train, test = mo
+    m = _copy_without_posterior(model, tmp_path / "base")
+    assert not m.has_posterior
+    m.save(tmp_path / "base")
+    m.fit_posterior(train, method, designs=designs, **options)
+    m.save(tmp_path / "m")
+    back = LinearPotential.load(tmp_path / "m")
+    a, b = m.posterior_, back.posterior_
+    assert (a.method, a.kind, a.info) == (b.method, b.kind, b.info)
+    assert np.array_equal(a.scale, b.scale) and a.arrays.keys() == b.arrays.keys()
+    for k in a.arrays:
+        assert np.array_equal(a.arrays[k], b.arrays[k])
+    assert np.array_equal(m.sample_coef(5, seed=1), back.sample_coef(5, seed=1))
+    pa = m.predict(test[:2], return_std=True, return_bounds=True)
+    pb = back.predict(test[:2], return_std=True, return_bounds=True)
+    for x, y in zip(pa, pb, strict=True):
+        for key in ("energy_bounds", "forces_bounds", "stress_bounds", "forces_std"):
+            assert np.array_equal(x[key], y[key])
+        assert x["energy_bounds"][0] <= x["energy"] <= x["energy_bounds"][1]
+    # saving a model without posterior over the folder drops the stale file
+    LinearPotential.load(tmp_path / "base").save(tmp_path / "m")
+    assert not (tmp_path / "m" / POSTERIOR_FILE).exists()
+    assert not LinearPotential.load(tmp_path / "m").has_posterior
+
+
+def test_calculator_uncertainty_properties(fitted, mo):
+    model, _ = fitted
+    atoms = mo[1][1].copy()
+    atoms.calc = model.as_calculator()
+    e = atoms.get_potential_energy()
+    eb = atoms.calc.get_property("energy_bounds", atoms)
+    fb = atoms.calc.get_property("forces_bounds", atoms)
+    sb = atoms.calc.get_property("stress_bounds", atoms)
+    assert eb.shape == (2,) and eb[0] <= e <= eb[1] and eb[1] > eb[0]
+    f = atoms.get_forces()
+    assert fb.shape == (2, len(atoms), 3) and np.all((fb[0] <= f) & (f <= fb[1]))
+    s = atoms.get_stress()
+    assert sb.shape == (2, 6) and np.all((sb[0] <= s) & (s <= sb[1]))
+    assert atoms.calc.get_property("energy_std", atoms) > 0
+    assert atoms.calc.get_property("forces_std", atoms).shape == (len(atoms), 3)
+    p = model.predict([atoms], return_std=True, return_bounds=True)[0]
+    for name in UQ_PROPERTIES:
+        np.testing.assert_allclose(atoms.calc.get_property(name, atoms), p[name], rtol=1e-12)
+    bare = atoms.copy()
+    bare.calc = model.as_calculator(coef=model.coef_)  # explicit θ: no posterior properties
+    with pytest.raises(PropertyNotImplementedError):
+        bare.calc.get_property("energy_std", bare)
+
+
+def test_cli_uq_then_eval_and_fit_with_uq(mo, tmp_path, capsys, mo_test):
+    train, _ = mo
+    write_extxyz(tmp_path / "train.xyz", train)
+    out = tmp_path / "m"
+    assert main(["fit", "--train", str(tmp_path / "train.xyz"), "--out", str(out),
+                 "--model", SPEC]) == 0
+    assert not (out / POSTERIOR_FILE).exists()
+    capsys.readouterr()
+    assert main(["uq", "--model", str(out), "--train", str(tmp_path / "train.xyz")]) == 0
+    text = capsys.readouterr().out
+    assert "posterior: pops" in text and "training coverage: energies 1.000" in text
+    assert (out / POSTERIOR_FILE).exists() and (out / "lammps" / "potential.in").exists()
+    doc = json.loads((out / "model.json").read_text())
+    assert doc["posterior"]["method"] == "pops" and doc["posterior"]["file"] == POSTERIOR_FILE
+    assert main(["eval", "--model", str(out), "--data", str(mo_test), "--out",
+                 str(tmp_path / "ev")]) == 0
+    ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())["test"]
+    keys = ("energy_coverage", "force_coverage")
+    assert all(0.0 <= ev[k] <= 1.0 for k in keys)
+    assert ev["energy_bound_median_meV_per_atom"] > 0 and ev["force_bound_median_eV_per_A"] > 0
+    assert ev["force_coverage"] > 0.9
+    out2 = tmp_path / "m2"
+    assert main(["fit", "--train", str(tmp_path / "train.xyz"), "--test", str(mo_test),
+                 "--out", str(out2), "--model", SPEC, "--uq", "bayes"]) == 0
+    met = json.loads((out2 / "metrics.json").read_text())
+    for part in ("train", "test"):
+        assert all(0.0 <= met[part][k] <= 1.0 for k in keys)
+        assert met[part]["force_bound_median_eV_per_A"] > 0
+    assert LinearPotential.load(out2).posterior_.method == "bayes"
+
+
+def test_cli_uq_bad_input_leaves_the_model_untouched(fitted, tmp_path, capsys):
+    model, _ = fitted
+    folder = tmp_path / "m"
+    _copy_without_posterior(model, tmp_path / "x").save(folder)
+    before = (folder / "model.json").read_text()
+    rc = main(["uq", "--model", str(folder), "--train", str(tmp_path / "MISSING.xyz")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no such file" in err and len(err.strip().splitlines()) == 1
+    assert (folder / "model.json").read_text() == before
+    assert not (folder / POSTERIOR_FILE).exists() and not list(tmp_path.glob(".m.*"))
+
+
+def test_bad_inputs(fitted, mo, tmp_path):
+    model, designs = fitted
+    train, test = mo
+    with pytest.raises(NotFittedError, match="not fitted"):
+        LinearPotential(SPEC).fit_posterior(train)
+    model.save(tmp_path / "c")
+    (tmp_path / "c" / POSTERIOR_FILE).unlink()
+    with pytest.raises(DataError, match="posterior.npz: no such file"):
+        LinearPotential.load(tmp_path / "c")
+    copy = LinearPotential(SPEC).setup(train)
+    copy.coef_ = model.coef_.copy()
+    with pytest.raises(NotFittedError, match="no posterior: call fit_posterior"):
+        copy.functional_bounds(np.eye(copy.n_params))
+    with pytest.raises(NotFittedError, match="no posterior"):
+        copy.predict(test[:1], return_bounds=True)
+    with pytest.raises(DataError, match="training structures; none were given"):
+        copy.fit_posterior([])
+    with pytest.raises(ModelError, match="one of pops, bayes, bootstrap, got 'popz'"):
+        copy.fit_posterior(train, "popz")
+    with pytest.raises(ModelError, match="none of the .* rows has leverage above 1.0"):
+        copy.fit_posterior(train, designs=designs, leverage_threshold=1.0)
+    with pytest.raises(DataError, match=r"shape \(M, 15\).*got \(3, 4\)"):
+        model.functional_bounds(np.ones((3, 4)))
+    with pytest.raises(ModelError, match="coef=None"):
+        model.predict(test[:1], coef=model.coef_, return_std=True)
+    bad = LinearPotential(SPEC).setup(train)
+    bad.coef_ = model.coef_.copy()
+    bad.coef_[3] = np.inf
+    with pytest.raises(ModelError, match="structure 0 .*non-finite energy or force"):
+        bad.predict(test[:1])
+    # a term without data (W parameters, Mo-only training data): named
+    two = LinearPotential("snap(twojmax=2,rcutfac=4.6)+const", elements=["Mo", "W"]).fit(train[:8])
+    with pytest.raises(ModelError, match=r"snap\[W\]\.B0.*have no training data"):
+        two.fit_posterior(train[:8])
+    # rank-deficient rows with an unregularised fit: the unidentifiable parameters are named
+    ref = LinearPotential("snap(twojmax=2,rcutfac=4.6)+const", alpha=0.0).fit(train[:8])
+    crystal = [attach_labels(bulk("Mo", "bcc", a=3.16, cubic=True), -21.0, np.zeros((2, 3)))]
+    with pytest.raises(ModelError, match=r"rank-deficient.*'snap\[Mo\]\.B"):
+        ref.fit_posterior(crystal)
