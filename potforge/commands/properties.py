@@ -5,6 +5,7 @@ Examples::
     potforge properties --calc lammps:W_2940_2017_2.snap --element W --qoi a0,C11,C12,C44,Evac
     potforge properties --calc lammps:W_zhou.eam.alloy --element W \\
         --ref lammps:W_2940_2017_2.snap --json w.json --plot w.png
+    potforge properties --model fitted/ --element W --qoi a0,C44 --uq linear   # with bounds
     potforge properties --list
 """
 
@@ -55,6 +56,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="a property setting, e.g. vacancy_size=4 or fmax=1e-4 (repeatable)",
     )
+    p.add_argument(
+        "--uq",
+        choices=("linear", "resample", "none"),
+        default="linear",
+        help="bounds from the model's posterior (--model with a posterior only): linear = "
+        "exact dQ/dθ, extremes over the posterior (default); resample = recompute every QoI "
+        "per posterior sample; none = values only",
+    )
+    p.add_argument(
+        "--samples", type=int, default=16, metavar="K", help="posterior samples for --uq resample"
+    )
     p.add_argument("--json", metavar="FILE", help="write {qoi: {value, unit, reference?}} here")
     p.add_argument("--plot", metavar="FILE.png", help="bar chart of deviations from --ref")
     p.add_argument("--list", action="store_true", help="list the QoIs and settings, then exit")
@@ -70,15 +82,6 @@ def make_calculator(spec: str):
     if hasattr(oracles, "make_calculator"):
         return oracles.make_calculator(spec)
     return oracles.make_oracle(spec).build()
-
-
-def model_calculator(directory: str):
-    """ASE calculator of a fitted LinearPotential saved in ``directory``."""
-    if importlib.util.find_spec("potforge.model") is None:
-        raise ModelError(f"cannot load model {directory}: potforge.model is not available")
-    from potforge.model import LinearPotential
-
-    return LinearPotential.load(directory).as_calculator()
 
 
 def parse_settings(items: list[str]) -> dict[str, Any]:
@@ -125,8 +128,33 @@ def run(args: argparse.Namespace) -> int:
     settings = parse_settings(args.set)
     if args.structure:
         settings["structure"] = args.structure
-    calc = model_calculator(args.model) if args.model else make_calculator(args.calc)
-    results = run_suite(calc, args.element, qois, progress=not args.quiet, **settings)
+    if args.model:
+        from potforge.model import LinearPotential
+        from potforge.uq.propagation import property_uncertainty
+
+        model = LinearPotential.load(args.model)
+        if model.has_posterior and args.uq != "none":
+            results = property_uncertainty(
+                model,
+                args.element,
+                qois,
+                method=args.uq,
+                n_samples=args.samples,
+                progress=not args.quiet,
+                **settings,
+            )
+        else:
+            if args.uq == "resample":
+                raise ModelError(
+                    f"--uq resample needs a posterior in {args.model}: run `potforge uq` first"
+                )
+            if not model.has_posterior and not args.quiet:
+                print(f"note: {args.model} has no posterior; values only (run `potforge uq`)")
+            calc = model.as_calculator()
+            results = run_suite(calc, args.element, qois, progress=not args.quiet, **settings)
+    else:
+        calc = make_calculator(args.calc)
+        results = run_suite(calc, args.element, qois, progress=not args.quiet, **settings)
     reference = None
     if args.ref:
         if args.ref.endswith(".json") or Path(args.ref).is_file():

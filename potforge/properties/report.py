@@ -9,8 +9,8 @@ from typing import Any
 
 from potforge.errors import DataError
 
-OUTPUT_KEYS = ("value", "unit", "reference", "lower", "upper")
-"""Keys of one QoI entry in the JSON document, in order (reference/lower/upper optional)."""
+OUTPUT_KEYS = ("value", "unit", "reference", "std", "lower", "upper", "method")
+"""Keys of one QoI entry in the JSON document, in order (all but value and unit optional)."""
 
 
 def load_reference(path: str | Path) -> dict[str, float]:
@@ -55,7 +55,7 @@ def merge(
         row = {"value": entry["value"], "unit": entry["unit"]}
         if reference is not None and name in reference:
             row["reference"] = reference[name]
-        for key in ("lower", "upper"):
+        for key in ("std", "lower", "upper", "method"):
             if key in entry:
                 row[key] = entry[key]
         out[name] = row
@@ -70,16 +70,26 @@ def relative_deviation(value: float, reference: float) -> float:
 def format_table(doc: dict[str, dict[str, Any]]) -> str:
     """Plain-text table of a merged document (reference and deviation columns when present)."""
     has_ref = any("reference" in r for r in doc.values())
+    has_bounds = any("lower" in r for r in doc.values())
     header = f"{'QoI':<16}{'value':>14}  {'unit':<8}"
+    if has_bounds:
+        header += f"{'lower':>12}{'upper':>12}"
     if has_ref:
         header += f"{'reference':>14}{'rel. dev.':>12}"
+        if has_bounds:
+            header += f"{'inside':>8}"
     lines = [header, "-" * len(header)]
     for name, r in doc.items():
         line = f"{name:<16}{r['value']:>14.5g}  {r['unit']:<8}"
+        if has_bounds:
+            line += f"{r.get('lower', math.nan):>12.5g}{r.get('upper', math.nan):>12.5g}"
         if has_ref:
             if "reference" in r:
                 dev = relative_deviation(r["value"], r["reference"])
                 line += f"{r['reference']:>14.5g}{dev:>+11.2%} "
+                if has_bounds and "lower" in r:
+                    inside = r["lower"] <= r["reference"] <= r["upper"]
+                    line += f"{'yes' if inside else 'NO':>8}"
             else:
                 line += f"{'—':>14}{'—':>12}"
         lines.append(line)
