@@ -12,7 +12,11 @@ Parts (each a function ``part_x(args) -> dict`` registered in ``PARTS``; run wit
   all centred on the fitted ``coef_``), and measure on ``test.json``: fraction of energies (per
   structure) and force components inside the bounds, median bound half-width, and the ratio of
   the median bound width (upper − lower) to the median |actual error|.
-* ``c`` — (to add) teacher–student properties: propagate ``sample(K)`` to properties.
+* ``c`` — teacher–student W properties: SNAP 2J=4 / 2J=6 (+ZBL) and pair+embedding (+ZBL)
+  students fitted to the 33 ``potforge demo`` structures labelled by the shipped W SNAP (the
+  teacher); per QoI (a0, C11, C12, C44, Evac, four surface energies) exact dQ/dθ, then every
+  posterior's exact extremes of the linearised QoI: is the teacher's value inside, and how wide
+  are the bounds next to the actual error?
 
 Every row of a table is produced by :func:`evaluate` (coverage = fraction of held-out labels
 inside ``[lower, upper]``; widths are medians over the held-out rows, divided by the RMSE of the
@@ -268,6 +272,106 @@ def print_part_b(result: dict) -> None:
 
 
 
+TEACHER = "lammps:W_2940_2017_2.snap"
+PART_C_QOIS = ["a0", "C11", "C12", "C44", "Evac", "gamma_surf_100", "gamma_surf_110",
+               "gamma_surf_111", "gamma_surf_211"]
+PART_C_STUDENTS = {
+    "SNAP 2J=4 + ZBL": "snap(twojmax=4,rcutfac=4.7)+zbl(inner=1.0,outer=1.6)+const",
+    "SNAP 2J=6 + ZBL": "snap(twojmax=6,rcutfac=4.7)+zbl(inner=1.0,outer=1.6)+const",
+    "pair + embedding + ZBL": ("pair(n_basis=10,r_min=2.0,rcut=5.5)+embed(n_basis=6,rcut=5.5)"
+                               "+zbl(inner=1.0,outer=1.6)+const"),
+}
+
+
+def part_c(args: argparse.Namespace) -> dict:
+    """Teacher–student W properties: is the teacher's value inside each posterior's bounds?
+
+    Students are fitted to the 33 W structures of ``potforge demo`` labelled by the shipped W
+    SNAP (the teacher); every QoI gets its exact dQ/dθ once per student, then each posterior's
+    exact extremes of ``dQ/dθ · θ`` (linear propagation, :mod:`potforge.uq.propagation`).
+    """
+    from potforge.commands.demo import label, w_structures
+    from potforge.model import LinearPotential
+    from potforge.oracles import make_oracle
+    from potforge.properties import PropertyError, run_suite
+    from potforge.properties.sensitivity import Sensitivity
+
+    teacher = make_oracle(TEACHER).build()
+    data = label(w_structures(), teacher)
+    t0 = time.perf_counter()
+    ref = run_suite(teacher, "W", PART_C_QOIS, progress=False)
+    out = {"settings": {"teacher": TEACHER, "n_train": len(data), "qois": PART_C_QOIS,
+                        "teacher_suite_seconds": time.perf_counter() - t0},
+           "reference": {q: ref[q]["value"] for q in PART_C_QOIS}, "students": []}
+    for student, spec in PART_C_STUDENTS.items():
+        model = LinearPotential(spec).fit(data)
+        designs = model.structure_designs(data, progress=False)
+        t0 = time.perf_counter()
+        sens, grads, failed = Sensitivity(model, "W", steps=2000), {}, {}
+        for q in PART_C_QOIS:
+            try:
+                grads[q] = sens.gradient(q)
+            except PropertyError as exc:  # reported, left out of the coverage
+                failed[q] = str(exc)
+        t_sens = time.perf_counter() - t0
+        qois = list(grads)
+        G = np.array([grads[q][1] for q in qois])
+        values = np.array([grads[q][0] for q in qois])
+        truth = np.array([out["reference"][q] for q in qois])
+        err = np.abs(values - truth)
+        rows = []
+        for name, (method, opts) in PART_B_METHODS.items():
+            t0 = time.perf_counter()
+            model.fit_posterior(data, method, designs=designs, **opts)
+            t_post = time.perf_counter() - t0
+            _, lo, hi = model.functional_bounds(G)
+            lower, upper = values + lo - G @ model.coef_, values + hi - G @ model.coef_
+            inside = (truth >= lower) & (truth <= upper)
+            ratio = (upper - lower) / np.maximum(err, 1e-12 * np.abs(truth))
+            rows.append({"method": name, "coverage": float(inside.mean()),
+                         "median_width_over_error": float(np.median(ratio)),
+                         "posterior_seconds": t_post,
+                         "qois": {q: {"value": float(values[k]), "lower": float(lower[k]),
+                                      "upper": float(upper[k]), "inside": bool(inside[k])}
+                                  for k, q in enumerate(qois)}})
+        out["students"].append({"student": student, "spec": spec, "n_params": model.n_params,
+                                "suite_and_sensitivities_seconds": t_sens,
+                                "relative_errors": {q: float(err[k] / abs(truth[k]))
+                                                    for k, q in enumerate(qois)},
+                                "failed": failed,
+                                "methods": rows})
+    return out
+
+
+def print_part_c(result: dict) -> None:
+    """Print, per student and posterior, which teacher values lie inside the bounds."""
+    s = result["settings"]
+    print(f"\n(c) teacher–student W properties: teacher {s['teacher']}, {s['n_train']} training "
+          f"structures; ✓ = teacher value inside the bounds")
+    head = "".join(f"{q[:9]:>10s}" for q in s["qois"])
+    for st in result["students"]:
+        print(f"\n{st['student']} ({st['n_params']} params; suite + dQ/dθ "
+              f"{st['suite_and_sensitivities_seconds']:.1f} s)")
+        errs = st["relative_errors"]
+        print(f"{'relative error':30s}" + "".join(
+            f"{errs[q]:>10.3f}" if q in errs else f"{'failed':>10s}" for q in s["qois"]))
+        print(f"{'method':30s}{head}{'cov':>7s}{'w/|err|':>9s}")
+        for r in st["methods"]:
+            marks = "".join(
+                f"{'-' if q not in r['qois'] else '✓' if r['qois'][q]['inside'] else '✗':>10s}"
+                for q in s["qois"])
+            print(f"{r['method']:30s}{marks}{r['coverage']:7.2f}"
+                  f"{r['median_width_over_error']:9.2f}")
+        for q, msg in st["failed"].items():
+            print(f"  {q} not computed (left out of the coverage): {msg}")
+        for r in st["methods"]:
+            if r["method"].startswith("POPS"):
+                ok = r["coverage"] >= 0.9 and r["median_width_over_error"] <= 4.0
+                print(f"  {'PASS' if ok else 'FAIL'}  {r['method']}: coverage ≥ 0.90 "
+                      f"({r['coverage']:.2f}), median width ≤ 4× |error| "
+                      f"({r['median_width_over_error']:.2f}×)")
+
+
 def print_part_a(result: dict) -> None:
     """Print the coverage and timing tables of part (a)."""
     print(f"\n(a) synthetic misspecified problem {result['settings']}")
@@ -282,8 +386,9 @@ def print_part_a(result: dict) -> None:
         print(f"{name:48s} {t['seconds']:9.4f} {t['over_ridge']:8.2f}")
 
 
-PARTS: dict[str, Callable[[argparse.Namespace], dict]] = {"a": part_a, "b": part_b}
-PRINTERS: dict[str, Callable[[dict], None]] = {"a": print_part_a, "b": print_part_b}
+PARTS: dict[str, Callable[[argparse.Namespace], dict]] = {"a": part_a, "b": part_b, "c": part_c}
+PRINTERS: dict[str, Callable[[dict], None]] = {
+    "a": print_part_a, "b": print_part_b, "c": print_part_c}
 
 
 def main(argv: list[str] | None = None) -> dict:
