@@ -505,10 +505,3 @@ _GRADIENTS: dict[str, Callable[[Sensitivity, str], np.ndarray]] = {
     "dE": Sensitivity._phase,
 }
 """QoI name (or ``prefix_``) → gradient method."""
-
-
-def qoi_gradients(
-    model, element: str, qois: Iterable[str], *, progress: bool = False, **settings
-) -> dict[str, dict]:
-    """``{qoi: {"value", "unit", "gradient" (P,)}}`` for a fitted linear ``model``."""
-    return Sensitivity(model, element, **settings).gradients(qois, progress=progress)
