@@ -34,7 +34,6 @@ def vacancy_formation_energy(
         Supercell of ``size³`` conventional cells (bcc: ``2 size³`` sites; 3 → 54).
     fmax : float
         eV/Å.
-
     keep : list, optional
         Receives the relaxed structure(s) behind the value, in order.
 
@@ -95,7 +94,6 @@ def interstitial_formation_energy(
         Dumbbell direction, or octahedral / tetrahedral site.
     size : int
         Supercell of ``size³`` conventional cubic cells.
-
     keep : list, optional
         Receives the relaxed structure(s) behind the value, in order.
 

@@ -41,24 +41,25 @@ def elastic_from_stress_strain(strains: np.ndarray, stresses: np.ndarray) -> np.
     ----------
     strains : ndarray, shape (M, 6)
         Voigt strains, engineering shears.
-    stresses : ndarray, shape (M, 6)
-        Voigt stresses (ASE sign: positive in tension), eV/Å³.
+    stresses : ndarray, shape (M, 6, ...)
+        Voigt stresses (ASE sign: positive in tension), eV/Å³; trailing axes (e.g. one per
+        parameter, for stress derivatives) are mapped independently — the map is linear.
 
     Returns
     -------
-    ndarray, shape (6, 6)
-        Symmetrised stiffness, eV/Å³.
+    ndarray, shape (6, 6, ...)
+        Symmetrised stiffness ``c[i, j] = dσ_i/dε_j``, eV/Å³.
     """
     e = np.asarray(strains, dtype=float)
     s = np.asarray(stresses, dtype=float)
-    if e.ndim != 2 or e.shape[1] != 6 or s.shape != e.shape:
+    if e.ndim != 2 or e.shape[1] != 6 or s.shape[:2] != e.shape:
         raise PropertyError(f"need strains and stresses of shape (M, 6), got {e.shape}, {s.shape}")
     design = np.hstack([e, np.ones((len(e), 1))])
     if np.linalg.matrix_rank(design) < 7:
         raise PropertyError("strain set does not span all six Voigt components (rank < 6)")
-    coef, *_ = np.linalg.lstsq(design, s, rcond=None)
-    c = coef[:6].T
-    return 0.5 * (c + c.T)
+    coef, *_ = np.linalg.lstsq(design, s.reshape(len(e), -1), rcond=None)
+    c = np.swapaxes(coef[:6].reshape(6, *s.shape[1:]), 0, 1)
+    return 0.5 * (c + np.swapaxes(c, 0, 1))
 
 
 def strain_set(strain: float) -> np.ndarray:

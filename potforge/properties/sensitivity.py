@@ -40,7 +40,11 @@ from ase import Atoms
 from potforge.design import structure_design
 from potforge.properties.base import EV_A2_TO_J_M2, EV_A3_TO_GPA, NotApplicableError
 from potforge.properties.bulk import birch_murnaghan, fit_birch_murnaghan
-from potforge.properties.elastic import strain_set, voigt_strain_matrix
+from potforge.properties.elastic import (
+    elastic_from_stress_strain,
+    strain_set,
+    voigt_strain_matrix,
+)
 from potforge.properties.registry import (
     CUBIC,
     compute_qoi,
@@ -70,6 +74,11 @@ def _modes(lattice: str) -> np.ndarray:
 def _mode_stress(stress_voigt: np.ndarray, modes: np.ndarray) -> np.ndarray:
     """``M_m : σ`` for diagonal modes; ``stress_voigt`` (6, ...) → (n_modes, ...)."""
     return np.tensordot(modes, stress_voigt[:3], axes=(1, 0))
+
+
+def _stress_rows(design) -> np.ndarray:
+    """∂σ/∂θ (6, P) of a :class:`~potforge.design.StructureDesign` (stress = −W/V)."""
+    return -design.rows.virial / design.volume
 
 
 def _with_cell(atoms: Atoms, cell: np.ndarray, calc) -> Atoms:
@@ -122,8 +131,7 @@ class Sensitivity:
 
     def stress_rows(self, atoms: Atoms) -> np.ndarray:
         """∂σ/∂θ at fixed structure, shape (6, P), eV/Å³ per unit θ (ASE Voigt)."""
-        d = self._rows(atoms)
-        return -d.rows.virial / d.volume
+        return _stress_rows(self._rows(atoms))
 
     # --- the ground-state lattice ------------------------------------------------------------
     @property
@@ -215,7 +223,7 @@ class Sensitivity:
         an inversion centre, the force rows vanish and no Hessian is computed.
         """
         d = self._rows(atoms)
-        s_theta = -d.rows.virial / d.volume
+        s_theta = _stress_rows(d)
         f_theta = d.rows.forces.reshape(-1, d.rows.forces.shape[-1])
         s_lat = self._lattice_stress_derivative(atoms, deform)
         if np.abs(f_theta).max() > FORCE_ROW_TOL * max(1.0, float(np.abs(s_theta).max())):
@@ -263,7 +271,6 @@ class Sensitivity:
         return self.suite.ground().c_over_a * (deps[1] - deps[0])
 
     def _ecoh(self, name: str) -> np.ndarray:
-        self.suite.isolated_atom_energy()
         edge = max(20.0, 2.0 * self.model.cutoff + 2.0)
         atom = Atoms(self.element, positions=[[edge / 2] * 3], cell=[edge] * 3, pbc=True)
         return self._rows(atom).rows.energy - self._bulk_energy_per_atom()
@@ -271,7 +278,7 @@ class Sensitivity:
     def _bulk_modulus(self, name: str) -> np.ndarray:
         span = self.settings["ev_span"]
         vols, energies = self.suite.energy_volume(span)
-        structures = self.suite.structures[("ev", span, 11)]
+        structures = self.suite.structures[("ev", span, len(vols))]
         n = len(structures[0])
         de = np.array([self.energy_gradient(a) / n for a in structures])  # (M, P)
         dv = vols[:, None] * 3.0 * self.lattice_strain_gradient()[0][None, :]
@@ -289,7 +296,7 @@ class Sensitivity:
                 for a, e in zip(structures, strains, strict=True)
             ]
         )  # (12, 6, P)
-        dc = _central_stiffness(strains, dstress)  # (6, 6, P)
+        dc = elastic_from_stress_strain(strains, dstress)  # (6, 6, P)
         if self.suite.lattice in CUBIC:
             pairs = {
                 "C11": [(0, 0), (1, 1), (2, 2)],
@@ -354,15 +361,6 @@ class Sensitivity:
 
     def _phonon(self, name: str) -> np.ndarray:
         return _phonon_gradient(self, name.split("_", 1)[1])
-
-
-def _central_stiffness(strains: np.ndarray, dstress: np.ndarray) -> np.ndarray:
-    """The linear map of :func:`elastic_from_stress_strain` applied to (M, 6, P) stresses."""
-    m, _, p = dstress.shape
-    design = np.hstack([strains, np.ones((m, 1))])
-    coef, *_ = np.linalg.lstsq(design, dstress.reshape(m, 6 * p), rcond=None)
-    c = np.moveaxis(coef[:6].reshape(6, 6, p), 0, 1)  # c[i, j] = dσ_i/dε_j
-    return 0.5 * (c + np.swapaxes(c, 0, 1))
 
 
 def _explicit_jacobian(func: Callable, x: np.ndarray, y: np.ndarray, rel: float = 1e-7):

@@ -63,10 +63,15 @@ class PropertySuite:
             self._memo[key] = compute()
         return self._memo[key]
 
-    def _record(self, key: Hashable) -> list:
-        """A fresh list receiving the relaxed structures of ``key``."""
-        self.structures[key] = []
-        return self.structures[key]
+    def _cached_relaxed(self, key: Hashable, func: Callable[..., Any], *args, **kwargs) -> Any:
+        """:meth:`_cached` of ``func(*args, keep=..., **kwargs, fmax, steps)``, recording the
+        relaxed structures behind the value in :attr:`structures` under the same ``key``."""
+
+        def compute():
+            self.structures[key] = []
+            return func(*args, keep=self.structures[key], **kwargs, **self._relax_kw)
+
+        return self._cached(key, compute)
 
     @property
     def _relax_kw(self) -> dict:
@@ -113,16 +118,13 @@ class PropertySuite:
 
     def energy_volume(self, span: float = 0.05, n: int = 11) -> tuple[np.ndarray, np.ndarray]:
         """E–V curve of the ground state: volumes (n,) Å³/atom, energies (n,) eV/atom."""
-        return self._cached(
+        return self._cached_relaxed(
             ("ev", span, n),
-            lambda: _bulk.energy_volume_curve(
-                self.calc,
-                self.ground(),
-                span=span,
-                n=n,
-                keep=self._record(("ev", span, n)),
-                **self._relax_kw,
-            ),
+            _bulk.energy_volume_curve,
+            self.calc,
+            self.ground(),
+            span=span,
+            n=n,
         )
 
     def bulk_modulus(self, span: float = 0.05, n: int = 11) -> float:
@@ -138,16 +140,13 @@ class PropertySuite:
     # --- elasticity ---------------------------------------------------------------------------
     def elastic_tensor(self, strain: float = 0.005, check_stability: bool = False) -> np.ndarray:
         """6×6 stiffness (eV/Å³) of the ground state; Born-unstable → warn or raise."""
-        c = self._cached(
+        c = self._cached_relaxed(
             ("elastic", strain),
-            lambda: elastic.elastic_tensor(
-                self.calc,
-                self.ground().atoms,
-                strain=strain,
-                label=f"{self.element} {self.lattice}",
-                keep=self._record(("elastic", strain)),
-                **self._relax_kw,
-            ),
+            elastic.elastic_tensor,
+            self.calc,
+            self.ground().atoms,
+            strain=strain,
+            label=f"{self.element} {self.lattice}",
         )
         elastic.check_born_stability(
             c, f"{self.element} {self.lattice}", raise_error=check_stability
@@ -157,15 +156,12 @@ class PropertySuite:
     # --- defects ------------------------------------------------------------------------------
     def vacancy_formation_energy(self, size: int = 3) -> float:
         """Relaxed vacancy formation energy in a ``size³`` conventional supercell, eV."""
-        return self._cached(
+        return self._cached_relaxed(
             ("vac", size),
-            lambda: defects.vacancy_formation_energy(
-                self.calc,
-                self.ground(),
-                size=size,
-                keep=self._record(("vac", size)),
-                **self._relax_kw,
-            ),
+            defects.vacancy_formation_energy,
+            self.calc,
+            self.ground(),
+            size=size,
         )
 
     def vacancy_convergence(self, sizes=(2, 3, 4)) -> dict[int, float]:
@@ -189,49 +185,40 @@ class PropertySuite:
 
     def interstitial_formation_energy(self, kind: str, size: int = 3) -> float:
         """Relaxed self-interstitial formation energy (``kind``: 110, 111, 100, oct, tet), eV."""
-        return self._cached(
+        return self._cached_relaxed(
             ("sia", kind, size),
-            lambda: defects.interstitial_formation_energy(
-                self.calc,
-                self.ground(),
-                kind,
-                size=size,
-                keep=self._record(("sia", kind, size)),
-                **self._relax_kw,
-            ),
+            defects.interstitial_formation_energy,
+            self.calc,
+            self.ground(),
+            kind,
+            size=size,
         )
 
     # --- planar defects -------------------------------------------------------------------
     def surface_energy(self, miller: str, thickness: float = 12.0, vacuum: float = 15.0) -> float:
         """Relaxed surface energy, eV/Å²."""
-        return self._cached(
+        return self._cached_relaxed(
             ("surf", miller, thickness, vacuum),
-            lambda: surfaces.surface_energy(
-                self.calc,
-                self.ground(),
-                miller,
-                thickness=thickness,
-                vacuum=vacuum,
-                keep=self._record(("surf", miller, thickness, vacuum)),
-                **self._relax_kw,
-            ),
+            surfaces.surface_energy,
+            self.calc,
+            self.ground(),
+            miller,
+            thickness=thickness,
+            vacuum=vacuum,
         )
 
     def gsf_curve(
         self, plane: str, n_points: int = 11, thickness: float = 20.0
     ) -> tuple[np.ndarray, np.ndarray]:
         """GSF curve: shifts (Å), energies (eV/Å²); see :func:`stacking.gsf_curve`."""
-        return self._cached(
+        return self._cached_relaxed(
             ("gsf", plane, n_points, thickness),
-            lambda: stacking.gsf_curve(
-                self.calc,
-                self.ground(),
-                plane,
-                n_points=n_points,
-                thickness=thickness,
-                keep=self._record(("gsf", plane, n_points, thickness)),
-                **self._relax_kw,
-            ),
+            stacking.gsf_curve,
+            self.calc,
+            self.ground(),
+            plane,
+            n_points=n_points,
+            thickness=thickness,
         )
 
     def unstable_fault_energy(

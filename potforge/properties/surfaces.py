@@ -86,7 +86,6 @@ def surface_energy(
         Relax atomic positions (cell fixed); False gives the unrelaxed surface energy.
     fmax : float
         eV/Å.
-
     keep : list, optional
         Receives the relaxed structure(s) behind the value, in order.
 
