@@ -29,7 +29,13 @@ import numpy as np
 from potforge.errors import DataError, ModelError
 from potforge.uq._linalg import RidgeSolution, check_rows, solve_ridge
 from potforge.uq._passes import corrections_block
-from potforge.uq.posteriors import select_components
+from potforge.uq.posteriors import (
+    BoxAccumulator,
+    EnsemblePosterior,
+    HypercubePosterior,
+    MomentAccumulator,
+    select_components,
+)
 
 METHODS = ("pops", "bayes", "bootstrap")
 KINDS = ("ensemble", "hypercube", "gaussian")
@@ -39,7 +45,6 @@ _ARRAYS = {
     "hypercube": ("components", "low", "high", "offset"),
     "gaussian": ("covariance",),
 }
-_ROW_BLOCK, _MEMBER_BLOCK = 2048, 4096  # bounds the (rows × members) work array to 64 MiB
 _ROW_CHUNK = 8192  # rows per chunk when forming POPS corrections
 
 
@@ -92,20 +97,14 @@ class ParameterPosterior:
         and boxes) or the Gaussian standard deviation.
         """
         Gs = self._normalised(G)
-        a = self.arrays
-        if self.kind == "ensemble":
-            std, lo, hi = _ensemble_summary(Gs, a["members"])
-        elif self.kind == "hypercube":
-            proj = Gs @ a["components"]
-            mid, half = 0.5 * (a["low"] + a["high"]), 0.5 * (a["high"] - a["low"])
-            centre = Gs @ a["offset"] + proj @ mid
-            spread = np.abs(proj) @ half
-            lo, hi = centre - spread, centre + spread
-            std = np.sqrt(centre**2 + (proj**2) @ (half**2) / 3.0)
-        else:
-            std = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", Gs, a["covariance"], Gs), 0.0))
+        if self.kind == "gaussian":
+            std = np.sqrt(
+                np.maximum(np.einsum("ij,jk,ik->i", Gs, self.arrays["covariance"], Gs), 0.0)
+            )
             k = float(self.info.get("n_sigma", 2.0))
             lo, hi = -k * std, k * std
+        else:
+            std, lo, hi = self._pops_view().summary(Gs)
         return std, np.minimum(lo, 0.0), np.maximum(hi, 0.0)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -113,17 +112,24 @@ class ParameterPosterior:
         n = int(n)
         if n < 1:
             raise ModelError(f"number of samples must be a positive integer, got {n}.")
+        if self.kind == "gaussian":
+            lam, V = np.linalg.eigh(self.arrays["covariance"])
+            d = (rng.standard_normal((n, lam.size)) * np.sqrt(np.clip(lam, 0.0, None))) @ V.T
+        else:
+            d = self._pops_view().sample(n, rng)
+        return d / self.scale
+
+    def _pops_view(self) -> EnsemblePosterior | HypercubePosterior:
+        """The ensemble or box as the POPS posterior classes (one implementation of their
+        bounds, spread and sampling), over normalised deviations ``δφ``."""
         a = self.arrays
         if self.kind == "ensemble":
-            K = a["members"].shape[0]
-            d = a["members"][rng.choice(K, size=n, replace=n > K)]
-        elif self.kind == "hypercube":
-            c = a["low"] + (a["high"] - a["low"]) * rng.random((n, a["low"].size))
-            d = a["offset"] + c @ a["components"].T
-        else:
-            lam, V = np.linalg.eigh(a["covariance"])
-            d = (rng.standard_normal((n, lam.size)) * np.sqrt(np.clip(lam, 0.0, None))) @ V.T
-        return d / self.scale
+            k = a["members"].shape[0]
+            return EnsemblePosterior(a["members"], np.arange(k), k)
+        n_used = int(self.info.get("n_used", 0))
+        return HypercubePosterior(
+            a["components"], a["low"], a["high"], a["offset"], None, None, n_used
+        )
 
     # --- persistence ------------------------------------------------------------------------
     def meta(self) -> dict:
@@ -153,19 +159,6 @@ class ParameterPosterior:
         except (KeyError, TypeError, ValueError, OSError) as exc:
             raise DataError(f"{path}: malformed posterior file ({exc!r})") from exc
         return post
-
-
-def _ensemble_summary(Gs: np.ndarray, members: np.ndarray):
-    m = Gs.shape[0]
-    lo, hi, sq = np.full(m, np.inf), np.full(m, -np.inf), np.zeros(m)
-    for r in range(0, m, _ROW_BLOCK):
-        g = Gs[r : r + _ROW_BLOCK]
-        for k in range(0, members.shape[0], _MEMBER_BLOCK):
-            d = g @ members[k : k + _MEMBER_BLOCK].T
-            lo[r : r + _ROW_BLOCK] = np.minimum(lo[r : r + _ROW_BLOCK], d.min(axis=1))
-            hi[r : r + _ROW_BLOCK] = np.maximum(hi[r : r + _ROW_BLOCK], d.max(axis=1))
-            sq[r : r + _ROW_BLOCK] += np.einsum("ij,ij->i", d, d)
-    return np.sqrt(sq / members.shape[0]), lo, hi
 
 
 def fit_centred_posterior(
@@ -322,14 +315,13 @@ def _pops(An, y, w, t, phi, alpha, names, posterior, max_members, threshold, per
                 C = C[np.sort(rng.choice(C.shape[0], int(max_members), replace=False))]
         info["n_members"] = int(C.shape[0])
         return "ensemble", {"members": C}
-    M = C.T @ C / C.shape[0]
-    evals, evecs = np.linalg.eigh(0.5 * (M + M.T))
-    order = np.argsort(evals)[::-1]
-    evals, evecs = evals[order], evecs[:, order]
+    moments = MomentAccumulator(C.shape[1])
+    moments.update(C)
+    evals, evecs, offset = moments.principal_axes(center=False)
     k = select_components(evals, 1.0, 1e-8)
-    V = evecs[:, :k]
-    proj = C @ V
+    box = BoxAccumulator(evecs[:, :k], offset)
+    box.update(C)
     info["n_components"] = int(k)
-    return "hypercube", {"components": V, "low": proj.min(axis=0), "high": proj.max(axis=0),
-                         "offset": np.zeros(An.shape[1])}
+    return "hypercube", {"components": box.components, "low": box.low, "high": box.high,
+                         "offset": offset}
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from potforge.errors import ModelError
 
-_MEMBER_BLOCK = 4096  # members per block when forming X @ δθᵀ, bounds memory to m × 4096
+_ROW_BLOCK, _MEMBER_BLOCK = 2048, 4096  # blocks of X @ δθᵀ: at most 2048 × 4096 (64 MiB)
 
 
 @dataclass(frozen=True)
@@ -65,12 +65,14 @@ class EnsemblePosterior:
         lo = np.full(X.shape[0], np.inf)
         hi = np.full(X.shape[0], -np.inf)
         sq = np.zeros(X.shape[0])
-        for start in range(0, self.members.shape[0], _MEMBER_BLOCK):
-            d = X @ self.members[start : start + _MEMBER_BLOCK].T
-            lo = np.minimum(lo, d.min(axis=1))
-            hi = np.maximum(hi, d.max(axis=1))
-            if self.complete:
-                sq += np.einsum("ij,ij->i", d, d)
+        for r in range(0, X.shape[0], _ROW_BLOCK):
+            rows = slice(r, r + _ROW_BLOCK)
+            for start in range(0, self.members.shape[0], _MEMBER_BLOCK):
+                d = X[rows] @ self.members[start : start + _MEMBER_BLOCK].T
+                lo[rows] = np.minimum(lo[rows], d.min(axis=1))
+                hi[rows] = np.maximum(hi[rows], d.max(axis=1))
+                if self.complete:
+                    sq[rows] += np.einsum("ij,ij->i", d, d)
         if self.complete:
             std = np.sqrt(sq / self.members.shape[0])
         else:
@@ -106,10 +108,11 @@ class HypercubePosterior:
         Per-component min/max of the projections ``Vᵀ(δθ_n − offset)`` (exact, no clipping).
     offset : ndarray, shape (P,)
         Zero for the uncentred PCA (popsregression's choice), the mean correction otherwise.
-    eigenvalues : ndarray, shape (P,)
-        All eigenvalues of the (un)centred second moment, descending.
-    second_moment : ndarray, shape (P, P)
-        ``(1/N) Σ δθ_n δθ_nᵀ`` of the eligible rows.
+    eigenvalues : ndarray, shape (P,), or None
+        All eigenvalues of the (un)centred second moment, descending (None when not kept, e.g.
+        for a box read back from a file: bounds, std and samples do not need it).
+    second_moment : ndarray, shape (P, P), or None
+        ``(1/N) Σ δθ_n δθ_nᵀ`` of the eligible rows (None when not kept).
     n_rows : int
     """
 
@@ -117,8 +120,8 @@ class HypercubePosterior:
     low: np.ndarray
     high: np.ndarray
     offset: np.ndarray
-    eigenvalues: np.ndarray
-    second_moment: np.ndarray
+    eigenvalues: np.ndarray | None
+    second_moment: np.ndarray | None
     n_rows: int
 
     def _project(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
