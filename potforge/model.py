@@ -48,6 +48,19 @@ UQ_PROPERTIES = (
 leading axis of 2, lower then upper)."""
 
 
+def _checked_training(structures: Sequence[Atoms], empty: str) -> list[Atoms]:
+    """Training structures as a list, each checked (geometry, energy and forces present);
+    ``empty`` is the error when there are none."""
+    structures = list(structures)
+    if not structures:
+        raise DataError(empty)
+    for k, a in enumerate(structures):
+        name = describe(a, k)
+        check_structure(a, name)
+        check_labels(a, name, ("energy", "forces"))
+    return structures
+
+
 class LinearPotential:
     """Interatomic potential ``E = E_fixed + Σ_terms θ_term · D_term`` (scikit-learn style).
 
@@ -186,19 +199,10 @@ class LinearPotential:
         -------
         self
         """
-        structures = list(structures)
-        if not structures:
-            raise DataError("the training set is empty")
-        for k, a in enumerate(structures):
-            name = describe(a, k)
-            check_structure(a, name)
-            check_labels(a, name, ("energy", "forces"))
+        structures = _checked_training(structures, "the training set is empty")
         t0 = time.perf_counter()
         self.setup(structures)
-        if designs is None:
-            designs = self.structure_designs(structures)
-        elif len(designs) != len(structures):
-            raise DataError(f"{len(designs)} designs given for {len(structures)} structures")
+        designs = self._training_designs(structures, designs)
         t1 = time.perf_counter()
         dm = assemble(designs, structures)
         w = dm.weights(self.sigma, self.group_weights)
@@ -215,6 +219,19 @@ class LinearPotential:
             "fit_seconds": t2 - t0,
         }
         return self
+
+    def _training_designs(
+        self,
+        structures: list[Atoms],
+        designs: Sequence[StructureDesign] | None,
+        progress: bool | None = None,
+    ) -> Sequence[StructureDesign]:
+        """``designs`` checked against ``structures``, or computed when not given."""
+        if designs is None:
+            return self.structure_designs(structures, progress)
+        if len(designs) != len(structures):
+            raise DataError(f"{len(designs)} designs given for {len(structures)} structures")
+        return designs
 
     # --- posterior (uncertainty) ---------------------------------------------------------------
     def fit_posterior(
@@ -256,20 +273,12 @@ class LinearPotential:
             raise ModelError(
                 f"posterior method must be one of {', '.join(POSTERIOR_METHODS)}, got {method!r}"
             )
-        structures = list(structures)
-        if not structures:
-            raise DataError(
-                "a posterior needs the model's labelled training structures; none were given"
-            )
-        for k, a in enumerate(structures):
-            name = describe(a, k)
-            check_structure(a, name)
-            check_labels(a, name, ("energy", "forces"))
+        structures = _checked_training(
+            structures,
+            "a posterior needs the model's labelled training structures; none were given",
+        )
         t0 = time.perf_counter()
-        if designs is None:
-            designs = self.structure_designs(structures, progress)
-        elif len(designs) != len(structures):
-            raise DataError(f"{len(designs)} designs given for {len(structures)} structures")
+        designs = self._training_designs(structures, designs, progress)
         t1 = time.perf_counter()
         dm = assemble(designs, structures)
         w = dm.weights(self.sigma, self.group_weights)
