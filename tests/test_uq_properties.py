@@ -32,13 +32,16 @@ def model(w_data):
     return LinearPotential(SPEC).fit(w_data).fit_posterior(w_data, progress=False)
 
 
-def test_linear_bounds_bracket_the_value_and_match_resampling(model):
+def test_linear_and_implicit_match_resampling(model):
     lin = property_uncertainty(model, "W", QOIS, progress=False, **SETTINGS)
     for q in QOIS:
         r = lin[q]
         assert r["lower"] < r["value"] < r["upper"] and r["std"] > 0, (q, r)
     res = property_uncertainty(
         model, "W", QOIS, method="resample", n_samples=4, progress=False, **SETTINGS
+    )
+    imp = property_uncertainty(
+        model, "W", QOIS, method="implicit", n_samples=4, progress=False, **SETTINGS
     )
     samples = model.sample_coef(4, seed=0)
     from potforge.properties.sensitivity import Sensitivity
@@ -54,6 +57,13 @@ def test_linear_bounds_bracket_the_value_and_match_resampling(model):
         spread = np.abs(linear - value).max()
         assert np.abs(brute - linear).max() < 0.2 * spread + 1e-9 * abs(value), (q, brute, linear)
         assert res[q]["lower"] <= min(brute) and res[q]["upper"] >= max(brute)
+        # implicit: the same draws, nonlinear in θ at Newton-predicted structures — second order,
+        # so much closer to the brute force than the linearisation wherever the curvature shows
+        near = np.array(imp[q]["samples"])
+        assert imp[q]["value"] == res[q]["value"] and imp[q]["method"] == "implicit"
+        assert np.abs(near - brute).max() < 0.05 * spread, (q, near, brute)
+        if q != "a0":  # a0 is the lattice itself: first order in both
+            assert np.abs(near - brute).max() < 0.25 * np.abs(linear - brute).max(), q
 
 
 def test_resampled_value_is_a_real_recomputation(model):
@@ -64,6 +74,30 @@ def test_resampled_value_is_a_real_recomputation(model):
     )
     direct = compute_qoi("a0", model.as_calculator(theta), "W", **SETTINGS)
     assert res["a0"]["samples"][1] == pytest.approx(direct, rel=1e-9)
+
+
+def test_newton_relaxer_at_the_fitted_parameters_changes_nothing(model):
+    """At θ̄ itself every force at the recorded minima vanishes: the Newton steps are ~0 and
+    the values are the reference's; a different property list is refused by name."""
+    from potforge.properties import run_suite
+    from potforge.properties.relax import relaxation_hook
+    from potforge.uq.implicit import NewtonRelaxer, RelaxationRecord
+
+    calc0 = model.as_calculator()
+    record = RelaxationRecord()
+    with relaxation_hook(record):
+        ref = run_suite(calc0, "W", QOIS, progress=False, **SETTINGS)
+    assert [(c.kind, len(c.start)) for c in record.calls] == [("cell", 1), ("positions", 15)]
+    hook = NewtonRelaxer(record, calc0)
+    with relaxation_hook(hook):
+        again = run_suite(model.as_calculator(), "W", QOIS, progress=False, **SETTINGS)
+    assert hook.max_step < 1e-5 and hook.index == len(record.calls)
+    for q in QOIS:
+        assert again[q]["value"] == pytest.approx(ref[q]["value"], rel=1e-6), q  # fmax 1e-6
+    with pytest.raises(ModelError, match="relaxation 2 .* does not match"):
+        with relaxation_hook(NewtonRelaxer(record, calc0)):
+            calc = model.as_calculator()
+            run_suite(calc, "W", ["a0", "gamma_surf_100"], progress=False, **SETTINGS)
 
 
 def test_no_posterior_and_unknown_method(w_data):

@@ -58,14 +58,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--uq",
-        choices=("linear", "resample", "none"),
+        choices=("linear", "implicit", "resample", "none"),
         default="linear",
         help="bounds from the model's posterior (--model with a posterior only): linear = "
-        "exact dQ/dθ, extremes over the posterior (default); resample = recompute every QoI "
-        "per posterior sample; none = values only",
+        "exact dQ/dθ, extremes over the posterior (default); implicit = every posterior sample "
+        "evaluated at structures predicted by one Newton step (no relaxation); resample = "
+        "recompute every QoI per posterior sample; none = values only",
     )
     p.add_argument(
-        "--samples", type=int, default=16, metavar="K", help="posterior samples for --uq resample"
+        "--samples",
+        type=int,
+        default=16,
+        metavar="K",
+        help="posterior samples for --uq implicit/resample",
     )
     p.add_argument("--json", metavar="FILE", help="write {qoi: {value, unit, reference?}} here")
     p.add_argument("--plot", metavar="FILE.png", help="bar chart of deviations from --ref")
@@ -144,9 +149,9 @@ def run(args: argparse.Namespace) -> int:
                 **settings,
             )
         else:
-            if args.uq == "resample":
+            if args.uq in ("implicit", "resample"):
                 raise ModelError(
-                    f"--uq resample needs a posterior in {args.model}: run `potforge uq` first"
+                    f"--uq {args.uq} needs a posterior in {args.model}: run `potforge uq` first"
                 )
             if not model.has_posterior and not args.quiet:
                 print(f"note: {args.model} has no posterior; values only (run `potforge uq`)")

@@ -8,7 +8,9 @@ residual force, never returning a half-relaxed structure as if it were converged
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 from ase import Atoms
@@ -34,6 +36,32 @@ def _optimizer(name: str):
         raise RelaxationError(
             f"unknown optimizer '{name}'; use one of {', '.join(_OPTIMIZERS)}"
         ) from None
+
+
+RelaxationHook = Callable[..., tuple[Atoms, float]]
+"""``hook(kind, atoms, calc, run, **options) -> (atoms, energy)``: stands in for a relaxation.
+
+``kind`` is ``"positions"`` (options ``z_only``) or ``"cell"`` (options ``hydrostatic``,
+``mask``); ``run()`` performs the real relaxation.  A hook may call it (and record the result)
+or replace it (e.g. :class:`potforge.uq.implicit.NewtonRelaxer`)."""
+
+_HOOK: ContextVar[RelaxationHook | None] = ContextVar("relaxation_hook", default=None)
+
+
+@contextmanager
+def relaxation_hook(hook: RelaxationHook | None) -> Iterator[RelaxationHook | None]:
+    """Route every :func:`relax_positions`/:func:`relax_cell` call in this context through
+    ``hook`` (``None``: relax normally)."""
+    token = _HOOK.set(hook)
+    try:
+        yield hook
+    finally:
+        _HOOK.reset(token)
+
+
+def _hooked(kind: str, atoms: Atoms, calc, run, **options) -> tuple[Atoms, float]:
+    hook = _HOOK.get()
+    return run() if hook is None else hook(kind, atoms, calc, run, **options)
 
 
 def keep_structure(keep: list | None, atoms: Atoms) -> None:
@@ -103,12 +131,16 @@ def relax_positions(
     RelaxationError
         When ``steps`` are used up before ``fmax`` is reached.
     """
-    work = atoms.copy()
-    if z_only:
-        work.set_constraint(FixedLine(list(range(len(work))), [0.0, 0.0, 1.0]))
-    work.calc = calc
-    _run(work, work, label, fmax, steps, optimizer, lambda: max_force(work))
-    return work, float(work.get_potential_energy())
+
+    def run() -> tuple[Atoms, float]:
+        work = atoms.copy()
+        if z_only:
+            work.set_constraint(FixedLine(list(range(len(work))), [0.0, 0.0, 1.0]))
+        work.calc = calc
+        _run(work, work, label, fmax, steps, optimizer, lambda: max_force(work))
+        return work, float(work.get_potential_energy())
+
+    return _hooked("positions", atoms, calc, run, z_only=z_only)
 
 
 def relax_cell(
@@ -148,13 +180,17 @@ def relax_cell(
     energy : float
         Potential energy, eV.
     """
-    work = atoms.copy()
-    work.calc = calc
-    filt = FrechetCellFilter(work, mask=mask, hydrostatic_strain=hydrostatic)
 
-    def residual() -> float:
-        g = filt.get_forces()
-        return float(np.sqrt((g**2).sum(axis=1)).max())
+    def run() -> tuple[Atoms, float]:
+        work = atoms.copy()
+        work.calc = calc
+        filt = FrechetCellFilter(work, mask=mask, hydrostatic_strain=hydrostatic)
 
-    _run(filt, work, label, fmax, steps, optimizer, residual)
-    return work, float(work.get_potential_energy())
+        def residual() -> float:
+            g = filt.get_forces()
+            return float(np.sqrt((g**2).sum(axis=1)).max())
+
+        _run(filt, work, label, fmax, steps, optimizer, residual)
+        return work, float(work.get_potential_energy())
+
+    return _hooked("cell", atoms, calc, run, hydrostatic=hydrostatic, mask=mask)

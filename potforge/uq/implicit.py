@@ -1,0 +1,192 @@
+"""Relaxations predicted by implicit differentiation: one Newton step per posterior sample from the
+fitted model's minima, with the fitted model's Hessian — no relaxation per sample.
+
+A relaxed structure ``X*`` of the fitted model has ``F(X*; θ̄) = 0``; the implicit function
+theorem gives ``dX*/dθ = H⁻¹ ∂F/∂θ`` with ``H = −∂F/∂X`` at ``X*``.  For a potential linear in
+θ, ``F(X*; θ) = (∂F/∂θ)(θ − θ̄)``, so the sample's relaxed structure is, to first order,
+
+    X(θ) ≈ X* + H⁻¹ F(X*; θ)          (one Newton step; error O(|θ − θ̄|²)).
+
+``H`` is computed once per structure (central differences of the fitted model's forces) and its
+pseudo-inverse reused by every sample; a sample then costs one force and one energy/stress call
+per structure.  Properties are evaluated **nonlinearly** in θ at the predicted structures, so
+relaxed energies are right to second order (the relaxation energy ``−½ FᵀH⁻¹F`` is included).
+
+Structures built on the ground-state lattice follow the sample's own predicted lattice: the
+recorded relaxation displacement (fractional coordinates) is added to the sample's starting
+structure before the Newton step.  Cell relaxations (ground state, competing phases) step in the
+generalized coordinates of :class:`ase.filters.FrechetCellFilter`.
+
+Usage (what :func:`potforge.uq.propagation.property_uncertainty` does for ``"implicit"``)::
+
+    record = RelaxationRecord()
+    with relaxation_hook(record):
+        run_suite(calc0, "W", qois)                  # real relaxations, recorded
+    with relaxation_hook(NewtonRelaxer(record, calc0)):
+        run_suite(calc_k, "W", qois)                 # same calls, one Newton step each
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.filters import FrechetCellFilter
+
+from potforge.errors import ModelError
+
+HESSIAN_STEP = 1e-4
+"""Central-difference step of the Hessian in generalized coordinates (Å for positions)."""
+
+RCOND = 1e-8
+"""Relative cut-off of the Hessian pseudo-inverse (drops translations and symmetry-fixed DOFs)."""
+
+
+def _bare(atoms: Atoms) -> Atoms:
+    out = atoms.copy()
+    out.calc = None
+    out.set_constraint()
+    return out
+
+
+@dataclass
+class RecordedRelaxation:
+    """One relaxation of the reference run: its kind and options, start and result."""
+
+    kind: str
+    options: dict
+    start: Atoms
+    relaxed: Atoms
+    step_matrix: np.ndarray | None = None
+    """Pseudo-inverse of the Hessian at ``relaxed`` (computed on first use)."""
+
+
+class _Coordinates:
+    """Generalized coordinates ``q`` of a relaxation on ``atoms`` and their forces ``−∂E/∂q``:
+    positions (z only for ``z_only``), or the cell filter's positions-and-strain."""
+
+    def __init__(self, kind: str, atoms: Atoms, options: dict):
+        self.atoms = atoms
+        self.filter = None
+        if kind == "cell":
+            self.filter = FrechetCellFilter(
+                atoms, mask=options.get("mask"), hydrostatic_strain=options.get("hydrostatic")
+            )
+        else:
+            n = 3 * len(atoms)
+            self.dofs = np.arange(2, n, 3) if options.get("z_only") else np.arange(n)
+
+    def get(self) -> np.ndarray:
+        if self.filter is not None:
+            return self.filter.get_positions().ravel()
+        return self.atoms.positions.ravel()[self.dofs]
+
+    def set(self, q: np.ndarray) -> None:
+        if self.filter is not None:
+            self.filter.set_positions(q.reshape(-1, 3))
+            return
+        pos = self.atoms.positions.ravel().copy()
+        pos[self.dofs] = q
+        self.atoms.positions = pos.reshape(-1, 3)
+
+    def forces(self) -> np.ndarray:
+        if self.filter is not None:
+            return self.filter.get_forces().ravel()
+        return self.atoms.get_forces().ravel()[self.dofs]
+
+
+def _step_matrix(rec: RecordedRelaxation, calc) -> np.ndarray:
+    """``H⁺`` at the recorded minimum under ``calc`` (central differences of the forces)."""
+    if rec.step_matrix is None:
+        work = rec.relaxed.copy()
+        work.calc = calc
+        coords = _Coordinates(rec.kind, work, rec.options)
+        q0 = coords.get()
+        jac = np.empty((q0.size, q0.size))
+        for k in range(q0.size):
+            f = []
+            for sign in (1.0, -1.0):
+                q = q0.copy()
+                q[k] += sign * HESSIAN_STEP
+                coords.set(q)
+                f.append(coords.forces())
+            jac[:, k] = -(f[0] - f[1]) / (2.0 * HESSIAN_STEP)
+        rec.step_matrix = np.linalg.pinv(jac, rcond=RCOND)
+    return rec.step_matrix
+
+
+class RelaxationRecord:
+    """Relaxation hook that relaxes for real and records every call, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[RecordedRelaxation] = []
+
+    def __call__(self, kind: str, atoms: Atoms, calc, run, **options) -> tuple[Atoms, float]:
+        relaxed, energy = run()
+        self.calls.append(RecordedRelaxation(kind, dict(options), _bare(atoms), _bare(relaxed)))
+        return relaxed, energy
+
+
+class NewtonRelaxer:
+    """Relaxation hook that replaces the ``i``-th relaxation by one Newton step from the ``i``-th
+    recorded minimum (module docstring).
+
+    Parameters
+    ----------
+    record : RelaxationRecord
+        The reference run's relaxations (its Hessians are cached on it and shared).
+    reference_calc : ase.calculators.calculator.Calculator
+        The calculator the record was made with (the fitted parameters).
+
+    Attributes
+    ----------
+    max_step : float
+        Largest |Newton step| component so far (Å, or filter units for cells): a large value
+        means the sample is far outside the linear regime.
+    """
+
+    def __init__(self, record: RelaxationRecord, reference_calc) -> None:
+        self.record = record
+        self.reference_calc = reference_calc
+        self.index = 0
+        self.max_step = 0.0
+
+    def _recorded(self, kind: str, atoms: Atoms, options: dict) -> RecordedRelaxation:
+        calls = self.record.calls
+        i = self.index
+        if i >= len(calls):
+            raise ModelError(
+                f"implicit propagation: relaxation {i + 1} has no counterpart in the fitted "
+                f"model's run ({len(calls)} recorded); compute the same properties in the same "
+                "order"
+            )
+        rec = calls[i]
+        if (
+            rec.kind != kind
+            or rec.options != options
+            or rec.start.get_chemical_symbols() != atoms.get_chemical_symbols()
+        ):
+            raise ModelError(
+                f"implicit propagation: relaxation {i + 1} ({kind}, {len(atoms)} atoms) does not "
+                f"match the fitted model's ({rec.kind}, {len(rec.start)} atoms)"
+            )
+        self.index += 1
+        return rec
+
+    def __call__(self, kind: str, atoms: Atoms, calc, run, **options) -> tuple[Atoms, float]:
+        rec = self._recorded(kind, atoms, options)
+        if kind == "cell":
+            work = rec.relaxed.copy()
+        else:
+            work = _bare(atoms)
+            shift = rec.relaxed.get_scaled_positions(wrap=False) - rec.start.get_scaled_positions(
+                wrap=False
+            )
+            work.positions = (atoms.get_scaled_positions(wrap=False) + shift) @ work.cell.array
+        work.calc = calc
+        coords = _Coordinates(kind, work, options)
+        step = _step_matrix(rec, self.reference_calc) @ coords.forces()
+        coords.set(coords.get() + step)
+        self.max_step = max(self.max_step, float(np.abs(step).max(initial=0.0)))
+        return work, float(work.get_potential_energy())
