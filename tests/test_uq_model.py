@@ -171,6 +171,14 @@ def test_cli_uq_then_eval_and_fit_with_uq(mo, tmp_path, capsys, mo_test):
     assert all(0.0 <= ev[k] <= 1.0 for k in keys)
     assert ev["energy_bound_median_meV_per_atom"] > 0 and ev["force_bound_median_eV_per_A"] > 0
     assert ev["force_coverage"] > 0.9
+    # the leverage filter replaces the posterior and narrows the bounds
+    assert main(["uq", "--model", str(out), "--train", str(tmp_path / "train.xyz"),
+                 "--leverage-percentile", "50"]) == 0
+    assert LinearPotential.load(out).posterior_.info["leverage_percentile"] == 50.0
+    assert main(["eval", "--model", str(out), "--data", str(mo_test), "--out",
+                 str(tmp_path / "ev50")]) == 0
+    ev50 = json.loads((tmp_path / "ev50" / "metrics.json").read_text())["test"]
+    assert ev50["force_bound_median_eV_per_A"] < ev["force_bound_median_eV_per_A"]
     out2 = tmp_path / "m2"
     assert main(["fit", "--train", str(tmp_path / "train.xyz"), "--test", str(mo_test),
                  "--out", str(out2), "--model", SPEC, "--uq", "bayes"]) == 0

@@ -36,13 +36,17 @@ def add_posterior_options(p: argparse.ArgumentParser, default: str) -> None:
                    help="POPS posterior form (default ensemble: exact, covers every training row)")
     p.add_argument("--max-members", type=int, default=None, metavar="K",
                    help="POPS ensemble: keep K random corrections (default all)")
+    p.add_argument("--leverage-percentile", type=float, default=0.0, metavar="P",
+                   help="POPS: use only corrections of rows with leverage ≥ the P-th percentile "
+                   "(popsregression's filter, its default 50): narrower bounds, but filtered "
+                   "training rows may fall outside; default 0 keeps all")
     p.add_argument("--seed", type=int, default=0, help="seed for subsamples / bootstrap")
 
 
 def posterior_options(args: argparse.Namespace, method: str) -> dict:
     if method == "pops":
         return {"posterior": args.posterior, "max_members": args.max_members,
-                "random_state": args.seed}
+                "leverage_percentile": args.leverage_percentile, "random_state": args.seed}
     if method == "bootstrap":
         return {"random_state": args.seed}
     return {}
