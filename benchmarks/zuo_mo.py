@@ -5,6 +5,8 @@ Trains on ``../shared/data/mlearn/Mo/training.json`` (194 structures, 10 087 ato
 
 * linear SNAP 2J=6 (``snap(twojmax=6,rcutfac=4.6)+const``), its σ_E / σ_F / σ_S (and per-group
   weights) chosen by 5-fold cross-validation over the *training* structures only;
+* the same linear SNAP fitted with a Huber loss (IRLS, ``loss="huber"``), its σ_E / σ_F, Huber
+  δ and per-group weights chosen by the same cross-validation (training structures only);
 * quadratic SNAP 2J=6 (``snap(twojmax=6,rcutfac=4.6,quadratic=True)+const``), default weights;
 * the default model (:data:`potforge.model.DEFAULT_SPEC`), default weights.
 
@@ -40,6 +42,11 @@ SIGMA_E_GRID = (3e-5, 1e-4, 3e-4, 1e-3)
 SIGMA_F_GRID = (0.05, 0.1, 0.2, 0.3)
 SIGMA_S_GRID = (0.005, 0.02, 1e3)  # eV/Å³; 1e3 = stresses effectively unused
 GROUP_FACTORS = (0.3, 3.0, 10.0)
+# Huber-loss search: σ_E, σ_F and δ (units of σ) first, then per-group factors, then δ again
+HUBER_SIGMA_E_GRID = (1e-4, 3e-4, 1e-3)
+HUBER_SIGMA_F_GRID = (0.1, 0.2, 0.3)
+HUBER_DELTA_GRID = (1.0, 3.0, 10.0)
+HUBER_DELTA_REFINE = (0.3, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 
 
 def cv_folds(structures, k: int, seed: int = 0) -> np.ndarray:
@@ -56,8 +63,11 @@ def cv_folds(structures, k: int, seed: int = 0) -> np.ndarray:
     return fold
 
 
-def cv_score(model, designs, structures, dm, fold, sigma, group_weights, alpha):
-    """Pooled held-out MAE (meV/atom, eV/Å) over the folds for one weighting."""
+def cv_score(
+    model, designs, structures, dm, fold, sigma, group_weights, alpha, loss="squared",
+    huber_delta=1.345,
+):
+    """Pooled held-out MAE (meV/atom, eV/Å) over the folds for one weighting (and loss)."""
     from potforge.fitting import weighted_lstsq
     from potforge.metrics import residuals
 
@@ -65,7 +75,9 @@ def cv_score(model, designs, structures, dm, fold, sigma, group_weights, alpha):
     e_res, f_res = [], []
     for k in range(fold.max() + 1):
         rows = fold[dm.structure] != k
-        coef = weighted_lstsq(dm.A[rows], dm.y[rows], w[rows], alpha)
+        coef = weighted_lstsq(
+            dm.A[rows], dm.y[rows], w[rows], alpha, loss=loss, huber_delta=huber_delta
+        )
         held = np.flatnonzero(fold == k)
         pred = model.predict_designs([designs[i] for i in held], coef)
         r = residuals([structures[i] for i in held], pred)
@@ -81,16 +93,21 @@ def objective(e_mae: float, f_mae: float) -> float:
     return max(e_mae / PUBLISHED_MAE["SNAP"][0], f_mae / PUBLISHED_MAE["SNAP"][1])
 
 
-def weight_search(train, n_folds: int, with_groups: bool) -> dict:
-    """Choose σ_E, σ_F (then per-group factors) for the linear SNAP by CV on the training set."""
+def cv_context(train, n_folds: int) -> tuple:
+    """(model, designs, design matrix, fold of each structure) of the linear SNAP on the
+    training set: one descriptor pass shared by every CV search."""
     from potforge.design import assemble
     from potforge.model import LinearPotential
 
-    t0 = time.perf_counter()
     model = LinearPotential(terms=LINEAR_SPEC).setup(train)
     designs = model.structure_designs(train)
-    dm = assemble(designs, train)
-    fold = cv_folds(train, n_folds)
+    return model, designs, assemble(designs, train), cv_folds(train, n_folds)
+
+
+def weight_search(train, n_folds: int, with_groups: bool, ctx=None) -> dict:
+    """Choose σ_E, σ_F (then per-group factors) for the linear SNAP by CV on the training set."""
+    t0 = time.perf_counter()
+    model, designs, dm, fold = ctx or cv_context(train, n_folds)
     rows = []
     for ss in SIGMA_S_GRID:
         for se in SIGMA_E_GRID:
@@ -138,6 +155,74 @@ def weight_search(train, n_folds: int, with_groups: bool) -> dict:
     }
 
 
+def huber_search(train, n_folds: int, with_groups: bool, sigma_stress: float, ctx=None) -> dict:
+    """Choose σ_E, σ_F, Huber δ and per-group factors of the Huber-loss linear SNAP by CV on the
+    training set only (same folds and criterion as :func:`weight_search`; σ_S is taken from it).
+
+    Stages: grid over σ_E × σ_F × δ; from the best (σ_E, σ_F) of each δ a coordinate search
+    over per-group factors (one group at a time, as for the squared loss); δ refined on a finer
+    grid at the best weights found.
+    """
+    t0 = time.perf_counter()
+    model, designs, dm, fold = ctx or cv_context(train, n_folds)
+    rows = []
+
+    def score(se, sf, gw, delta, stage):
+        e, f = cv_score(
+            model, designs, train, dm, fold, (se, sf, sigma_stress), gw or None, model.alpha,
+            loss="huber", huber_delta=delta,
+        )
+        row = {
+            "stage": stage,
+            "loss": "huber",
+            "huber_delta": delta,
+            "sigma_energy": se,
+            "sigma_force": sf,
+            "sigma_stress": sigma_stress,
+            "group_weights": dict(gw) if gw else None,
+            "cv_energy_mae": e,
+            "cv_force_mae": f,
+            "objective": objective(e, f),
+        }
+        rows.append(row)
+        return row
+
+    for se in HUBER_SIGMA_E_GRID:
+        for sf in HUBER_SIGMA_F_GRID:
+            for delta in HUBER_DELTA_GRID:
+                score(se, sf, None, delta, "sigma×delta")
+    best, gw = min(rows, key=lambda r: r["objective"]), {}
+    # the best (σ_E, σ_F) of each δ
+    starts = [min((r for r in rows if r["huber_delta"] == d), key=lambda r: r["objective"])
+              for d in HUBER_DELTA_GRID]
+    if with_groups:  # coordinate search over group factors from each start
+        for start in starts:
+            se, sf, delta = start["sigma_energy"], start["sigma_force"], start["huber_delta"]
+            local, local_gw = start, {}
+            for g in sorted({str(a.info.get("group", "all")) for a in train}):
+                current = dict(local_gw)
+                for fac in GROUP_FACTORS:
+                    row = score(se, sf, {**current, g: fac}, delta, "groups")
+                    if row["objective"] < local["objective"]:
+                        local, local_gw = row, {**current, g: fac}
+            if local["objective"] < best["objective"]:
+                best, gw = local, local_gw
+    se, sf, delta = best["sigma_energy"], best["sigma_force"], best["huber_delta"]
+    for d in HUBER_DELTA_REFINE:
+        if d != delta:
+            row = score(se, sf, gw, d, "delta")
+            if row["objective"] < best["objective"]:
+                best = row
+    return {
+        "n_folds": n_folds,
+        "grid": rows,
+        "best": best,
+        "seconds": time.perf_counter() - t0,
+        "criterion": "as weight_search (min of max(CV E-MAE/5.48, CV F-MAE/0.207)), Huber loss "
+        "by IRLS; σ_S fixed to the squared-loss choice",
+    }
+
+
 def evaluate_published(test) -> dict:
     """Test metrics of the published SNAP / qSNAP files (pair_style snap in LAMMPS)."""
     from potforge.engines.lammps import LammpsCalculator, potentials_dir
@@ -176,6 +261,8 @@ def fit_potforge(name, spec, train, test, **kw) -> dict:
             "sigma_force": model.sigma_force,
             "sigma_stress": model.sigma_stress,
             "group_weights": model.group_weights,
+            "loss": model.loss,
+            "huber_delta": model.huber_delta if model.loss == "huber" else None,
         },
         "n_params": int(model.n_params),
         "fit_info": {k: v for k, v in model.fit_info_.items()},
@@ -189,7 +276,9 @@ def fmt(x, spec=".3f"):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="3-fold CV, no per-group weight search")
+    ap.add_argument(
+        "--quick", action="store_true", help="3-fold CV, no per-group weight search (both losses)"
+    )
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
 
@@ -215,7 +304,9 @@ def main(argv=None) -> int:
 
     published = evaluate_published(test)
 
-    search = weight_search(train, n_folds=3 if args.quick else 5, with_groups=not args.quick)
+    n_folds = 3 if args.quick else 5
+    ctx = cv_context(train, n_folds)
+    search = weight_search(train, n_folds, with_groups=not args.quick, ctx=ctx)
     b = search["best"]
     print(
         f"\nlinear SNAP weight search ({search['n_folds']}-fold CV on training.json only, "
@@ -234,6 +325,27 @@ def main(argv=None) -> int:
             f"{r['cv_energy_mae']:>9.2f} {r['cv_force_mae']:>9.3f} {r['objective']:>9.3f}{mark}"
         )
 
+    hsearch = huber_search(
+        train, n_folds, with_groups=not args.quick, sigma_stress=b["sigma_stress"], ctx=ctx
+    )
+    hb = hsearch["best"]
+    print(
+        f"\nlinear SNAP Huber-loss search ({hsearch['n_folds']}-fold CV on training.json only, "
+        f"{len(hsearch['grid'])} configs, {hsearch['seconds']:.1f} s; σ_S = {b['sigma_stress']:g})"
+    )
+    print(
+        f"{'stage':<11} {'δ':>5} {'σ_E eV/atom':>12} {'σ_F eV/Å':>9} {'group weights':<50} "
+        f"{'CV E-MAE':>9} {'CV F-MAE':>9} {'objective':>9}"
+    )
+    for r in hsearch["grid"]:
+        mark = " *" if r is hb else ""
+        gw = json.dumps(r["group_weights"]) if r["group_weights"] else "-"
+        print(
+            f"{r['stage']:<11} {r['huber_delta']:>5g} {r['sigma_energy']:>12.0e} "
+            f"{r['sigma_force']:>9.2f} {gw:<50} "
+            f"{r['cv_energy_mae']:>9.2f} {r['cv_force_mae']:>9.3f} {r['objective']:>9.3f}{mark}"
+        )
+
     models = [
         fit_potforge(
             "potforge linear SNAP 2J=6 (CV weights)",
@@ -244,6 +356,18 @@ def main(argv=None) -> int:
             sigma_force=b["sigma_force"],
             sigma_stress=b["sigma_stress"],
             group_weights=b["group_weights"],
+        ),
+        fit_potforge(
+            "potforge linear SNAP 2J=6 Huber (CV)",
+            LINEAR_SPEC,
+            train,
+            test,
+            sigma_energy=hb["sigma_energy"],
+            sigma_force=hb["sigma_force"],
+            sigma_stress=hb["sigma_stress"],
+            group_weights=hb["group_weights"],
+            loss="huber",
+            huber_delta=hb["huber_delta"],
         ),
         fit_potforge("potforge quadratic SNAP 2J=6", QUAD_SPEC, train, test),
         fit_potforge("potforge default (DEFAULT_SPEC)", DEFAULT_SPEC, train, test),
@@ -273,6 +397,14 @@ def main(argv=None) -> int:
             f"{fi['descriptor_seconds']:>6.2f}+{fi['solve_seconds']:.2f}"
         )
 
+    hfi, hw = models[1]["fit_info"], models[1]["weights"]
+    print(
+        f"Huber row: δ = {hw['huber_delta']:g}, σ_E = {hw['sigma_energy']:g} eV/atom, "
+        f"σ_F = {hw['sigma_force']:g} eV/Å, σ_S = {hw['sigma_stress']:g} eV/Å³, group weights "
+        f"{json.dumps(hw['group_weights'])}; IRLS {hfi['loss_iterations']} solves, "
+        f"converged {hfi['loss_converged']}"
+    )
+
     print("\nRatios potforge / published (MAE E, MAE F, RMSE E, RMSE F) and distance to GAP MAE")
     keys = (
         "energy_mae_meV_per_atom",
@@ -301,8 +433,8 @@ def main(argv=None) -> int:
             f"× {r['over_gap_mae']['force']:.2f})"
         )
 
-    lin, _, default = models
-    lm, dmet = lin["metrics"], default["metrics"]
+    lin, huber, _, default = models
+    lm, hm, dmet = lin["metrics"], huber["metrics"], default["metrics"]
     targets = [
         (
             "linear SNAP 2J=6 energy MAE ≤ published SNAP 5.48 meV/atom",
@@ -313,6 +445,16 @@ def main(argv=None) -> int:
             "linear SNAP 2J=6 force MAE ≤ published SNAP 0.207 eV/Å",
             lm["force_mae_eV_per_A"] <= PUBLISHED_MAE["SNAP"][1],
             f"{lm['force_mae_eV_per_A']:.3f}",
+        ),
+        (
+            "linear SNAP 2J=6 Huber energy MAE ≤ published SNAP 5.48 meV/atom",
+            hm["energy_mae_meV_per_atom"] <= PUBLISHED_MAE["SNAP"][0],
+            f"{hm['energy_mae_meV_per_atom']:.2f}",
+        ),
+        (
+            "linear SNAP 2J=6 Huber force MAE ≤ published SNAP 0.207 eV/Å",
+            hm["force_mae_eV_per_A"] <= PUBLISHED_MAE["SNAP"][1],
+            f"{hm['force_mae_eV_per_A']:.3f}",
         ),
         (
             "default model energy MAE < published qSNAP 2.77 meV/atom",
@@ -357,6 +499,7 @@ def main(argv=None) -> int:
             "GAP": GAP_MAE,
         },
         "weight_search": search,
+        "huber_search": hsearch,
         "models": models,
         "targets": [{"target": t, "pass": bool(ok), "value": v} for t, ok, v in targets],
         "total_seconds": total,

@@ -30,7 +30,7 @@ from potforge.design import (
     structure_design,
 )
 from potforge.errors import DataError, ModelError, NotFittedError
-from potforge.fitting import weighted_lstsq
+from potforge.fitting import check_loss, irls_factors, robust_lstsq
 from potforge.terms import Constant, Term, parse_spec, term_from_dict, term_to_dict
 from potforge.terms.base import write_files
 from potforge.uq.centred import METHODS as POSTERIOR_METHODS
@@ -82,6 +82,13 @@ class LinearPotential:
         Ridge strength on the column-normalised problem.
     n_jobs : int
         Processes for descriptor evaluation.
+    loss : {"squared", "huber", "l1"}
+        Loss on the normalised residuals ``r = (y − ŷ)·sqrt(g)/σ``: ``"squared"`` (weighted
+        least squares), ``"huber"`` (quadratic up to ``huber_delta``, linear beyond) or ``"l1"``
+        (least absolute deviations); the robust ones are solved by iteratively reweighted least
+        squares (:func:`potforge.fitting.robust_lstsq`).
+    huber_delta : float
+        Huber threshold in units of each row's σ (dimensionless; used by ``loss="huber"``).
     """
 
     def __init__(
@@ -94,6 +101,8 @@ class LinearPotential:
         group_weights: dict[str, float] | None = None,
         alpha: float = 1e-10,
         n_jobs: int = 1,
+        loss: str = "squared",
+        huber_delta: float = 1.345,
     ):
         self.terms = terms
         self.elements = elements
@@ -103,6 +112,8 @@ class LinearPotential:
         self.group_weights = group_weights
         self.alpha = alpha
         self.n_jobs = n_jobs
+        self.loss = loss
+        self.huber_delta = huber_delta
 
     # --- set-up --------------------------------------------------------------------------------
     def setup(self, structures: Sequence[Atoms] | None = None) -> LinearPotential:
@@ -198,7 +209,14 @@ class LinearPotential:
         Returns
         -------
         self
+
+        Notes
+        -----
+        With ``loss="huber"`` or ``"l1"``, ``fit_info_`` also records ``loss_iterations`` and
+        ``loss_converged`` (a :class:`potforge.fitting.ConvergenceWarning` is issued when the
+        iteration limit is reached).
         """
+        check_loss(self.loss, self.huber_delta)
         structures = _checked_training(structures, "the training set is empty")
         t0 = time.perf_counter()
         self.setup(structures)
@@ -206,7 +224,10 @@ class LinearPotential:
         t1 = time.perf_counter()
         dm = assemble(designs, structures)
         w = dm.weights(self.sigma, self.group_weights)
-        self.coef_ = weighted_lstsq(dm.A, dm.y, w, self.alpha, self.param_names)
+        result = robust_lstsq(
+            dm.A, dm.y, w, self.loss, self.huber_delta, self.alpha, self.param_names
+        )
+        self.coef_ = result.coef
         if hasattr(self, "posterior_"):
             del self.posterior_  # it belonged to the previous coefficients
         t2 = time.perf_counter()
@@ -218,7 +239,20 @@ class LinearPotential:
             "solve_seconds": t2 - t1,
             "fit_seconds": t2 - t0,
         }
+        if self.loss != "squared":
+            self.fit_info_.update(
+                loss=self.loss, loss_iterations=result.n_iter, loss_converged=result.converged
+            )
         return self
+
+    def _fit_weights(self, dm: DesignMatrix) -> np.ndarray:
+        """Row weights the fitted ``coef_`` is the weighted least-squares solution for, (R,):
+        ``g/σ²``, times the IRLS factors at ``coef_`` for a robust loss."""
+        w = dm.weights(self.sigma, self.group_weights)
+        if self.loss == "squared":
+            return w
+        r = np.sqrt(w) * (dm.y - dm.A @ self.coef_)
+        return w * irls_factors(r, self.loss, self.huber_delta)
 
     def _training_designs(
         self,
@@ -247,7 +281,9 @@ class LinearPotential:
 
         The posterior is fitted on the same weighted design matrix as :meth:`fit` (row weights
         ``g/σ_type²``, energy/force/stress rows tagged by type) in the fit's column-normalised
-        coordinates, and is centred on ``coef_``: it describes ``θ − coef_``.
+        coordinates, and is centred on ``coef_``: it describes ``θ − coef_``. With a robust
+        ``loss`` the row weights also carry the IRLS factors ``ψ(r)/r`` at ``coef_`` (for those
+        weights ``coef_`` is the weighted least-squares solution).
 
         Parameters
         ----------
@@ -281,7 +317,7 @@ class LinearPotential:
         designs = self._training_designs(structures, designs, progress)
         t1 = time.perf_counter()
         dm = assemble(designs, structures)
-        w = dm.weights(self.sigma, self.group_weights)
+        w = self._fit_weights(dm)
         post = fit_centred_posterior(
             dm.A, dm.y, w, dm.row_type, self.coef_, alpha=self.alpha, method=method,
             column_names=self.param_names, **options,
@@ -525,7 +561,24 @@ class LinearPotential:
             "group_weights": self.group_weights,
             "alpha": self.alpha,
             "n_jobs": self.n_jobs,
+            "loss": self.loss,
+            "huber_delta": self.huber_delta,
         }
+
+    def set_params(self, **params: Any) -> LinearPotential:
+        """Set constructor parameters (scikit-learn style); returns self.
+
+        Takes effect at the next :meth:`fit` (which validates the values); unknown names raise
+        :class:`ModelError`.
+        """
+        allowed = {"terms", *self.get_params()}
+        for key, value in params.items():
+            if key not in allowed:
+                raise ModelError(
+                    f"LinearPotential has no parameter {key!r}; valid: {', '.join(sorted(allowed))}"
+                )
+            setattr(self, key, value)
+        return self
 
     def save(self, directory: str | Path) -> Path:
         """Write ``model.json`` (exact: floats are written with full precision).

@@ -8,6 +8,7 @@ import time
 from potforge.commands._common import staged_output, write_json
 from potforge.commands.uq import add_posterior_options, posterior_options
 from potforge.data.readers import read_many
+from potforge.fitting import LOSSES
 from potforge.metrics import error_metrics, format_table, grouped_metrics, uncertainty_metrics
 from potforge.model import DEFAULT_SPEC, LinearPotential
 from potforge.plots import parity_plot
@@ -34,6 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sigma-force", type=float, default=None, help="eV/Å")
     p.add_argument("--sigma-stress", type=float, default=None, help="eV/Å³")
     p.add_argument("--alpha", type=float, default=None, help="ridge strength")
+    p.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default=None,
+        help="loss on σ-normalised residuals (default squared; huber and l1 by IRLS)",
+    )
+    p.add_argument(
+        "--huber-delta", type=float, default=None, help="Huber threshold in units of σ"
+    )
     p.add_argument("--jobs", type=int, default=1, help="processes for descriptors")
     p.add_argument(
         "--uq",
@@ -49,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     train = read_many(args.train)
     test = read_many(args.test) if args.test else []
-    names = ("sigma_energy", "sigma_force", "sigma_stress", "alpha")
+    names = ("sigma_energy", "sigma_force", "sigma_stress", "alpha", "loss", "huber_delta")
     kw = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     model = LinearPotential(args.model, n_jobs=args.jobs, **kw)
     if args.uq == "none":
