@@ -377,6 +377,13 @@ class LinearPotential:
         mean = np.atleast_2d(np.asarray(G, dtype=float)) @ self.coef_
         return std, mean + lo, mean + hi
 
+    def extreme_coef(self, G: np.ndarray) -> np.ndarray:
+        """Parameter vectors attaining :meth:`functional_bounds`, shape (M, 2, P): ``G[i]·θ`` is
+        ``lower[i]`` at ``[i, 0]`` and ``upper[i]`` at ``[i, 1]`` — the posterior members (or box
+        corners, or ±n_sigma points) to evaluate a nonlinear quantity at its linearised extremes.
+        """
+        return self.coef_ + self._check_posterior().extremes(G)
+
     # --- predict --------------------------------------------------------------------------------
     def predict_designs(
         self,

@@ -90,6 +90,11 @@ def test_posterior_is_centred_on_the_fit_and_samples_lie_in_the_bounds(fitted, m
     _, glo, ghi = model.functional_bounds(G)
     vals = thetas @ G.T
     assert np.all(vals >= glo - 1e-12 * np.abs(glo)) and np.all(vals <= ghi + 1e-12 * np.abs(ghi))
+    # the parameter vectors attaining the bounds (for nonlinear propagation at the extremes)
+    ext = model.extreme_coef(G)
+    assert ext.shape == (7, 2, P)
+    at = np.einsum("mp,mkp->mk", G, ext)
+    np.testing.assert_allclose(at, np.column_stack([glo, ghi]), rtol=1e-10)
     # energy bounds of predict() are functional bounds of the energy design row + fixed part
     a = mo[1][0]
     d = model.structure_designs([a])[0]
@@ -114,6 +119,11 @@ def test_every_method_saves_and_loads_exactly(fitted, mo, tmp_path, method, opti
     for k in a.arrays:
         assert np.array_equal(a.arrays[k], b.arrays[k])
     assert np.array_equal(m.sample_coef(5, seed=1), back.sample_coef(5, seed=1))
+    # every posterior kind names the parameter vectors attaining its exact bounds
+    G = np.random.default_rng(2).normal(size=(5, m.n_params))
+    _, lo, hi = m.functional_bounds(G)
+    at = np.einsum("mp,mkp->mk", G, back.extreme_coef(G))
+    np.testing.assert_allclose(at, np.column_stack([lo, hi]), rtol=1e-10, atol=1e-12)
     pa = m.predict(test[:2], return_std=True, return_bounds=True)
     pb = back.predict(test[:2], return_std=True, return_bounds=True)
     for x, y in zip(pa, pb, strict=True):

@@ -66,6 +66,26 @@ def test_linear_and_implicit_match_resampling(model):
             assert np.abs(near - brute).max() < 0.25 * np.abs(linear - brute).max(), q
 
 
+def test_implicit_evaluates_the_linearised_extremes_and_converges_with_more_steps(model):
+    """``implicit`` evaluates each QoI at the two posterior members attaining its linearised
+    bounds; at those (far) members one Newton step is first order in a0, as the linearisation,
+    and five chord steps land within 10 % of that error on the fully relaxed value."""
+    from potforge.properties.sensitivity import Sensitivity
+
+    one, five = (
+        property_uncertainty(model, "W", ["a0"], method="implicit", n_samples=1,
+                             newton_steps=k, progress=False, **SETTINGS)["a0"]
+        for k in (1, 5)
+    )
+    grad = Sensitivity(model, "W", **SETTINGS).gradient("a0")[1]
+    members = model.extreme_coef(grad)[0]
+    brute = [compute_qoi("a0", model.as_calculator(t), "W", **SETTINGS) for t in members]
+    assert one["lower"] <= min(one["extremes"]) and one["upper"] >= max(one["extremes"])
+    err1 = np.abs(np.array(one["extremes"]) - brute)
+    err5 = np.abs(np.array(five["extremes"]) - brute)
+    assert np.all(err1 > 1e-4) and np.all(err5 < 0.1 * err1), (brute, one, five)
+
+
 def test_resampled_value_is_a_real_recomputation(model):
     """One sample recomputed by hand through the registry equals the propagated sample."""
     theta = model.sample_coef(2, seed=3)[1]

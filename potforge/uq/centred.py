@@ -107,6 +107,25 @@ class ParameterPosterior:
             std, lo, hi = self._pops_view().summary(Gs)
         return std, np.minimum(lo, 0.0), np.maximum(hi, 0.0)
 
+    def extremes(self, G: np.ndarray) -> np.ndarray:
+        """Deviations ``δθ`` attaining :meth:`summary`'s ``lower`` and ``upper``, shape
+        (M, 2, P) (parameter units): ``G[i]·extremes[i, 0] = lower[i]``, ``…[i, 1] = upper[i]``.
+        Where a bound is the zero deviation (clamped), that entry is zero."""
+        Gs = self._normalised(G)
+        if self.kind == "gaussian":
+            cov = self.arrays["covariance"]
+            cg = Gs @ cov  # (M, P)
+            std = np.sqrt(np.maximum(np.einsum("ij,ij->i", cg, Gs), 0.0))
+            k = float(self.info.get("n_sigma", 2.0))
+            unit = np.divide(cg, std[:, None], out=np.zeros_like(cg), where=std[:, None] > 0)
+            ext = np.stack([-k * unit, k * unit], axis=1)
+        else:
+            ext = self._pops_view().extremes(Gs)
+        value = np.einsum("mp,mkp->mk", Gs, ext)
+        ext[:, 0][value[:, 0] > 0] = 0.0
+        ext[:, 1][value[:, 1] < 0] = 0.0
+        return ext / self.scale
+
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` deviations ``δθ`` from the posterior, shape (n, P) (parameter units)."""
         n = int(n)

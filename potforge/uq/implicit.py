@@ -138,6 +138,9 @@ class NewtonRelaxer:
         The reference run's relaxations (its Hessians are cached on it and shared).
     reference_calc : ase.calculators.calculator.Calculator
         The calculator the record was made with (the fitted parameters).
+    steps : int
+        Newton steps with the frozen Hessian (chord iterations): 1 is the implicit-function
+        prediction (error O(|δθ|²)); each further step costs one force call and gains one order.
 
     Attributes
     ----------
@@ -146,9 +149,12 @@ class NewtonRelaxer:
         means the sample is far outside the linear regime.
     """
 
-    def __init__(self, record: RelaxationRecord, reference_calc) -> None:
+    def __init__(self, record: RelaxationRecord, reference_calc, steps: int = 1) -> None:
+        if int(steps) < 1:
+            raise ModelError(f"Newton steps must be a positive integer, got {steps}")
         self.record = record
         self.reference_calc = reference_calc
+        self.steps = int(steps)
         self.index = 0
         self.max_step = 0.0
 
@@ -186,7 +192,9 @@ class NewtonRelaxer:
             work.positions = (atoms.get_scaled_positions(wrap=False) + shift) @ work.cell.array
         work.calc = calc
         coords = _Coordinates(kind, work, options)
-        step = _step_matrix(rec, self.reference_calc) @ coords.forces()
-        coords.set(coords.get() + step)
-        self.max_step = max(self.max_step, float(np.abs(step).max(initial=0.0)))
+        step_matrix = _step_matrix(rec, self.reference_calc)
+        q0 = coords.get()
+        for _ in range(self.steps):
+            coords.set(coords.get() + step_matrix @ coords.forces())
+        self.max_step = max(self.max_step, float(np.abs(coords.get() - q0).max(initial=0.0)))
         return work, float(work.get_potential_energy())

@@ -83,6 +83,12 @@ class EnsemblePosterior:
         """Exact ``(min_n x·δθ_n, max_n x·δθ_n)`` over the members, each of shape (m,)."""
         return self.summary(X)[1:]
 
+    def extremes(self, X: np.ndarray) -> np.ndarray:
+        """The members attaining :meth:`bounds`, shape (m, 2, P): ``[:, 0]`` the minimiser of
+        ``x·δθ``, ``[:, 1]`` the maximiser."""
+        d = self.deviations(X)
+        return np.stack([self.members[d.argmin(axis=1)], self.members[d.argmax(axis=1)]], axis=1)
+
     def std(self, X: np.ndarray) -> np.ndarray:
         """RMS of ``x·δθ_n`` over all N corrections, shape (m,)."""
         if self.complete:
@@ -138,6 +144,15 @@ class HypercubePosterior:
     def summary(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(std, lower, upper)`` for rows ``X`` (m, P)."""
         return (self.std(X), *self.bounds(X))
+
+    def extremes(self, X: np.ndarray) -> np.ndarray:
+        """The box corners attaining :meth:`bounds`, shape (m, 2, P) (minimiser, maximiser)."""
+        a = X @ self.components  # (m, k)
+        mid, half = 0.5 * (self.low + self.high), 0.5 * (self.high - self.low)
+        c = mid[None, None, :] + np.array([-1.0, 1.0])[None, :, None] * (
+            np.sign(a)[:, None, :] * half
+        )
+        return self.offset + c @ self.components.T
 
     def std(self, X: np.ndarray) -> np.ndarray:
         """RMS of ``x·δθ`` for ``c`` uniform in the box: ``sqrt(centre² + Σ a_k² h_k²/3)``."""

@@ -7,11 +7,13 @@ Three methods, each giving per QoI ``value`` (the fitted model's), ``std``, ``lo
   re-relaxation per sample): ``Q(θ) ≈ Q(θ̄) + ∇Q·(θ − θ̄)``, with **exact** extremes of the
   linear functional over the posterior (:meth:`LinearPotential.functional_bounds`).  Cost: one
   property suite plus descriptor passes, whatever the posterior size.
-* ``"implicit"`` — every one of ``n_samples`` posterior samples is evaluated nonlinearly, but
-  its relaxed structures are predicted by implicit differentiation instead of relaxed: one
-  Newton step from the fitted model's minimum with the fitted model's Hessian
-  (:mod:`potforge.uq.implicit`).  Second-order accurate; a sample costs single-point
-  calculations only (plus the Hessians, once).
+* ``"implicit"`` — the posterior members attaining the linearised extremes of each QoI (two
+  per QoI, from the exact dQ/dθ) and ``n_samples`` random samples are evaluated nonlinearly,
+  but their relaxed structures are predicted by implicit differentiation instead of relaxed:
+  one Newton step from the fitted model's minimum with the fitted model's Hessian
+  (:mod:`potforge.uq.implicit`).  Second-order accurate; a parameter vector costs single-point
+  calculations only (plus the Hessians, once).  Bounds: the extremes over the QoI's own two
+  extreme members and the samples; ``std`` from the samples.
 * ``"resample"`` — brute force: every one of ``n_samples`` parameter vectors from the posterior
   recomputes every QoI from scratch, relaxations included; bounds are the sample extremes (with
   the fitted value), ``std`` the sample spread.  Use it to check the linearisation.
@@ -52,6 +54,7 @@ def property_uncertainty(
     method: str = "linear",
     n_samples: int = 16,
     seed: int = 0,
+    newton_steps: int = 1,
     progress: bool = True,
     **settings,
 ) -> dict[str, dict[str, Any]]:
@@ -69,6 +72,10 @@ def property_uncertainty(
         Parameter samples for ``"implicit"`` and ``"resample"``.
     seed : int
         Sampling seed.
+    newton_steps : int
+        ``"implicit"``: Newton steps with the frozen Hessian per relaxation (1: the
+        implicit-function prediction; more steps converge towards the relaxed structure far from
+        the fitted parameters, one force call each, but need not converge there).
     progress : bool
         Progress bars.
     **settings
@@ -79,67 +86,80 @@ def property_uncertainty(
     dict
         ``{qoi: {"value", "unit", "std", "lower", "upper", "method", "seconds"}}`` in QoI units;
         ``"implicit"`` and ``"resample"`` add ``"samples"`` (n_samples,); ``"implicit"`` adds
-        ``"max_newton_step"`` (largest coordinate step of any sample, Å).
+        ``"extremes"`` (the QoI at its two linearised-extreme members) and ``"max_newton_step"``
+        (largest coordinate step of any parameter vector, Å).
 
     Raises
     ------
     ModelError
         No posterior, an unknown method, or a non-finite property value for some sample.
     """
+    from potforge.properties import run_suite
+    from potforge.properties.relax import relaxation_hook
+    from potforge.properties.sensitivity import Sensitivity
+    from potforge.uq.implicit import NewtonRelaxer, RelaxationRecord
+
+    _check(model, method)
+    sens = Sensitivity(model, element, **settings)
+    record = RelaxationRecord() if method == "implicit" else None
+    with relaxation_hook(record):
+        out = run_suite(sens.calc, element, qois, progress=progress, **settings)
+    names = list(out)
+    if method != "resample":
+        grads = sens.gradients(names, progress=progress)
+        G = np.array([grads[q]["gradient"] for q in names])
+    if method == "linear":
+        return _linear_bounds(model, out, G)
+    thetas = model.sample_coef(n_samples, seed)
+    if record is not None:  # the posterior members at the linearised extremes of each QoI
+        thetas = np.concatenate([model.extreme_coef(G).reshape(-1, G.shape[1]), thetas])
+    make_hook = None if record is None else lambda: NewtonRelaxer(record, sens.calc, newton_steps)
+    values, max_step = _evaluate(model, element, names, thetas, make_hook, progress, settings)
+    n_ext = len(thetas) - n_samples
+    for k, q in enumerate(names):
+        v, col = out[q]["value"], values[n_ext:, k]
+        own = values[2 * k : 2 * k + 2, k] if n_ext else np.empty(0)
+        out[q].update(
+            std=float(col.std()),
+            lower=float(min(v, col.min(), *own)),
+            upper=float(max(v, col.max(), *own)),
+            method=method,
+            samples=col.tolist(),
+        )
+        if record is not None:
+            out[q].update(extremes=own.tolist(), max_newton_step=max_step)
+    return out
+
+
+def _evaluate(model, element, names, thetas, make_hook, progress, settings):
+    """QoI values (len(thetas), len(names)) for each parameter vector, relaxations replaced by
+    ``make_hook()`` (a fresh :class:`NewtonRelaxer` per vector) when given; and the largest
+    Newton step (Å)."""
     from tqdm.auto import tqdm
 
     from potforge.properties import run_suite
     from potforge.properties.relax import relaxation_hook
-    from potforge.uq.implicit import NewtonRelaxer, RelaxationRecord
 
-    _check(model, method)
-    if method == "linear":
-        return _linear(model, element, qois, progress, settings)
-    calc0 = model.as_calculator()
-    record = RelaxationRecord() if method == "implicit" else None
-    with relaxation_hook(record):
-        out = run_suite(calc0, element, qois, progress=progress, **settings)
-    samples = model.sample_coef(n_samples, seed)
-    values = np.empty((n_samples, len(out)))
+    values = np.empty((len(thetas), len(names)))
     max_step = 0.0
-    for s, theta in enumerate(tqdm(samples, desc="posterior samples", disable=not progress)):
-        hook = None if record is None else NewtonRelaxer(record, calc0)
+    for s, theta in enumerate(tqdm(thetas, desc="posterior samples", disable=not progress)):
+        hook = None if make_hook is None else make_hook()
         with relaxation_hook(hook):
-            res = run_suite(
-                model.as_calculator(theta), element, list(out), progress=False, **settings
-            )
-        values[s] = [res[q]["value"] for q in out]
+            res = run_suite(model.as_calculator(theta), element, names, progress=False, **settings)
+        values[s] = [res[q]["value"] for q in names]
         max_step = max(max_step, hook.max_step if hook else 0.0)
     bad = ~np.isfinite(values)
     if bad.any():
         s, k = np.argwhere(bad)[0]
         raise ModelError(
-            f"posterior sample {s} gives a non-finite {list(out)[k]} ({values[s, k]}); "
-            f"{int(bad.any(axis=1).sum())} of {n_samples} samples affected"
+            f"posterior parameter vector {s} gives a non-finite {names[k]} ({values[s, k]}); "
+            f"{int(bad.any(axis=1).sum())} of {len(thetas)} vectors affected"
         )
-    for k, q in enumerate(out):
-        v, col = out[q]["value"], values[:, k]
-        out[q].update(
-            std=float(col.std()),
-            lower=float(min(v, col.min())),
-            upper=float(max(v, col.max())),
-            method=method,
-            samples=col.tolist(),
-        )
-        if record is not None:
-            out[q]["max_newton_step"] = max_step
-    return out
+    return values, max_step
 
 
-def _linear(model, element, qois, progress, settings) -> dict[str, dict[str, Any]]:
-    """``"linear"``: exact gradients, exact extremes of the linearised QoIs."""
-    from potforge.properties import run_suite
-    from potforge.properties.sensitivity import Sensitivity
-
-    sens = Sensitivity(model, element, **settings)
-    out = run_suite(sens.calc, element, qois, progress=progress, **settings)
-    grads = sens.gradients(out, progress=progress)
-    G = np.array([grads[q]["gradient"] for q in out])
+def _linear_bounds(model, out: dict, G: np.ndarray) -> dict[str, dict[str, Any]]:
+    """``"linear"``: exact extremes over the posterior of ``value + G·(θ − θ̄)``."""
     std, lo, hi = model.functional_bounds(G)
     mean = G @ model.coef_
     for k, q in enumerate(out):
