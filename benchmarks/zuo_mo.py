@@ -104,47 +104,53 @@ def cv_context(train, n_folds: int) -> tuple:
     return model, designs, assemble(designs, train), cv_folds(train, n_folds)
 
 
+def scored_row(ctx, train, sigma, group_weights, **loss) -> dict:
+    """One CV-scored weighting: σ (E, F, S), group factors and the loss options as a row."""
+    model, designs, dm, fold = ctx
+    e, f = cv_score(model, designs, train, dm, fold, sigma, group_weights or None, model.alpha,
+                    **loss)
+    return {
+        "sigma_energy": sigma[0],
+        "sigma_force": sigma[1],
+        "sigma_stress": sigma[2],
+        "group_weights": dict(group_weights) if group_weights else None,
+        "cv_energy_mae": e,
+        "cv_force_mae": f,
+        "objective": objective(e, f),
+    }
+
+
+def group_search(train, start: dict, score) -> tuple[dict, dict]:
+    """Coordinate search over per-group factors (one group at a time, GROUP_FACTORS) from the
+    scored row ``start``; ``score(group_weights) -> row``. Returns the best row and its factors."""
+    best, gw = start, {}
+    for g in sorted({str(a.info.get("group", "all")) for a in train}):
+        current = dict(gw)
+        for fac in GROUP_FACTORS:
+            row = score({**current, g: fac})
+            if row["objective"] < best["objective"]:
+                best, gw = row, {**current, g: fac}
+    return best, gw
+
+
 def weight_search(train, n_folds: int, with_groups: bool, ctx=None) -> dict:
     """Choose σ_E, σ_F (then per-group factors) for the linear SNAP by CV on the training set."""
     t0 = time.perf_counter()
-    model, designs, dm, fold = ctx or cv_context(train, n_folds)
+    ctx = ctx or cv_context(train, n_folds)
     rows = []
+
+    def score(sigma, gw):
+        rows.append(scored_row(ctx, train, sigma, gw))
+        return rows[-1]
+
     for ss in SIGMA_S_GRID:
         for se in SIGMA_E_GRID:
             for sf in SIGMA_F_GRID:
-                e, f = cv_score(model, designs, train, dm, fold, (se, sf, ss), None, model.alpha)
-                rows.append(
-                    {
-                        "sigma_energy": se,
-                        "sigma_force": sf,
-                        "sigma_stress": ss,
-                        "group_weights": None,
-                        "cv_energy_mae": e,
-                        "cv_force_mae": f,
-                        "objective": objective(e, f),
-                    }
-                )
+                score((se, sf, ss), None)
     best = min(rows, key=lambda r: r["objective"])
     if with_groups:
-        groups = sorted({str(a.info.get("group", "all")) for a in train})
-        gw: dict[str, float] = {}
         sigma = (best["sigma_energy"], best["sigma_force"], best["sigma_stress"])
-        for g in groups:  # coordinate search, one group at a time
-            for fac in GROUP_FACTORS:
-                trial = {**gw, g: fac}
-                e, f = cv_score(model, designs, train, dm, fold, sigma, trial, model.alpha)
-                row = {
-                    "sigma_energy": sigma[0],
-                    "sigma_force": sigma[1],
-                    "sigma_stress": sigma[2],
-                    "group_weights": dict(trial),
-                    "cv_energy_mae": e,
-                    "cv_force_mae": f,
-                    "objective": objective(e, f),
-                }
-                rows.append(row)
-                if row["objective"] < best["objective"]:
-                    best, gw = row, dict(trial)
+        best, _ = group_search(train, best, lambda gw: score(sigma, gw))
     return {
         "n_folds": n_folds,
         "grid": rows,
@@ -164,28 +170,13 @@ def huber_search(train, n_folds: int, with_groups: bool, sigma_stress: float, ct
     grid at the best weights found.
     """
     t0 = time.perf_counter()
-    model, designs, dm, fold = ctx or cv_context(train, n_folds)
+    ctx = ctx or cv_context(train, n_folds)
     rows = []
 
     def score(se, sf, gw, delta, stage):
-        e, f = cv_score(
-            model, designs, train, dm, fold, (se, sf, sigma_stress), gw or None, model.alpha,
-            loss="huber", huber_delta=delta,
-        )
-        row = {
-            "stage": stage,
-            "loss": "huber",
-            "huber_delta": delta,
-            "sigma_energy": se,
-            "sigma_force": sf,
-            "sigma_stress": sigma_stress,
-            "group_weights": dict(gw) if gw else None,
-            "cv_energy_mae": e,
-            "cv_force_mae": f,
-            "objective": objective(e, f),
-        }
-        rows.append(row)
-        return row
+        row = scored_row(ctx, train, (se, sf, sigma_stress), gw, loss="huber", huber_delta=delta)
+        rows.append({"stage": stage, "loss": "huber", "huber_delta": delta, **row})
+        return rows[-1]
 
     for se in HUBER_SIGMA_E_GRID:
         for sf in HUBER_SIGMA_F_GRID:
@@ -198,13 +189,9 @@ def huber_search(train, n_folds: int, with_groups: bool, sigma_stress: float, ct
     if with_groups:  # coordinate search over group factors from each start
         for start in starts:
             se, sf, delta = start["sigma_energy"], start["sigma_force"], start["huber_delta"]
-            local, local_gw = start, {}
-            for g in sorted({str(a.info.get("group", "all")) for a in train}):
-                current = dict(local_gw)
-                for fac in GROUP_FACTORS:
-                    row = score(se, sf, {**current, g: fac}, delta, "groups")
-                    if row["objective"] < local["objective"]:
-                        local, local_gw = row, {**current, g: fac}
+            local, local_gw = group_search(
+                train, start, lambda g, se=se, sf=sf, delta=delta: score(se, sf, g, delta, "groups")
+            )
             if local["objective"] < best["objective"]:
                 best, gw = local, local_gw
     se, sf, delta = best["sigma_energy"], best["sigma_force"], best["huber_delta"]
