@@ -312,13 +312,16 @@ def part_c(args: argparse.Namespace) -> dict:
 
     Students are fitted to the 33 W structures of ``potforge demo`` labelled by the shipped W
     SNAP (the teacher); every QoI gets its exact dQ/dθ once per student, then each posterior's
-    exact extremes of ``dQ/dθ · θ`` (linear propagation, :mod:`potforge.uq.propagation`).
+    exact extremes of ``dQ/dθ · θ`` (linear propagation, :mod:`potforge.uq.propagation`); the
+    POPS ensemble also with the default ``"auto"`` propagation (nonlinear QoIs evaluated at
+    their extreme members).
     """
     from potforge.commands.demo import label, w_structures
     from potforge.model import LinearPotential
     from potforge.oracles import make_oracle
     from potforge.properties import PropertyError, run_suite
     from potforge.properties.sensitivity import Sensitivity
+    from potforge.uq.propagation import property_uncertainty
 
     teacher = make_oracle(TEACHER).build()
     data = label(w_structures(), teacher)
@@ -350,15 +353,15 @@ def part_c(args: argparse.Namespace) -> dict:
             t_post = time.perf_counter() - t0
             _, lo, hi = model.functional_bounds(G)
             lower, upper = values + lo - G @ model.coef_, values + hi - G @ model.coef_
-            inside = (truth >= lower) & (truth <= upper)
-            ratio = (upper - lower) / np.maximum(err, 1e-12 * np.abs(truth))
-            rows.append({"method": name, "coverage": float(inside.mean()),
-                         "median_width_over_error": float(np.median(ratio)),
-                         "median_halfwidth_over_error": float(np.median(ratio)) / 2,
-                         "posterior_seconds": t_post,
-                         "qois": {q: {"value": float(values[k]), "lower": float(lower[k]),
-                                      "upper": float(upper[k]), "inside": bool(inside[k])}
-                                  for k, q in enumerate(qois)}})
+            rows.append(_coverage_row(name, qois, values, truth, lower, upper, t_post))
+        # the default propagation ("auto": per QoI linear, implicit or re-relaxed extremes)
+        model.fit_posterior(data, "pops", designs=designs, posterior="ensemble")
+        t0 = time.perf_counter()
+        res = property_uncertainty(model, "W", qois, progress=False, steps=2000)
+        lower, upper = (np.array([res[q][k] for q in qois]) for k in ("lower", "upper"))
+        rows.append(_coverage_row("POPS ensemble, auto propagation", qois, values, truth, lower,
+                                  upper, time.perf_counter() - t0))
+        rows[-1]["chosen"] = {q: res[q]["method"] for q in qois}
         out["students"].append({"student": student, "spec": spec, "n_params": model.n_params,
                                 "suite_and_sensitivities_seconds": t_sens,
                                 "relative_errors": {q: float(err[k] / abs(truth[k]))
@@ -366,6 +369,19 @@ def part_c(args: argparse.Namespace) -> dict:
                                 "failed": failed,
                                 "methods": rows})
     return out
+
+
+def _coverage_row(name, qois, values, truth, lower, upper, seconds) -> dict:
+    """Part (c) row of one posterior/propagation: which teacher values lie inside, widths."""
+    inside = (truth >= lower) & (truth <= upper)
+    ratio = (upper - lower) / np.maximum(np.abs(values - truth), 1e-12 * np.abs(truth))
+    return {"method": name, "coverage": float(inside.mean()),
+            "median_width_over_error": float(np.median(ratio)),
+            "median_halfwidth_over_error": float(np.median(ratio)) / 2,
+            "posterior_seconds": seconds,
+            "qois": {q: {"value": float(values[k]), "lower": float(lower[k]),
+                         "upper": float(upper[k]), "inside": bool(inside[k])}
+                     for k, q in enumerate(qois)}}
 
 
 def print_part_c(result: dict) -> None:
@@ -387,6 +403,9 @@ def print_part_c(result: dict) -> None:
                 for q in s["qois"])
             print(f"{r['method']:30s}{marks}{r['coverage']:7.2f}"
                   f"{r['median_halfwidth_over_error']:9.2f}")
+        chosen = st["methods"][-1].get("chosen", {})
+        print(f"{'  auto chose':30s}" + "".join(f"{chosen.get(q, '-')[:9]:>10s}"
+                                                  for q in s["qois"]))
         for q, msg in st["failed"].items():
             print(f"  {q} not computed (left out of the coverage): {msg}")
         for r in st["methods"]:
@@ -418,10 +437,13 @@ def part_d(args: argparse.Namespace) -> dict:
     k, settings = args.samples, {"steps": 2000}
     out = {"settings": {"student": PART_D_STUDENT, "spec": spec, "n_samples": k,
                         "qois": PART_C_QOIS, "posterior": "POPS ensemble"}, "methods": {}}
-    for method in ("linear", "implicit", "resample"):
+    # auto with tol=0 re-relaxes every QoI at its two linearised-extreme members: the reference
+    # for the bounds themselves
+    for method, tol in (("linear", 0.1), ("implicit", 0.1), ("resample", 0.1), ("auto", 0.1),
+                        ("relaxed extremes", 0.0)):
         t0 = time.perf_counter()
-        res = property_uncertainty(model, "W", PART_C_QOIS, method=method, n_samples=k,
-                                   progress=False, **settings)
+        res = property_uncertainty(model, "W", PART_C_QOIS, method=method.replace(
+            "relaxed extremes", "auto"), n_samples=k, tol=tol, progress=False, **settings)
         out["methods"][method] = {"seconds": time.perf_counter() - t0, "qois": res}
     # the linearisation evaluated at the same draws, for the per-sample comparison
     sens = Sensitivity(model, "W", **settings)
@@ -434,7 +456,15 @@ def part_d(args: argparse.Namespace) -> dict:
         spread = float(np.abs(b - value).max())
         lin = value + draws @ grad
         imp = np.array(out["methods"]["implicit"]["qois"][q]["samples"])
-        rows[q] = {"teacher": ref[q]["value"], "value": value, "resample_spread": spread,
+        exact = out["methods"]["relaxed extremes"]["qois"][q]
+        half = 0.5 * (exact["upper"] - exact["lower"])
+        rows[q] = {"auto_method": out["methods"]["auto"]["qois"][q]["method"],
+                   "auto_check": out["methods"]["auto"]["qois"][q]["check"],
+                   "bound_dev": {m: max(abs(r["qois"][q]["lower"] - exact["lower"]),
+                                        abs(r["qois"][q]["upper"] - exact["upper"])) / half
+                                 for m, r in out["methods"].items()
+                                 if m in ("linear", "implicit", "auto")},
+                   "teacher": ref[q]["value"], "value": value, "resample_spread": spread,
                    "linear_dev": float(np.abs(lin - b).max() / spread),
                    "implicit_dev": float(np.abs(imp - b).max() / spread),
                    "inside": {m: bool(r["qois"][q]["lower"] <= ref[q]["value"]
@@ -453,12 +483,16 @@ def print_part_d(result: dict) -> None:
           f"K={s['n_samples']} draws (same draws for implicit and resample)")
     print("max over draws of |method − resample| / max |resample − fitted value|; "
           "✓ = teacher inside that method's bounds")
-    print(f"{'QoI':16s}{'spread':>10s}{'linear':>9s}{'implicit':>10s}   lin imp res")
+    print("bounds: max |bound − bound from re-relaxed extreme members| / its half-width")
+    print(f"{'QoI':16s}{'spread':>10s}{'linear':>9s}{'implicit':>10s}   lin imp res aut"
+          f"{'bounds: lin':>13s}{'imp':>7s}{'auto':>7s}  auto chose")
     for q, r in result["qois"].items():
         marks = " ".join(f"{'✓' if r['inside'][m] else '✗':>3s}"
-                         for m in ("linear", "implicit", "resample"))
+                         for m in ("linear", "implicit", "resample", "auto"))
+        dev = r["bound_dev"]
         print(f"{q:16s}{r['resample_spread']:10.3g}{r['linear_dev']:9.3f}"
-              f"{r['implicit_dev']:10.3f}   {marks}")
+              f"{r['implicit_dev']:10.3f}   {marks}{dev['linear']:13.3f}{dev['implicit']:7.3f}"
+              f"{dev['auto']:7.3f}  {r['auto_method']}")
     t = {m: r["seconds"] for m, r in result["methods"].items()}
     print("seconds: " + ", ".join(f"{m} {v:.1f}" for m, v in t.items())
           + f"; implicit/resample {t['implicit'] / t['resample']:.2f}; largest Newton step "

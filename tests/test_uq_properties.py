@@ -86,6 +86,33 @@ def test_implicit_evaluates_the_linearised_extremes_and_converges_with_more_step
     assert np.all(err1 > 1e-4) and np.all(err5 < 0.1 * err1), (brute, one, five)
 
 
+def test_auto_picks_per_qoi_the_cheapest_method_that_agrees_at_the_extremes(model):
+    """``auto``: a QoI keeps its linear bounds only where the implicit values at its two extreme
+    members agree with them to ``tol`` × half-width; with ``tol=0`` nothing agrees, so every
+    bound is the fully relaxed QoI at the extreme members (checked by hand)."""
+    from potforge.properties.sensitivity import Sensitivity
+
+    lin = property_uncertainty(model, "W", QOIS, method="linear", progress=False, **SETTINGS)
+    auto = property_uncertainty(model, "W", QOIS, progress=False, **SETTINGS)
+    strict = property_uncertainty(model, "W", QOIS, tol=0.0, progress=False, **SETTINGS)
+    sens = Sensitivity(model, "W", **SETTINGS)
+    for q in QOIS:
+        check = auto[q]["check"]
+        assert auto[q]["value"] == lin[q]["value"]
+        if auto[q]["method"] == "linear":
+            assert check["linear_vs_implicit"] <= 0.1 and check["implicit_vs_relaxed"] is None
+            assert (auto[q]["lower"], auto[q]["upper"]) == (lin[q]["lower"], lin[q]["upper"])
+        else:
+            assert check["linear_vs_implicit"] > 0.1, (q, check)
+            assert (check["implicit_vs_relaxed"] <= 0.1) == (auto[q]["method"] == "implicit")
+        assert strict[q]["method"] == "resample" and strict[q]["check"]["linear_vs_implicit"] > 0
+        members = model.extreme_coef(sens.gradient(q)[1])[0]
+        brute = [compute_qoi(q, model.as_calculator(t), "W", **SETTINGS) for t in members]
+        v = strict[q]["value"]
+        assert strict[q]["lower"] == pytest.approx(min(v, *brute), rel=1e-9), q
+        assert strict[q]["upper"] == pytest.approx(max(v, *brute), rel=1e-9), q
+
+
 def test_resampled_value_is_a_real_recomputation(model):
     """One sample recomputed by hand through the registry equals the propagated sample."""
     theta = model.sample_coef(2, seed=3)[1]
@@ -145,4 +172,5 @@ def test_cli_fit_uq_properties_prints_bounds(tmp_path, w_data, capsys):
     doc = json.loads(out_json.read_text())
     for q in ("a0", "C44"):
         assert doc[q]["lower"] < doc[q]["value"] < doc[q]["upper"]
-        assert doc[q]["method"] == "linear"
+        assert doc[q]["method"] in ("linear", "implicit", "resample")  # auto's choice
+        assert doc[q]["method"] in text

@@ -58,12 +58,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--uq",
-        choices=("linear", "implicit", "resample", "none"),
-        default="linear",
-        help="bounds from the model's posterior (--model with a posterior only): linear = "
-        "exact dQ/dθ, extremes over the posterior (default); implicit = every posterior sample "
-        "evaluated at structures predicted by one Newton step (no relaxation); resample = "
-        "recompute every QoI per posterior sample; none = values only",
+        choices=("auto", "linear", "implicit", "resample", "none"),
+        default="auto",
+        help="bounds from the model's posterior (--model with a posterior only): auto = per QoI "
+        "the cheapest of linear/implicit/resample that agrees with the next at the QoI's extreme "
+        "posterior members (default); linear = exact dQ/dθ, extremes over the posterior; "
+        "implicit = posterior samples evaluated at structures predicted by one Newton step (no "
+        "relaxation); resample = recompute every QoI per posterior sample; none = values only",
     )
     p.add_argument(
         "--samples",

@@ -119,11 +119,16 @@ class Sensitivity:
         self.calc = model.as_calculator(self.coef)
         self.element = element
         self.settings = resolve_settings(settings)
-        s = self.settings
-        self.suite = suite_for(
-            self.calc, element, structure=s["structure"], fmax=s["fmax"], steps=s["steps"]
-        )
         self._memo: dict[Any, Any] = {}
+
+    @property
+    def suite(self):
+        """The shared suite of ``calc`` — looked up on every use, since the registry keeps only
+        the most recently used suites and the values must come from the same one."""
+        s = self.settings
+        return suite_for(
+            self.calc, self.element, structure=s["structure"], fmax=s["fmax"], steps=s["steps"]
+        )
 
     # --- rows at one structure ---------------------------------------------------------------
     def _rows(self, atoms: Atoms):

@@ -1,8 +1,8 @@
 """Parameter uncertainty of a fitted linear potential propagated to material properties.
 
-Three methods, each giving per QoI ``value`` (the fitted model's), ``std``, ``lower``, ``upper``:
+Four methods, each giving per QoI ``value`` (the fitted model's), ``std``, ``lower``, ``upper``:
 
-* ``"linear"`` (default) — first order through the exact sensitivities dQ/dθ
+* ``"linear"`` — first order through the exact sensitivities dQ/dθ
   (:mod:`potforge.properties.sensitivity`: envelope theorem and implicit differentiation, no
   re-relaxation per sample): ``Q(θ) ≈ Q(θ̄) + ∇Q·(θ − θ̄)``, with **exact** extremes of the
   linear functional over the posterior (:meth:`LinearPotential.functional_bounds`).  Cost: one
@@ -17,23 +17,32 @@ Three methods, each giving per QoI ``value`` (the fitted model's), ``std``, ``lo
 * ``"resample"`` — brute force: every one of ``n_samples`` parameter vectors from the posterior
   recomputes every QoI from scratch, relaxations included; bounds are the sample extremes (with
   the fitted value), ``std`` the sample spread.  Use it to check the linearisation.
-
-Every property in the suite has an exact gradient, so ``"linear"`` is the cheapest accurate
-choice for all of them (the default); ``"implicit"`` checks the linearisation for the price of
-``n_samples`` single-point suites, ``"resample"`` costs ``n_samples`` full suites.
+* ``"auto"`` (default) — per QoI, the cheapest of the three that is accurate *for that QoI*:
+  the linear bounds are checked against the implicit values at the QoI's two extreme members;
+  if they differ by more than ``tol`` × the half-width, the implicit values are checked against
+  full re-relaxation at the same two members, and the first level that agrees with the next is
+  used (``"resample"`` then means the two extreme members re-relaxed).  The extremes are the
+  posterior members attaining the exact linearised bounds, so the check is made where the
+  linearisation is worst.  Cost over ``"linear"``: two single-QoI implicit evaluations per QoI
+  (plus their Hessians) and two relaxed evaluations per nonlinear QoI.  ``std`` is first order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from potforge.errors import ModelError
 
-METHODS = ("linear", "implicit", "resample")
-"""Propagation methods, cheapest first."""
+METHODS = ("auto", "linear", "implicit", "resample")
+"""Propagation methods (``"auto"`` picks one of the others per QoI)."""
+
+AUTO_TOL = 0.1
+"""``"auto"``: largest disagreement at the extreme members, as a fraction of the half-width,
+for which a cheaper method counts as accurate."""
 
 
 def _check(model, method: str) -> None:
@@ -51,10 +60,11 @@ def property_uncertainty(
     element: str,
     qois: Iterable[str] | None = None,
     *,
-    method: str = "linear",
+    method: str = "auto",
     n_samples: int = 16,
     seed: int = 0,
     newton_steps: int = 1,
+    tol: float = AUTO_TOL,
     progress: bool = True,
     **settings,
 ) -> dict[str, dict[str, Any]]:
@@ -67,15 +77,18 @@ def property_uncertainty(
     element : str
     qois : iterable of str, optional
         Registry names (default: every QoI of the element's ground-state lattice).
-    method : {"linear", "implicit", "resample"}
+    method : {"auto", "linear", "implicit", "resample"}
+        See the module docstring; ``"auto"`` chooses per QoI.
     n_samples : int
         Parameter samples for ``"implicit"`` and ``"resample"``.
     seed : int
         Sampling seed.
     newton_steps : int
-        ``"implicit"``: Newton steps with the frozen Hessian per relaxation (1: the
+        ``"implicit"``/``"auto"``: Newton steps with the frozen Hessian per relaxation (1: the
         implicit-function prediction; more steps converge towards the relaxed structure far from
         the fitted parameters, one force call each, but need not converge there).
+    tol : float
+        ``"auto"``: accuracy threshold, a fraction of the half-width (:data:`AUTO_TOL`).
     progress : bool
         Progress bars.
     **settings
@@ -87,7 +100,10 @@ def property_uncertainty(
         ``{qoi: {"value", "unit", "std", "lower", "upper", "method", "seconds"}}`` in QoI units;
         ``"implicit"`` and ``"resample"`` add ``"samples"`` (n_samples,); ``"implicit"`` adds
         ``"extremes"`` (the QoI at its two linearised-extreme members) and ``"max_newton_step"``
-        (largest coordinate step of any parameter vector, Å).
+        (largest coordinate step of any parameter vector, Å); ``"auto"`` sets ``"method"`` to
+        the method chosen and adds ``"check"``: the disagreement of ``"linear"`` with
+        ``"implicit"`` and of ``"implicit"`` with re-relaxation (``None`` where not needed) at
+        the extreme members, as fractions of the half-width.
 
     Raises
     ------
@@ -110,25 +126,89 @@ def property_uncertainty(
         G = np.array([grads[q]["gradient"] for q in names])
     if method == "linear":
         return _linear_bounds(model, out, G)
+    if method == "auto":
+        return _auto(model, element, out, G, sens.calc, newton_steps, tol, progress, settings)
     thetas = model.sample_coef(n_samples, seed)
-    if record is not None:  # the posterior members at the linearised extremes of each QoI
-        thetas = np.concatenate([model.extreme_coef(G).reshape(-1, G.shape[1]), thetas])
-    make_hook = None if record is None else lambda: NewtonRelaxer(record, sens.calc, newton_steps)
+    make_hook = None if record is None else partial(NewtonRelaxer, record, sens.calc, newton_steps)
     values, max_step = _evaluate(model, element, names, thetas, make_hook, progress, settings)
-    n_ext = len(thetas) - n_samples
+    if record is not None:  # each QoI at the posterior members at its linearised extremes
+        own, ext_step = _extreme_values(
+            model, element, names, model.extreme_coef(G), sens.calc, newton_steps, progress,
+            settings,
+        )
+        max_step = max(max_step, ext_step)
     for k, q in enumerate(names):
-        v, col = out[q]["value"], values[n_ext:, k]
-        own = values[2 * k : 2 * k + 2, k] if n_ext else np.empty(0)
+        v, col = out[q]["value"], values[:, k]
+        ext = own[k] if record is not None else np.empty(0)
         out[q].update(
             std=float(col.std()),
-            lower=float(min(v, col.min(), *own)),
-            upper=float(max(v, col.max(), *own)),
+            lower=float(min(v, *col, *ext)),
+            upper=float(max(v, *col, *ext)),
             method=method,
             samples=col.tolist(),
         )
         if record is not None:
-            out[q].update(extremes=own.tolist(), max_newton_step=max_step)
+            out[q].update(extremes=ext.tolist(), max_newton_step=max_step)
     return out
+
+
+def _extreme_values(model, element, names, members, calc0, newton_steps, progress, settings,
+                    implicit: bool = True):
+    """Each QoI at its own two posterior members ``members`` (len(names), 2, P), alone (one
+    single-QoI suite per member): implicit (its relaxations recorded under ``calc0`` and
+    replaced by Newton steps) or fully relaxed.  Returns (len(names), 2) values and the largest
+    Newton step (Å)."""
+    from tqdm.auto import tqdm
+
+    from potforge.properties import run_suite
+    from potforge.properties.relax import relaxation_hook
+    from potforge.uq.implicit import NewtonRelaxer, RelaxationRecord
+
+    values = np.empty((len(names), 2))
+    max_step = 0.0
+    desc = "extreme members" + (" (implicit)" if implicit else " (relaxed)")
+    for k, q in enumerate(tqdm(names, desc=desc, unit="QoI", disable=not progress)):
+        make_hook = None
+        if implicit:
+            record = RelaxationRecord()
+            with relaxation_hook(record):  # a fresh calculator: no shared work cached
+                run_suite(model.as_calculator(), element, [q], progress=False, **settings)
+            make_hook = partial(NewtonRelaxer, record, calc0, newton_steps)
+        vals, step = _evaluate(model, element, [q], members[k], make_hook, False, settings)
+        values[k] = vals[:, 0]
+        max_step = max(max_step, step)
+    return values, max_step
+
+
+def _auto(model, element, out, G, calc0, newton_steps, tol, progress, settings):
+    """``"auto"``: per QoI the cheapest method that agrees with the next-more-exact one at the
+    QoI's two extreme members (module docstring)."""
+    names = list(out)
+    linear = _linear_bounds(model, {q: dict(out[q]) for q in names}, G)
+    members = model.extreme_coef(G)
+    implicit, _ = _extreme_values(model, element, names, members, calc0, newton_steps,
+                                  progress, settings)
+    lin = np.array([[linear[q]["lower"], linear[q]["upper"]] for q in names])
+    half = np.maximum(0.5 * (lin[:, 1] - lin[:, 0]), np.finfo(float).tiny)
+    lin_err = np.abs(implicit - lin).max(axis=1) / half
+    nonlinear = [k for k in range(len(names)) if lin_err[k] > tol]
+    relaxed = np.full_like(implicit, np.nan)
+    if nonlinear:
+        relaxed[nonlinear], _ = _extreme_values(
+            model, element, [names[k] for k in nonlinear], members[nonlinear], calc0,
+            newton_steps, progress, settings, implicit=False,
+        )
+    for k, q in enumerate(names):
+        entry = linear[q]
+        imp_err = None
+        if k in nonlinear:
+            imp_err = float(np.abs(implicit[k] - relaxed[k]).max() / half[k])
+            chosen, ends = ("implicit", implicit[k]) if imp_err <= tol else ("resample", relaxed[k])
+            v = entry["value"]
+            entry.update(lower=float(min(v, *ends)), upper=float(max(v, *ends)), method=chosen)
+        entry["check"] = {"linear_vs_implicit": float(lin_err[k]),
+                          "implicit_vs_relaxed": imp_err}
+    return linear
 
 
 def _evaluate(model, element, names, thetas, make_hook, progress, settings):
