@@ -210,19 +210,24 @@ def huber_search(train, n_folds: int, with_groups: bool, sigma_stress: float, ct
     }
 
 
-def evaluate_published(test) -> dict:
-    """Test metrics of the published SNAP / qSNAP files (pair_style snap in LAMMPS)."""
+def evaluate_published(test, train) -> tuple[dict, dict]:
+    """Metrics of the published SNAP / qSNAP files (pair_style snap in LAMMPS) on the test set
+    (and on the training set, under ``train_metrics``); and their test predictions."""
     from potforge.engines.lammps import LammpsCalculator, potentials_dir
     from potforge.metrics import error_metrics
 
     files = {"SNAP": "Mo_Zuo_JPCA2020.snap", "qSNAP": "Mo_Zuo_JPCA2020.quadratic.snap"}
-    out = {}
+    out, preds = {}, {}
     for name, inc in files.items():
         calc = LammpsCalculator([f"include {inc}"], ["Mo"], workdir=potentials_dir())
-        pred = []
-        for a in test:
-            calc.calculate(a, ["energy", "forces", "stress"])
-            pred.append(dict(calc.results))
+
+        def predict(structures, calc=calc):
+            pred = []
+            for a in structures:
+                calc.calculate(a, ["energy", "forces", "stress"])
+                pred.append(dict(calc.results))
+            return pred
+
         coeff = (potentials_dir() / inc.replace(".snap", ".snapcoeff")).read_text().split()
         # snapcoeff: comments, then "nelements ncoeff", then "Mo radius weight", then coefficients
         n_params = None
@@ -230,11 +235,15 @@ def evaluate_published(test) -> dict:
             if tok == "Mo":
                 n_params = int(coeff[i - 1])
                 break
-        out[name] = {"metrics": error_metrics(test, pred), "n_params": n_params}
-    return out
+        preds[name] = predict(test)
+        out[name] = {"metrics": error_metrics(test, preds[name]), "n_params": n_params,
+                     "train_metrics": error_metrics(train, predict(train))}
+    return out, preds
 
 
-def fit_potforge(name, spec, train, test, **kw) -> dict:
+def fit_potforge(name, spec, train, test, **kw) -> tuple[dict, list]:
+    """Fit one potforge model; its row (weights, fit info, test and training metrics) and its
+    test predictions."""
     from potforge.metrics import error_metrics
     from potforge.model import LinearPotential
 
@@ -254,7 +263,34 @@ def fit_potforge(name, spec, train, test, **kw) -> dict:
         "n_params": int(model.n_params),
         "fit_info": {k: v for k, v in model.fit_info_.items()},
         "metrics": error_metrics(test, pred),
-    }
+        "train_metrics": error_metrics(train, model.predict(train)),
+    }, pred
+
+
+def paired_bootstrap(test, pred_a, pred_b, n_boot: int = 10_000, seed: int = 0) -> dict:
+    """Test-set MAE difference a − b (energy meV/atom, force eV/Å) with a 95 % interval from
+    resampling the test *structures* with replacement (both models on the same resample)."""
+    from potforge.metrics import residuals
+
+    n_at = np.array([len(a) for a in test])
+    cuts = np.cumsum(3 * n_at)[:-1]
+    per = {}
+    for key, pred in (("a", pred_a), ("b", pred_b)):
+        r = residuals(test, pred)
+        per[key] = (np.abs(r["energy"]) * 1000.0,
+                    np.array([np.abs(f).sum() for f in np.split(np.ravel(r["forces"]), cuts)]))
+    counts = np.random.default_rng(seed).multinomial(len(test), np.full(len(test), 1 / len(test)),
+                                                     size=n_boot)
+    n_f = counts @ (3 * n_at)
+    d_e = counts @ (per["a"][0] - per["b"][0]) / len(test)
+    d_f = counts @ (per["a"][1] - per["b"][1]) / n_f
+    out = {}
+    for key, d in (("energy_mae_meV_per_atom", d_e), ("force_mae_eV_per_A", d_f)):
+        lo, hi = np.percentile(d, [2.5, 97.5])
+        out[key] = {"difference_interval_95": [float(lo), float(hi)],
+                    "fraction_a_not_worse": float(np.mean(d <= 0))}
+    out["n_boot"] = n_boot
+    return out
 
 
 def fmt(x, spec=".3f"):
@@ -289,7 +325,7 @@ def main(argv=None) -> int:
         f"test: {len(test)} structures, {sum(len(a) for a in test)} atoms"
     )
 
-    published = evaluate_published(test)
+    published, published_pred = evaluate_published(test, train)
 
     n_folds = 3 if args.quick else 5
     ctx = cv_context(train, n_folds)
@@ -333,7 +369,7 @@ def main(argv=None) -> int:
             f"{r['cv_energy_mae']:>9.2f} {r['cv_force_mae']:>9.3f} {r['objective']:>9.3f}{mark}"
         )
 
-    models = [
+    fitted = [
         fit_potforge(
             "potforge linear SNAP 2J=6 (CV weights)",
             LINEAR_SPEC,
@@ -359,6 +395,7 @@ def main(argv=None) -> int:
         fit_potforge("potforge quadratic SNAP 2J=6", QUAD_SPEC, train, test),
         fit_potforge("potforge default (DEFAULT_SPEC)", DEFAULT_SPEC, train, test),
     ]
+    models = [row for row, _ in fitted]
 
     print("\nTest set (test.json), MAE / RMSE: energy meV/atom, force eV/Å per component")
     hdr = (
@@ -419,6 +456,26 @@ def main(argv=None) -> int:
             f"{g['force_eV_per_A']:+.3f} eV/Å (× {r['over_gap_mae']['energy']:.2f}, "
             f"× {r['over_gap_mae']['force']:.2f})"
         )
+
+    print("\nTraining set (both potforge and the published files were fitted to it), MAE E / F")
+    for name in ("SNAP", "qSNAP"):
+        m = published[name]["train_metrics"]
+        print(f"{'published ' + name:<42} {m['energy_mae_meV_per_atom']:7.2f} "
+              f"{m['force_mae_eV_per_A']:7.3f}")
+    for r in models:
+        m = r["train_metrics"]
+        print(f"{r['name']:<42} {m['energy_mae_meV_per_atom']:7.2f} {m['force_mae_eV_per_A']:7.3f}")
+
+    print("\nPaired bootstrap over the 23 test structures: MAE(potforge) − MAE(published SNAP), "
+          "95 % interval, fraction of resamples with potforge not worse")
+    for r, (_, pred) in zip(models[:2], fitted[:2], strict=True):
+        r["vs_published_SNAP_bootstrap"] = bs = paired_bootstrap(test, pred,
+                                                                 published_pred["SNAP"])
+        e, f = bs["energy_mae_meV_per_atom"], bs["force_mae_eV_per_A"]
+        print(f"{r['name']:<42} E [{e['difference_interval_95'][0]:+.2f}, "
+              f"{e['difference_interval_95'][1]:+.2f}] meV/atom ({e['fraction_a_not_worse']:.2f}); "
+              f"F [{f['difference_interval_95'][0]:+.4f}, {f['difference_interval_95'][1]:+.4f}] "
+              f"eV/Å ({f['fraction_a_not_worse']:.2f})")
 
     lin, huber, _, default = models
     lm, hm, dmet = lin["metrics"], huber["metrics"], default["metrics"]
