@@ -116,3 +116,19 @@ def test_gradient_errors(w_data):
     model.fit(w_data)
     with pytest.raises(NotApplicableError, match="c_over_a"):
         Sensitivity(model, "W").gradient("c_over_a")
+
+
+def test_gradient_after_the_suite_cache_moved_on(w_data):
+    """The registry keeps only the most recently used suites; a Sensitivity whose suite was
+    evicted (many calculators used in between) must still give the same value and gradient."""
+    from potforge.properties.registry import MAX_SUITES, suite_for
+
+    model = LinearPotential("pair(n_basis=6,rcut=5.0)+const").fit(w_data)
+    fresh = Sensitivity(model, "W", vacancy_size=2).gradient("Evac")
+    sens = Sensitivity(model, "W", vacancy_size=2)
+    sens.gradient("a0")
+    for _ in range(MAX_SUITES + 1):
+        suite_for(model.as_calculator(), "W")
+    late = sens.gradient("Evac")  # its first structures are made after the eviction
+    assert late[0] == pytest.approx(fresh[0], rel=1e-6)
+    np.testing.assert_allclose(late[1], fresh[1], rtol=1e-5, atol=1e-12)
