@@ -173,4 +173,5 @@ def test_cli_fit_uq_properties_prints_bounds(tmp_path, w_data, capsys):
     for q in ("a0", "C44"):
         assert doc[q]["lower"] < doc[q]["value"] < doc[q]["upper"]
         assert doc[q]["method"] in ("linear", "implicit", "resample")  # auto's choice
+        assert doc[q]["check"]["linear_vs_implicit"] >= 0
         assert doc[q]["method"] in text

@@ -9,7 +9,7 @@ from typing import Any
 
 from potforge.errors import DataError
 
-OUTPUT_KEYS = ("value", "unit", "reference", "std", "lower", "upper", "method")
+OUTPUT_KEYS = ("value", "unit", "reference", "std", "lower", "upper", "method", "check")
 """Keys of one QoI entry in the JSON document, in order (all but value and unit optional)."""
 
 
@@ -45,8 +45,9 @@ def merge(
     Parameters
     ----------
     results : dict
-        Output of :func:`~potforge.properties.registry.run_suite` (``lower``/``upper`` kept
-        when present, e.g. from an ensemble).
+        Output of :func:`~potforge.properties.registry.run_suite` (``std``/``lower``/``upper``/
+        ``method``/``check`` kept when present, e.g. from
+        :func:`~potforge.uq.propagation.property_uncertainty`).
     reference : dict, optional
         QoI name → reference value in the same unit.
     """
@@ -55,7 +56,7 @@ def merge(
         row = {"value": entry["value"], "unit": entry["unit"]}
         if reference is not None and name in reference:
             row["reference"] = reference[name]
-        for key in ("std", "lower", "upper", "method"):
+        for key in OUTPUT_KEYS[3:]:  # uncertainty keys, when present
             if key in entry:
                 row[key] = entry[key]
         out[name] = row
