@@ -68,16 +68,16 @@ def cv_score(
     huber_delta=1.345,
 ):
     """Pooled held-out MAE (meV/atom, eV/Å) over the folds for one weighting (and loss)."""
-    from potforge.fitting import weighted_lstsq
+    from potforge.fitting import robust_lstsq
     from potforge.metrics import residuals
 
     w = dm.weights(sigma, group_weights)
     e_res, f_res = [], []
     for k in range(fold.max() + 1):
         rows = fold[dm.structure] != k
-        coef = weighted_lstsq(
-            dm.A[rows], dm.y[rows], w[rows], alpha, loss=loss, huber_delta=huber_delta
-        )
+        coef = robust_lstsq(
+            dm.A[rows], dm.y[rows], w[rows], loss, huber_delta=huber_delta, alpha=alpha
+        ).coef
         held = np.flatnonzero(fold == k)
         pred = model.predict_designs([designs[i] for i in held], coef)
         r = residuals([structures[i] for i in held], pred)
@@ -293,8 +293,16 @@ def paired_bootstrap(test, pred_a, pred_b, n_boot: int = 10_000, seed: int = 0) 
     return out
 
 
-def fmt(x, spec=".3f"):
-    return "—" if x is None else format(x, spec)
+def print_grid(rows, best, lead_header: str, lead) -> None:
+    """Print CV-scored weightings, one per line (``lead(row)``: the leading columns), the chosen
+    one starred."""
+    print(f"{lead_header} {'σ_E eV/atom':>12} {'σ_F eV/Å':>9} {'group weights':<50} "
+          f"{'CV E-MAE':>9} {'CV F-MAE':>9} {'objective':>9}")
+    for r in rows:
+        gw = json.dumps(r["group_weights"]) if r["group_weights"] else "-"
+        print(f"{lead(r)} {r['sigma_energy']:>12.0e} {r['sigma_force']:>9.2f} {gw:<50} "
+              f"{r['cv_energy_mae']:>9.2f} {r['cv_force_mae']:>9.3f} {r['objective']:>9.3f}"
+              f"{' *' if r is best else ''}")
 
 
 def main(argv=None) -> int:
@@ -335,18 +343,8 @@ def main(argv=None) -> int:
         f"\nlinear SNAP weight search ({search['n_folds']}-fold CV on training.json only, "
         f"{len(search['grid'])} configs, {search['seconds']:.1f} s)"
     )
-    print(
-        f"{'σ_S eV/Å³':>9} {'σ_E eV/atom':>12} {'σ_F eV/Å':>9} {'group weights':<50} "
-        f"{'CV E-MAE':>9} {'CV F-MAE':>9} {'objective':>9}"
-    )
-    for r in search["grid"]:
-        mark = " *" if r is b else ""
-        gw = json.dumps(r["group_weights"]) if r["group_weights"] else "-"
-        print(
-            f"{r['sigma_stress']:>9.3g} {r['sigma_energy']:>12.0e} {r['sigma_force']:>9.2f} "
-            f"{gw:<50} "
-            f"{r['cv_energy_mae']:>9.2f} {r['cv_force_mae']:>9.3f} {r['objective']:>9.3f}{mark}"
-        )
+    print_grid(search["grid"], b, f"{'σ_S eV/Å³':>9}",
+               lambda r: f"{r['sigma_stress']:>9.3g}")
 
     hsearch = huber_search(
         train, n_folds, with_groups=not args.quick, sigma_stress=b["sigma_stress"], ctx=ctx
@@ -356,18 +354,8 @@ def main(argv=None) -> int:
         f"\nlinear SNAP Huber-loss search ({hsearch['n_folds']}-fold CV on training.json only, "
         f"{len(hsearch['grid'])} configs, {hsearch['seconds']:.1f} s; σ_S = {b['sigma_stress']:g})"
     )
-    print(
-        f"{'stage':<11} {'δ':>5} {'σ_E eV/atom':>12} {'σ_F eV/Å':>9} {'group weights':<50} "
-        f"{'CV E-MAE':>9} {'CV F-MAE':>9} {'objective':>9}"
-    )
-    for r in hsearch["grid"]:
-        mark = " *" if r is hb else ""
-        gw = json.dumps(r["group_weights"]) if r["group_weights"] else "-"
-        print(
-            f"{r['stage']:<11} {r['huber_delta']:>5g} {r['sigma_energy']:>12.0e} "
-            f"{r['sigma_force']:>9.2f} {gw:<50} "
-            f"{r['cv_energy_mae']:>9.2f} {r['cv_force_mae']:>9.3f} {r['objective']:>9.3f}{mark}"
-        )
+    print_grid(hsearch["grid"], hb, f"{'stage':<11} {'δ':>5}",
+               lambda r: f"{r['stage']:<11} {r['huber_delta']:>5g}")
 
     fitted = [
         fit_potforge(

@@ -69,15 +69,9 @@ def weighted_lstsq(
     alpha: float = 0.0,
     names: Sequence[str] | None = None,
     rcond: float = 1e-12,
-    *,
-    loss: str = "squared",
-    huber_delta: float | np.ndarray = 1.345,
-    tol: float = 1e-6,
-    max_iter: int = 500,
-    l1_epsilon: float = 1e-6,
 ) -> np.ndarray:
-    """Minimise ``Σ w_n (A_n θ - y_n)² + α |S θ|²`` where S scales columns to unit weighted norm;
-    with ``loss="huber"`` or ``"l1"`` the robust loss of :func:`robust_lstsq` instead.
+    """Minimise ``Σ w_n (A_n θ - y_n)² + α |S θ|²`` where S scales columns to unit weighted norm
+    (robust losses: :func:`robust_lstsq`).
 
     Parameters
     ----------
@@ -91,20 +85,13 @@ def weighted_lstsq(
         Column names, used to say which parameters are unidentifiable.
     rcond : float
         Relative singular-value threshold for rank deficiency.
-    loss, huber_delta, tol, max_iter, l1_epsilon
-        See :func:`robust_lstsq` (ignored for the default squared loss).
 
     Returns
     -------
     ndarray, shape (P,)
     """
-    if loss == "squared":
-        X, b, scale = _normalised(A, y, w, alpha, names)
-        return _ridge_solve(X, b, scale, alpha, names, rcond)
-    return robust_lstsq(
-        A, y, w, loss=loss, huber_delta=huber_delta, alpha=alpha, names=names, rcond=rcond,
-        tol=tol, max_iter=max_iter, l1_epsilon=l1_epsilon,
-    ).coef
+    X, b, scale = _normalised(A, y, w, alpha, names)
+    return _ridge_solve(X, b, scale, alpha, names, rcond)
 
 
 def robust_lstsq(
