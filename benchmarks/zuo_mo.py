@@ -212,7 +212,8 @@ def huber_search(train, n_folds: int, with_groups: bool, sigma_stress: float, ct
 
 def evaluate_published(test, train) -> tuple[dict, dict]:
     """Metrics of the published SNAP / qSNAP files (pair_style snap in LAMMPS) on the test set
-    (and on the training set, under ``train_metrics``); and their test predictions."""
+    (and on the training set, under ``train_metrics``); and their predictions (keys ``SNAP``,
+    ``qSNAP`` on the test set, ``"SNAP train"``, ``"qSNAP train"`` on the training set)."""
     from potforge.engines.lammps import LammpsCalculator, potentials_dir
     from potforge.metrics import error_metrics
 
@@ -236,9 +237,50 @@ def evaluate_published(test, train) -> tuple[dict, dict]:
                 n_params = int(coeff[i - 1])
                 break
         preds[name] = predict(test)
+        preds[name + " train"] = predict(train)
         out[name] = {"metrics": error_metrics(test, preds[name]), "n_params": n_params,
-                     "train_metrics": error_metrics(train, predict(train))}
+                     "train_metrics": error_metrics(train, preds[name + " train"])}
     return out, preds
+
+
+def published_in_potforge(ctx, train, published_pred_train) -> dict:
+    """Is the published SNAP a potforge fit? Its 31 coefficients loaded into the linear SNAP
+    (same descriptor) must reproduce LAMMPS ``pair_style snap`` on the training set; then the
+    weighted least-squares fits to the training energies and forces over a sweep of energy
+    weights (per-atom residuals, and total-energy residuals as in mlearn) are compared with it:
+    the RMS difference of their training-set predictions from the published ones."""
+    from potforge.design import ROW_ENERGY, ROW_FORCE
+    from potforge.engines.lammps import potentials_dir
+
+    model, designs, dm, _ = ctx
+    tokens = (potentials_dir() / "Mo_Zuo_JPCA2020.snapcoeff").read_text().split()
+    pub = np.array(tokens[-model.n_params:], dtype=float)
+    # snapcoeff order: β0 (the per-atom constant) first; potforge: bispectrum then const
+    coef = np.r_[pub[1:], pub[0]]
+    ours = model.predict_designs(designs, coef)
+    reproduce = {
+        "energy_max_abs_eV": max(abs(p["energy"] - q["energy"])
+                                 for p, q in zip(ours, published_pred_train, strict=True)),
+        "force_max_abs_eV_per_A": max(float(np.abs(p["forces"] - q["forces"]).max())
+                                      for p, q in zip(ours, published_pred_train, strict=True)),
+    }
+    e_rows, f_rows = dm.row_type == ROW_ENERGY, dm.row_type == ROW_FORCE
+    rows = e_rows | f_rows
+    n = dm.n_atoms[dm.structure][rows]
+    A, y, is_e = dm.A[rows], dm.y[rows], e_rows[rows]
+    sweep = []
+    for convention, scale in (("per-atom", np.ones_like(n)), ("total", n.astype(float) ** 2)):
+        for w_e in np.logspace(0, 8, 17):
+            sw = np.sqrt(np.where(is_e, w_e * scale, 1.0))
+            c = np.linalg.lstsq(A * sw[:, None], y * sw, rcond=None)[0]
+            d = A @ (c - coef)
+            sweep.append({"energy_residual": convention, "energy_weight": float(w_e),
+                          "energy_rms_diff_meV_per_atom": float(np.sqrt(np.mean(d[is_e] ** 2))
+                                                                * 1000.0),
+                          "force_rms_diff_eV_per_A": float(np.sqrt(np.mean(d[~is_e] ** 2)))})
+    return {"reproduce_lammps": reproduce, "sweep": sweep,
+            "closest_energy": min(sweep, key=lambda r: r["energy_rms_diff_meV_per_atom"]),
+            "closest_force": min(sweep, key=lambda r: r["force_rms_diff_eV_per_A"])}
 
 
 def fit_potforge(name, spec, train, test, **kw) -> tuple[dict, list]:
@@ -465,6 +507,19 @@ def main(argv=None) -> int:
               f"F [{f['difference_interval_95'][0]:+.4f}, {f['difference_interval_95'][1]:+.4f}] "
               f"eV/Å ({f['fraction_a_not_worse']:.2f})")
 
+    reach = published_in_potforge(ctx, train, published_pred["SNAP train"])
+    rl, ce, cf = reach["reproduce_lammps"], reach["closest_energy"], reach["closest_force"]
+    print("\nIs the published SNAP a potforge fit of training.json? Its coefficients in potforge's "
+          f"linear SNAP reproduce LAMMPS to {rl['energy_max_abs_eV']:.1e} eV, "
+          f"{rl['force_max_abs_eV_per_A']:.1e} eV/Å (training set).")
+    print("Unregularised weighted fits to training energies + forces, energy weight swept "
+          "1…1e8 (per-atom and total-energy residuals), RMS difference of their training "
+          "predictions from the published ones:")
+    for tag, r in (("closest in energy", ce), ("closest in force", cf)):
+        print(f"  {tag:<18} {r['energy_residual']:>8} residuals, weight {r['energy_weight']:.3g}: "
+              f"{r['energy_rms_diff_meV_per_atom']:.2f} meV/atom, "
+              f"{r['force_rms_diff_eV_per_A']:.3f} eV/Å")
+
     lin, huber, _, default = models
     lm, hm, dmet = lin["metrics"], huber["metrics"], default["metrics"]
     targets = [
@@ -533,6 +588,7 @@ def main(argv=None) -> int:
         "weight_search": search,
         "huber_search": hsearch,
         "models": models,
+        "published_in_potforge": reach,
         "targets": [{"target": t, "pass": bool(ok), "value": v} for t, ok, v in targets],
         "total_seconds": total,
     }
