@@ -382,7 +382,14 @@ class LinearPotential:
         ``lower[i]`` at ``[i, 0]`` and ``upper[i]`` at ``[i, 1]`` — the posterior members (or box
         corners, or ±n_sigma points) to evaluate a nonlinear quantity at its linearised extremes.
         """
-        return self.coef_ + self._check_posterior().extremes(G)
+        return self.coef_ + self._check_posterior().extremes(G)[:, :, 0]
+
+    def candidate_coef(self, G: np.ndarray, k: int) -> np.ndarray:
+        """Up to ``k`` parameter vectors per side with the most extreme ``G[i]·θ``, shape
+        (M, 2, k', P): ``[:, :, 0]`` is :meth:`extreme_coef`, ``[:, :, j]`` the next-most-extreme
+        posterior members (ensembles) or box corners (hypercubes; Gaussians have k' = 1).
+        Candidates for the extremes of a *nonlinear* quantity whose gradient is ``G[i]``."""
+        return self.coef_ + self._check_posterior().extremes(G, k)
 
     # --- predict --------------------------------------------------------------------------------
     def predict_designs(

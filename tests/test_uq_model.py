@@ -124,6 +124,21 @@ def test_every_method_saves_and_loads_exactly(fitted, mo, tmp_path, method, opti
     _, lo, hi = m.functional_bounds(G)
     at = np.einsum("mp,mkp->mk", G, back.extreme_coef(G))
     np.testing.assert_allclose(at, np.column_stack([lo, hi]), rtol=1e-10, atol=1e-12)
+    # ... and candidates for a nonlinear quantity's extremes: the extremes first, then members
+    # (or box corners) ever less extreme, every one inside the exact bounds
+    cand = back.candidate_coef(G, 4)
+    np.testing.assert_allclose(cand[:, :, 0], back.extreme_coef(G), rtol=1e-12, atol=1e-12)
+    val = np.einsum("mp,mskp->msk", G, cand) - (G @ m.coef_)[:, None, None]
+    assert cand.shape == (5, 2, 1 if back.posterior_.kind == "gaussian" else 4, m.n_params)
+    tol = 1e-10 * np.abs(val).max()
+    assert np.all(np.diff(val[:, 0], axis=1) >= -tol) and np.all(np.diff(val[:, 1], axis=1) <= tol)
+    mean = G @ m.coef_
+    assert np.all(val >= (lo - mean)[:, None, None] - tol)
+    assert np.all(val <= (hi - mean)[:, None, None] + tol)
+    if back.posterior_.kind == "ensemble":  # the 4 lowest / highest members, exactly
+        dev = np.sort(G @ (back.posterior_.arrays["members"] / back.posterior_.scale).T, axis=1)
+        np.testing.assert_allclose(val[:, 0], dev[:, :4], atol=tol)
+        np.testing.assert_allclose(val[:, 1], dev[:, ::-1][:, :4], atol=tol)
     pa = m.predict(test[:2], return_std=True, return_bounds=True)
     pb = back.predict(test[:2], return_std=True, return_bounds=True)
     for x, y in zip(pa, pb, strict=True):

@@ -41,7 +41,8 @@ def test_linear_and_implicit_match_resampling(model):
         model, "W", QOIS, method="resample", n_samples=4, progress=False, **SETTINGS
     )
     imp = property_uncertainty(
-        model, "W", QOIS, method="implicit", n_samples=4, progress=False, **SETTINGS
+        model, "W", QOIS, method="implicit", n_samples=4, n_candidates=2, progress=False,
+        **SETTINGS,
     )
     samples = model.sample_coef(4, seed=0)
     from potforge.properties.sensitivity import Sensitivity
@@ -73,7 +74,7 @@ def test_implicit_evaluates_the_linearised_extremes_and_converges_with_more_step
     from potforge.properties.sensitivity import Sensitivity
 
     one, five = (
-        property_uncertainty(model, "W", ["a0"], method="implicit", n_samples=1,
+        property_uncertainty(model, "W", ["a0"], method="implicit", n_samples=1, n_candidates=1,
                              newton_steps=k, progress=False, **SETTINGS)["a0"]
         for k in (1, 5)
     )
@@ -89,12 +90,17 @@ def test_implicit_evaluates_the_linearised_extremes_and_converges_with_more_step
 def test_auto_picks_per_qoi_the_cheapest_method_that_agrees_at_the_extremes(model):
     """``auto``: a QoI keeps its linear bounds only where the implicit values at its two extreme
     members agree with them to ``tol`` × half-width; with ``tol=0`` nothing agrees, so every
-    bound is the fully relaxed QoI at the extreme members (checked by hand)."""
+    bound is the fully relaxed QoI at the candidate member whose implicit value is extreme
+    (checked by hand against ``implicit``'s candidate values and ``compute_qoi``)."""
     from potforge.properties.sensitivity import Sensitivity
 
+    k = 3
     lin = property_uncertainty(model, "W", QOIS, method="linear", progress=False, **SETTINGS)
-    auto = property_uncertainty(model, "W", QOIS, progress=False, **SETTINGS)
-    strict = property_uncertainty(model, "W", QOIS, tol=0.0, progress=False, **SETTINGS)
+    auto = property_uncertainty(model, "W", QOIS, progress=False, n_candidates=k, **SETTINGS)
+    strict = property_uncertainty(model, "W", QOIS, tol=0.0, progress=False, n_candidates=k,
+                                  **SETTINGS)
+    imp = property_uncertainty(model, "W", QOIS, method="implicit", n_samples=1, n_candidates=k,
+                               progress=False, **SETTINGS)
     sens = Sensitivity(model, "W", **SETTINGS)
     for q in QOIS:
         check = auto[q]["check"]
@@ -106,8 +112,11 @@ def test_auto_picks_per_qoi_the_cheapest_method_that_agrees_at_the_extremes(mode
             assert check["linear_vs_implicit"] > 0.1, (q, check)
             assert (check["implicit_vs_relaxed"] <= 0.1) == (auto[q]["method"] == "implicit")
         assert strict[q]["method"] == "resample" and strict[q]["check"]["linear_vs_implicit"] > 0
-        members = model.extreme_coef(sens.gradient(q)[1])[0]
-        brute = [compute_qoi(q, model.as_calculator(t), "W", **SETTINGS) for t in members]
+        members = model.candidate_coef(sens.gradient(q)[1], k)[0].reshape(2 * k, -1)
+        cand = np.array(imp[q]["candidates"])
+        assert cand.shape == (2 * k,) and imp[q]["extremes"] == [cand[0], cand[k]]
+        ends = members[[cand.argmin(), cand.argmax()]]
+        brute = [compute_qoi(q, model.as_calculator(t), "W", **SETTINGS) for t in ends]
         v = strict[q]["value"]
         assert strict[q]["lower"] == pytest.approx(min(v, *brute), rel=1e-9), q
         assert strict[q]["upper"] == pytest.approx(max(v, *brute), rel=1e-9), q
@@ -147,7 +156,9 @@ def test_newton_relaxer_at_the_fitted_parameters_changes_nothing(model):
             run_suite(calc, "W", ["a0", "gamma_surf_100"], progress=False, **SETTINGS)
 
 
-def test_no_posterior_and_unknown_method(w_data):
+def test_no_posterior_and_unknown_method(w_data, model):
+    with pytest.raises(ModelError, match="n_candidates must be a positive integer, got 0"):
+        property_uncertainty(model, "W", ["a0"], n_candidates=0)
     bare = LinearPotential(SPEC).fit(w_data)
     with pytest.raises(ModelError, match="no parameter posterior"):
         property_uncertainty(bare, "W", ["a0"])
@@ -166,7 +177,7 @@ def test_cli_fit_uq_properties_prints_bounds(tmp_path, w_data, capsys):
     assert "needs a posterior" in capsys.readouterr().err
     assert main(["uq", "--model", str(mdir), "--train", str(train)]) == 0
     out_json = tmp_path / "props.json"
-    assert main([*args, "--json", str(out_json)]) == 0
+    assert main([*args, "--candidates", "2", "--json", str(out_json)]) == 0
     text = capsys.readouterr().out
     assert "lower" in text and "upper" in text
     doc = json.loads(out_json.read_text())

@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 from potforge.errors import ModelError, OracleError
+from potforge.uq.propagation import N_CANDIDATES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,6 +73,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=16,
         metavar="K",
         help="posterior samples for --uq implicit/resample",
+    )
+    p.add_argument(
+        "--candidates",
+        type=int,
+        default=N_CANDIDATES,
+        metavar="K",
+        help="posterior members per side tried as a nonlinear QoI's extremes for --uq "
+        f"auto/implicit (default {N_CANDIDATES}; 1 = the linearised extremes only)",
     )
     p.add_argument("--json", metavar="FILE", help="write {qoi: {value, unit, reference?}} here")
     p.add_argument("--plot", metavar="FILE.png", help="bar chart of deviations from --ref")
@@ -146,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
                 qois,
                 method=args.uq,
                 n_samples=args.samples,
+                n_candidates=args.candidates,
                 progress=not args.quiet,
                 **settings,
             )

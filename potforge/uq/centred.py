@@ -107,23 +107,25 @@ class ParameterPosterior:
             std, lo, hi = self._pops_view().summary(Gs)
         return std, np.minimum(lo, 0.0), np.maximum(hi, 0.0)
 
-    def extremes(self, G: np.ndarray) -> np.ndarray:
-        """Deviations ``δθ`` attaining :meth:`summary`'s ``lower`` and ``upper``, shape
-        (M, 2, P) (parameter units): ``G[i]·extremes[i, 0] = lower[i]``, ``…[i, 1] = upper[i]``.
-        Where a bound is the zero deviation (clamped), that entry is zero."""
+    def extremes(self, G: np.ndarray, k: int = 1) -> np.ndarray:
+        """Deviations ``δθ`` with the most extreme ``G·δθ``, shape (M, 2, k', P) (parameter
+        units): ``[i, 0, 0]`` attains :meth:`summary`'s ``lower[i]`` and ``[i, 1, 0]`` its
+        ``upper[i]`` (the zero deviation where a bound is clamped to it); ``[i, :, j]`` for
+        j ≥ 1 the next-most-extreme members (ensembles, k' = min(k, K)) or corners (boxes, one
+        component flipped); a Gaussian has a single extreme point per side (k' = 1)."""
         Gs = self._normalised(G)
         if self.kind == "gaussian":
             cov = self.arrays["covariance"]
             cg = Gs @ cov  # (M, P)
             std = np.sqrt(np.maximum(np.einsum("ij,ij->i", cg, Gs), 0.0))
-            k = float(self.info.get("n_sigma", 2.0))
+            n_sigma = float(self.info.get("n_sigma", 2.0))
             unit = np.divide(cg, std[:, None], out=np.zeros_like(cg), where=std[:, None] > 0)
-            ext = np.stack([-k * unit, k * unit], axis=1)
+            ext = np.stack([-n_sigma * unit, n_sigma * unit], axis=1)[:, :, None, :]
         else:
-            ext = self._pops_view().extremes(Gs)
-        value = np.einsum("mp,mkp->mk", Gs, ext)
-        ext[:, 0][value[:, 0] > 0] = 0.0
-        ext[:, 1][value[:, 1] < 0] = 0.0
+            ext = self._pops_view().extremes(Gs, k)
+        value = np.einsum("mp,mkp->mk", Gs, ext[:, :, 0])
+        ext[:, 0, 0][value[:, 0] > 0] = 0.0
+        ext[:, 1, 0][value[:, 1] < 0] = 0.0
         return ext / self.scale
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:

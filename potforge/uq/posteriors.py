@@ -83,11 +83,14 @@ class EnsemblePosterior:
         """Exact ``(min_n x·δθ_n, max_n x·δθ_n)`` over the members, each of shape (m,)."""
         return self.summary(X)[1:]
 
-    def extremes(self, X: np.ndarray) -> np.ndarray:
-        """The members attaining :meth:`bounds`, shape (m, 2, P): ``[:, 0]`` the minimiser of
-        ``x·δθ``, ``[:, 1]`` the maximiser."""
+    def extremes(self, X: np.ndarray, k: int = 1) -> np.ndarray:
+        """The ``k`` members with the lowest and the highest ``x·δθ``, shape (m, 2, k', P),
+        k' = min(k, K): ``[:, 0, j]`` the (j+1)-th lowest, ``[:, 1, j]`` the (j+1)-th highest
+        (``[:, :, 0]`` attain :meth:`bounds`)."""
         d = self.deviations(X)
-        return np.stack([self.members[d.argmin(axis=1)], self.members[d.argmax(axis=1)]], axis=1)
+        k = min(int(k), d.shape[1])
+        order = np.argsort(d, axis=1, kind="stable")
+        return self.members[np.stack([order[:, :k], order[:, ::-1][:, :k]], axis=1)]
 
     def std(self, X: np.ndarray) -> np.ndarray:
         """RMS of ``x·δθ_n`` over all N corrections, shape (m,)."""
@@ -145,13 +148,19 @@ class HypercubePosterior:
         """``(std, lower, upper)`` for rows ``X`` (m, P)."""
         return (self.std(X), *self.bounds(X))
 
-    def extremes(self, X: np.ndarray) -> np.ndarray:
-        """The box corners attaining :meth:`bounds`, shape (m, 2, P) (minimiser, maximiser)."""
-        a = X @ self.components  # (m, k)
+    def extremes(self, X: np.ndarray, k: int = 1) -> np.ndarray:
+        """Box corners with extreme ``x·δθ``, shape (m, 2, k', P), k' = min(k, n_components + 1):
+        ``[:, 0, 0]`` / ``[:, 1, 0]`` attain :meth:`bounds` (minimiser, maximiser); ``[:, :, j]``
+        for j ≥ 1 are those corners with the component of the j-th smallest contribution
+        ``|x·v| · halfwidth`` flipped (the next-most-extreme corners)."""
+        a = X @ self.components  # (m, n)
         mid, half = 0.5 * (self.low + self.high), 0.5 * (self.high - self.low)
-        c = mid[None, None, :] + np.array([-1.0, 1.0])[None, :, None] * (
-            np.sign(a)[:, None, :] * half
-        )
+        k = min(int(k), a.shape[1] + 1)
+        signs = np.repeat(np.sign(a)[:, None, :], k, axis=1)  # (m, k, n)
+        flip = np.argsort(np.abs(a) * half, axis=1, kind="stable")[:, : k - 1]  # (m, k-1)
+        rows = np.arange(a.shape[0])[:, None]
+        signs[rows, np.arange(1, k)[None, :], flip] *= -1.0
+        c = mid + np.array([-1.0, 1.0])[None, :, None, None] * signs[:, None] * half
         return self.offset + c @ self.components.T
 
     def std(self, X: np.ndarray) -> np.ndarray:

@@ -7,24 +7,28 @@ Four methods, each giving per QoI ``value`` (the fitted model's), ``std``, ``low
   re-relaxation per sample): ``Q(θ) ≈ Q(θ̄) + ∇Q·(θ − θ̄)``, with **exact** extremes of the
   linear functional over the posterior (:meth:`LinearPotential.functional_bounds`).  Cost: one
   property suite plus descriptor passes, whatever the posterior size.
-* ``"implicit"`` — the posterior members attaining the linearised extremes of each QoI (two
-  per QoI, from the exact dQ/dθ) and ``n_samples`` random samples are evaluated nonlinearly,
+* ``"implicit"`` — the ``n_candidates`` posterior members with the lowest and the highest
+  linearised value of each QoI (from the exact dQ/dθ; the first of each attain the linear
+  bounds) and ``n_samples`` random samples are evaluated nonlinearly,
   but their relaxed structures are predicted by implicit differentiation instead of relaxed:
   one Newton step from the fitted model's minimum with the fitted model's Hessian
   (:mod:`potforge.uq.implicit`).  Second-order accurate; a parameter vector costs single-point
-  calculations only (plus the Hessians, once).  Bounds: the extremes over the QoI's own two
-  extreme members and the samples; ``std`` from the samples.
+  calculations only (plus the Hessians, once).  Bounds: the extremes over the QoI's own
+  candidates and the samples; ``std`` from the samples.
 * ``"resample"`` — brute force: every one of ``n_samples`` parameter vectors from the posterior
   recomputes every QoI from scratch, relaxations included; bounds are the sample extremes (with
   the fitted value), ``std`` the sample spread.  Use it to check the linearisation.
 * ``"auto"`` (default) — per QoI, the cheapest of the three that is accurate *for that QoI*:
   the linear bounds are checked against the implicit values at the QoI's two extreme members;
-  if they differ by more than ``tol`` × the half-width, the implicit values are checked against
-  full re-relaxation at the same two members, and the first level that agrees with the next is
-  used (``"resample"`` then means the two extreme members re-relaxed).  The extremes are the
-  posterior members attaining the exact linearised bounds, so the check is made where the
-  linearisation is worst.  Cost over ``"linear"``: two single-QoI implicit evaluations per QoI
-  (plus their Hessians) and two relaxed evaluations per nonlinear QoI.  ``std`` is first order.
+  if they differ by more than ``tol`` × the half-width, the QoI is nonlinear over the
+  posterior: it is evaluated implicitly at all its ``2 n_candidates`` candidates, the two
+  members giving the lowest and highest implicit value are fully re-relaxed (where one cannot
+  be — a slab that falls apart at that member — the next most extreme), and the QoI takes
+  ``"implicit"`` if those agree to ``tol``, else ``"resample"`` (the re-relaxed values at those
+  two members).  The member that maximises the linearisation need not maximise the QoI itself
+  when the curvature differs between members, hence the candidates.  Cost over ``"linear"``:
+  two single-QoI implicit evaluations per QoI (plus their Hessians), and per nonlinear QoI
+  ``2 (n_candidates − 1)`` more and two relaxed evaluations.  ``std`` is first order.
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ METHODS = ("auto", "linear", "implicit", "resample")
 AUTO_TOL = 0.1
 """``"auto"``: largest disagreement at the extreme members, as a fraction of the half-width,
 for which a cheaper method counts as accurate."""
+
+N_CANDIDATES = 8
+"""``"implicit"``/``"auto"``: posterior members per side evaluated as candidates for a nonlinear
+QoI's extremes (the most extreme of the linearisation first)."""
 
 
 def _check(model, method: str) -> None:
@@ -65,6 +73,7 @@ def property_uncertainty(
     seed: int = 0,
     newton_steps: int = 1,
     tol: float = AUTO_TOL,
+    n_candidates: int = N_CANDIDATES,
     progress: bool = True,
     **settings,
 ) -> dict[str, dict[str, Any]]:
@@ -89,6 +98,9 @@ def property_uncertainty(
         the fitted parameters, one force call each, but need not converge there).
     tol : float
         ``"auto"``: accuracy threshold, a fraction of the half-width (:data:`AUTO_TOL`).
+    n_candidates : int
+        ``"implicit"``/``"auto"``: posterior members per side evaluated as candidates for the
+        extremes of a nonlinear QoI (:data:`N_CANDIDATES`; 1 = only the linearised extremes).
     progress : bool
         Progress bars.
     **settings
@@ -99,11 +111,14 @@ def property_uncertainty(
     dict
         ``{qoi: {"value", "unit", "std", "lower", "upper", "method", "seconds"}}`` in QoI units;
         ``"implicit"`` and ``"resample"`` add ``"samples"`` (n_samples,); ``"implicit"`` adds
-        ``"extremes"`` (the QoI at its two linearised-extreme members) and ``"max_newton_step"``
+        ``"extremes"`` (the QoI at its two linearised-extreme members), ``"candidates"`` (at
+        its ``2 n_candidates`` candidate members, lower side first) and ``"max_newton_step"``
         (largest coordinate step of any parameter vector, Å); ``"auto"`` sets ``"method"`` to
         the method chosen and adds ``"check"``: the disagreement of ``"linear"`` with
-        ``"implicit"`` and of ``"implicit"`` with re-relaxation (``None`` where not needed) at
-        the extreme members, as fractions of the half-width.
+        ``"implicit"`` at the linearised-extreme members and of ``"implicit"`` with
+        re-relaxation at the members giving the implicit extremes (``None`` where not needed),
+        as fractions of the half-width, and ``"unrelaxable_candidates"``: candidates passed
+        over because their relaxation failed or turned unstable.
 
     Raises
     ------
@@ -116,6 +131,8 @@ def property_uncertainty(
     from potforge.uq.implicit import NewtonRelaxer, RelaxationRecord
 
     _check(model, method)
+    if int(n_candidates) < 1:
+        raise ModelError(f"n_candidates must be a positive integer, got {n_candidates}")
     sens = Sensitivity(model, element, **settings)
     record = RelaxationRecord() if method == "implicit" else None
     with relaxation_hook(record):
@@ -127,14 +144,16 @@ def property_uncertainty(
     if method == "linear":
         return _linear_bounds(model, out, G)
     if method == "auto":
-        return _auto(model, element, out, G, sens.calc, newton_steps, tol, progress, settings)
+        return _auto(model, element, out, G, sens.calc, newton_steps, tol, n_candidates,
+                     progress, settings)
     thetas = model.sample_coef(n_samples, seed)
     make_hook = None if record is None else partial(NewtonRelaxer, record, sens.calc, newton_steps)
     values, max_step = _evaluate(model, element, names, thetas, make_hook, progress, settings)
-    if record is not None:  # each QoI at the posterior members at its linearised extremes
+    if record is not None:  # each QoI at its candidate members for the extremes
+        cands = model.candidate_coef(G, n_candidates)
         own, ext_step = _extreme_values(
-            model, element, names, model.extreme_coef(G), sens.calc, newton_steps, progress,
-            settings,
+            model, element, names, cands.reshape(len(names), -1, cands.shape[-1]), sens.calc,
+            newton_steps, progress, settings,
         )
         max_step = max(max_step, ext_step)
     for k, q in enumerate(names):
@@ -148,67 +167,106 @@ def property_uncertainty(
             samples=col.tolist(),
         )
         if record is not None:
-            out[q].update(extremes=ext.tolist(), max_newton_step=max_step)
+            k_side = cands.shape[2]
+            out[q].update(extremes=[float(ext[0]), float(ext[k_side])], candidates=ext.tolist(),
+                          max_newton_step=max_step)
     return out
 
 
-def _extreme_values(model, element, names, members, calc0, newton_steps, progress, settings,
-                    implicit: bool = True):
-    """Each QoI at its own two posterior members ``members`` (len(names), 2, P), alone (one
-    single-QoI suite per member): implicit (its relaxations recorded under ``calc0`` and
-    replaced by Newton steps) or fully relaxed.  Returns (len(names), 2) values and the largest
-    Newton step (Å)."""
+def _extreme_values(model, element, names, members, calc0, newton_steps, progress, settings):
+    """Each QoI at its own posterior members ``members`` (len(names), C, P), alone (one
+    single-QoI suite per member), implicitly: its relaxations recorded under ``calc0`` and
+    replaced by Newton steps.  Returns (len(names), C) values and the largest Newton step (Å)."""
     from tqdm.auto import tqdm
 
     from potforge.properties import run_suite
     from potforge.properties.relax import relaxation_hook
     from potforge.uq.implicit import NewtonRelaxer, RelaxationRecord
 
-    values = np.empty((len(names), 2))
+    values = np.empty(members.shape[:2])
     max_step = 0.0
-    desc = "extreme members" + (" (implicit)" if implicit else " (relaxed)")
-    for k, q in enumerate(tqdm(names, desc=desc, unit="QoI", disable=not progress)):
-        make_hook = None
-        if implicit:
-            record = RelaxationRecord()
-            with relaxation_hook(record):  # a fresh calculator: no shared work cached
-                run_suite(model.as_calculator(), element, [q], progress=False, **settings)
-            make_hook = partial(NewtonRelaxer, record, calc0, newton_steps)
+    for k, q in enumerate(tqdm(names, desc="candidate members (implicit)", unit="QoI",
+                               disable=not progress)):
+        record = RelaxationRecord()
+        with relaxation_hook(record):  # a fresh calculator: no shared work cached
+            run_suite(model.as_calculator(), element, [q], progress=False, **settings)
+        make_hook = partial(NewtonRelaxer, record, calc0, newton_steps)
         vals, step = _evaluate(model, element, [q], members[k], make_hook, False, settings)
         values[k] = vals[:, 0]
         max_step = max(max_step, step)
     return values, max_step
 
 
-def _auto(model, element, out, G, calc0, newton_steps, tol, progress, settings):
+def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progress, settings):
     """``"auto"``: per QoI the cheapest method that agrees with the next-more-exact one at the
-    QoI's two extreme members (module docstring)."""
+    QoI's extreme members (module docstring)."""
     names = list(out)
     linear = _linear_bounds(model, {q: dict(out[q]) for q in names}, G)
-    members = model.extreme_coef(G)
-    implicit, _ = _extreme_values(model, element, names, members, calc0, newton_steps,
+    cands = model.candidate_coef(G, n_candidates)  # (Q, 2, k, P)
+    implicit, _ = _extreme_values(model, element, names, cands[:, :, 0], calc0, newton_steps,
                                   progress, settings)
     lin = np.array([[linear[q]["lower"], linear[q]["upper"]] for q in names])
     half = np.maximum(0.5 * (lin[:, 1] - lin[:, 0]), np.finfo(float).tiny)
     lin_err = np.abs(implicit - lin).max(axis=1) / half
     nonlinear = [k for k in range(len(names)) if lin_err[k] > tol]
-    relaxed = np.full_like(implicit, np.nan)
-    if nonlinear:
-        relaxed[nonlinear], _ = _extreme_values(
-            model, element, [names[k] for k in nonlinear], members[nonlinear], calc0,
-            newton_steps, progress, settings, implicit=False,
-        )
+    ends, relaxed, skipped = _nonlinear_extremes(model, element, [names[k] for k in nonlinear],
+                                        cands[nonlinear], implicit[nonlinear], calc0,
+                                        newton_steps, progress, settings)
     for k, q in enumerate(names):
         entry = linear[q]
-        imp_err = None
+        imp_err, n_skipped = None, 0
         if k in nonlinear:
-            imp_err = float(np.abs(implicit[k] - relaxed[k]).max() / half[k])
-            chosen, ends = ("implicit", implicit[k]) if imp_err <= tol else ("resample", relaxed[k])
+            i = nonlinear.index(k)
+            imp_err = float(np.abs(ends[i] - relaxed[i]).max() / half[k])
+            n_skipped = int(skipped[i])
+            chosen, at = ("implicit", ends[i]) if imp_err <= tol else ("resample", relaxed[i])
             v = entry["value"]
-            entry.update(lower=float(min(v, *ends)), upper=float(max(v, *ends)), method=chosen)
+            entry.update(lower=float(min(v, *at)), upper=float(max(v, *at)), method=chosen)
         entry["check"] = {"linear_vs_implicit": float(lin_err[k]),
-                          "implicit_vs_relaxed": imp_err}
+                          "implicit_vs_relaxed": imp_err, "unrelaxable_candidates": n_skipped}
     return linear
+
+
+def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_steps, progress,
+                        settings):
+    """``"auto"`` for the nonlinear QoIs ``names``: the implicit values at all candidates
+    ``cands`` (n, 2, k, P) (those at the linearised extremes ``[:, :, 0]`` are given,
+    ``at_linear`` (n, 2)), then per side the candidate with the most extreme implicit value
+    re-relaxed — or, where its relaxation fails or turns unstable (the property does not exist
+    at that member), the next most extreme.  Returns the implicit and re-relaxed values at the
+    chosen members, each (n, 2), and the number of candidates skipped per QoI (n,)."""
+    from tqdm.auto import tqdm
+
+    from potforge.properties.base import InstabilityError, RelaxationError
+
+    k = cands.shape[2]
+    members = cands.reshape(len(names), 2 * k, cands.shape[-1])
+    values = np.repeat(at_linear, k, axis=1)
+    more = np.ones(2 * k, bool)
+    more[::k] = False  # the linearised extremes are evaluated already
+    if names and more.any():
+        values[:, more], _ = _extreme_values(model, element, names, members[:, more], calc0,
+                                             newton_steps, progress, settings)
+    ends, relaxed = np.empty((len(names), 2)), np.empty((len(names), 2))
+    skipped = np.zeros(len(names), int)
+    for i, q in enumerate(tqdm(names, desc="extreme members (relaxed)", unit="QoI",
+                               disable=not progress)):
+        for side, order in enumerate((np.argsort(values[i]), np.argsort(-values[i]))):
+            for j in order:
+                try:
+                    relaxed[i, side] = _evaluate(model, element, [q], members[i, j][None], None,
+                                                 False, settings)[0][0, 0]
+                except (RelaxationError, InstabilityError):
+                    skipped[i] += 1
+                    continue
+                ends[i, side] = values[i, j]
+                break
+            else:
+                raise ModelError(
+                    f"{q} could not be relaxed at any of its {2 * k} candidate posterior "
+                    f"members: the posterior reaches parameters where the structure is unstable"
+                )
+    return ends, relaxed, skipped
 
 
 def _evaluate(model, element, names, thetas, make_hook, progress, settings):
