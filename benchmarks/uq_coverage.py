@@ -362,6 +362,7 @@ def part_c(args: argparse.Namespace) -> dict:
         rows.append(_coverage_row("POPS ensemble, auto propagation", qois, values, truth, lower,
                                   upper, time.perf_counter() - t0))
         rows[-1]["chosen"] = {q: res[q]["method"] for q in qois}
+        rows[-1]["check"] = {q: res[q]["check"] for q in qois}
         out["students"].append({"student": student, "spec": spec, "n_params": model.n_params,
                                 "suite_and_sensitivities_seconds": t_sens,
                                 "relative_errors": {q: float(err[k] / abs(truth[k]))
@@ -406,6 +407,10 @@ def print_part_c(result: dict) -> None:
         chosen = st["methods"][-1].get("chosen", {})
         print(f"{'  auto chose':30s}" + "".join(f"{chosen.get(q, '-')[:9]:>10s}"
                                                   for q in s["qois"]))
+        check = st["methods"][-1].get("check", {})
+        print(f"{'  unrelaxable candidates':30s}" + "".join(
+            f"{check[q]['unrelaxable_candidates'] if q in check else '-':>10}"
+            for q in s["qois"]))
         for q, msg in st["failed"].items():
             print(f"  {q} not computed (left out of the coverage): {msg}")
         for r in st["methods"]:
