@@ -173,10 +173,13 @@ def property_uncertainty(
     return out
 
 
-def _extreme_values(model, element, names, members, calc0, newton_steps, progress, settings):
+def _extreme_values(model, element, names, members, calc0, newton_steps, progress, settings,
+                    records: dict | None = None):
     """Each QoI at its own posterior members ``members`` (len(names), C, P), alone (one
     single-QoI suite per member), implicitly: its relaxations recorded under ``calc0`` and
-    replaced by Newton steps.  Returns (len(names), C) values and the largest Newton step (Å)."""
+    replaced by Newton steps.  ``records`` ({qoi: RelaxationRecord}) keeps each QoI's record
+    for a later call on the same QoI.  Returns (len(names), C) values and the largest Newton
+    step (Å)."""
     from tqdm.auto import tqdm
 
     from potforge.properties import run_suite
@@ -187,9 +190,13 @@ def _extreme_values(model, element, names, members, calc0, newton_steps, progres
     max_step = 0.0
     for k, q in enumerate(tqdm(names, desc="candidate members (implicit)", unit="QoI",
                                disable=not progress)):
-        record = RelaxationRecord()
-        with relaxation_hook(record):  # a fresh calculator: no shared work cached
-            run_suite(model.as_calculator(), element, [q], progress=False, **settings)
+        record = (records or {}).get(q)
+        if record is None:
+            record = RelaxationRecord()
+            with relaxation_hook(record):  # a fresh calculator: no shared work cached
+                run_suite(model.as_calculator(), element, [q], progress=False, **settings)
+            if records is not None:
+                records[q] = record
         make_hook = partial(NewtonRelaxer, record, calc0, newton_steps)
         vals, step = _evaluate(model, element, [q], members[k], make_hook, False, settings)
         values[k] = vals[:, 0]
@@ -203,15 +210,16 @@ def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progre
     names = list(out)
     linear = _linear_bounds(model, {q: dict(out[q]) for q in names}, G)
     cands = model.candidate_coef(G, n_candidates)  # (Q, 2, k, P)
+    records = {}  # each QoI's relaxations at θ̄, recorded once for both implicit passes
     implicit, _ = _extreme_values(model, element, names, cands[:, :, 0], calc0, newton_steps,
-                                  progress, settings)
+                                  progress, settings, records)
     lin = np.array([[linear[q]["lower"], linear[q]["upper"]] for q in names])
     half = np.maximum(0.5 * (lin[:, 1] - lin[:, 0]), np.finfo(float).tiny)
     lin_err = np.abs(implicit - lin).max(axis=1) / half
     nonlinear = [k for k in range(len(names)) if lin_err[k] > tol]
     ends, relaxed, skipped = _nonlinear_extremes(model, element, [names[k] for k in nonlinear],
                                         cands[nonlinear], implicit[nonlinear], calc0,
-                                        newton_steps, progress, settings)
+                                        newton_steps, progress, settings, records)
     for k, q in enumerate(names):
         entry = linear[q]
         imp_err, n_skipped = None, 0
@@ -228,13 +236,14 @@ def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progre
 
 
 def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_steps, progress,
-                        settings):
+                        settings, records):
     """``"auto"`` for the nonlinear QoIs ``names``: the implicit values at all candidates
     ``cands`` (n, 2, k, P) (those at the linearised extremes ``[:, :, 0]`` are given,
     ``at_linear`` (n, 2)), then per side the candidate with the most extreme implicit value
     re-relaxed — or, where its relaxation fails or turns unstable (the property does not exist
-    at that member), the next most extreme.  Returns the implicit and re-relaxed values at the
-    chosen members, each (n, 2), and the number of candidates skipped per QoI (n,)."""
+    at that member), the next most extreme.  ``records``: as for :func:`_extreme_values`.
+    Returns the implicit and re-relaxed values at the chosen members, each (n, 2), and the
+    number of candidates skipped per QoI (n,)."""
     from tqdm.auto import tqdm
 
     from potforge.properties.base import InstabilityError, RelaxationError
@@ -246,7 +255,7 @@ def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_s
     more[::k] = False  # the linearised extremes are evaluated already
     if names and more.any():
         values[:, more], _ = _extreme_values(model, element, names, members[:, more], calc0,
-                                             newton_steps, progress, settings)
+                                             newton_steps, progress, settings, records)
     ends, relaxed = np.empty((len(names), 2)), np.empty((len(names), 2))
     skipped = np.zeros(len(names), int)
     for i, q in enumerate(tqdm(names, desc="extreme members (relaxed)", unit="QoI",
