@@ -30,10 +30,12 @@ from potforge.properties import (
     elastic_tensor,
     fit_birch_murnaghan,
     relax_cell,
+    relax_positions,
     run_suite,
     unstable_fault_energy,
 )
 from potforge.properties.elastic import strain_set
+from potforge.properties.relax import nearest_distance
 from potforge.properties.stacking import gsf_curve
 from potforge.properties.structures import bulk_phase
 
@@ -211,6 +213,22 @@ def test_unconverged_relaxation_reports_residual_force(snap):
         r"[0-9.e-]+ eV/Å after 2 steps",
     ):
         suite.vacancy_formation_energy(3)
+
+
+def test_collapsing_relaxation_is_an_instability_not_a_value():
+    from ase.build import bcc100
+    from ase.calculators.lj import LennardJones
+
+    slab = bcc100("W", (2, 2, 4), a=3.165, vacuum=6.0)
+    # LJ minimum at 2^(1/6) σ: at the W spacing (2.74 Å) the slab only relaxes …
+    relaxed, _ = relax_positions(slab, LennardJones(sigma=2.44, rc=6.0), label="W (100) slab")
+    assert nearest_distance(relaxed) > 0.9 * nearest_distance(slab)
+    # … at half of it, atoms fall into each other: no surface energy of a collapsed slab
+    with pytest.raises(InstabilityError, match=r"relaxation of W \(100\) slab \(16 atoms\) "
+                       r"collapsed: the shortest interatomic distance fell from 2\.7\d\d Å to "):
+        relax_positions(slab, LennardJones(sigma=1.2, rc=3.0), label="W (100) slab")
+    with pytest.raises(InstabilityError, match=r"relaxation of W bcc .*collapsed"):
+        compute_qoi("a0", LennardJones(sigma=1.2, rc=3.0), "W")
 
 
 def test_run_suite_shares_work_and_flags_instability(snap):

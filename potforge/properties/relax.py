@@ -3,7 +3,9 @@
 Positions are relaxed at fixed cell with :class:`ase.optimize.BFGS` (or FIRE); cells with
 :class:`ase.filters.FrechetCellFilter`.  A relaxation that stops at ``steps`` without reaching
 ``fmax`` raises :class:`~potforge.properties.base.RelaxationError` naming the structure and the
-residual force, never returning a half-relaxed structure as if it were converged.
+residual force, never returning a half-relaxed structure as if it were converged.  One whose
+atoms fall into each other (shortest distance below :data:`COLLAPSE` × the starting one) raises
+:class:`~potforge.properties.base.InstabilityError`: the structure has no minimum near its start.
 """
 
 from __future__ import annotations
@@ -16,15 +18,23 @@ import numpy as np
 from ase import Atoms
 from ase.constraints import FixedLine
 from ase.filters import FrechetCellFilter
+from ase.neighborlist import neighbor_list
 from ase.optimize import BFGS, FIRE
 
-from potforge.properties.base import RelaxationError
+from potforge.properties.base import InstabilityError, RelaxationError
 
 FMAX = 1e-4
 """Default force tolerance of property relaxations, eV/Å."""
 
 STEPS = 500
 """Default maximum optimiser steps."""
+
+COLLAPSE = 0.75
+"""A relaxation whose shortest interatomic distance falls below this fraction of the starting
+structure's has collapsed (atoms fell into each other through a hole of the potential): it
+raises :class:`~potforge.properties.base.InstabilityError` instead of returning a property of a
+structure that no longer exists.  Physical relaxations of surfaces, vacancies, interstitials and
+stacking faults change the shortest distance by a few per cent."""
 
 _OPTIMIZERS = {"BFGS": BFGS, "FIRE": FIRE}
 
@@ -75,6 +85,24 @@ def max_force(atoms: Atoms) -> float:
     """Largest per-atom force norm (after constraints), eV/Å."""
     f = atoms.get_forces()
     return float(np.sqrt((f**2).sum(axis=1)).max()) if len(f) else 0.0
+
+
+def nearest_distance(atoms: Atoms, cutoff: float = 6.0) -> float:
+    """Shortest interatomic distance (periodic images included), Å; ``inf`` when no pair lies
+    within ``cutoff`` Å."""
+    d = neighbor_list("d", atoms, cutoff)
+    return float(d.min()) if len(d) else float("inf")
+
+
+def _check_collapse(start: Atoms, relaxed: Atoms, label: str) -> None:
+    d0 = nearest_distance(start)
+    d1 = nearest_distance(relaxed, min(d0, 6.0))
+    if d1 < COLLAPSE * d0:
+        raise InstabilityError(
+            f"relaxation of {label} ({len(start)} atoms) collapsed: the shortest interatomic "
+            f"distance fell from {d0:.3f} Å to {d1:.3f} Å (below {COLLAPSE:g}×); the potential "
+            f"has no stable minimum near this structure"
+        )
 
 
 def _run(
@@ -130,6 +158,8 @@ def relax_positions(
     ------
     RelaxationError
         When ``steps`` are used up before ``fmax`` is reached.
+    InstabilityError
+        When the structure collapsed (:data:`COLLAPSE`).
     """
 
     def run() -> tuple[Atoms, float]:
@@ -138,6 +168,7 @@ def relax_positions(
             work.set_constraint(FixedLine(list(range(len(work))), [0.0, 0.0, 1.0]))
         work.calc = calc
         _run(work, work, label, fmax, steps, optimizer, lambda: max_force(work))
+        _check_collapse(atoms, work, label)
         return work, float(work.get_potential_energy())
 
     return _hooked("positions", atoms, calc, run, z_only=z_only)
@@ -191,6 +222,7 @@ def relax_cell(
             return float(np.sqrt((g**2).sum(axis=1)).max())
 
         _run(filt, work, label, fmax, steps, optimizer, residual)
+        _check_collapse(atoms, work, label)
         return work, float(work.get_potential_energy())
 
     return _hooked("cell", atoms, calc, run, hydrostatic=hydrostatic, mask=mask)
