@@ -313,15 +313,15 @@ def part_c(args: argparse.Namespace) -> dict:
     Students are fitted to the 33 W structures of ``potforge demo`` labelled by the shipped W
     SNAP (the teacher); every QoI gets its exact dQ/dθ once per student, then each posterior's
     exact extremes of ``dQ/dθ · θ`` (linear propagation, :mod:`potforge.uq.propagation`); the
-    POPS ensemble also with the default ``"auto"`` propagation (nonlinear QoIs evaluated at
-    their extreme members).
+    posteriors of :data:`AUTO_METHODS` also with the default ``"auto"`` propagation (nonlinear
+    QoIs evaluated at their extreme members, re-relaxed).  ``--exhaustive``: every POPS ensemble
+    member evaluated implicitly for each QoI that auto leaves outside.
     """
     from potforge.commands.demo import label, w_structures
     from potforge.model import LinearPotential
     from potforge.oracles import make_oracle
     from potforge.properties import PropertyError, run_suite
     from potforge.properties.sensitivity import Sensitivity
-    from potforge.uq.propagation import property_uncertainty
 
     teacher = make_oracle(TEACHER).build()
     data = label(w_structures(), teacher)
@@ -355,20 +355,70 @@ def part_c(args: argparse.Namespace) -> dict:
             lower, upper = values + lo - G @ model.coef_, values + hi - G @ model.coef_
             rows.append(_coverage_row(name, qois, values, truth, lower, upper, t_post))
         # the default propagation ("auto": per QoI linear, implicit or re-relaxed extremes)
-        model.fit_posterior(data, "pops", designs=designs, posterior="ensemble")
-        t0 = time.perf_counter()
-        res = property_uncertainty(model, "W", qois, progress=False, steps=2000)
-        lower, upper = (np.array([res[q][k] for q in qois]) for k in ("lower", "upper"))
-        rows.append(_coverage_row("POPS ensemble, auto propagation", qois, values, truth, lower,
-                                  upper, time.perf_counter() - t0))
-        rows[-1]["chosen"] = {q: res[q]["method"] for q in qois}
-        rows[-1]["check"] = {q: res[q]["check"] for q in qois}
+        for name in AUTO_METHODS:
+            method, opts = PART_B_METHODS[name]
+            model.fit_posterior(data, method, designs=designs, **opts)
+            rows.append(_auto_row(model, name, qois, values, truth))
+            if name == "POPS ensemble" and args.exhaustive:
+                rows[-1]["exhaustive"] = _exhaustive(model, rows[-1])
         out["students"].append({"student": student, "spec": spec, "n_params": model.n_params,
                                 "suite_and_sensitivities_seconds": t_sens,
                                 "relative_errors": {q: float(err[k] / abs(truth[k]))
                                                     for k, q in enumerate(qois)},
                                 "failed": failed,
                                 "methods": rows})
+    return out
+
+
+AUTO_METHODS = ("POPS ensemble", "POPS hypercube", "BLR ±2σ", "tempered BLR (Frederiksen)",
+                "bootstrap K=20 (min/max)")
+"""Part (c) posteriors also propagated with ``"auto"`` (linear rows are the cheap screen)."""
+
+
+def _auto_row(model, name, qois, values, truth) -> dict:
+    """Part (c) row of ``name``'s posterior under ``"auto"`` propagation; a QoI that cannot be
+    evaluated at any of its candidate members (every one collapses) is reported and left out."""
+    from potforge.errors import ModelError
+    from potforge.uq.propagation import property_uncertainty
+
+    t0 = time.perf_counter()
+    try:
+        res = property_uncertainty(model, "W", qois, progress=False, steps=2000)
+    except ModelError:  # find which QoI(s): each alone
+        res = {}
+        for q in qois:
+            try:
+                res.update(property_uncertainty(model, "W", [q], progress=False, steps=2000))
+            except ModelError as exc:
+                res[q] = {"error": str(exc)}
+    ok = [k for k, q in enumerate(qois) if "error" not in res[q]]
+    lower, upper = (np.array([res[qois[k]][b] for k in ok]) for b in ("lower", "upper"))
+    row = _coverage_row(f"{name}, auto propagation", [qois[k] for k in ok], values[ok],
+                        truth[ok], lower, upper, time.perf_counter() - t0)
+    row["chosen"] = {q: res[q]["method"] for q in row["qois"]}
+    row["check"] = {q: res[q]["check"] for q in row["qois"]}
+    row["failed"] = {q: res[q]["error"] for q in qois if "error" in res[q]}
+    return row
+
+
+def _exhaustive(model, row) -> dict:
+    """Every POPS ensemble member evaluated implicitly for each nonlinear QoI whose teacher
+    value ``"auto"`` left outside: is the miss the candidate search's or the posterior's?"""
+    from potforge.properties.sensitivity import Sensitivity
+    from potforge.uq.propagation import _extreme_values
+
+    post = model.posterior_
+    thetas = model.coef_ + post.arrays["members"] / post.scale
+    missed = [q for q, r in row["qois"].items()
+              if not r["inside"] and row["chosen"][q] != "linear"]
+    out = {}
+    for q in missed:
+        t0 = time.perf_counter()
+        vals, _ = _extreme_values(model, "W", [q], thetas[None],
+                                  Sensitivity(model, "W", steps=2000).calc, 1, False,
+                                  {"steps": 2000})
+        out[q] = {"members": len(thetas), "min": float(vals.min()), "max": float(vals.max()),
+                  "seconds": time.perf_counter() - t0}
     return out
 
 
@@ -404,13 +454,19 @@ def print_part_c(result: dict) -> None:
                 for q in s["qois"])
             print(f"{r['method']:30s}{marks}{r['coverage']:7.2f}"
                   f"{r['median_halfwidth_over_error']:9.2f}")
-        chosen = st["methods"][-1].get("chosen", {})
-        print(f"{'  auto chose':30s}" + "".join(f"{chosen.get(q, '-')[:9]:>10s}"
-                                                  for q in s["qois"]))
-        check = st["methods"][-1].get("check", {})
+        pops_auto = next(r for r in st["methods"] if r["method"] == "POPS ensemble, auto "
+                         "propagation")
+        print(f"{'  POPS auto chose':30s}" + "".join(
+            f"{pops_auto['chosen'].get(q, '-')[:9]:>10s}" for q in s["qois"]))
+        chk = pops_auto["check"]
         print(f"{'  unrelaxable candidates':30s}" + "".join(
-            f"{check[q]['unrelaxable_candidates'] if q in check else '-':>10}"
-            for q in s["qois"]))
+            f"{chk[q]['unrelaxable_candidates'] if q in chk else '-':>10}" for q in s["qois"]))
+        for r in st["methods"]:
+            for q, msg in r.get("failed", {}).items():
+                print(f"  {r['method']}: {q} left out: {msg}")
+        for q, e in pops_auto.get("exhaustive", {}).items():
+            print(f"  all {e['members']} POPS members, implicit {q}: [{e['min']:.4f}, "
+                  f"{e['max']:.4f}] vs teacher {result['reference'][q]:.4f} ({e['seconds']:.0f} s)")
         for q, msg in st["failed"].items():
             print(f"  {q} not computed (left out of the coverage): {msg}")
         for r in st["methods"]:
@@ -460,10 +516,10 @@ def part_d(args: argparse.Namespace) -> dict:
     rows = {}
     for q in PART_C_QOIS:
         value, grad = sens.gradient(q)
-        b = np.array(brute[q]["samples"])
-        spread = float(np.abs(b - value).max())
+        b = np.array(brute[q]["samples"], dtype=float)  # NaN: the QoI collapsed at that draw
+        spread = float(np.nanmax(np.abs(b - value)))
         lin = value + draws @ grad
-        imp = np.array(out["methods"]["implicit"]["qois"][q]["samples"])
+        imp = np.array(out["methods"]["implicit"]["qois"][q]["samples"], dtype=float)
         exact = out["methods"]["relaxed extremes"]["qois"][q]
         half = 0.5 * (exact["upper"] - exact["lower"])
         rows[q] = {"auto_method": out["methods"]["auto"]["qois"][q]["method"],
@@ -473,8 +529,8 @@ def part_d(args: argparse.Namespace) -> dict:
                                  for m, r in out["methods"].items()
                                  if m in ("linear", "implicit", "auto", "auto k=1")},
                    "teacher": ref[q]["value"], "value": value, "resample_spread": spread,
-                   "linear_dev": float(np.abs(lin - b).max() / spread),
-                   "implicit_dev": float(np.abs(imp - b).max() / spread),
+                   "linear_dev": float(np.nanmax(np.abs(lin - b)) / spread),
+                   "implicit_dev": float(np.nanmax(np.abs(imp - b)) / spread),
                    "inside": {m: bool(r["qois"][q]["lower"] <= ref[q]["value"]
                                       <= r["qois"][q]["upper"])
                               for m, r in out["methods"].items()}}
@@ -542,6 +598,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--mo", type=Path, default=MO, help="folder with the Zuo Mo json files")
     parser.add_argument("--quick", action="store_true", help="part b: linear SNAP only")
     parser.add_argument("--samples", type=int, default=32, help="part d: posterior draws")
+    parser.add_argument("--exhaustive", action="store_true",
+                        help="part c: every POPS member implicitly for each QoI auto misses")
     args = parser.parse_args(argv)
     out = {"date": date.today().isoformat(), "machine": machine(args.threads)}
     with threadpool_limits(args.threads):

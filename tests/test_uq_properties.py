@@ -14,7 +14,7 @@ from potforge.commands.demo import label, w_structures
 from potforge.errors import ModelError
 from potforge.model import LinearPotential
 from potforge.oracles import make_oracle
-from potforge.properties import compute_qoi
+from potforge.properties import InstabilityError, compute_qoi
 from potforge.uq.propagation import property_uncertainty
 
 SPEC = "snap(twojmax=4,rcutfac=4.7)+zbl(inner=1.0,outer=1.6)+const"
@@ -113,10 +113,19 @@ def test_auto_picks_per_qoi_the_cheapest_method_that_agrees_at_the_extremes(mode
             assert (check["implicit_vs_relaxed"] <= 0.1) == (auto[q]["method"] == "implicit")
         assert strict[q]["method"] == "resample" and strict[q]["check"]["linear_vs_implicit"] > 0
         members = model.candidate_coef(sens.gradient(q)[1], k)[0].reshape(2 * k, -1)
-        cand = np.array(imp[q]["candidates"])
-        assert cand.shape == (2 * k,) and imp[q]["extremes"] == [cand[0], cand[k]]
-        ends = members[[cand.argmin(), cand.argmax()]]
-        brute = [compute_qoi(q, model.as_calculator(t), "W", **SETTINGS) for t in ends]
+        cand = np.array(imp[q]["candidates"], dtype=float)  # NaN: no such structure there
+        assert cand.shape == (2 * k,)
+        assert np.array_equal(np.array(imp[q]["extremes"], dtype=float), cand[[0, k]],
+                              equal_nan=True)
+        brute = []
+        for order in (np.argsort(cand), np.argsort(-cand)):  # NaN last on either side
+            for j in order:  # the most extreme candidate whose structure exists when relaxed
+                try:
+                    brute.append(compute_qoi(q, model.as_calculator(members[j]), "W",
+                                             **SETTINGS))
+                    break
+                except InstabilityError:
+                    continue
         v = strict[q]["value"]
         assert strict[q]["lower"] == pytest.approx(min(v, *brute), rel=1e-9), q
         assert strict[q]["upper"] == pytest.approx(max(v, *brute), rel=1e-9), q
@@ -130,6 +139,24 @@ def test_resampled_value_is_a_real_recomputation(model):
     )
     direct = compute_qoi("a0", model.as_calculator(theta), "W", **SETTINGS)
     assert res["a0"]["samples"][1] == pytest.approx(direct, rel=1e-9)
+
+
+def test_a_property_that_does_not_exist_at_a_sample_is_counted_not_bounded(model):
+    """The 2J=4 student's POPS ensemble reaches parameters where its (100) slab falls below the
+    bulk (γ ≤ 0): ``resample`` reports those draws (``None``, ``unstable_samples``) and bounds
+    the others; ``auto`` passes over such candidates and counts them."""
+    q, n = "gamma_surf_100", 8
+    r = property_uncertainty(model, "W", [q], method="resample", n_samples=n, progress=False,
+                             **SETTINGS)[q]
+    lost = [s for s, v in enumerate(r["samples"]) if v is None]
+    assert r["unstable_samples"] == len(lost) >= 1, r
+    ok = [v for v in r["samples"] if v is not None]
+    assert r["lower"] == min(r["value"], *ok) > 0 and r["upper"] == max(r["value"], *ok)
+    with pytest.raises(InstabilityError, match=r"W \(100\) slab (lies below the bulk|.*collapsed)"):
+        compute_qoi(q, model.as_calculator(model.sample_coef(n, seed=0)[lost[0]]), "W",
+                    **SETTINGS)
+    auto = property_uncertainty(model, "W", [q], n_candidates=2, progress=False, **SETTINGS)[q]
+    assert auto["check"]["unrelaxable_candidates"] >= 1 and 0 < auto["lower"] < auto["upper"]
 
 
 def test_newton_relaxer_at_the_fitted_parameters_changes_nothing(model):

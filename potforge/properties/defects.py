@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from potforge.properties.base import InstabilityError
 from potforge.properties.bulk import BulkState
 from potforge.properties.relax import FMAX, STEPS, keep_structure, relax_positions
 from potforge.properties.structures import cubic_supercell, interstitial_supercell
@@ -41,6 +42,12 @@ def vacancy_formation_energy(
     -------
     float
         ``E(N−1) − (N−1) e_bulk``, eV.
+
+    Raises
+    ------
+    InstabilityError
+        When the cell collapses (:data:`~potforge.properties.relax.COLLAPSE`) or the formation
+        energy is not positive (the perfect lattice is then unstable against vacancies).
     """
     atoms = cubic_supercell(state.element, state.phase, state.a, size, state.c_over_a)
     n = len(atoms)
@@ -48,7 +55,13 @@ def vacancy_formation_energy(
     label = f"{state.element} vacancy"
     relaxed, e = relax_positions(atoms, calc, label=label, fmax=fmax, steps=steps)
     keep_structure(keep, relaxed)
-    return formation_energy(e, n - 1, state.energy_per_atom)
+    e_f = formation_energy(e, n - 1, state.energy_per_atom)
+    if e_f <= 0.0:
+        raise InstabilityError(
+            f"{label} lies below the perfect crystal: formation energy {e_f:.4g} eV ≤ 0, so "
+            f"{state.phase} {state.element} is unstable against vacancies with this potential"
+        )
+    return e_f
 
 
 def vacancy_convergence(

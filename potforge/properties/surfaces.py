@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
-from potforge.properties.base import NotApplicableError
+from potforge.properties.base import EV_A2_TO_J_M2, InstabilityError, NotApplicableError
 from potforge.properties.bulk import BulkState
 from potforge.properties.relax import FMAX, STEPS, keep_structure, relax_positions
 from potforge.properties.structures import SURFACE_ORIENTATIONS, oriented_cell
@@ -93,6 +93,12 @@ def surface_energy(
     -------
     float
         eV/Å² (× 16.02 for J/m²).
+
+    Raises
+    ------
+    InstabilityError
+        When the slab collapses (:data:`~potforge.properties.relax.COLLAPSE`) or its surface
+        energy is not positive.
     """
     atoms, _ = slab(state, miller, thickness=thickness, vacuum=vacuum, repeats=repeats)
     if relax:
@@ -104,4 +110,11 @@ def surface_energy(
         e = atoms.get_potential_energy()
     keep_structure(keep, atoms)
     area = float(np.linalg.norm(np.cross(atoms.cell[0], atoms.cell[1])))
-    return float((e - len(atoms) * state.energy_per_atom) / (2.0 * area))
+    gamma = float((e - len(atoms) * state.energy_per_atom) / (2.0 * area))
+    if gamma <= 0.0:
+        raise InstabilityError(
+            f"{state.element} ({miller}) slab lies below the bulk: surface energy "
+            f"{gamma * EV_A2_TO_J_M2:.4g} J/m² ≤ 0, so {state.phase} {state.element} is unstable "
+            f"against cleavage with this potential"
+        )
+    return gamma

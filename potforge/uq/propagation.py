@@ -110,20 +110,25 @@ def property_uncertainty(
     -------
     dict
         ``{qoi: {"value", "unit", "std", "lower", "upper", "method", "seconds"}}`` in QoI units;
-        ``"implicit"`` and ``"resample"`` add ``"samples"`` (n_samples,); ``"implicit"`` adds
-        ``"extremes"`` (the QoI at its two linearised-extreme members), ``"candidates"`` (at
-        its ``2 n_candidates`` candidate members, lower side first) and ``"max_newton_step"``
+        ``"implicit"`` and ``"resample"`` add ``"samples"`` (n_samples,; ``None`` where the
+        QoI does not exist at that sample: its relaxation failed or collapsed) and
+        ``"unstable_samples"`` (how many such; the bounds and std are over the others);
+        ``"implicit"`` adds ``"extremes"`` (the QoI at its two linearised-extreme members),
+        ``"candidates"`` (at its ``2 n_candidates`` candidate members, lower side first;
+        ``None`` likewise) and ``"max_newton_step"``
         (largest coordinate step of any parameter vector, Å); ``"auto"`` sets ``"method"`` to
         the method chosen and adds ``"check"``: the disagreement of ``"linear"`` with
         ``"implicit"`` at the linearised-extreme members and of ``"implicit"`` with
-        re-relaxation at the members giving the implicit extremes (``None`` where not needed),
-        as fractions of the half-width, and ``"unrelaxable_candidates"``: candidates passed
+        re-relaxation at the members giving the implicit extremes (``None`` where not needed,
+        or where the QoI does not exist at a linearised extreme), as fractions of the
+        half-width, and ``"unrelaxable_candidates"``: candidates passed
         over because their relaxation failed or turned unstable.
 
     Raises
     ------
     ModelError
-        No posterior, an unknown method, or a non-finite property value for some sample.
+        No posterior, an unknown method, a non-finite property value for some sample, or a
+        QoI that exists at none of the samples (or, ``"auto"``, none of its candidates).
     """
     from potforge.properties import run_suite
     from potforge.properties.relax import relaxation_hook
@@ -148,7 +153,9 @@ def property_uncertainty(
                      progress, settings)
     thetas = model.sample_coef(n_samples, seed)
     make_hook = None if record is None else partial(NewtonRelaxer, record, sens.calc, newton_steps)
-    values, max_step = _evaluate(model, element, names, thetas, make_hook, progress, settings)
+    unstable = []
+    values, max_step = _evaluate(model, element, names, thetas, make_hook, progress, settings,
+                                 unstable)
     if record is not None:  # each QoI at its candidate members for the extremes
         cands = model.candidate_coef(G, n_candidates)
         own, ext_step = _extreme_values(
@@ -158,17 +165,24 @@ def property_uncertainty(
         max_step = max(max_step, ext_step)
     for k, q in enumerate(names):
         v, col = out[q]["value"], values[:, k]
-        ext = own[k] if record is not None else np.empty(0)
+        lost = [msg for _, name, msg in unstable if name == q]
+        if len(lost) == len(col):
+            raise ModelError(f"{q} does not exist at any of the {len(col)} posterior samples: "
+                             f"{lost[0]}")
+        ext = own[k][np.isfinite(own[k])] if record is not None else np.empty(0)
+        ok = col[np.isfinite(col)]
         out[q].update(
-            std=float(col.std()),
-            lower=float(min(v, *col, *ext)),
-            upper=float(max(v, *col, *ext)),
+            std=float(ok.std()),
+            lower=float(min(v, *ok, *ext)),
+            upper=float(max(v, *ok, *ext)),
             method=method,
-            samples=col.tolist(),
+            samples=[float(c) if np.isfinite(c) else None for c in col],
+            unstable_samples=len(lost),
         )
         if record is not None:
             k_side = cands.shape[2]
-            out[q].update(extremes=[float(ext[0]), float(ext[k_side])], candidates=ext.tolist(),
+            cand = [float(c) if np.isfinite(c) else None for c in own[k]]  # None: no structure
+            out[q].update(extremes=[cand[0], cand[k_side]], candidates=cand,
                           max_newton_step=max_step)
     return out
 
@@ -178,8 +192,8 @@ def _extreme_values(model, element, names, members, calc0, newton_steps, progres
     """Each QoI at its own posterior members ``members`` (len(names), C, P), alone (one
     single-QoI suite per member), implicitly: its relaxations recorded under ``calc0`` and
     replaced by Newton steps.  ``records`` ({qoi: RelaxationRecord}) keeps each QoI's record
-    for a later call on the same QoI.  Returns (len(names), C) values and the largest Newton
-    step (Å)."""
+    for a later call on the same QoI.  Returns (len(names), C) values (NaN where the QoI does
+    not exist at that member: its structure collapses) and the largest Newton step (Å)."""
     from tqdm.auto import tqdm
 
     from potforge.properties import run_suite
@@ -198,7 +212,7 @@ def _extreme_values(model, element, names, members, calc0, newton_steps, progres
             if records is not None:
                 records[q] = record
         make_hook = partial(NewtonRelaxer, record, calc0, newton_steps)
-        vals, step = _evaluate(model, element, [q], members[k], make_hook, False, settings)
+        vals, step = _evaluate(model, element, [q], members[k], make_hook, False, settings, [])
         values[k] = vals[:, 0]
         max_step = max(max_step, step)
     return values, max_step
@@ -215,7 +229,8 @@ def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progre
                                   progress, settings, records)
     lin = np.array([[linear[q]["lower"], linear[q]["upper"]] for q in names])
     half = np.maximum(0.5 * (lin[:, 1] - lin[:, 0]), np.finfo(float).tiny)
-    lin_err = np.abs(implicit - lin).max(axis=1) / half
+    # a QoI that does not exist at a linearised extreme (NaN) is as nonlinear as it gets
+    lin_err = np.nan_to_num(np.abs(implicit - lin).max(axis=1) / half, nan=np.inf)
     nonlinear = [k for k in range(len(names)) if lin_err[k] > tol]
     ends, relaxed, skipped = _nonlinear_extremes(model, element, [names[k] for k in nonlinear],
                                         cands[nonlinear], implicit[nonlinear], calc0,
@@ -228,9 +243,11 @@ def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progre
             imp_err = float(np.abs(ends[i] - relaxed[i]).max() / half[k])
             n_skipped = int(skipped[i])
             chosen, at = ("implicit", ends[i]) if imp_err <= tol else ("resample", relaxed[i])
+            imp_err = imp_err if np.isfinite(imp_err) else None
             v = entry["value"]
             entry.update(lower=float(min(v, *at)), upper=float(max(v, *at)), method=chosen)
-        entry["check"] = {"linear_vs_implicit": float(lin_err[k]),
+        entry["check"] = {"linear_vs_implicit": float(lin_err[k]) if np.isfinite(lin_err[k])
+                          else None,
                           "implicit_vs_relaxed": imp_err, "unrelaxable_candidates": n_skipped}
     return linear
 
@@ -278,24 +295,44 @@ def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_s
     return ends, relaxed, skipped
 
 
-def _evaluate(model, element, names, thetas, make_hook, progress, settings):
+def _evaluate(model, element, names, thetas, make_hook, progress, settings, unstable=None):
     """QoI values (len(thetas), len(names)) for each parameter vector, relaxations replaced by
     ``make_hook()`` (a fresh :class:`NewtonRelaxer` per vector) when given; and the largest
-    Newton step (Å)."""
+    Newton step (Å).  ``unstable`` (a list): a QoI whose relaxation fails or turns unstable at a
+    vector is NaN there and ``(vector, qoi, message)`` is appended; otherwise the error
+    propagates."""
     from tqdm.auto import tqdm
 
     from potforge.properties import run_suite
+    from potforge.properties.base import InstabilityError, RelaxationError
     from potforge.properties.relax import relaxation_hook
+
+    def suite(theta, qois):
+        hook = None if make_hook is None else make_hook()
+        with relaxation_hook(hook):
+            res = run_suite(model.as_calculator(theta), element, qois, progress=False, **settings)
+        return [res[q]["value"] for q in qois], hook.max_step if hook else 0.0
 
     values = np.empty((len(thetas), len(names)))
     max_step = 0.0
     for s, theta in enumerate(tqdm(thetas, desc="posterior samples", disable=not progress)):
-        hook = None if make_hook is None else make_hook()
-        with relaxation_hook(hook):
-            res = run_suite(model.as_calculator(theta), element, names, progress=False, **settings)
-        values[s] = [res[q]["value"] for q in names]
-        max_step = max(max_step, hook.max_step if hook else 0.0)
+        try:
+            values[s], step = suite(theta, names)
+        except (RelaxationError, InstabilityError):
+            if unstable is None:
+                raise
+            step = 0.0
+            for k, q in enumerate(names):  # which QoIs do not exist at this vector
+                try:
+                    (values[s, k],), step_q = suite(theta, [q])
+                    step = max(step, step_q)
+                except (RelaxationError, InstabilityError) as exc:
+                    values[s, k] = np.nan
+                    unstable.append((s, q, str(exc)))
+        max_step = max(max_step, step)
     bad = ~np.isfinite(values)
+    for s, q, _ in unstable or ():
+        bad[s, names.index(q)] = False
     if bad.any():
         s, k = np.argwhere(bad)[0]
         raise ModelError(
