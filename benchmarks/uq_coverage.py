@@ -172,6 +172,8 @@ LINEAR_SNAP = ("linear SNAP 2J=6 (CV weights)", "snap(twojmax=6,rcutfac=4.6)+con
                 "group_weights": {"Elastic": 3.0, "Surface": 0.3}})
 PART_B_METHODS = {
     "POPS ensemble": ("pops", {"posterior": "ensemble"}),
+    "POPS ensemble, leverage ≥ p0.5": ("pops", {"posterior": "ensemble",
+                                                "leverage_percentile": 0.5}),
     "POPS ensemble, leverage ≥ p1": ("pops", {"posterior": "ensemble",
                                               "leverage_percentile": 1.0}),
     "POPS ensemble, leverage ≥ p10": ("pops", {"posterior": "ensemble",
