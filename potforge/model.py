@@ -296,9 +296,10 @@ class LinearPotential:
         designs : sequence of StructureDesign, optional
             Precomputed designs of ``structures`` (skips the descriptor pass).
         **options
-            ``posterior`` ("ensemble" or "hypercube"), ``max_members``, ``leverage_threshold``
-            (pops); ``temperature``, ``n_sigma`` (bayes); ``n_members`` (bootstrap);
-            ``random_state``. See :func:`potforge.uq.centred.fit_centred_posterior`.
+            ``posterior`` ("ensemble" or "hypercube"), ``max_members``, ``leverage_threshold``,
+            ``leverage_percentile``, ``percentile_clipping`` (pops); ``temperature``,
+            ``n_sigma`` (bayes); ``n_members`` (bootstrap); ``random_state``.
+            See :func:`potforge.uq.centred.fit_centred_posterior`.
 
         Returns
         -------

@@ -21,6 +21,7 @@ SPEC = "snap(twojmax=4,rcutfac=4.6)+const"
 METHODS = [
     ("pops", {}),
     ("pops", {"posterior": "hypercube"}),
+    ("pops", {"posterior": "hypercube", "percentile_clipping": 5.0}),
     ("pops", {"leverage_percentile": 50.0, "max_members": 500, "random_state": 1}),
     ("bayes", {}),
     ("bayes", {"temperature": "frederiksen"}),
@@ -204,6 +205,13 @@ def test_cli_uq_then_eval_and_fit_with_uq(mo, tmp_path, capsys, mo_test):
                  str(tmp_path / "ev50")]) == 0
     ev50 = json.loads((tmp_path / "ev50" / "metrics.json").read_text())["test"]
     assert ev50["force_bound_median_eV_per_A"] < ev["force_bound_median_eV_per_A"]
+    # popsregression's percentile clipping of the hypercube, named in the summary
+    capsys.readouterr()
+    assert main(["uq", "--model", str(out), "--train", str(tmp_path / "train.xyz"),
+                 "--posterior", "hypercube", "--percentile-clipping", "5"]) == 0
+    assert "box over" in (text := capsys.readouterr().out)
+    assert "clipped to the 5–95 percentiles" in text
+    assert LinearPotential.load(out).posterior_.info["percentile_clipping"] == 5.0
     out2 = tmp_path / "m2"
     assert main(["fit", "--train", str(tmp_path / "train.xyz"), "--test", str(mo_test),
                  "--out", str(out2), "--model", SPEC, "--uq", "bayes"]) == 0

@@ -251,8 +251,9 @@ def test_not_fitted_clone_and_bad_input(problem):
 popsregression = pytest.importorskip("popsregression")
 
 
-def _reference(X, y, w, posterior):
-    ref = popsregression.POPSRegression(posterior=posterior, leverage_percentile=0.0)
+def _reference(X, y, w, posterior, clip=0.0):
+    ref = popsregression.POPSRegression(posterior=posterior, leverage_percentile=0.0,
+                                        percentile_clipping=clip)
     return ref.fit(X, y, sample_weight=w)
 
 
@@ -273,10 +274,12 @@ def test_agrees_with_popsregression_ensemble(weighted):
     assert np.allclose(lo, lo_ref, atol=1e-9) and np.allclose(hi, hi_ref, atol=1e-9)
 
 
-def test_agrees_with_popsregression_hypercube():
+@pytest.mark.parametrize("clip", [0.0, 5.0])
+def test_agrees_with_popsregression_hypercube(clip):
     X, y, Xt, _ = misspecified_problem(800, 20, n_test=100, random_state=9)
-    ref = _reference(X, y, None, "hypercube")
-    ours = POPSRegressor(alpha=ref.lambda_ / ref.alpha_, posterior="hypercube").fit(X, y)
+    ref = _reference(X, y, None, "hypercube", clip)
+    ours = POPSRegressor(alpha=ref.lambda_ / ref.alpha_, posterior="hypercube",
+                         percentile_clipping=clip).fit(X, y)
     V_ref, (lo_ref, hi_ref) = ref._hypercube_support, ref._hypercube_bounds
     V = ours.components_
     order = np.argsort(-np.einsum("ij,jk,ik->i", V_ref.T, ours.misspecification_cov_, V_ref.T))
@@ -300,3 +303,36 @@ def test_progress_bars_do_not_change_results(problem, capsys):
     b = fit_pops(X, y, w, alpha=ALPHA, posterior="hypercube", chunk_size=100)
     assert "POPS pass 2" in capsys.readouterr().err
     assert np.allclose(a.posteriors[POOLED].bounds(Xt), b.posteriors[POOLED].bounds(Xt))
+
+
+def test_percentile_clipping_trims_the_box_the_same_streamed_or_in_memory(problem):
+    X, y, w, _, Xt, _ = problem
+    full = POPSRegressor(alpha=ALPHA, posterior="hypercube").fit(X, y, w)
+    clipped = POPSRegressor(alpha=ALPHA, posterior="hypercube", percentile_clipping=5.0)
+    clipped.fit(X, y, w)
+    assert np.allclose(clipped.components_, full.components_)
+    assert np.all(clipped.box_low_ > full.box_low_) and np.all(clipped.box_high_ < full.box_high_)
+    # each axis keeps the central 90 % of the projected corrections
+    C = POPSRegressor(alpha=ALPHA).fit(X, y, w).corrections_
+    proj = C @ clipped.components_
+    inside = (proj >= clipped.box_low_ - 1e-12) & (proj <= clipped.box_high_ + 1e-12)
+    assert np.allclose(inside.mean(axis=0), 0.9, atol=2.0 / C.shape[0])
+    # no cache: pass 3 recomputes the corrections chunk by chunk, same percentiles
+    streamed = fit_pops(X, y, w, alpha=ALPHA, posterior="hypercube", percentile_clipping=5.0,
+                        chunk_size=100, cache_bytes=0).posteriors[POOLED]
+    assert np.allclose(streamed.low, clipped.box_low_, atol=1e-10)
+    assert np.allclose(streamed.high, clipped.box_high_, atol=1e-10)
+    _, lo_f, hi_f = full.predict(Xt, return_bounds=True)
+    _, lo_c, hi_c = clipped.predict(Xt, return_bounds=True)
+    assert np.all(hi_c - lo_c < hi_f - lo_f)
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"posterior": "hypercube", "percentile_clipping": 50.0}, r"\[0, 50\).*got 50.0"),
+    ({"posterior": "hypercube", "percentile_clipping": -1}, r"\[0, 50\).*got -1"),
+    ({"posterior": "ensemble", "percentile_clipping": 5.0}, "no box to clip"),
+])
+def test_bad_percentile_clipping_is_refused(problem, kw, match):
+    X, y, w, _, _, _ = problem
+    with pytest.raises(ModelError, match=match):
+        POPSRegressor(alpha=ALPHA, **kw).fit(X, y, w)

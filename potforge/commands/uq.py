@@ -40,13 +40,18 @@ def add_posterior_options(p: argparse.ArgumentParser, default: str) -> None:
                    help="POPS: use only corrections of rows with leverage ≥ the P-th percentile "
                    "(popsregression's filter, its default 50): narrower bounds, but filtered "
                    "training rows may fall outside; default 0 keeps all")
+    p.add_argument("--percentile-clipping", type=float, default=0.0, metavar="C",
+                   help="POPS hypercube: each axis spans the C-th to (100-C)-th percentile of "
+                   "the corrections instead of min/max (popsregression's option): a much "
+                   "narrower box that no longer holds every training row; default 0")
     p.add_argument("--seed", type=int, default=0, help="seed for subsamples / bootstrap")
 
 
 def posterior_options(args: argparse.Namespace, method: str) -> dict:
     if method == "pops":
         return {"posterior": args.posterior, "max_members": args.max_members,
-                "leverage_percentile": args.leverage_percentile, "random_state": args.seed}
+                "leverage_percentile": args.leverage_percentile,
+                "percentile_clipping": args.percentile_clipping, "random_state": args.seed}
     if method == "bootstrap":
         return {"random_state": args.seed}
     return {}
@@ -58,7 +63,10 @@ def summary(model: LinearPotential, train_metrics: dict) -> str:
     i = post.info
     rows = ", ".join(f"{n} {k}" for k, n in i["rows_by_type"].items())
     form = {"ensemble": f"ensemble of {i.get('n_members')} members",
-            "hypercube": f"box over {i.get('n_components')} components",
+            "hypercube": f"box over {i.get('n_components')} components"
+                         + (f", clipped to the {i['percentile_clipping']:g}–"
+                            f"{100 - i['percentile_clipping']:g} percentiles"
+                            if i.get("percentile_clipping") else ""),
             "gaussian": f"Gaussian, bounds ±{i.get('n_sigma')}σ"}[post.kind]
     lines = [
         f"posterior: {post.method} ({form}), {model.n_params} parameters",

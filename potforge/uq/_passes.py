@@ -166,7 +166,7 @@ class PopsPasses:
             type_scales={k: self.scales.get(k, 1.0) for k in neq.types},
             n_rows=self.n_rows, n_excluded=self.n_excluded,
             residuals=self.diag[0], leverages=self.diag[1], keep=self.diag[2],
-            settings={k: cfg[k] for k in ("alpha", "posterior", "n_samples")},
+            settings={k: cfg[k] for k in ("alpha", "posterior", "n_samples", "clip")},
         )
 
     def _normal_equations(self) -> NormalEquations:
@@ -242,12 +242,12 @@ class PopsPasses:
             if self.counts[g]:
                 evals, evecs, offset = self.moments[g].principal_axes(cfg["center"])
                 k = select_components(evals, cfg["fraction"], cfg["mode_threshold"])
-                axes[g], boxes[g] = evals, BoxAccumulator(evecs[:, :k], offset)
+                axes[g], boxes[g] = evals, BoxAccumulator(evecs[:, :k], offset, cfg["clip"])
         for rows, t in self._cached_or_recomputed():
             for g, box in boxes.items():
                 box.update(_take(rows.corrections, _group_mask(rows.keep, t, g)))
         return {
-            g: HypercubePosterior(box.components, box.low, box.high, box.offset, axes[g],
+            g: HypercubePosterior(box.components, *box.bounds(), box.offset, axes[g],
                                   self.moments[g].second_moment(), self.counts[g])
             for g, box in boxes.items()
         }

@@ -29,6 +29,7 @@ import numpy as np
 from potforge.errors import DataError, ModelError
 from potforge.uq._linalg import RidgeSolution, check_rows, solve_ridge
 from potforge.uq._passes import corrections_block
+from potforge.uq.pops import check_pops_options
 from potforge.uq.posteriors import (
     BoxAccumulator,
     EnsemblePosterior,
@@ -196,6 +197,7 @@ def fit_centred_posterior(
     max_members: int | None = None,
     leverage_threshold: float = 1e-12,
     leverage_percentile: float = 0.0,
+    percentile_clipping: float = 0.0,
     temperature: str | float | None = None,
     n_sigma: float = 2.0,
     n_members: int = 20,
@@ -228,6 +230,10 @@ def fit_centred_posterior(
         of the usable rows' leverages — popsregression's filter (its default is 50): low-leverage
         rows give the largest corrections ``e_n/h_n``, so this narrows the bounds, but dropped
         rows are no longer guaranteed to lie inside their own bounds. 0 (default) keeps all.
+    percentile_clipping : float
+        POPS hypercube: each principal axis spans the ``[c, 100 − c]`` percentiles of the
+        projected corrections instead of their min/max (popsregression's option, in [0, 50)):
+        a much narrower box, no longer guaranteed to contain every training row's correction.
     temperature : {"frederiksen"} or float, optional
         Bayes: inflate the BLR covariance (:class:`~potforge.uq.TemperedBayesRegressor`).
     n_sigma : float
@@ -268,7 +274,8 @@ def fit_centred_posterior(
     rng = np.random.default_rng(random_state)
     if method == "pops":
         kind, arrays = _pops(An, y, w, t, coef * scale, alpha, names, posterior, max_members,
-                             leverage_threshold, leverage_percentile, rng, info)
+                             leverage_threshold, leverage_percentile, percentile_clipping, rng,
+                             info)
     elif method == "bayes":
         from potforge.uq.bayes import BayesianLinearRegressor, TemperedBayesRegressor
 
@@ -292,10 +299,9 @@ def fit_centred_posterior(
     return ParameterPosterior(method, kind, scale, arrays, info)
 
 
-def _pops(An, y, w, t, phi, alpha, names, posterior, max_members, threshold, percentile, rng,
-          info):
-    if posterior not in ("ensemble", "hypercube"):
-        raise ModelError(f"POPS posterior must be 'ensemble' or 'hypercube', got {posterior!r}.")
+def _pops(An, y, w, t, phi, alpha, names, posterior, max_members, threshold, percentile, clip,
+          rng, info):
+    check_pops_options(posterior, None, clip)
     if not 0.0 <= float(percentile) < 100.0:
         raise ModelError(f"leverage_percentile must lie in [0, 100), got {percentile}.")
     Xw = An * np.sqrt(w)[:, None]
@@ -340,9 +346,10 @@ def _pops(An, y, w, t, phi, alpha, names, posterior, max_members, threshold, per
     moments.update(C)
     evals, evecs, offset = moments.principal_axes(center=False)
     k = select_components(evals, 1.0, 1e-8)
-    box = BoxAccumulator(evecs[:, :k], offset)
+    box = BoxAccumulator(evecs[:, :k], offset, clip)
     box.update(C)
-    info["n_components"] = int(k)
-    return "hypercube", {"components": box.components, "low": box.low, "high": box.high,
+    low, high = box.bounds()
+    info.update(n_components=int(k), percentile_clipping=float(clip))
+    return "hypercube", {"components": box.components, "low": low, "high": high,
                          "offset": offset}
 

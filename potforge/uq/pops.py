@@ -31,7 +31,7 @@ from potforge.errors import DataError, ModelError
 from potforge.uq._base import UQRegressor
 from potforge.uq._linalg import NormalEquations, RidgeSolution, check_rows, solve_ridge
 from potforge.uq._passes import POOLED, PopsPasses, PopsResult, PopsRows, corrections_block
-from potforge.uq.posteriors import EnsemblePosterior
+from potforge.uq.posteriors import EnsemblePosterior, check_percentile_clipping
 
 __all__ = ["POOLED", "POPSRegressor", "PopsResult", "PopsRows", "fit_pops", "fit_pops_streaming",
            "pops_corrections", "ridge_fit"]
@@ -122,6 +122,7 @@ def fit_pops_streaming(
     variance_fraction: float = 1.0,
     mode_threshold: float = 1e-8,
     center: bool = False,
+    percentile_clipping: float = 0.0,
     random_state: int | np.random.Generator | None = None,
     column_names: Sequence[str] | None = None,
     keep_row_diagnostics: bool = False,
@@ -153,6 +154,11 @@ def fit_pops_streaming(
         Hypercube component selection (see :func:`~potforge.uq.posteriors.select_components`).
     center : bool
         Hypercube PCA about the mean correction (False: about θ̄, as popsregression).
+    percentile_clipping : float
+        Hypercube: each axis spans the ``[c, 100 − c]`` percentiles of the projected corrections
+        instead of their min/max (popsregression's option, in [0, 50)). The box then no longer
+        contains every correction, so training rows are no longer guaranteed inside their
+        bounds; it keeps the projections, (n_rows, k) floats, in memory during pass 3.
     random_state : int or Generator, optional
         Drives the ensemble subsample (one uniform key per row, in row order).
     column_names : sequence of str, optional
@@ -166,18 +172,26 @@ def fit_pops_streaming(
         not recompute them (it re-reads the chunks once the cache would exceed it). 0 here (true
         O(P²) streaming); :func:`fit_pops` uses 256 MiB since its rows are in memory anyway.
     """
-    _check_options(posterior, n_samples)
+    check_pops_options(posterior, n_samples, percentile_clipping)
     cfg = dict(alpha=alpha, posterior=posterior, n_samples=n_samples, threshold=leverage_threshold,
                whiten=whiten_by_type, per_type=per_type, fraction=variance_fraction,
                mode_threshold=mode_threshold, center=center, names=column_names,
+               clip=float(percentile_clipping),
                keep_diag=keep_row_diagnostics, progress=progress, cache_bytes=cache_bytes)
     rng = np.random.default_rng(random_state)
     return PopsPasses(cfg, _reopener(chunks), rng, validate=not _validated).run()
 
 
-def _check_options(posterior: str, n_samples: int | None) -> None:
+def check_pops_options(posterior: str, n_samples: int | None, clip: float) -> None:
+    """Raise :class:`ModelError` for an unknown posterior form, a non-positive ``n_samples``
+    or a ``percentile_clipping`` outside [0, 50) or given without the hypercube."""
     if posterior not in ("ensemble", "hypercube"):
         raise ModelError(f"posterior must be 'ensemble' or 'hypercube', got {posterior!r}.")
+    if check_percentile_clipping(clip) > 0 and posterior != "hypercube":
+        raise ModelError(
+            f"percentile_clipping={clip} trims the axes of the hypercube posterior; the "
+            f"{posterior!r} posterior has no box to clip (use posterior='hypercube')."
+        )
     if n_samples is not None and int(n_samples) < 1:
         raise ModelError(f"n_samples must be a positive integer or None, got {n_samples}.")
 
@@ -208,7 +222,7 @@ class POPSRegressor(UQRegressor):
         Rows with leverage at or below it are excluded (``n_excluded_``).
     whiten_by_type, per_type : bool, default False
         Equalise the weighted MSE of the row types; build one posterior per row type too.
-    variance_fraction, mode_threshold, center
+    variance_fraction, mode_threshold, center, percentile_clipping
         Hypercube settings (see :func:`fit_pops_streaming`).
     chunk_size : int, optional
         Rows per chunk in ``fit`` (bounds the O(chunk × P) work arrays).
@@ -236,7 +250,8 @@ class POPSRegressor(UQRegressor):
     -----
     ``predict(..., return_std=True)`` gives the RMS of ``x·δθ`` over the posterior (no
     epistemic/noise term, unlike popsregression which adds BayesianRidge's ``sigma_``); bounds are
-    exact extremes over the posterior, so each training row used lies inside its own bounds.
+    exact extremes over the posterior, so each training row used lies inside its own bounds
+    (unless ``percentile_clipping`` trims the hypercube).
     """
 
     def __init__(
@@ -251,6 +266,7 @@ class POPSRegressor(UQRegressor):
         variance_fraction: float = 1.0,
         mode_threshold: float = 1e-8,
         center: bool = False,
+        percentile_clipping: float = 0.0,
         chunk_size: int | None = None,
         random_state: int | None = None,
         column_names: Sequence[str] | None = None,
@@ -265,6 +281,7 @@ class POPSRegressor(UQRegressor):
         self.variance_fraction = variance_fraction
         self.mode_threshold = mode_threshold
         self.center = center
+        self.percentile_clipping = percentile_clipping
         self.chunk_size = chunk_size
         self.random_state = random_state
         self.column_names = column_names
@@ -281,6 +298,7 @@ class POPSRegressor(UQRegressor):
             "variance_fraction",
             "mode_threshold",
             "center",
+            "percentile_clipping",
             "random_state",
             "column_names",
             "progress",

@@ -243,13 +243,19 @@ class BottomKSampler:
 
 
 class BoxAccumulator:
-    """Streams per-component min/max of ``Vᵀ(δθ − offset)``."""
+    """Streams the per-component extent of ``Vᵀ(δθ − offset)``: min/max, or with
+    ``percentile_clipping = c > 0`` the ``c``-th and ``(100 − c)``-th percentiles
+    (popsregression's ``percentile_clipping``), which keeps the projections, (n, k) floats, in
+    memory until :meth:`bounds`."""
 
-    def __init__(self, components: np.ndarray, offset: np.ndarray) -> None:
+    def __init__(self, components: np.ndarray, offset: np.ndarray,
+                 percentile_clipping: float = 0.0) -> None:
         self.components = components
         self.offset = offset
+        self.clip = check_percentile_clipping(percentile_clipping)
         self.low = np.full(components.shape[1], np.inf)
         self.high = np.full(components.shape[1], -np.inf)
+        self._projections: list[np.ndarray] | None = [] if self.clip > 0 else None
 
     def update(self, C: np.ndarray) -> None:
         """Add corrections ``C`` of shape (n_chunk, P)."""
@@ -258,6 +264,27 @@ class BoxAccumulator:
         proj = (C - self.offset) @ self.components
         self.low = np.minimum(self.low, proj.min(axis=0))
         self.high = np.maximum(self.high, proj.max(axis=0))
+        if self._projections is not None:
+            self._projections.append(proj)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The box: ``(low, high)``, each of shape (k,) (min/max, or the clipped percentiles)."""
+        if not self._projections:
+            return self.low, self.high
+        proj = np.concatenate(self._projections)
+        return (np.percentile(proj, self.clip, axis=0),
+                np.percentile(proj, 100.0 - self.clip, axis=0))
+
+
+def check_percentile_clipping(value: float) -> float:
+    """``value`` as a float in [0, 50), or a :class:`ModelError` naming it."""
+    c = float(value)
+    if not 0.0 <= c < 50.0:
+        raise ModelError(
+            f"percentile_clipping must lie in [0, 50) (the percent of corrections trimmed from "
+            f"each end of every hypercube axis), got {value}."
+        )
+    return c
 
 
 def select_components(
