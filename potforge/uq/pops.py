@@ -15,7 +15,8 @@ The posterior over ``θ − θ̄`` is the ensemble ``{δθ_n}`` or a box over it
 (:mod:`potforge.uq.posteriors`). Everything runs over chunks of rows with O(P²) memory (plus the
 K ensemble members kept): pass 1 accumulates ``AᵀWA, AᵀWy`` per row type, pass 2 forms the
 corrections and accumulates their moments and a bounded random subsample, pass 3 (hypercube only)
-takes the min/max of their projections. The in-memory functions are the one-chunk case.
+takes the min/max of their projections (or, with ``percentile_clipping``, their percentiles, which
+needs the projections in memory). The in-memory functions are the one-chunk case.
 
 Rows with ``h_n ≤ leverage_threshold`` (e.g. all-zero rows, zero-weight rows) have no usable
 correction: they are excluded and counted, never turned into NaN.
