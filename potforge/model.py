@@ -9,15 +9,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from potforge import __version__
 from potforge.data.structures import check_labels, check_structure, describe, elements_of
@@ -48,10 +50,34 @@ UQ_PROPERTIES = (
 leading axis of 2, lower then upper)."""
 
 
+def structure_list(structures: Atoms | Sequence[Atoms]) -> list[Atoms]:
+    """``structures`` as a list (a single ``Atoms`` is a list of one); anything else that is not
+    a sequence of structures is a :class:`DataError`."""
+    if isinstance(structures, Atoms):
+        return [structures]
+    if structures is None or isinstance(structures, str | bytes | Path | dict):
+        raise DataError(
+            f"expected ase.Atoms or a sequence of them, got {type(structures).__name__} "
+            "(read files with potforge.data.read_structures first)"
+        )
+    out = list(structures)
+    for k, a in enumerate(out):
+        if not isinstance(a, Atoms):
+            raise DataError(f"structure {k} is a {type(a).__name__}, not ase.Atoms")
+    return out
+
+
+def _fingerprint(dm) -> str:
+    """Short hash of a training design's labels and atom counts (which data a fit used)."""
+    h = hashlib.sha256(np.asarray(dm.n_atoms, dtype=np.int64).tobytes())
+    h.update(np.round(np.asarray(dm.y, dtype=float), 8).tobytes())
+    return h.hexdigest()[:16]
+
+
 def _checked_training(structures: Sequence[Atoms], empty: str) -> list[Atoms]:
     """Training structures as a list, each checked (geometry, energy and forces present);
     ``empty`` is the error when there are none."""
-    structures = list(structures)
+    structures = structure_list(structures)
     if not structures:
         raise DataError(empty)
     for k, a in enumerate(structures):
@@ -174,7 +200,7 @@ class LinearPotential:
     ) -> list[StructureDesign]:
         """Per-structure design rows of every term (one descriptor pass)."""
         self._check_built()
-        return compute_designs(self.terms_, structures, self.n_jobs, progress)
+        return compute_designs(self.terms_, structure_list(structures), self.n_jobs, progress)
 
     def design(
         self,
@@ -235,6 +261,7 @@ class LinearPotential:
             "n_structures": len(structures),
             "n_atoms": int(dm.n_atoms.sum()),
             "n_rows": int(len(dm.y)),
+            "training_fingerprint": _fingerprint(dm),
             "descriptor_seconds": t1 - t0,
             "solve_seconds": t2 - t1,
             "fit_seconds": t2 - t0,
@@ -318,6 +345,17 @@ class LinearPotential:
         designs = self._training_designs(structures, designs, progress)
         t1 = time.perf_counter()
         dm = assemble(designs, structures)
+        fit_info = getattr(self, "fit_info_", {})
+        fitted_on = fit_info.get("training_fingerprint")
+        if fitted_on is not None and fitted_on != _fingerprint(dm):
+            warnings.warn(
+                f"the {len(structures)} structures ({int(dm.n_atoms.sum())} atoms) given to "
+                f"fit_posterior are not those the model was fitted on "
+                f"({fit_info['n_structures']} structures, {fit_info['n_atoms']} "
+                "atoms): the posterior is centred on coef_, fitted to other data, so its "
+                "training rows need not lie inside their bounds",
+                UserWarning, stacklevel=2,
+            )
         w = self._fit_weights(dm)
         post = fit_centred_posterior(
             dm.A, dm.y, w, dm.row_type, self.coef_, alpha=self.alpha, method=method,
@@ -492,14 +530,15 @@ class LinearPotential:
         return_std: bool = False,
         return_bounds: bool = False,
     ) -> list[dict[str, np.ndarray]]:
-        """Energies (eV), forces (eV/Å), stresses (eV/Å³) of ``structures``; see predict_designs.
+        """Energies (eV), forces (eV/Å), stresses (eV/Å³) of ``structures`` (a single ``Atoms``
+        is a list of one); see predict_designs.
 
         ``return_std`` / ``return_bounds`` add the posterior's uncertainty keys
         (``energy_std``, ``forces_bounds``, ...) to each structure's dict.
         """
         if coef is None:
             self._check_fitted()
-        structures = list(structures)
+        structures = structure_list(structures)
         names = [describe(a, k) for k, a in enumerate(structures)]
         return self.predict_designs(
             self.structure_designs(structures), coef, return_std, return_bounds, names
@@ -681,6 +720,16 @@ class PotentialCalculator(Calculator):
         self.implemented_properties = list(type(self).implemented_properties)
         if self.coef is None and model.has_posterior:
             self.implemented_properties += list(UQ_PROPERTIES)
+
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        if name in UQ_PROPERTIES and name not in self.implemented_properties:
+            why = ("its parameters were given explicitly (the posterior describes coef_)"
+                   if self.coef is not None else
+                   "the model has no posterior (run `potforge uq` or "
+                   "LinearPotential.fit_posterior)")
+            raise PropertyNotImplementedError(f"{name} is not available from this calculator: "
+                                              f"{why}")
+        return super().get_property(name, atoms, allow_calculation)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)

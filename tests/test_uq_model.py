@@ -152,7 +152,7 @@ def test_every_method_saves_and_loads_exactly(fitted, mo, tmp_path, method, opti
     assert not LinearPotential.load(tmp_path / "m").has_posterior
 
 
-def test_calculator_uncertainty_properties(fitted, mo):
+def test_calculator_uncertainty_properties(fitted, mo, tmp_path):
     model, _ = fitted
     atoms = mo[1][1].copy()
     atoms.calc = model.as_calculator()
@@ -172,8 +172,12 @@ def test_calculator_uncertainty_properties(fitted, mo):
         np.testing.assert_allclose(atoms.calc.get_property(name, atoms), p[name], rtol=1e-12)
     bare = atoms.copy()
     bare.calc = model.as_calculator(coef=model.coef_)  # explicit θ: no posterior properties
-    with pytest.raises(PropertyNotImplementedError):
+    with pytest.raises(PropertyNotImplementedError, match="parameters were given explicitly"):
         bare.calc.get_property("energy_std", bare)
+    plain = atoms.copy()
+    plain.calc = _copy_without_posterior(model, tmp_path / "plain").as_calculator()
+    with pytest.raises(PropertyNotImplementedError, match="no posterior .run `potforge uq`"):
+        plain.calc.get_property("forces_bounds", plain)
 
 
 def test_cli_uq_then_eval_and_fit_with_uq(mo, tmp_path, capsys, mo_test):
@@ -220,6 +224,21 @@ def test_cli_uq_then_eval_and_fit_with_uq(mo, tmp_path, capsys, mo_test):
         assert all(0.0 <= met[part][k] <= 1.0 for k in keys)
         assert met[part]["force_bound_median_eV_per_A"] > 0
     assert LinearPotential.load(out2).posterior_.method == "bayes"
+    # the baselines' own options; an option given for another method is refused, not ignored
+    uq = ["uq", "--model", str(out), "--train", str(tmp_path / "train.xyz")]
+    assert main([*uq, "--method", "bayes", "--temperature", "frederiksen", "--n-sigma", "3"]) == 0
+    info = LinearPotential.load(out).posterior_.info
+    assert info["temperature"] > 1.0 and info["n_sigma"] == 3.0
+    assert main([*uq, "--method", "bootstrap", "--n-members", "4"]) == 0
+    assert LinearPotential.load(out).posterior_.info["n_members"] == 4
+    capsys.readouterr()
+    assert main([*uq, "--method", "bayes", "--percentile-clipping", "5"]) == 2
+    assert "--percentile-clipping applies to --method pops only, not --method bayes" in (
+        capsys.readouterr().err)
+    assert main(["fit", "--train", str(tmp_path / "train.xyz"), "--out", str(tmp_path / "m3"),
+                 "--model", SPEC, "--leverage-percentile", "50"]) == 2
+    assert "applies to --uq pops only, not --uq none" in capsys.readouterr().err
+    assert not (tmp_path / "m3").exists()
 
 
 def test_cli_uq_bad_input_leaves_the_model_untouched(fitted, tmp_path, capsys):
@@ -251,6 +270,17 @@ def test_bad_inputs(fitted, mo, tmp_path):
         copy.predict(test[:1], return_bounds=True)
     with pytest.raises(DataError, match="training structures; none were given"):
         copy.fit_posterior([])
+    with pytest.raises(DataError, match="expected ase.Atoms or a sequence of them, got NoneType"):
+        copy.fit_posterior(None)
+    with pytest.raises(DataError, match="got str"):
+        model.predict("test.xyz")
+    # a posterior on other data than the fit's is allowed, with a warning
+    other = _copy_without_posterior(model, tmp_path / "other")
+    with pytest.warns(UserWarning, match=r"not those the model was fitted on \(\d+ structures"):
+        other.fit_posterior(test, designs=model.structure_designs(test))
+    # a single structure is a list of one
+    one = model.predict(test[0], return_bounds=True)
+    assert len(one) == 1 and one[0]["energy"] == model.predict(test[:1])[0]["energy"]
     with pytest.raises(ModelError, match="one of pops, bayes, bootstrap, got 'popz'"):
         copy.fit_posterior(train, "popz")
     with pytest.raises(ModelError, match="none of the .* rows has leverage above 1.0"):
@@ -271,5 +301,6 @@ def test_bad_inputs(fitted, mo, tmp_path):
     # rank-deficient rows with an unregularised fit: the unidentifiable parameters are named
     ref = LinearPotential("snap(twojmax=2,rcutfac=4.6)+const", alpha=0.0).fit(train[:8])
     crystal = [attach_labels(bulk("Mo", "bcc", a=3.16, cubic=True), -21.0, np.zeros((2, 3)))]
-    with pytest.raises(ModelError, match=r"rank-deficient.*'snap\[Mo\]\.B"):
+    with (pytest.raises(ModelError, match=r"rank-deficient.*'snap\[Mo\]\.B"),
+          pytest.warns(UserWarning, match="not those the model was fitted on")):
         ref.fit_posterior(crystal)

@@ -200,13 +200,17 @@ def test_cli_fit_uq_properties_prints_bounds(tmp_path, w_data, capsys):
     assert main(["fit", "--train", str(train), "--out", str(mdir), "--model", SPEC]) == 0
     args = ["properties", "--model", str(mdir), "--element", "W", "--qoi", "a0,C44", "--quiet"]
     args += ["--set", "fmax=1e-6"]
-    assert main([*args, "--uq", "resample"]) == 2
-    assert "needs a posterior" in capsys.readouterr().err
+    for method in ("resample", "linear"):  # an explicit --uq needs a posterior
+        assert main([*args, "--uq", method]) == 2
+        assert "needs a posterior" in capsys.readouterr().err
+    assert main(["properties", "--calc", "lammps:W_2940_2017_2.snap", "--element", "W",
+                 "--qoi", "a0", "--uq", "linear", "--quiet"]) == 2
+    assert "it needs --model DIR" in capsys.readouterr().err
     assert main(["uq", "--model", str(mdir), "--train", str(train)]) == 0
     out_json = tmp_path / "props.json"
     assert main([*args, "--candidates", "2", "--json", str(out_json)]) == 0
     text = capsys.readouterr().out
-    assert "lower" in text and "upper" in text
+    assert "lower" in text and "upper" in text and "std" in text
     doc = json.loads(out_json.read_text())
     for q in ("a0", "C44"):
         assert doc[q]["lower"] < doc[q]["value"] < doc[q]["upper"]

@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     names = ("sigma_energy", "sigma_force", "sigma_stress", "alpha", "loss", "huber_delta")
     kw = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     model = LinearPotential(args.model, n_jobs=args.jobs, **kw)
+    post_kw = posterior_options(args, args.uq, "--uq")  # misplaced options fail before the fit
     if args.uq == "none":
         model.fit(train)
     else:  # one descriptor pass for the fit and the posterior
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         model.fit(train, designs=designs)
         model.fit_info_["descriptor_seconds"] = seconds
         model.fit_info_["fit_seconds"] += seconds
-        model.fit_posterior(train, args.uq, designs=designs, **posterior_options(args, args.uq))
+        model.fit_posterior(train, args.uq, designs=designs, **post_kw)
     with staged_output(args.out) as out:
         model.save(out)
         model.to_lammps(out / "lammps")

@@ -60,8 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--uq",
         choices=("auto", "linear", "implicit", "resample", "none"),
-        default="auto",
-        help="bounds from the model's posterior (--model with a posterior only): auto = per QoI "
+        default=None,
+        help="bounds from the model's posterior (--model with a posterior only; default auto "
+        "when the model has one, values only when not): auto = per QoI "
         "the cheapest of linear/implicit/resample that agrees with the next at the QoI's extreme "
         "posterior members (default); linear = exact dQ/dθ, extremes over the posterior; "
         "implicit = posterior samples evaluated at structures predicted by one Newton step (no "
@@ -72,7 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=16,
         metavar="K",
-        help="posterior samples for --uq implicit/resample",
+        help="posterior samples for --uq implicit/resample (default 16; bounds are the extremes "
+        "over the samples, plus the candidates for implicit)",
     )
     p.add_argument(
         "--candidates",
@@ -148,27 +150,33 @@ def run(args: argparse.Namespace) -> int:
         from potforge.uq.propagation import property_uncertainty
 
         model = LinearPotential.load(args.model)
+        if args.uq not in (None, "none") and not model.has_posterior:
+            raise ModelError(
+                f"--uq {args.uq} needs a posterior in {args.model}: run `potforge uq` first "
+                "(or leave out --uq for values only)"
+            )
         if model.has_posterior and args.uq != "none":
             results = property_uncertainty(
                 model,
                 args.element,
                 qois,
-                method=args.uq,
+                method=args.uq or "auto",
                 n_samples=args.samples,
                 n_candidates=args.candidates,
                 progress=not args.quiet,
                 **settings,
             )
         else:
-            if args.uq in ("implicit", "resample"):
-                raise ModelError(
-                    f"--uq {args.uq} needs a posterior in {args.model}: run `potforge uq` first"
-                )
             if not model.has_posterior and not args.quiet:
                 print(f"note: {args.model} has no posterior; values only (run `potforge uq`)")
             calc = model.as_calculator()
             results = run_suite(calc, args.element, qois, progress=not args.quiet, **settings)
     else:
+        if args.uq not in (None, "none"):
+            raise ModelError(
+                f"--uq {args.uq} propagates a fitted model's posterior: it needs --model DIR "
+                f"(with a posterior), not --calc {args.calc}"
+            )
         calc = make_calculator(args.calc)
         results = run_suite(calc, args.element, qois, progress=not args.quiet, **settings)
     reference = None

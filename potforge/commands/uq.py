@@ -9,6 +9,7 @@ from pathlib import Path
 
 from potforge.commands._common import staged_output
 from potforge.data.readers import read_many
+from potforge.errors import ModelError
 from potforge.metrics import uncertainty_metrics
 from potforge.model import POSTERIOR_FILE, LinearPotential
 from potforge.uq.centred import METHODS
@@ -31,30 +32,69 @@ def add_posterior_options(p: argparse.ArgumentParser, default: str) -> None:
     """``--method`` style options shared by ``uq`` and ``fit --uq``."""
     if default == "pops":
         p.add_argument("--method", choices=METHODS, default="pops",
-                       help="pops (misspecification-aware, default), bayes (BLR ±2σ), bootstrap")
-    p.add_argument("--posterior", choices=("ensemble", "hypercube"), default="ensemble",
-                   help="POPS posterior form (default ensemble: exact, covers every training row)")
-    p.add_argument("--max-members", type=int, default=None, metavar="K",
-                   help="POPS ensemble: keep K random corrections (default all)")
-    p.add_argument("--leverage-percentile", type=float, default=0.0, metavar="P",
-                   help="POPS: use only corrections of rows with leverage ≥ the P-th percentile "
+                       help="pops (misspecification-aware, default); bayes (Bayesian linear "
+                       "regression, ±2σ: parameter-only, under-covers a misspecified model "
+                       "unless --temperature inflates it); bootstrap (refits on resampled "
+                       "rows, min/max)")
+    g = p.add_argument_group("posterior options (each for the method named)")
+    g.add_argument("--posterior", choices=("ensemble", "hypercube"), default=None,
+                   help="pops: posterior form (default ensemble: exact, covers every training "
+                   "row)")
+    g.add_argument("--max-members", type=int, default=None, metavar="K",
+                   help="pops ensemble: keep K random corrections (default all)")
+    g.add_argument("--leverage-percentile", type=float, default=None, metavar="P",
+                   help="pops: use only corrections of rows with leverage ≥ the P-th percentile "
                    "(popsregression's filter, its default 50): narrower bounds, but filtered "
                    "training rows may fall outside; default 0 keeps all")
-    p.add_argument("--percentile-clipping", type=float, default=0.0, metavar="C",
-                   help="POPS hypercube: each axis spans the C-th to (100-C)-th percentile of "
+    g.add_argument("--percentile-clipping", type=float, default=None, metavar="C",
+                   help="pops hypercube: each axis spans the C-th to (100-C)-th percentile of "
                    "the corrections instead of min/max (popsregression's option): a much "
                    "narrower box that no longer holds every training row; default 0")
-    p.add_argument("--seed", type=int, default=0, help="seed for subsamples / bootstrap")
+    g.add_argument("--temperature", type=_temperature, default=None, metavar="T",
+                   help="bayes: multiply the covariance by T, or 'frederiksen' (Frederiksen "
+                   "et al. 2004: ensemble ∝ exp(−cost/T), T = 2·cost/(number of parameters)); "
+                   "default none")
+    g.add_argument("--n-sigma", type=float, default=None, metavar="S",
+                   help="bayes: bounds are ± S standard deviations (default 2)")
+    g.add_argument("--n-members", type=int, default=None, metavar="K",
+                   help="bootstrap: number of refits (default 20)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="pops/bootstrap: seed for subsamples and resamples")
 
 
-def posterior_options(args: argparse.Namespace, method: str) -> dict:
-    if method == "pops":
-        return {"posterior": args.posterior, "max_members": args.max_members,
-                "leverage_percentile": args.leverage_percentile,
-                "percentile_clipping": args.percentile_clipping, "random_state": args.seed}
-    if method == "bootstrap":
-        return {"random_state": args.seed}
-    return {}
+_APPLIES = {"posterior": ("pops",), "max_members": ("pops",), "leverage_percentile": ("pops",),
+            "percentile_clipping": ("pops",), "temperature": ("bayes",), "n_sigma": ("bayes",),
+            "n_members": ("bootstrap",)}
+"""Posterior options (argparse ``dest``) and the methods they apply to."""
+
+
+def _temperature(text: str) -> str | float:
+    if text.strip().lower() == "frederiksen":
+        return "frederiksen"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number or 'frederiksen', got {text!r}") from None
+
+
+def posterior_options(args: argparse.Namespace, method: str, flag: str = "--method") -> dict:
+    """Keyword options of :meth:`LinearPotential.fit_posterior` for ``method`` from ``args``;
+    an option given for another method is an error (``flag`` names the method option)."""
+    out = {}
+    for dest, methods in _APPLIES.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if method not in methods:
+            raise ModelError(
+                f"--{dest.replace('_', '-')} applies to {flag} {'/'.join(methods)} only, not "
+                f"{flag} {method}"
+            )
+        out[dest] = value
+    if method in ("pops", "bootstrap"):
+        out["random_state"] = args.seed
+    return out
 
 
 def summary(model: LinearPotential, train_metrics: dict) -> str:
@@ -63,7 +103,8 @@ def summary(model: LinearPotential, train_metrics: dict) -> str:
     i = post.info
     rows = ", ".join(f"{n} {k}" for k, n in i["rows_by_type"].items())
     form = {"ensemble": f"ensemble of {i.get('n_members')} members",
-            "hypercube": f"box over {i.get('n_components')} components"
+            "hypercube": f"box over {i.get('n_components')} principal axes with non-zero "
+                         "spread"
                          + (f", clipped to the {i['percentile_clipping']:g}–"
                             f"{100 - i['percentile_clipping']:g} percentiles"
                             if i.get("percentile_clipping") else ""),

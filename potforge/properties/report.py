@@ -74,7 +74,7 @@ def format_table(doc: dict[str, dict[str, Any]]) -> str:
     has_bounds = any("lower" in r for r in doc.values())
     header = f"{'QoI':<16}{'value':>14}  {'unit':<8}"
     if has_bounds:
-        header += f"{'lower':>12}{'upper':>12}  {'method':<9}"
+        header += f"{'std':>11}{'lower':>12}{'upper':>12}  {'method':<9}"
     if has_ref:
         header += f"{'reference':>14}{'rel. dev.':>12}"
         if has_bounds:
@@ -83,6 +83,7 @@ def format_table(doc: dict[str, dict[str, Any]]) -> str:
     for name, r in doc.items():
         line = f"{name:<16}{r['value']:>14.5g}  {r['unit']:<8}"
         if has_bounds:
+            line += f"{r.get('std', math.nan):>11.3g}"
             line += f"{r.get('lower', math.nan):>12.5g}{r.get('upper', math.nan):>12.5g}"
             line += f"  {r.get('method', ''):<9}"
         if has_ref:
