@@ -21,6 +21,7 @@ from ase.filters import FrechetCellFilter
 from ase.neighborlist import neighbor_list
 from ase.optimize import BFGS, FIRE
 
+from potforge.errors import EngineError
 from potforge.properties.base import InstabilityError, RelaxationError
 
 FMAX = 1e-4
@@ -94,28 +95,37 @@ def nearest_distance(atoms: Atoms, cutoff: float = 6.0) -> float:
     return float(d.min()) if len(d) else float("inf")
 
 
-def _check_collapse(start: Atoms, relaxed: Atoms, label: str) -> None:
+def _check_collapse(start: Atoms, relaxed: Atoms, label: str, cause: str = "") -> None:
     d0 = nearest_distance(start)
     d1 = nearest_distance(relaxed, min(d0, 6.0))
     if d1 < COLLAPSE * d0:
         raise InstabilityError(
             f"relaxation of {label} ({len(start)} atoms) collapsed: the shortest interatomic "
             f"distance fell from {d0:.3f} Å to {d1:.3f} Å (below {COLLAPSE:g}×); the potential "
-            f"has no stable minimum near this structure"
+            f"has no stable minimum near this structure{cause}"
         )
 
 
 def _run(
-    target, atoms: Atoms, label: str, fmax: float, steps: int, optimizer: str, residual
+    target, work: Atoms, start: Atoms, label: str, fmax: float, steps: int, optimizer: str,
+    residual,
 ) -> int:
+    """Optimise ``target`` (``work`` or a cell filter on it) from ``start``; a collapse
+    (:data:`COLLAPSE`) is an :class:`InstabilityError`, also when it makes the calculator fail
+    on the way (e.g. LAMMPS's neighbour lists overflow as the cell shrinks)."""
     opt = _optimizer(optimizer)(target, logfile=None)
-    converged = opt.run(fmax=fmax, steps=steps)
+    try:
+        converged = opt.run(fmax=fmax, steps=steps)
+    except EngineError as exc:
+        _check_collapse(start, work, label, f" (the calculator failed there: {exc})")
+        raise
     if not converged:
         res = residual()
         raise RelaxationError(
-            f"relaxation of {label} ({len(atoms)} atoms) did not converge: max force "
+            f"relaxation of {label} ({len(work)} atoms) did not converge: max force "
             f"{res:.3g} eV/Å after {steps} steps (fmax {fmax:g} eV/Å)"
         )
+    _check_collapse(start, work, label)
     return int(opt.nsteps)
 
 
@@ -167,8 +177,7 @@ def relax_positions(
         if z_only:
             work.set_constraint(FixedLine(list(range(len(work))), [0.0, 0.0, 1.0]))
         work.calc = calc
-        _run(work, work, label, fmax, steps, optimizer, lambda: max_force(work))
-        _check_collapse(atoms, work, label)
+        _run(work, work, atoms, label, fmax, steps, optimizer, lambda: max_force(work))
         return work, float(work.get_potential_energy())
 
     return _hooked("positions", atoms, calc, run, z_only=z_only)
@@ -221,8 +230,7 @@ def relax_cell(
             g = filt.get_forces()
             return float(np.sqrt((g**2).sum(axis=1)).max())
 
-        _run(filt, work, label, fmax, steps, optimizer, residual)
-        _check_collapse(atoms, work, label)
+        _run(filt, work, atoms, label, fmax, steps, optimizer, residual)
         return work, float(work.get_potential_energy())
 
     return _hooked("cell", atoms, calc, run, hydrostatic=hydrostatic, mask=mask)
