@@ -231,6 +231,22 @@ def test_collapsing_relaxation_is_an_instability_not_a_value():
         compute_qoi("a0", LennardJones(sigma=1.2, rc=3.0), "W")
 
 
+def test_a_collapse_that_breaks_the_calculator_is_an_instability(snap):
+    """A fitted SNAP with its B0 coefficient turned attractive: the bcc cell shrinks until
+    LAMMPS's neighbour lists overflow mid-relaxation — a collapse, not an engine failure."""
+    from potforge.commands.demo import label, w_structures
+    from potforge.model import LinearPotential
+
+    model = LinearPotential("snap(twojmax=2,rcutfac=4.7)+const").fit(
+        label(w_structures()[:20], snap))
+    coef = model.coef_.copy()
+    assert compute_qoi("a0", model.as_calculator(coef), "W") == pytest.approx(3.18, abs=0.05)
+    coef[0] -= 20 * abs(coef[0]) + 1.0
+    with pytest.raises(InstabilityError, match=r"W bcc .*collapsed: .* to 0\.\d+ Å.*the "
+                       r"calculator failed there: .*Neighbor list overflow"):
+        compute_qoi("a0", model.as_calculator(coef), "W")
+
+
 def test_run_suite_shares_work_and_flags_instability(snap):
     res = run_suite(snap, "W", ["a0", "C11", "C12", "C44"], progress=False)
     assert list(res) == ["a0", "C11", "C12", "C44"]

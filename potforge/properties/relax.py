@@ -120,6 +120,7 @@ def _run(
         _check_collapse(start, work, label, f" (the calculator failed there: {exc})")
         raise
     if not converged:
+        _check_collapse(start, work, label)
         res = residual()
         raise RelaxationError(
             f"relaxation of {label} ({len(work)} atoms) did not converge: max force "
