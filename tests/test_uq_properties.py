@@ -4,6 +4,7 @@ and the ``potforge properties --model DIR`` bounds (real LAMMPS descriptors, rea
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -157,6 +158,24 @@ def test_a_property_that_does_not_exist_at_a_sample_is_counted_not_bounded(model
                     **SETTINGS)
     auto = property_uncertainty(model, "W", [q], n_candidates=2, progress=False, **SETTINGS)[q]
     assert auto["check"]["unrelaxable_candidates"] >= 1 and 0 < auto["lower"] < auto["upper"]
+
+
+def test_unstable_lattices_at_posterior_samples_give_one_summary_warning(w_data):
+    """The 2J=4 student's hypercube reaches Born-unstable bcc lattices: the values are kept and
+    the instability is reported once for the whole run, not once per draw."""
+    from potforge.properties import UnstableWarning
+
+    box = LinearPotential(SPEC).fit(w_data).fit_posterior(w_data, posterior="hypercube",
+                                                           progress=False)
+    with pytest.warns(UnstableWarning) as caught:
+        r = property_uncertainty(box, "W", ["C11", "C44"], method="resample", n_samples=4,
+                                 progress=False, **SETTINGS)
+    mine = [w for w in caught if "posterior parameter vectors" in str(w.message)]
+    assert len(caught) == len(mine) == 1
+    assert re.match(r"[1-4] of 4 posterior parameter vectors give an unstable lattice for C11, "
+                    r"C44 \(values kept; first: W bcc is mechanically unstable",
+                    str(mine[0].message))
+    assert all(v is not None for v in r["C11"]["samples"])
 
 
 def test_newton_relaxer_at_the_fitted_parameters_changes_nothing(model):

@@ -33,6 +33,7 @@ Four methods, each giving per QoI ``value`` (the fitted model's), ``std``, ``low
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from functools import partial
 from typing import Any
@@ -300,36 +301,49 @@ def _evaluate(model, element, names, thetas, make_hook, progress, settings, unst
     ``make_hook()`` (a fresh :class:`NewtonRelaxer` per vector) when given; and the largest
     Newton step (Å).  ``unstable`` (a list): a QoI whose relaxation fails or turns unstable at a
     vector is NaN there and ``(vector, qoi, message)`` is appended; otherwise the error
-    propagates."""
+    propagates.  Lattices that are mechanically or dynamically unstable at some vectors (the
+    QoI exists, but flagged) give one summary :class:`UnstableWarning`, not one per vector."""
     from tqdm.auto import tqdm
 
     from potforge.properties import run_suite
-    from potforge.properties.base import InstabilityError, RelaxationError
+    from potforge.properties.base import InstabilityError, RelaxationError, UnstableWarning
     from potforge.properties.relax import relaxation_hook
 
-    def suite(theta, qois):
+    flagged: dict[int, str] = {}  # vector -> first stability warning there
+
+    def suite(s, theta, qois):
         hook = None if make_hook is None else make_hook()
-        with relaxation_hook(hook):
+        with relaxation_hook(hook), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnstableWarning)  # summarised below
             res = run_suite(model.as_calculator(theta), element, qois, progress=False, **settings)
+        for q in qois:
+            if res[q].get("stable") is False:
+                flagged.setdefault(s, res[q]["warning"])
         return [res[q]["value"] for q in qois], hook.max_step if hook else 0.0
 
     values = np.empty((len(thetas), len(names)))
     max_step = 0.0
     for s, theta in enumerate(tqdm(thetas, desc="posterior samples", disable=not progress)):
         try:
-            values[s], step = suite(theta, names)
+            values[s], step = suite(s, theta, names)
         except (RelaxationError, InstabilityError):
             if unstable is None:
                 raise
             step = 0.0
             for k, q in enumerate(names):  # which QoIs do not exist at this vector
                 try:
-                    (values[s, k],), step_q = suite(theta, [q])
+                    (values[s, k],), step_q = suite(s, theta, [q])
                     step = max(step, step_q)
                 except (RelaxationError, InstabilityError) as exc:
                     values[s, k] = np.nan
                     unstable.append((s, q, str(exc)))
         max_step = max(max_step, step)
+    if flagged:
+        warnings.warn(
+            f"{len(flagged)} of {len(thetas)} posterior parameter vectors give an unstable "
+            f"lattice for {', '.join(names)} (values kept; first: {next(iter(flagged.values()))})",
+            UnstableWarning, stacklevel=2,
+        )
     bad = ~np.isfinite(values)
     for s, q, _ in unstable or ():
         bad[s, names.index(q)] = False
