@@ -215,6 +215,7 @@ def test_cli_uq_then_eval_and_fit_with_uq(mo, tmp_path, capsys, mo_test):
                  "--posterior", "hypercube", "--percentile-clipping", "5"]) == 0
     assert "box over" in (text := capsys.readouterr().out)
     assert "clipped to the 5–95 percentiles" in text
+    assert "replaced the previous posterior (pops ensemble)" in text
     assert LinearPotential.load(out).posterior_.info["percentile_clipping"] == 5.0
     out2 = tmp_path / "m2"
     assert main(["fit", "--train", str(tmp_path / "train.xyz"), "--test", str(mo_test),

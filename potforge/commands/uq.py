@@ -132,6 +132,8 @@ def summary(model: LinearPotential, train_metrics: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     model = LinearPotential.load(args.model)
     model.n_jobs = args.jobs
+    old = (f"{model.posterior_.method} {model.posterior_.kind}" if model.has_posterior
+           else None)
     train = read_many(args.train)
     t0 = time.perf_counter()
     designs = model.structure_designs(train)  # shared by the posterior and the coverage check
@@ -146,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
         shutil.copytree(args.model, tmp, dirs_exist_ok=True)
         model.save(tmp)
     print(summary(model, metrics))
+    if old:
+        print(f"replaced the previous posterior ({old})")
     size = (Path(args.model) / POSTERIOR_FILE).stat().st_size / 2**20
     print(f"wrote {args.model}/model.json, {POSTERIOR_FILE} ({size:.1f} MiB)")
     return 0
