@@ -180,6 +180,8 @@ PART_B_METHODS = {
                                                "leverage_percentile": 10.0}),
     "POPS ensemble, leverage ≥ p50": ("pops", {"posterior": "ensemble",
                                                "leverage_percentile": 50.0}),
+    "POPS ensemble, residual ≤ p90": ("pops", {"posterior": "ensemble",
+                                               "residual_percentile": 90.0}),
     "POPS hypercube": ("pops", {"posterior": "hypercube"}),
     "POPS hypercube, clip 2.5 %": ("pops", {"posterior": "hypercube",
                                             "percentile_clipping": 2.5}),

@@ -324,8 +324,8 @@ class LinearPotential:
             Precomputed designs of ``structures`` (skips the descriptor pass).
         **options
             ``posterior`` ("ensemble" or "hypercube"), ``max_members``, ``leverage_threshold``,
-            ``leverage_percentile``, ``percentile_clipping`` (pops); ``temperature``,
-            ``n_sigma`` (bayes); ``n_members`` (bootstrap); ``random_state``.
+            ``leverage_percentile``, ``residual_percentile``, ``percentile_clipping`` (pops);
+            ``temperature``, ``n_sigma`` (bayes); ``n_members`` (bootstrap); ``random_state``.
             See :func:`potforge.uq.centred.fit_centred_posterior`.
 
         Returns

@@ -104,6 +104,29 @@ def test_posterior_is_centred_on_the_fit_and_samples_lie_in_the_bounds(fitted, m
     np.testing.assert_allclose(p["energy_bounds"], [elo[0], ehi[0]], rtol=1e-12)
 
 
+def test_filters_keep_a_subset_of_the_corrections(fitted, mo, tmp_path):
+    """Leverage and residual filters drop the rows they name; the bounds of what is left lie
+    inside the unfiltered ones (a subset of the members)."""
+    model, designs = fitted
+    train, test = mo
+    m = _copy_without_posterior(model, tmp_path / "f")
+    G = m.design(test).A
+    full = m.fit_posterior(train, designs=designs).posterior_.info
+    _, lo, hi = m.functional_bounds(G)
+    info = m.fit_posterior(train, designs=designs, residual_percentile=90.0,
+                           leverage_percentile=10.0).posterior_.info
+    usable = full["n_used"]
+    assert info["n_filtered_residual"] == pytest.approx(0.1 * usable, abs=2)
+    assert info["n_filtered"] == pytest.approx(0.1 * usable, abs=2)
+    assert usable - info["n_filtered"] - info["n_filtered_residual"] <= info["n_used"] < usable
+    _, flo, fhi = m.functional_bounds(G)
+    assert np.all(flo >= lo - 1e-12 * np.abs(lo)) and np.all(fhi <= hi + 1e-12 * np.abs(hi))
+    for bad, match in ((0.0, r"residual_percentile must lie in \(0, 100\], got 0.0"),
+                       (101.0, "got 101.0")):
+        with pytest.raises(ModelError, match=match):
+            m.fit_posterior(train, designs=designs, residual_percentile=bad)
+
+
 @pytest.mark.parametrize("method, options", METHODS)
 def test_every_method_saves_and_loads_exactly(fitted, mo, tmp_path, method, options):
     model, designs = fitted
@@ -230,6 +253,8 @@ def test_cli_uq_then_eval_and_fit_with_uq(mo, tmp_path, capsys, mo_test):
     assert main([*uq, "--method", "bayes", "--temperature", "frederiksen", "--n-sigma", "3"]) == 0
     info = LinearPotential.load(out).posterior_.info
     assert info["temperature"] > 1.0 and info["n_sigma"] == 3.0
+    assert main([*uq, "--residual-percentile", "99"]) == 0
+    assert LinearPotential.load(out).posterior_.info["residual_percentile"] == 99.0
     assert main([*uq, "--method", "bootstrap", "--n-members", "4"]) == 0
     assert LinearPotential.load(out).posterior_.info["n_members"] == 4
     capsys.readouterr()

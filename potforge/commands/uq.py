@@ -46,6 +46,9 @@ def add_posterior_options(p: argparse.ArgumentParser, default: str) -> None:
                    help="pops: use only corrections of rows with leverage ≥ the P-th percentile "
                    "(popsregression's filter, its default 50): narrower bounds, but filtered "
                    "training rows may fall outside; default 0 keeps all")
+    g.add_argument("--residual-percentile", type=float, default=None, metavar="P",
+                   help="pops: drop the corrections of rows whose whitened residual lies above "
+                   "the P-th percentile (outlying labels); default 100 keeps all")
     g.add_argument("--percentile-clipping", type=float, default=None, metavar="C",
                    help="pops hypercube: each axis spans the C-th to (100-C)-th percentile of "
                    "the corrections instead of min/max (popsregression's option): a much "
@@ -62,9 +65,9 @@ def add_posterior_options(p: argparse.ArgumentParser, default: str) -> None:
                    help="pops/bootstrap: seed for subsamples and resamples")
 
 
-_APPLIES = {"posterior": ("pops",), "max_members": ("pops",), "leverage_percentile": ("pops",),
-            "percentile_clipping": ("pops",), "temperature": ("bayes",), "n_sigma": ("bayes",),
-            "n_members": ("bootstrap",)}
+_APPLIES = {**dict.fromkeys(("posterior", "max_members", "leverage_percentile",
+                              "residual_percentile", "percentile_clipping"), ("pops",)),
+            "temperature": ("bayes",), "n_sigma": ("bayes",), "n_members": ("bootstrap",)}
 """Posterior options (argparse ``dest``) and the methods they apply to."""
 
 

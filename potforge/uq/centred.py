@@ -197,6 +197,7 @@ def fit_centred_posterior(
     max_members: int | None = None,
     leverage_threshold: float = 1e-12,
     leverage_percentile: float = 0.0,
+    residual_percentile: float = 100.0,
     percentile_clipping: float = 0.0,
     temperature: str | float | None = None,
     n_sigma: float = 2.0,
@@ -230,6 +231,11 @@ def fit_centred_posterior(
         of the usable rows' leverages — popsregression's filter (its default is 50): low-leverage
         rows give the largest corrections ``e_n/h_n``, so this narrows the bounds, but dropped
         rows are no longer guaranteed to lie inside their own bounds. 0 (default) keeps all.
+    residual_percentile : float
+        POPS: also drop the corrections of rows whose whitened residual ``√w_n |e_n|`` lies above
+        this percentile (0-100] of the usable rows' — a filter against outlying labels, whose
+        corrections widen every bound; dropped rows are no longer guaranteed to lie inside their
+        own bounds. 100 (default) keeps all.
     percentile_clipping : float
         POPS hypercube: each principal axis spans the ``[c, 100 − c]`` percentiles of the
         projected corrections instead of their min/max (popsregression's option, in [0, 50)):
@@ -273,9 +279,10 @@ def fit_centred_posterior(
     }
     rng = np.random.default_rng(random_state)
     if method == "pops":
-        kind, arrays = _pops(An, y, w, t, coef * scale, alpha, names, posterior, max_members,
-                             leverage_threshold, leverage_percentile, percentile_clipping, rng,
-                             info)
+        opts = dict(posterior=posterior, max_members=max_members, threshold=leverage_threshold,
+                    leverage_percentile=leverage_percentile,
+                    residual_percentile=residual_percentile, clip=percentile_clipping)
+        kind, arrays = _pops(An, y, w, t, coef * scale, alpha, names, opts, rng, info)
     elif method == "bayes":
         from potforge.uq.bayes import BayesianLinearRegressor, TemperedBayesRegressor
 
@@ -299,23 +306,27 @@ def fit_centred_posterior(
     return ParameterPosterior(method, kind, scale, arrays, info)
 
 
-def _pops(An, y, w, t, phi, alpha, names, posterior, max_members, threshold, percentile, clip,
-          rng, info):
-    check_pops_options(posterior, None, clip)
-    if not 0.0 <= float(percentile) < 100.0:
-        raise ModelError(f"leverage_percentile must lie in [0, 100), got {percentile}.")
+def _pops(An, y, w, t, phi, alpha, names, opts, rng, info):
+    posterior, threshold = opts["posterior"], opts["threshold"]
+    check_pops_options(posterior, None, opts["clip"])
+    lev_p, res_p = float(opts["leverage_percentile"]), float(opts["residual_percentile"])
+    if not 0.0 <= lev_p < 100.0:
+        raise ModelError(f"leverage_percentile must lie in [0, 100), got {lev_p}.")
+    if not 0.0 < res_p <= 100.0:
+        raise ModelError(f"residual_percentile must lie in (0, 100], got {res_p}.")
     Xw = An * np.sqrt(w)[:, None]
     sol = solve_ridge(Xw.T @ Xw, An.T @ (w * y), alpha=alpha, column_names=names)
     del Xw
     centred = RidgeSolution(phi, sol.chol, sol.alpha, sol.inverse)
     kept, n_excl, n_excl_resid = [], 0, 0
-    rows_kept, lev = [], []
+    rows_kept, lev, resid = [], [], []
     for s in range(0, An.shape[0], _ROW_CHUNK):
         sl = slice(s, s + _ROW_CHUNK)
         r = corrections_block(An[sl], y[sl], w[sl], centred, threshold)
         kept.append(r.corrections[r.keep])
         rows_kept.append(np.flatnonzero(r.keep) + s)
         lev.append(r.leverages[r.keep])
+        resid.append(np.sqrt(w[sl][r.keep]) * np.abs(r.residuals[r.keep]))
         n_excl += int((~r.keep).sum())
         n_excl_resid += int(((~r.keep) & (np.abs(r.residuals) > 0) & (w[sl] > 0)).sum())
     C = np.concatenate(kept)
@@ -325,15 +336,23 @@ def _pops(An, y, w, t, phi, alpha, names, posterior, max_members, threshold, per
             f"none of the {An.shape[0]} training rows has leverage above {threshold} (their "
             "design rows are zero or have zero weight): POPS has no corrections to use."
         )
-    if percentile > 0:
+    use = np.ones(C.shape[0], bool)
+    if lev_p > 0:
         h = np.concatenate(lev)
-        top = h >= np.percentile(h, percentile)
-        C, rows = C[top], rows[top]
-        info.update(leverage_percentile=float(percentile), n_filtered=int((~top).sum()))
+        top = h >= np.percentile(h, lev_p)
+        use &= top
+        info.update(leverage_percentile=lev_p, n_filtered=int((~top).sum()))
+    if res_p < 100:
+        rr = np.concatenate(resid)
+        small = rr <= np.percentile(rr, res_p)
+        use &= small
+        info.update(residual_percentile=res_p, n_filtered_residual=int((~small).sum()))
+    C, rows = C[use], rows[use]
     info.update(posterior=posterior, n_used=int(C.shape[0]), n_excluded=n_excl,
                 n_excluded_with_residual=n_excl_resid, leverage_threshold=float(threshold),
                 used_by_type={ROW_TYPE_NAMES.get(int(k), str(k)): int((t[rows] == k).sum())
                               for k in np.unique(t[rows])})
+    max_members, clip = opts["max_members"], opts["clip"]
     if posterior == "ensemble":
         if max_members is not None:
             if int(max_members) < 1:
