@@ -449,25 +449,26 @@ def print_part_c(result: dict) -> None:
     print(f"\n(c) teacher–student W properties: teacher {s['teacher']}, {s['n_train']} training "
           f"structures; ✓ = teacher value inside the bounds")
     head = "".join(f"{q[:9]:>10s}" for q in s["qois"])
+    w = 1 + max(len(r["method"]) for st in result["students"] for r in st["methods"])
     for st in result["students"]:
         print(f"\n{st['student']} ({st['n_params']} params; suite + dQ/dθ "
               f"{st['suite_and_sensitivities_seconds']:.1f} s)")
         errs = st["relative_errors"]
-        print(f"{'relative error':30s}" + "".join(
+        print(f"{'relative error':{w}s}" + "".join(
             f"{errs[q]:>10.3f}" if q in errs else f"{'failed':>10s}" for q in s["qois"]))
-        print(f"{'method':30s}{head}{'cov':>7s}{'½w/|err|':>9s}")
+        print(f"{'method':{w}s}{head}{'cov':>7s}{'½w/|err|':>9s}")
         for r in st["methods"]:
             marks = "".join(
                 f"{'-' if q not in r['qois'] else '✓' if r['qois'][q]['inside'] else '✗':>10s}"
                 for q in s["qois"])
-            print(f"{r['method']:30s}{marks}{r['coverage']:7.2f}"
+            print(f"{r['method']:{w}s}{marks}{r['coverage']:7.2f}"
                   f"{r['median_halfwidth_over_error']:9.2f}")
         pops_auto = next(r for r in st["methods"] if r["method"] == "POPS ensemble, auto "
                          "propagation")
-        print(f"{'  POPS auto chose':30s}" + "".join(
+        print(f"{'  POPS auto chose':{w}s}" + "".join(
             f"{pops_auto['chosen'].get(q, '-')[:9]:>10s}" for q in s["qois"]))
         chk = pops_auto["check"]
-        print(f"{'  unrelaxable candidates':30s}" + "".join(
+        print(f"{'  unrelaxable candidates':{w}s}" + "".join(
             f"{chk[q]['unrelaxable_candidates'] if q in chk else '-':>10}" for q in s["qois"]))
         for r in st["methods"]:
             for q, msg in r.get("failed", {}).items():
