@@ -22,7 +22,13 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from potforge import __version__
-from potforge.data.structures import check_labels, check_structure, describe, elements_of
+from potforge.data.structures import (
+    check_labels,
+    check_structure,
+    describe,
+    elements_of,
+    labels,
+)
 from potforge.design import (
     ROW_TYPES,
     DesignMatrix,
@@ -67,11 +73,16 @@ def structure_list(structures: Atoms | Sequence[Atoms]) -> list[Atoms]:
     return out
 
 
-def _fingerprint(dm) -> str:
-    """Short hash of a training design's labels and atom counts (which data a fit used)."""
-    h = hashlib.sha256(np.asarray(dm.n_atoms, dtype=np.int64).tobytes())
-    h.update(np.round(np.asarray(dm.y, dtype=float), 8).tobytes())
-    return h.hexdigest()[:16]
+def _fingerprint(structures: Sequence[Atoms]) -> str:
+    """Short hash of a training set's reference labels (which data a fit used), independent of
+    the order of the structures."""
+    per = []
+    for a in structures:
+        h, lab = hashlib.sha256(), labels(a)
+        for k in sorted(lab):
+            h.update(np.round(np.asarray(lab[k], dtype=float), 6).ravel() + 0.0)  # -0.0 → 0.0
+        per.append(h.hexdigest())
+    return hashlib.sha256("".join(sorted(per)).encode()).hexdigest()[:16]
 
 
 def _checked_training(structures: Sequence[Atoms], empty: str) -> list[Atoms]:
@@ -261,7 +272,7 @@ class LinearPotential:
             "n_structures": len(structures),
             "n_atoms": int(dm.n_atoms.sum()),
             "n_rows": int(len(dm.y)),
-            "training_fingerprint": _fingerprint(dm),
+            "training_fingerprint": _fingerprint(structures),
             "descriptor_seconds": t1 - t0,
             "solve_seconds": t2 - t1,
             "fit_seconds": t2 - t0,
@@ -347,13 +358,15 @@ class LinearPotential:
         dm = assemble(designs, structures)
         fit_info = getattr(self, "fit_info_", {})
         fitted_on = fit_info.get("training_fingerprint")
-        if fitted_on is not None and fitted_on != _fingerprint(dm):
+        if fitted_on is not None and fitted_on != _fingerprint(structures):
             warnings.warn(
                 f"the {len(structures)} structures ({int(dm.n_atoms.sum())} atoms) given to "
                 f"fit_posterior are not those the model was fitted on "
-                f"({fit_info['n_structures']} structures, {fit_info['n_atoms']} "
-                "atoms): the posterior is centred on coef_, fitted to other data, so its "
-                "training rows need not lie inside their bounds",
+                f"({fit_info['n_structures']} structures, {fit_info['n_atoms']} atoms"
+                + ("; same sizes, other labels" if len(structures) == fit_info["n_structures"]
+                   and int(dm.n_atoms.sum()) == fit_info["n_atoms"] else "")
+                + "): the posterior is centred on coef_, fitted to other data, so its training "
+                "rows need not lie inside their bounds",
                 UserWarning, stacklevel=2,
             )
         w = self._fit_weights(dm)

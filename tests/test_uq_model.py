@@ -125,6 +125,13 @@ def test_filters_keep_a_subset_of_the_corrections(fitted, mo, tmp_path):
                        (101.0, "got 101.0")):
         with pytest.raises(ModelError, match=match):
             m.fit_posterior(train, designs=designs, residual_percentile=bad)
+    with pytest.raises(ModelError, match="together leave no correction"):
+        m.fit_posterior(train, designs=designs, leverage_percentile=99.9,
+                        residual_percentile=0.1)
+    with pytest.raises(ModelError, match="max_members=5 subsamples the ensemble"):
+        m.fit_posterior(train, designs=designs, posterior="hypercube", max_members=5)
+    with pytest.raises(ModelError, match="n_sigma must be positive"):
+        m.fit_posterior(train, "bayes", designs=designs, n_sigma=0)
 
 
 @pytest.mark.parametrize("method, options", METHODS)
@@ -261,6 +268,8 @@ def test_cli_uq_then_eval_and_fit_with_uq(mo, tmp_path, capsys, mo_test):
     assert main([*uq, "--method", "bayes", "--percentile-clipping", "5"]) == 2
     assert "--percentile-clipping applies to --method pops only, not --method bayes" in (
         capsys.readouterr().err)
+    assert main([*uq, "--method", "bayes", "--seed", "3"]) == 2
+    assert "--seed applies to --method pops/bootstrap only" in capsys.readouterr().err
     assert main(["fit", "--train", str(tmp_path / "train.xyz"), "--out", str(tmp_path / "m3"),
                  "--model", SPEC, "--leverage-percentile", "50"]) == 2
     assert "applies to --uq pops only, not --uq none" in capsys.readouterr().err

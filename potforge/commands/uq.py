@@ -55,19 +55,20 @@ def add_posterior_options(p: argparse.ArgumentParser, default: str) -> None:
                    "narrower box that no longer holds every training row; default 0")
     g.add_argument("--temperature", type=_temperature, default=None, metavar="T",
                    help="bayes: multiply the covariance by T, or 'frederiksen' (Frederiksen "
-                   "et al. 2004: ensemble ∝ exp(−cost/T), T = 2·cost/(number of parameters)); "
-                   "default none")
+                   "et al. 2004: ensemble ∝ exp(−cost/T) with T = 2·cost/(number of "
+                   "parameters), i.e. T = β·cost/P times the BLR covariance); default none")
     g.add_argument("--n-sigma", type=float, default=None, metavar="S",
                    help="bayes: bounds are ± S standard deviations (default 2)")
     g.add_argument("--n-members", type=int, default=None, metavar="K",
                    help="bootstrap: number of refits (default 20)")
-    g.add_argument("--seed", type=int, default=0,
-                   help="pops/bootstrap: seed for subsamples and resamples")
+    g.add_argument("--seed", type=int, default=None,
+                   help="pops/bootstrap: seed for subsamples and resamples (default 0)")
 
 
 _APPLIES = {**dict.fromkeys(("posterior", "max_members", "leverage_percentile",
                               "residual_percentile", "percentile_clipping"), ("pops",)),
-            "temperature": ("bayes",), "n_sigma": ("bayes",), "n_members": ("bootstrap",)}
+            "temperature": ("bayes",), "n_sigma": ("bayes",), "n_members": ("bootstrap",),
+            "seed": ("pops", "bootstrap")}
 """Posterior options (argparse ``dest``) and the methods they apply to."""
 
 
@@ -94,9 +95,9 @@ def posterior_options(args: argparse.Namespace, method: str, flag: str = "--meth
                 f"--{dest.replace('_', '-')} applies to {flag} {'/'.join(methods)} only, not "
                 f"{flag} {method}"
             )
-        out[dest] = value
+        out["random_state" if dest == "seed" else dest] = value
     if method in ("pops", "bootstrap"):
-        out["random_state"] = args.seed
+        out.setdefault("random_state", 0)
     return out
 
 
@@ -133,6 +134,7 @@ def summary(model: LinearPotential, train_metrics: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    options = posterior_options(args, args.method)  # misplaced options fail before any work
     model = LinearPotential.load(args.model)
     model.n_jobs = args.jobs
     old = (f"{model.posterior_.method} {model.posterior_.kind}" if model.has_posterior
@@ -141,8 +143,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     designs = model.structure_designs(train)  # shared by the posterior and the coverage check
     seconds = time.perf_counter() - t0
-    model.fit_posterior(train, args.method, designs=designs,
-                        **posterior_options(args, args.method))
+    model.fit_posterior(train, args.method, designs=designs, **options)
     info = model.posterior_.info
     info.update(descriptor_seconds=seconds, fit_seconds=seconds + info["posterior_seconds"])
     metrics = uncertainty_metrics(train, model.predict_designs(designs, return_bounds=True))

@@ -239,7 +239,8 @@ def fit_centred_posterior(
     percentile_clipping : float
         POPS hypercube: each principal axis spans the ``[c, 100 − c]`` percentiles of the
         projected corrections instead of their min/max (popsregression's option, in [0, 50)):
-        a much narrower box, no longer guaranteed to contain every training row's correction.
+        a much narrower box, no longer guaranteed to contain every training row's correction
+        (nor, for large ``c``, the fitted parameters themselves).
     temperature : {"frederiksen"} or float, optional
         Bayes: inflate the BLR covariance (:class:`~potforge.uq.TemperedBayesRegressor`).
     n_sigma : float
@@ -286,6 +287,9 @@ def fit_centred_posterior(
     elif method == "bayes":
         from potforge.uq.bayes import BayesianLinearRegressor, TemperedBayesRegressor
 
+        if not float(n_sigma) > 0:
+            raise ModelError(f"n_sigma must be positive (bounds are ± n_sigma·std), got {n_sigma}.")
+
         est = (BayesianLinearRegressor(n_sigma=n_sigma, column_names=names)
                if temperature is None else
                TemperedBayesRegressor(temperature=temperature, n_sigma=n_sigma,
@@ -309,6 +313,11 @@ def fit_centred_posterior(
 def _pops(An, y, w, t, phi, alpha, names, opts, rng, info):
     posterior, threshold = opts["posterior"], opts["threshold"]
     check_pops_options(posterior, None, opts["clip"])
+    if posterior == "hypercube" and opts["max_members"] is not None:
+        raise ModelError(
+            f"max_members={opts['max_members']} subsamples the ensemble posterior; the hypercube "
+            "is a box over all corrections (use posterior='ensemble')."
+        )
     lev_p, res_p = float(opts["leverage_percentile"]), float(opts["residual_percentile"])
     if not 0.0 <= lev_p < 100.0:
         raise ModelError(f"leverage_percentile must lie in [0, 100), got {lev_p}.")
@@ -347,6 +356,12 @@ def _pops(An, y, w, t, phi, alpha, names, opts, rng, info):
         small = rr <= np.percentile(rr, res_p)
         use &= small
         info.update(residual_percentile=res_p, n_filtered_residual=int((~small).sum()))
+    if not use.any():
+        raise ModelError(
+            f"leverage_percentile={lev_p:g} and residual_percentile={res_p:g} together leave no "
+            f"correction: the rows with the largest leverages all have large residuals; relax "
+            "one of the two filters."
+        )
     C, rows = C[use], rows[use]
     info.update(posterior=posterior, n_used=int(C.shape[0]), n_excluded=n_excl,
                 n_excluded_with_residual=n_excl_resid, leverage_threshold=float(threshold),

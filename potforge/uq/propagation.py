@@ -35,12 +35,39 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import numpy as np
 
 from potforge.errors import ModelError
+
+
+@dataclass
+class _Stability:
+    """Posterior parameter vectors evaluated, and those at which some QoI came out mechanically
+    or dynamically unstable (the QoI exists, but is flagged), with each such QoI's first
+    message — summarised in one :class:`UnstableWarning` instead of one per vector."""
+
+    vectors: int = 0
+    flagged: int = 0
+    qois: dict[str, str] = field(default_factory=dict)
+
+    def warn(self) -> None:
+        from potforge.properties.base import UnstableWarning
+
+        if self.flagged:
+            warnings.warn(
+                f"{self.flagged} of {self.vectors} posterior parameter vectors evaluated give an "
+                f"unstable lattice for {', '.join(self.qois)} (values kept; first: "
+                f"{next(iter(self.qois.values()))})", UnstableWarning, stacklevel=3,
+            )
+
+
+_STABILITY: ContextVar[_Stability | None] = ContextVar("potforge_stability", default=None)
+"""The summary that :func:`_evaluate` adds to (one per :func:`property_uncertainty` call)."""
 
 METHODS = ("auto", "linear", "implicit", "resample")
 """Propagation methods (``"auto"`` picks one of the others per QoI)."""
@@ -130,15 +157,35 @@ def property_uncertainty(
     ModelError
         No posterior, an unknown method, a non-finite property value for some sample, or a
         QoI that exists at none of the samples (or, ``"auto"``, none of its candidates).
+
+    Warns
+    -----
+    UnstableWarning
+        Once, when the lattice is mechanically or dynamically unstable at some of the posterior
+        parameter vectors evaluated (how many, for which QoIs); the fitted model's own
+        instabilities are reported as usual.
     """
+    _check(model, method)
+    if int(n_candidates) < 1:
+        raise ModelError(f"n_candidates must be a positive integer, got {n_candidates}")
+    stability = _Stability()
+    token = _STABILITY.set(stability)
+    try:
+        return _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol,
+                          n_candidates, progress, settings)
+    finally:
+        _STABILITY.reset(token)
+        stability.warn()
+
+
+def _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol, n_candidates,
+               progress, settings):
+    """:func:`property_uncertainty` after its argument checks."""
     from potforge.properties import run_suite
     from potforge.properties.relax import relaxation_hook
     from potforge.properties.sensitivity import Sensitivity
     from potforge.uq.implicit import NewtonRelaxer, RelaxationRecord
 
-    _check(model, method)
-    if int(n_candidates) < 1:
-        raise ModelError(f"n_candidates must be a positive integer, got {n_candidates}")
     sens = Sensitivity(model, element, **settings)
     record = RelaxationRecord() if method == "implicit" else None
     with relaxation_hook(record):
@@ -302,48 +349,49 @@ def _evaluate(model, element, names, thetas, make_hook, progress, settings, unst
     Newton step (Å).  ``unstable`` (a list): a QoI whose relaxation fails or turns unstable at a
     vector is NaN there and ``(vector, qoi, message)`` is appended; otherwise the error
     propagates.  Lattices that are mechanically or dynamically unstable at some vectors (the
-    QoI exists, but flagged) give one summary :class:`UnstableWarning`, not one per vector."""
+    QoI exists, but flagged) are counted in the :class:`_Stability` summary of the enclosing
+    :func:`property_uncertainty` (one warning per call), or summarised here when called alone."""
     from tqdm.auto import tqdm
 
     from potforge.properties import run_suite
     from potforge.properties.base import InstabilityError, RelaxationError, UnstableWarning
     from potforge.properties.relax import relaxation_hook
 
-    flagged: dict[int, str] = {}  # vector -> first stability warning there
+    stats = _STABILITY.get()
+    own = stats is None  # called outside property_uncertainty: summarise here
+    stats = _Stability() if own else stats
 
-    def suite(s, theta, qois):
+    def suite(theta, qois):
         hook = None if make_hook is None else make_hook()
         with relaxation_hook(hook), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UnstableWarning)  # summarised below
+            warnings.simplefilter("ignore", UnstableWarning)  # summarised instead
             res = run_suite(model.as_calculator(theta), element, qois, progress=False, **settings)
-        for q in qois:
-            if res[q].get("stable") is False:
-                flagged.setdefault(s, res[q]["warning"])
-        return [res[q]["value"] for q in qois], hook.max_step if hook else 0.0
+        flagged = [q for q in qois if res[q].get("stable") is False]
+        for q in flagged:
+            stats.qois.setdefault(q, res[q]["warning"])
+        return [res[q]["value"] for q in qois], hook.max_step if hook else 0.0, bool(flagged)
 
     values = np.empty((len(thetas), len(names)))
     max_step = 0.0
     for s, theta in enumerate(tqdm(thetas, desc="posterior samples", disable=not progress)):
         try:
-            values[s], step = suite(s, theta, names)
+            values[s], step, flagged = suite(theta, names)
         except (RelaxationError, InstabilityError):
             if unstable is None:
                 raise
-            step = 0.0
+            step, flagged = 0.0, False
             for k, q in enumerate(names):  # which QoIs do not exist at this vector
                 try:
-                    (values[s, k],), step_q = suite(s, theta, [q])
-                    step = max(step, step_q)
+                    (values[s, k],), step_q, flagged_q = suite(theta, [q])
+                    step, flagged = max(step, step_q), flagged or flagged_q
                 except (RelaxationError, InstabilityError) as exc:
                     values[s, k] = np.nan
                     unstable.append((s, q, str(exc)))
         max_step = max(max_step, step)
-    if flagged:
-        warnings.warn(
-            f"{len(flagged)} of {len(thetas)} posterior parameter vectors give an unstable "
-            f"lattice for {', '.join(names)} (values kept; first: {next(iter(flagged.values()))})",
-            UnstableWarning, stacklevel=2,
-        )
+        stats.vectors += 1
+        stats.flagged += flagged
+    if own:
+        stats.warn()
     bad = ~np.isfinite(values)
     for s, q, _ in unstable or ():
         bad[s, names.index(q)] = False
