@@ -229,6 +229,9 @@ def test_cli_fit_uq_properties_prints_bounds(tmp_path, w_data, capsys):
     assert main(["properties", "--calc", "lammps:W_2940_2017_2.snap", "--element", "W",
                  "--qoi", "a0", "--uq", "linear", "--quiet"]) == 2
     assert "it needs --model DIR" in capsys.readouterr().err
+    assert main([*args, "--uq", "linear", "--samples", "8"]) == 2
+    assert "--samples applies to --uq implicit/resample only, not --uq linear" in (
+        capsys.readouterr().err)
     assert main(["uq", "--model", str(mdir), "--train", str(train)]) == 0
     out_json = tmp_path / "props.json"
     assert main([*args, "--candidates", "2", "--json", str(out_json)]) == 0

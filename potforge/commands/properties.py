@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--samples",
         type=int,
-        default=16,
+        default=None,
         metavar="K",
         help="posterior samples for --uq implicit/resample (default 16; bounds are the extremes "
         "over the samples, plus the candidates for implicit)",
@@ -79,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--candidates",
         type=int,
-        default=N_CANDIDATES,
+        default=None,
         metavar="K",
         help="posterior members per side tried as a nonlinear QoI's extremes for --uq "
         f"auto/implicit (default {N_CANDIDATES}; 1 = the linearised extremes only)",
@@ -149,6 +149,11 @@ def run(args: argparse.Namespace) -> int:
         from potforge.model import LinearPotential
         from potforge.uq.propagation import property_uncertainty
 
+        uq = args.uq or "auto"
+        for flag, value, methods in (("--samples", args.samples, ("implicit", "resample")),
+                                     ("--candidates", args.candidates, ("auto", "implicit"))):
+            if value is not None and uq not in methods:
+                raise ModelError(f"{flag} applies to --uq {'/'.join(methods)} only, not --uq {uq}")
         model = LinearPotential.load(args.model)
         if args.uq not in (None, "none") and not model.has_posterior:
             raise ModelError(
@@ -160,9 +165,9 @@ def run(args: argparse.Namespace) -> int:
                 model,
                 args.element,
                 qois,
-                method=args.uq or "auto",
-                n_samples=args.samples,
-                n_candidates=args.candidates,
+                method=uq,
+                n_samples=16 if args.samples is None else args.samples,
+                n_candidates=N_CANDIDATES if args.candidates is None else args.candidates,
                 progress=not args.quiet,
                 **settings,
             )
