@@ -398,6 +398,10 @@ def _auto_row(model, name, qois, values, truth) -> dict:
                 res.update(property_uncertainty(model, "W", [q], progress=False, steps=2000))
             except ModelError as exc:
                 res[q] = {"error": str(exc)}
+    for q in qois:  # the structure exists at none of its candidates: left out, as unchecked
+        if res[q].get("check", {}).get("flag") == "no_relaxable_candidate":
+            res[q] = {"error": f"{q}: the structure exists at none of its "
+                               f"{res[q]['check']['unrelaxable_candidates']} candidate members"}
     ok = [k for k, q in enumerate(qois) if "error" not in res[q]]
     lower, upper = (np.array([res[qois[k]][b] for k in ok]) for b in ("lower", "upper"))
     row = _coverage_row(f"{name}, auto propagation", [qois[k] for k in ok], values[ok],

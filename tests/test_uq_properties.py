@@ -142,7 +142,7 @@ def test_resampled_value_is_a_real_recomputation(model):
     assert res["a0"]["samples"][1] == pytest.approx(direct, rel=1e-9)
 
 
-def test_a_property_that_does_not_exist_at_a_sample_is_counted_not_bounded(model):
+def test_a_property_that_does_not_exist_at_a_sample_is_counted_not_bounded(model, w_data):
     """The 2J=4 student's POPS ensemble reaches parameters where its (100) slab falls below the
     bulk (γ ≤ 0): ``resample`` reports those draws (``None``, ``unstable_samples``) and bounds
     the others; ``auto`` passes over such candidates and counts them."""
@@ -156,8 +156,22 @@ def test_a_property_that_does_not_exist_at_a_sample_is_counted_not_bounded(model
     with pytest.raises(InstabilityError, match=r"W \(100\) slab (lies below the bulk|.*collapsed)"):
         compute_qoi(q, model.as_calculator(model.sample_coef(n, seed=0)[lost[0]]), "W",
                     **SETTINGS)
-    auto = property_uncertainty(model, "W", [q], n_candidates=2, progress=False, **SETTINGS)[q]
+    with pytest.warns(UserWarning, match=r"auto propagation: gamma_surf_100: both extreme "
+                      r"candidates lie on one side of the fitted value"):
+        auto = property_uncertainty(model, "W", [q], n_candidates=2, progress=False,
+                                    **SETTINGS)[q]
     assert auto["check"]["unrelaxable_candidates"] >= 1 and 0 < auto["lower"] < auto["upper"]
+    # its upper bound is the fitted value: every candidate member lowers γ(100)
+    assert auto["check"]["flag"] == "one_sided" and auto["upper"] == auto["value"]
+    # the hypercube's corners: the slab exists at none of them; linear bounds, flagged
+    box = LinearPotential(SPEC).fit(w_data).fit_posterior(w_data, posterior="hypercube",
+                                                           progress=False)
+    with pytest.warns(UserWarning, match=r"gamma_surf_100: the structure exists at none of its "
+                      r"4 candidate members, so its linear bounds are kept unchecked"):
+        r = property_uncertainty(box, "W", [q], n_candidates=2, progress=False, **SETTINGS)[q]
+    lin = property_uncertainty(box, "W", [q], method="linear", progress=False, **SETTINGS)[q]
+    assert r["check"]["flag"] == "no_relaxable_candidate" and r["method"] == "linear"
+    assert (r["lower"], r["upper"]) == (lin["lower"], lin["upper"])
 
 
 def test_unstable_lattices_at_posterior_samples_give_one_summary_warning(w_data):

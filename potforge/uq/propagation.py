@@ -25,7 +25,9 @@ Four methods, each giving per QoI ``value`` (the fitted model's), ``std``, ``low
   members giving the lowest and highest implicit value are fully re-relaxed (where one cannot
   be — a slab that falls apart at that member — the next most extreme), and the QoI takes
   ``"implicit"`` if those agree to ``tol``, else ``"resample"`` (the re-relaxed values at those
-  two members).  The member that maximises the linearisation need not maximise the QoI itself
+  two members).  Two cases are flagged and warned about: both extremes on one side of the fitted
+  value (strongly nonlinear; the bounds are inner bounds), and a structure that exists at none
+  of the candidates (the linear bounds are kept, unchecked).  The member that maximises the linearisation need not maximise the QoI itself
   when the curvature differs between members, hence the candidates.  Cost over ``"linear"``:
   two single-QoI implicit evaluations per QoI (plus their Hessians), and per nonlinear QoI
   ``2 (n_candidates − 1)`` more and two relaxed evaluations.  ``std`` is first order.
@@ -149,14 +151,18 @@ def property_uncertainty(
         ``"implicit"`` at the linearised-extreme members and of ``"implicit"`` with
         re-relaxation at the members giving the implicit extremes (``None`` where not needed,
         or where the QoI does not exist at a linearised extreme), as fractions of the
-        half-width, and ``"unrelaxable_candidates"``: candidates passed
-        over because their relaxation failed or turned unstable.
+        half-width, ``"unrelaxable_candidates"``: candidates passed
+        over because their relaxation failed or turned unstable, and ``"flag"``: ``None``,
+        ``"one_sided"`` (both extreme candidates on one side of the fitted value: strongly
+        nonlinear, the bounds are inner bounds) or ``"no_relaxable_candidate"`` (the structure
+        exists at none of the candidates: the linear bounds are kept, unchecked); flagged QoIs
+        are also named in one UserWarning.
 
     Raises
     ------
     ModelError
         No posterior, an unknown method, a non-finite property value for some sample, or a
-        QoI that exists at none of the samples (or, ``"auto"``, none of its candidates).
+        QoI that exists at none of the samples.
 
     Warns
     -----
@@ -283,20 +289,33 @@ def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progre
     ends, relaxed, skipped = _nonlinear_extremes(model, element, [names[k] for k in nonlinear],
                                         cands[nonlinear], implicit[nonlinear], calc0,
                                         newton_steps, progress, settings, records)
+    notes = []
     for k, q in enumerate(names):
         entry = linear[q]
-        imp_err, n_skipped = None, 0
+        imp_err, n_skipped, flag = None, 0, None
         if k in nonlinear:
             i = nonlinear.index(k)
-            imp_err = float(np.abs(ends[i] - relaxed[i]).max() / half[k])
             n_skipped = int(skipped[i])
-            chosen, at = ("implicit", ends[i]) if imp_err <= tol else ("resample", relaxed[i])
-            imp_err = imp_err if np.isfinite(imp_err) else None
             v = entry["value"]
-            entry.update(lower=float(min(v, *at)), upper=float(max(v, *at)), method=chosen)
+            if np.isnan(relaxed[i]).any():
+                flag = "no_relaxable_candidate"
+                notes.append(f"{q}: the structure exists at none of its {n_skipped} candidate "
+                             "members, so its linear bounds are kept unchecked")
+            else:
+                imp_err = float(np.abs(ends[i] - relaxed[i]).max() / half[k])
+                chosen, at = ("implicit", ends[i]) if imp_err <= tol else ("resample", relaxed[i])
+                entry.update(lower=float(min(v, *at)), upper=float(max(v, *at)), method=chosen)
+                if (at >= v).all() or (at <= v).all():
+                    flag = "one_sided"
+                    notes.append(f"{q}: both extreme candidates lie on one side of the fitted "
+                                 "value (strongly nonlinear: inner bounds; more n_candidates or "
+                                 "method='resample' may widen them)")
         entry["check"] = {"linear_vs_implicit": float(lin_err[k]) if np.isfinite(lin_err[k])
                           else None,
-                          "implicit_vs_relaxed": imp_err, "unrelaxable_candidates": n_skipped}
+                          "implicit_vs_relaxed": imp_err, "unrelaxable_candidates": n_skipped,
+                          "flag": flag}
+    if notes:
+        warnings.warn("auto propagation: " + "; ".join(notes), UserWarning, stacklevel=3)
     return linear
 
 
@@ -307,8 +326,8 @@ def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_s
     ``at_linear`` (n, 2)), then per side the candidate with the most extreme implicit value
     re-relaxed — or, where its relaxation fails or turns unstable (the property does not exist
     at that member), the next most extreme.  ``records``: as for :func:`_extreme_values`.
-    Returns the implicit and re-relaxed values at the chosen members, each (n, 2), and the
-    number of candidates skipped per QoI (n,)."""
+    Returns the implicit and re-relaxed values at the chosen members, each (n, 2) (NaN where
+    no candidate could be relaxed), and the number of candidates skipped per QoI (n,)."""
     from tqdm.auto import tqdm
 
     from potforge.properties.base import InstabilityError, RelaxationError
@@ -335,11 +354,10 @@ def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_s
                     continue
                 ends[i, side] = values[i, j]
                 break
-            else:
-                raise ModelError(
-                    f"{q} could not be relaxed at any of its {2 * k} candidate posterior "
-                    f"members: the posterior reaches parameters where the structure is unstable"
-                )
+            else:  # the structure exists at none of the candidates
+                ends[i] = relaxed[i] = np.nan
+                skipped[i] = 2 * k
+                break
     return ends, relaxed, skipped
 
 
