@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -59,13 +59,17 @@ def error_metrics(structures: Sequence[Atoms], predictions: Sequence[dict]) -> d
     }
 
 
-def grouped_metrics(structures: Sequence[Atoms], predictions: Sequence[dict]) -> dict[str, dict]:
-    """:func:`error_metrics` for each group label."""
+def grouped_metrics(
+    structures: Sequence[Atoms], predictions: Sequence[dict], metric: Callable | None = None
+) -> dict[str, dict]:
+    """``metric`` (default :func:`error_metrics`; e.g. :func:`uncertainty_metrics`) for each
+    group label."""
+    metric = error_metrics if metric is None else metric
     out = {}
     groups = sorted({str(a.info.get("group", "all")) for a in structures})
     for g in groups:
         idx = [k for k, a in enumerate(structures) if str(a.info.get("group", "all")) == g]
-        out[g] = error_metrics([structures[k] for k in idx], [predictions[k] for k in idx])
+        out[g] = metric([structures[k] for k in idx], [predictions[k] for k in idx])
     return out
 
 

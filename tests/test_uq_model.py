@@ -231,6 +231,8 @@ def test_cli_uq_then_eval_and_fit_with_uq(mo, tmp_path, capsys, mo_test):
     assert all(0.0 <= ev[k] <= 1.0 for k in keys)
     assert ev["energy_bound_median_meV_per_atom"] > 0 and ev["force_bound_median_eV_per_A"] > 0
     assert ev["force_coverage"] > 0.9
+    for g, gm in ev["groups"].items():  # per group too (FitSNAP-style groups)
+        assert 0.0 <= gm["force_coverage"] <= 1.0 and gm["force_bound_median_eV_per_A"] > 0, g
     # the leverage filter replaces the posterior and narrows the bounds
     assert main(["uq", "--model", str(out), "--train", str(tmp_path / "train.xyz"),
                  "--leverage-percentile", "50"]) == 0

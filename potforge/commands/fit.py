@@ -118,7 +118,8 @@ def uq_line(report: dict) -> str:
 
 def evaluate(model: LinearPotential, sets: dict) -> tuple[dict, dict]:
     """Metrics (overall and per group) for each named, non-empty set of structures; with a
-    posterior also coverage and bound widths (:func:`potforge.metrics.uncertainty_metrics`).
+    posterior also coverage and bound widths (:func:`potforge.metrics.uncertainty_metrics`),
+    overall and per group.
 
     Returns the report and, per set, the ``(structures, predictions)`` for plotting.
     """
@@ -131,5 +132,8 @@ def evaluate(model: LinearPotential, sets: dict) -> tuple[dict, dict]:
         report[name] = {**error_metrics(structs, preds), "groups": grouped_metrics(structs, preds)}
         if model.has_posterior:
             report[name].update(uncertainty_metrics(structs, preds))
+            by_group = grouped_metrics(structs, preds, uncertainty_metrics)
+            for g, m in by_group.items():
+                report[name]["groups"][g].update(m)
         evaluated[name] = (structs, preds)
     return report, evaluated

@@ -27,8 +27,9 @@ Four methods, each giving per QoI ``value`` (the fitted model's), ``std``, ``low
   ``"implicit"`` if those agree to ``tol``, else ``"resample"`` (the re-relaxed values at those
   two members).  Two cases are flagged and warned about: both extremes on one side of the fitted
   value (strongly nonlinear; the bounds are inner bounds), and a structure that exists at none
-  of the candidates (the linear bounds are kept, unchecked).  The member that maximises the linearisation need not maximise the QoI itself
-  when the curvature differs between members, hence the candidates.  Cost over ``"linear"``:
+  of the candidates (the linear bounds are kept, unchecked).  The member that maximises the
+  linearisation need not maximise the QoI itself when the curvature differs between members,
+  hence the candidates.  Cost over ``"linear"``:
   two single-QoI implicit evaluations per QoI (plus their Hessians), and per nonlinear QoI
   ``2 (n_candidates − 1)`` more and two relaxed evaluations.  ``std`` is first order.
 """
