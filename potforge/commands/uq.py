@@ -54,9 +54,9 @@ def add_posterior_options(p: argparse.ArgumentParser, default: str) -> None:
                    "the corrections instead of min/max (popsregression's option): a much "
                    "narrower box that no longer holds every training row; default 0")
     g.add_argument("--temperature", type=_temperature, default=None, metavar="T",
-                   help="bayes: multiply the covariance by T, or 'frederiksen' (Frederiksen "
-                   "et al. 2004: ensemble ∝ exp(−cost/T) with T = 2·cost/(number of "
-                   "parameters), i.e. T = β·cost/P times the BLR covariance); default none")
+                   help="bayes: multiply the BLR covariance by T, or 'frederiksen' "
+                   "(Frederiksen et al. 2004: ensemble ∝ exp(−cost/T₀) with T₀ = 2·cost/P for "
+                   "P parameters, i.e. the covariance times β·cost/P); default none")
     g.add_argument("--n-sigma", type=float, default=None, metavar="S",
                    help="bayes: bounds are ± S standard deviations (default 2)")
     g.add_argument("--n-members", type=int, default=None, metavar="K",
