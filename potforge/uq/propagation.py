@@ -305,6 +305,7 @@ def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progre
             else:
                 imp_err = float(np.abs(ends[i] - relaxed[i]).max() / half[k])
                 chosen, at = ("implicit", ends[i]) if imp_err <= tol else ("resample", relaxed[i])
+                imp_err = imp_err if np.isfinite(imp_err) else None  # no implicit value there
                 entry.update(lower=float(min(v, *at)), upper=float(max(v, *at)), method=chosen)
                 if (at >= v).all() or (at <= v).all():
                     flag = "one_sided"
