@@ -95,8 +95,14 @@ def nearest_distance(atoms: Atoms, cutoff: float = 6.0) -> float:
     return float(d.min()) if len(d) else float("inf")
 
 
-def _check_collapse(start: Atoms, relaxed: Atoms, label: str, cause: str = "") -> None:
-    d0 = nearest_distance(start)
+COLLAPSE_CHECK_INTERVAL = 25
+"""Optimiser steps between collapse checks during a relaxation (a collapsing structure is
+stopped early instead of running to the step limit)."""
+
+
+def _check_collapse(start: Atoms, relaxed: Atoms, label: str, cause: str = "",
+                    d0: float | None = None) -> None:
+    d0 = nearest_distance(start) if d0 is None else d0
     d1 = nearest_distance(relaxed, min(d0, 6.0))
     if d1 < COLLAPSE * d0:
         raise InstabilityError(
@@ -111,22 +117,26 @@ def _run(
     residual,
 ) -> int:
     """Optimise ``target`` (``work`` or a cell filter on it) from ``start``; a collapse
-    (:data:`COLLAPSE`) is an :class:`InstabilityError`, also when it makes the calculator fail
-    on the way (e.g. LAMMPS's neighbour lists overflow as the cell shrinks)."""
+    (:data:`COLLAPSE`, checked every :data:`COLLAPSE_CHECK_INTERVAL` steps and at the end) is an
+    :class:`InstabilityError`, also when it makes the calculator fail on the way (e.g. LAMMPS's
+    neighbour lists overflow as the cell shrinks)."""
     opt = _optimizer(optimizer)(target, logfile=None)
+    d0 = nearest_distance(start)
+    opt.attach(lambda: _check_collapse(start, work, label, f" (after {opt.nsteps} steps)", d0),
+               interval=COLLAPSE_CHECK_INTERVAL)
     try:
         converged = opt.run(fmax=fmax, steps=steps)
     except EngineError as exc:
-        _check_collapse(start, work, label, f" (the calculator failed there: {exc})")
+        _check_collapse(start, work, label, f" (the calculator failed there: {exc})", d0)
         raise
     if not converged:
-        _check_collapse(start, work, label)
+        _check_collapse(start, work, label, d0=d0)
         res = residual()
         raise RelaxationError(
             f"relaxation of {label} ({len(work)} atoms) did not converge: max force "
             f"{res:.3g} eV/Å after {steps} steps (fmax {fmax:g} eV/Å)"
         )
-    _check_collapse(start, work, label)
+    _check_collapse(start, work, label, d0=d0)
     return int(opt.nsteps)
 
 
