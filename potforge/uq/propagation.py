@@ -317,7 +317,7 @@ def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progre
                           "implicit_vs_relaxed": imp_err, "unrelaxable_candidates": n_skipped,
                           "flag": flag}
     if notes:
-        warnings.warn("auto propagation: " + "; ".join(notes), UserWarning, stacklevel=3)
+        warnings.warn("auto propagation: " + "; ".join(notes), UserWarning, stacklevel=4)
     return linear
 
 
