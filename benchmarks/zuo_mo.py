@@ -283,6 +283,15 @@ def published_in_potforge(ctx, train, published_pred_train) -> dict:
             "closest_force": min(sweep, key=lambda r: r["force_rms_diff_eV_per_A"])}
 
 
+WEIGHTS = ("sigma_energy", "sigma_force", "sigma_stress", "group_weights")
+"""The fit weights a search row carries (LinearPotential keyword arguments)."""
+
+
+def weights_of(row: dict) -> dict:
+    """The :data:`WEIGHTS` of a search row, as LinearPotential keyword arguments."""
+    return {k: row[k] for k in WEIGHTS}
+
+
 def fit_potforge(name, spec, train, test, **kw) -> tuple[dict, list]:
     """Fit one potforge model; its row (weights, fit info, test and training metrics) and its
     test predictions."""
@@ -400,28 +409,10 @@ def main(argv=None) -> int:
                lambda r: f"{r['stage']:<11} {r['huber_delta']:>5g}")
 
     fitted = [
-        fit_potforge(
-            "potforge linear SNAP 2J=6 (CV weights)",
-            LINEAR_SPEC,
-            train,
-            test,
-            sigma_energy=b["sigma_energy"],
-            sigma_force=b["sigma_force"],
-            sigma_stress=b["sigma_stress"],
-            group_weights=b["group_weights"],
-        ),
-        fit_potforge(
-            "potforge linear SNAP 2J=6 Huber (CV)",
-            LINEAR_SPEC,
-            train,
-            test,
-            sigma_energy=hb["sigma_energy"],
-            sigma_force=hb["sigma_force"],
-            sigma_stress=hb["sigma_stress"],
-            group_weights=hb["group_weights"],
-            loss="huber",
-            huber_delta=hb["huber_delta"],
-        ),
+        fit_potforge("potforge linear SNAP 2J=6 (CV weights)", LINEAR_SPEC, train, test,
+                     **weights_of(b)),
+        fit_potforge("potforge linear SNAP 2J=6 Huber (CV)", LINEAR_SPEC, train, test,
+                     **weights_of(hb), loss="huber", huber_delta=hb["huber_delta"]),
         fit_potforge("potforge quadratic SNAP 2J=6", QUAD_SPEC, train, test),
         fit_potforge("potforge default (DEFAULT_SPEC)", DEFAULT_SPEC, train, test),
     ]

@@ -1,4 +1,5 @@
-"""Helpers shared by CLI verbs: all-or-nothing output folders and JSON writing."""
+"""Helpers shared by CLI verbs: all-or-nothing output folders, JSON writing, and options
+that apply to one method only."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from potforge.errors import DataError
+from potforge.errors import DataError, ModelError
 
 
 @contextlib.contextmanager
@@ -37,3 +38,21 @@ def staged_output(out: str | Path) -> Iterator[Path]:
 
 def write_json(path: str | Path, doc: dict) -> None:
     Path(path).write_text(json.dumps(doc, indent=2, default=float) + "\n")
+
+
+def method_options(args, applies: dict[str, tuple[str, ...]], method: str, flag: str) -> dict:
+    """The options of ``applies`` (argparse ``dest`` → the methods it is for) that were given
+    (not None), by ``dest``; one given for another method than ``method`` is a
+    :class:`ModelError` (``flag`` names the option that picks the method)."""
+    out = {}
+    for dest, methods in applies.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if method not in methods:
+            raise ModelError(
+                f"--{dest.replace('_', '-')} applies to {flag} {'/'.join(methods)} only, not "
+                f"{flag} {method}"
+            )
+        out[dest] = value
+    return out

@@ -146,14 +146,13 @@ def run(args: argparse.Namespace) -> int:
     if args.structure:
         settings["structure"] = args.structure
     if args.model:
+        from potforge.commands._common import method_options
         from potforge.model import LinearPotential
         from potforge.uq.propagation import property_uncertainty
 
         uq = args.uq or "auto"
-        for flag, value, methods in (("--samples", args.samples, ("implicit", "resample")),
-                                     ("--candidates", args.candidates, ("auto", "implicit"))):
-            if value is not None and uq not in methods:
-                raise ModelError(f"{flag} applies to --uq {'/'.join(methods)} only, not --uq {uq}")
+        method_options(args, {"samples": ("implicit", "resample"),
+                              "candidates": ("auto", "implicit")}, uq, "--uq")
         model = LinearPotential.load(args.model)
         if args.uq not in (None, "none") and not model.has_posterior:
             raise ModelError(

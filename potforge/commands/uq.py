@@ -7,9 +7,8 @@ import shutil
 import time
 from pathlib import Path
 
-from potforge.commands._common import staged_output
+from potforge.commands._common import method_options, staged_output
 from potforge.data.readers import read_many
-from potforge.errors import ModelError
 from potforge.metrics import uncertainty_metrics
 from potforge.model import POSTERIOR_FILE, LinearPotential
 from potforge.uq.centred import METHODS
@@ -85,19 +84,9 @@ def _temperature(text: str) -> str | float:
 def posterior_options(args: argparse.Namespace, method: str, flag: str = "--method") -> dict:
     """Keyword options of :meth:`LinearPotential.fit_posterior` for ``method`` from ``args``;
     an option given for another method is an error (``flag`` names the method option)."""
-    out = {}
-    for dest, methods in _APPLIES.items():
-        value = getattr(args, dest)
-        if value is None:
-            continue
-        if method not in methods:
-            raise ModelError(
-                f"--{dest.replace('_', '-')} applies to {flag} {'/'.join(methods)} only, not "
-                f"{flag} {method}"
-            )
-        out["random_state" if dest == "seed" else dest] = value
+    out = method_options(args, _APPLIES, method, flag)
     if method in ("pops", "bootstrap"):
-        out.setdefault("random_state", 0)
+        out["random_state"] = out.pop("seed", 0)
     return out
 
 
