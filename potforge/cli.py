@@ -1,8 +1,9 @@
 """``potforge <verb>``: the command line mirrors the Python API one to one.
 
 Each verb lives in ``potforge/commands/<verb>.py`` with ``register(subparsers)`` adding its
-parser (whose ``func`` default runs it).  A :class:`~potforge.errors.PotforgeError` becomes one
-line on stderr and exit status 2; nothing half-written is left behind by the verbs.
+parser (whose ``func`` default runs it); modules import the heavy packages inside ``run()``, so
+``--help`` loads no numpy.  A :class:`~potforge.errors.PotforgeError` becomes one line on stderr
+and exit status 2; nothing half-written is left behind by the verbs.
 """
 
 from __future__ import annotations
@@ -27,17 +28,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb; returns its exit status (2: bad input, named in one sentence)."""
     from potforge.errors import PotforgeError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
+    streams = sys.stdout, sys.stderr  # a verb may copy them into its log; restored here
     try:
         return int(args.func(args) or 0)
     except PotforgeError as exc:
+        sys.stdout, sys.stderr = streams
         print(f"potforge {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        sys.stdout, sys.stderr = streams
         print(f"potforge {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout, sys.stderr = streams
 
 
 if __name__ == "__main__":

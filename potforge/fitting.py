@@ -11,9 +11,7 @@ import numpy as np
 import scipy.linalg
 
 from potforge.errors import ModelError
-
-LOSSES = ("squared", "huber", "l1")
-"""Loss functions of :func:`weighted_lstsq` / :func:`robust_lstsq` on normalised residuals."""
+from potforge.options import LOSSES  # loss functions of robust_lstsq on normalised residuals
 
 
 class ConvergenceWarning(UserWarning):

@@ -136,3 +136,85 @@ def uncertainty_metrics(structures: Sequence[Atoms], predictions: Sequence[dict]
         "energy_bound_median_meV_per_atom": float(np.median(e_half) * 1000.0) if e_half else None,
         "force_bound_median_eV_per_A": med(f_half),
     }
+
+
+RESIDUAL_COLUMNS = (
+    "set",
+    "index",
+    "name",
+    "group",
+    "n_atoms",
+    "energy_error_meV_per_atom",
+    "force_rmse_eV_per_A",
+    "force_max_error_eV_per_A",
+)
+"""Columns of :func:`structure_residuals` (``residuals.csv``)."""
+
+
+def structure_residuals(
+    structures: Sequence[Atoms], predictions: Sequence[dict], set_name: str = "train"
+) -> list[dict]:
+    """One row per structure (columns :data:`RESIDUAL_COLUMNS`), so the worst can be found.
+
+    The energy error is prediction minus label per atom (meV/atom); the force columns are the
+    RMSE over the structure's components and the largest component error (eV/Å); None where
+    the label is absent. ``name`` is ``atoms.info["name"]`` (else the source and index).
+    """
+    rows = []
+    for k, (a, p) in enumerate(zip(structures, predictions, strict=True)):
+        lab = labels(a)
+        row: dict = {
+            "set": set_name,
+            "index": k,
+            "name": str(a.info.get("name") or a.info.get("source") or f"structure {k}"),
+            "group": str(a.info.get("group", "all")),
+            "n_atoms": len(a),
+            "energy_error_meV_per_atom": None,
+            "force_rmse_eV_per_A": None,
+            "force_max_error_eV_per_A": None,
+        }
+        if "energy" in lab:
+            row["energy_error_meV_per_atom"] = (
+                1000.0 * (float(p["energy"]) - lab["energy"]) / len(a)
+            )
+        if "forces" in lab:
+            df = np.asarray(p["forces"]) - lab["forces"]
+            row["force_rmse_eV_per_A"] = float(np.sqrt(np.mean(df**2)))
+            row["force_max_error_eV_per_A"] = float(np.max(np.abs(df)))
+        rows.append(row)
+    return rows
+
+
+def write_residuals(path, rows: Sequence[dict]) -> None:
+    """Write :func:`structure_residuals` rows as CSV (empty cells where None)."""
+    import csv
+
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=RESIDUAL_COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r[k] is None else r[k]) for k in RESIDUAL_COLUMNS})
+
+
+def evaluate(model, sets: dict) -> tuple[dict, dict]:
+    """Metrics of ``model`` (a fitted :class:`~potforge.model.LinearPotential`; overall and per
+    group) for each named, non-empty set of structures; with a
+    posterior also coverage and bound widths (:func:`potforge.metrics.uncertainty_metrics`),
+    overall and per group.
+
+    Returns the report and, per set, the ``(structures, predictions)`` for plotting.
+    """
+    report: dict = {}
+    evaluated: dict = {}
+    for name, structs in sets.items():
+        if not structs:
+            continue
+        preds = model.predict(structs, return_bounds=model.has_posterior)
+        report[name] = {**error_metrics(structs, preds), "groups": grouped_metrics(structs, preds)}
+        if model.has_posterior:
+            report[name].update(uncertainty_metrics(structs, preds))
+            by_group = grouped_metrics(structs, preds, uncertainty_metrics)
+            for g, m in by_group.items():
+                report[name]["groups"][g].update(m)
+        evaluated[name] = (structs, preds)
+    return report, evaluated

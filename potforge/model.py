@@ -39,13 +39,12 @@ from potforge.design import (
 )
 from potforge.errors import DataError, ModelError, NotFittedError
 from potforge.fitting import check_loss, irls_factors, robust_lstsq
+from potforge.options import DEFAULT_SPEC, MODEL_PARAMETERS
+from potforge.params import validate
 from potforge.terms import Constant, Term, parse_spec, term_from_dict, term_to_dict
 from potforge.terms.base import write_files
 from potforge.uq.centred import METHODS as POSTERIOR_METHODS
 from potforge.uq.centred import ParameterPosterior, fit_centred_posterior
-
-DEFAULT_SPEC = "snap(twojmax=6,rcutfac=4.6,quadratic=True)+zbl(inner=1.0,outer=1.6)+const"
-"""The default model (chosen on the Zuo Mo benchmark; see BENCHMARKS.md)."""
 
 MODEL_FILE = "model.json"
 POSTERIOR_FILE = "posterior.npz"
@@ -128,6 +127,10 @@ class LinearPotential:
         Huber threshold in units of each row's σ (dimensionless; used by ``loss="huber"``).
     """
 
+    PARAMETERS = MODEL_PARAMETERS
+    """Constraints of the numeric parameters (:data:`potforge.options.MODEL_PARAMETERS`),
+    checked by :meth:`setup` (and :meth:`fit`); the command line's options read them too."""
+
     def __init__(
         self,
         terms: str | Sequence[Term] = DEFAULT_SPEC,
@@ -158,7 +161,10 @@ class LinearPotential:
 
         With ``structures``, data-dependent ranges (e.g. the embedding density range) are set
         from them; :meth:`fit` calls this.  Set ``coef_`` afterwards to evaluate any θ.
+        Parameter values are checked against :attr:`PARAMETERS` first (one sentence naming a
+        bad one).
         """
+        self._validate_params()
         terms = parse_spec(self.terms) if isinstance(self.terms, str) else list(self.terms)
         if self.elements is not None:
             elements = list(self.elements)
@@ -174,6 +180,10 @@ class LinearPotential:
             for t in terms:
                 t.prepare(structures)
         return self
+
+    def _validate_params(self) -> None:
+        params = {k: v for k, v in self.get_params().items() if k in self.PARAMETERS}
+        validate(self.PARAMETERS, params, "LinearPotential")
 
     @property
     def linear_terms(self) -> list[Term]:
@@ -229,6 +239,7 @@ class LinearPotential:
         structures: Sequence[Atoms],
         y: Any = None,
         designs: Sequence[StructureDesign] | None = None,
+        progress: bool | None = None,
     ) -> LinearPotential:
         """Weighted least squares on labelled structures.
 
@@ -242,6 +253,8 @@ class LinearPotential:
             Precomputed designs of ``structures`` (from :meth:`structure_designs` after
             :meth:`setup` on the same structures), to share one descriptor pass with
             :meth:`fit_posterior`.
+        progress : bool or None, default=None
+            Progress bar over the descriptor pass: None shows it on a terminal only.
 
         Returns
         -------
@@ -257,7 +270,7 @@ class LinearPotential:
         structures = _checked_training(structures, "the training set is empty")
         t0 = time.perf_counter()
         self.setup(structures)
-        designs = self._training_designs(structures, designs)
+        designs = self._training_designs(structures, designs, progress)
         t1 = time.perf_counter()
         dm = assemble(designs, structures)
         w = dm.weights(self.sigma, self.group_weights)
@@ -564,10 +577,27 @@ class LinearPotential:
 
     # --- LAMMPS export --------------------------------------------------------------------------
     def lammps_commands(
-        self, directory: str | Path, prefix: str = "potforge", coef: np.ndarray | None = None
+        self,
+        directory: str | Path,
+        prefix: str = "potforge",
+        coef: np.ndarray | None = None,
+        folder_variable: str | None = None,
     ) -> list[str]:
-        """Write the potential files into ``directory``; return its pair_style/pair_coeff lines."""
+        """Write the potential files into ``directory``; return its pair_style/pair_coeff lines.
+
+        File names in the lines are relative to ``directory`` or, with ``folder_variable``
+        (e.g. ``"potforge_dir"``), written ``${potforge_dir}/name`` for LAMMPS to substitute
+        (:meth:`to_lammps` defines that variable).
+        """
+        import re
+
+        from potforge.terms.base import LammpsPart
+
         self._check_fitted()
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", prefix):
+            raise ModelError(
+                f"LAMMPS file prefix {prefix!r}: use letters, digits and _ . + - only"
+            )
         coef = self.coef_ if coef is None else np.asarray(coef, dtype=float)
         blocks, start = {}, 0
         for t in self.linear_terms:
@@ -576,6 +606,14 @@ class LinearPotential:
         const = [t for t in self.linear_terms if isinstance(t, Constant)]
         offsets = const[0].offsets(blocks[id(const[0])]) if const else None
         absorber = next((t for t in self.linear_terms if t.absorbs_offsets), None)
+
+        def refer(words: str, files: dict[str, str]) -> str:
+            """``words`` with each file name of ``files`` written against ``folder_variable``."""
+            if folder_variable is None:
+                return words
+            var = "${" + folder_variable + "}"  # unquoted: LAMMPS does not substitute in quotes
+            return " ".join(f"{var}/{w}" if w in files else w for w in words.split())
+
         parts = []
         for k, t in enumerate(self.terms_):
             if isinstance(t, Constant) and absorber is not None:
@@ -585,8 +623,18 @@ class LinearPotential:
                 f"{prefix}_{k}_{t.kind}",
                 offsets if t is absorber else None,
             )
+            named = {w for line in [part.style, *part.coeffs] for w in line.split()}
+            if set(part.files) - named:
+                raise ModelError(
+                    f"{t.kind}: its LAMMPS export writes {sorted(set(part.files) - named)} "
+                    "but its pair_style/pair_coeff arguments do not name them"
+                )
             write_files(directory, part.files)
-            parts.append(part)
+            parts.append(
+                LammpsPart(
+                    refer(part.style, part.files), [refer(c, part.files) for c in part.coeffs]
+                )
+            )
         if len(parts) == 1:
             p = parts[0]
             return [f"pair_style {p.style}"] + [f"pair_coeff {c}" for c in p.coeffs]
@@ -601,21 +649,74 @@ class LinearPotential:
                 lines.append(f"pair_coeff {i} {j} {name} {' '.join(rest)}".rstrip())
         return lines
 
-    def to_lammps(self, directory: str | Path, prefix: str = "potforge") -> Path:
+    def to_lammps(
+        self,
+        directory: str | Path,
+        prefix: str = "potforge",
+        location: str | Path | None = None,
+    ) -> Path:
         """Write LAMMPS files and ``potential.in`` (an ``include``-able file) into ``directory``.
 
-        Use it from a LAMMPS input running in ``directory`` with ``units metal`` and atom types
-        in the order of ``elements_``.
+        ``potential.in`` starts with ``variable potforge_dir index <absolute folder>`` and names
+        every file ``${potforge_dir}/file``, so ``include /path/to/potential.in`` works from any
+        working directory; after moving the folder, run LAMMPS with
+        ``-var potforge_dir /new/place`` (a command-line ``-var`` takes precedence over an
+        ``index`` variable of the input).  It sets the ``mass`` of every type
+        (``ase.data.atomic_masses``) and the pair style.  Include it after ``read_data`` (or
+        ``create_box``) in an input with ``units metal`` whose atom types are the elements
+        ``elements_``, in that order.  LAMMPS splits file names at blanks: for a folder with a
+        blank (or a double quote) ``potforge_dir`` is ``.`` (the working directory), with a
+        warning.
+
+        Parameters
+        ----------
+        directory : path
+            Folder to write into (created if needed).
+        prefix : str
+            Stem of the coefficient files' names.
+        location : path, optional
+            Folder LAMMPS will read the files from, when it is not ``directory`` (a staging
+            folder renamed afterwards, say); default ``directory``.
+
+        Returns
+        -------
+        Path
+            ``directory/potential.in``.
         """
+        import re
+
+        from ase.data import atomic_masses, atomic_numbers
+
         directory = Path(directory)
+        folder = str(Path(directory if location is None else location).resolve())
+        if re.search(r'[\s"]', folder):
+            # ${potforge_dir}/file is split at blanks; fall back to the working directory
+            warnings.warn(
+                f"LAMMPS cannot take the folder {folder!r} (a blank or a double quote) in a file "
+                "name: potential.in reads its files from the working directory "
+                "(potforge_dir = .); run LAMMPS in that folder, or pass "
+                "-var potforge_dir <path without blanks>, e.g. a symbolic link",
+                UserWarning,
+                stacklevel=2,
+            )
+            folder = "."
+        # quoted when it has '#', '$' or "'" (no comment, no substitution inside quotes)
+        word = folder if re.fullmatch(r"[^#$']+", folder) else f'"{folder}"'
         directory.mkdir(parents=True, exist_ok=True)
-        lines = self.lammps_commands(directory, prefix)
-        path = directory / "potential.in"
-        head = (
+        lines = self.lammps_commands(directory, prefix, folder_variable="potforge_dir")
+        masses = [
+            f"mass {k + 1} {float(atomic_masses[atomic_numbers[el]])!r}"
+            for k, el in enumerate(self.elements_)
+        ]
+        head = [
             f"# potforge {__version__} linear potential; units metal; atom types: "
-            f"{' '.join(self.elements_)}\n"
-        )
-        path.write_text(head + "\n".join(lines) + "\n")
+            f"{' '.join(self.elements_)}",
+            "# Include after read_data or create_box. Files are read from ${potforge_dir}; after",
+            "# moving this folder run LAMMPS with: -var potforge_dir /new/place",
+            f"variable potforge_dir index {word}",
+        ]
+        path = directory / "potential.in"
+        path.write_text("\n".join(head + masses + lines) + "\n")
         return path
 
     # --- persistence ----------------------------------------------------------------------------
@@ -678,8 +779,9 @@ class LinearPotential:
         return directory / MODEL_FILE
 
     @classmethod
-    def load(cls, directory: str | Path) -> LinearPotential:
-        """Read a model written by :meth:`save`."""
+    def load(cls, directory: str | Path, posterior: bool = True) -> LinearPotential:
+        """Read a model written by :meth:`save`; ``posterior=False`` skips its posterior (e.g.
+        to replace an unreadable one)."""
         path = Path(directory) / MODEL_FILE
         if not path.exists():
             raise DataError(f"{path}: no such file (is {directory} a potforge model folder?)")
@@ -700,7 +802,7 @@ class LinearPotential:
                 f"{path}: {len(model.coef_)} coefficients for {model.n_params} parameters"
             )
         meta = doc.get("posterior")
-        if meta is not None:
+        if meta is not None and posterior:
             if not isinstance(meta, dict) or not isinstance(meta.get("file"), str):
                 raise DataError(f"{path}: malformed 'posterior' entry (needs a 'file' name)")
             post = ParameterPosterior.load(Path(directory) / meta["file"], meta)

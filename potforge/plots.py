@@ -1,4 +1,5 @@
-"""Pictures people would rather look at than read: parity plots (matplotlib, Agg)."""
+"""Pictures people would rather look at than read: parity plots and per-group error bars
+(matplotlib, Agg)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,38 @@ def parity_plot(path: str | Path, sets: dict[str, tuple[Sequence[Atoms], Sequenc
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.set_xlabel(f"reference ({unit})")
         ax.set_ylabel(f"model ({unit})")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def group_error_plot(path: str | Path, report: dict[str, dict]) -> Path:
+    """Bar charts of energy and force MAE per group, one bar per data set in each group.
+
+    ``report`` maps a set name to its metrics with a ``"groups"`` entry (as ``metrics.json``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = {k: v for k, v in report.items() if isinstance(v, dict) and "groups" in v}
+    groups = sorted({g for m in sets.values() for g in m["groups"]})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    keys = (("energy_mae_meV_per_atom", "energy MAE (meV/atom)"),
+            ("force_mae_eV_per_A", "force MAE (eV/Å)"))
+    width = 0.8 / max(len(sets), 1)
+    x = np.arange(len(groups))
+    for ax, (key, title) in zip(axes, keys, strict=True):
+        for j, (name, m) in enumerate(sets.items()):
+            vals = [m["groups"].get(g, {}).get(key) for g in groups]
+            ax.bar(x + (j - (len(sets) - 1) / 2) * width,
+                   [np.nan if v is None else v for v in vals], width, label=name)
+        ax.set_xticks(x, groups, rotation=30, ha="right", fontsize=8)
         ax.set_title(title)
         ax.legend(fontsize=8)
     fig.tight_layout()

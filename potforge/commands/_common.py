@@ -1,39 +1,130 @@
-"""Helpers shared by CLI verbs: all-or-nothing output folders, JSON writing, and options
-that apply to one method only."""
+"""Helpers shared by CLI verbs: output options, config files, JSON writing, and options that
+apply to one method only (output folders themselves: :mod:`potforge.commands._output`)."""
 
 from __future__ import annotations
 
-import contextlib
+import argparse
+import difflib
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from potforge.errors import DataError, ModelError
 
 
-@contextlib.contextmanager
-def staged_output(out: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out``; it replaces ``out`` only if the block succeeds.
+def add_output_options(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--out DIR``, ``--force`` and ``--quiet``."""
+    p.add_argument(
+        "--out",
+        default=default,
+        metavar="DIR",
+        help="output folder: new or empty, or one potforge wrote (with --force)"
+        + (f"; default {default}" if default else ""),
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an output folder an earlier potforge command wrote",
+    )
+    add_quiet(p)
 
-    So an error or interrupt never leaves a half-written output folder behind.
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    """``--quiet``: no progress bars, nothing on the terminal but warnings and errors."""
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print nothing but warnings and errors (output folders still get log.txt)",
+    )
+
+
+def progress(args: argparse.Namespace) -> bool | None:
+    """Progress bars: None (on a terminal only) unless ``--quiet`` (never)."""
+    return False if getattr(args, "quiet", False) else None
+
+
+def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, str]:
+    """``["A=1", "B=x"]`` → ``{"A": "1", "B": "x"}``; a pair without ``=`` is a DataError."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise DataError(f"{flag} needs KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_config(
+    path: str | Path,
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    skip: tuple[str, ...] = ("config", "func", "command"),
+) -> None:
+    """Fill ``args`` from a TOML or YAML file whose keys are the command's long options
+    (``sigma-force`` or ``sigma_force``); options given on the command line win.
+
+    Each value is checked as the command line would check it (type, choices); an unknown key
+    is named with the closest valid one. Raises :class:`DataError` (one sentence).
     """
-    out = Path(out)
-    parent = out.resolve().parent
+    path = Path(path)
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+        text = path.read_text()
     except OSError as exc:
-        raise DataError(f"{out}: cannot create the output folder ({exc.strerror})") from exc
+        raise DataError(f"--config {path}: cannot read it ({exc.strerror})") from None
     try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            doc = yaml.safe_load(text)
+        else:
+            import tomllib
+
+            doc = tomllib.loads(text)
+    except Exception as exc:  # tomllib / yaml parse errors carry the line
+        raise DataError(f"--config {path}: not valid {path.suffix[1:] or 'TOML'} ({exc})") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"--config {path}: expected a table of option = value")
+    actions = {a.dest: a for a in parser._actions if a.option_strings and a.dest not in skip}
+    for key, value in doc.items():
+        dest = str(key).replace("-", "_")
+        if dest not in actions:
+            names = [d.replace("_", "-") for d in actions]
+            close = difflib.get_close_matches(str(key).replace("_", "-"), names, 1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DataError(
+                f"--config {path}: unknown key {key!r}{hint}; valid: " + ", ".join(sorted(names))
+            )
+        action = actions[dest]
+        if getattr(args, dest) != parser.get_default(dest):
+            continue  # given on the command line
+        setattr(args, dest, _config_value(path, key, value, action))
+
+
+def _config_value(path: Path, key: str, value: Any, action: argparse.Action) -> Any:
+    where = f"--config {path}: {key}"
+    many = action.nargs in ("+", "*") or isinstance(action, argparse._AppendAction)
+    if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+        if not isinstance(value, bool):
+            raise DataError(f"{where} must be true or false, got {value!r}")
+        return value
+    if isinstance(value, dict) and isinstance(action, argparse._AppendAction):
+        value = [f"{k}={v}" for k, v in value.items()]  # group-weight = {AIMD = 0.5}
+    items = value if isinstance(value, list) else [value]
+    if not many and isinstance(value, list):
+        raise DataError(f"{where} takes one value, got a list")
+    out = []
+    for v in items:
+        text = str(v).lower() if isinstance(v, bool) else str(v)
+        try:
+            v = action.type(text) if action.type else text
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            raise DataError(f"{where}: {exc}") from None
+        if action.choices is not None and v not in action.choices:
+            raise DataError(
+                f"{where} must be one of {', '.join(map(str, action.choices))}, got {v!r}"
+            )
+        out.append(v)
+    return out if many else out[0]
 
 
 def write_json(path: str | Path, doc: dict) -> None:
@@ -56,3 +147,17 @@ def method_options(args, applies: dict[str, tuple[str, ...]], method: str, flag:
             )
         out[dest] = value
     return out
+
+
+def uq_line(report: dict) -> str:
+    """One line per set: coverage and median half-widths of the posterior's bounds."""
+    parts = []
+    for name in ("train", "test"):
+        m = report.get(name)
+        if m and m.get("energy_coverage") is not None:
+            e_half, f_half = m["energy_bound_median_meV_per_atom"], m["force_bound_median_eV_per_A"]
+            parts.append(
+                f"{name}: E {m['energy_coverage']:.3f} (±{e_half:.3g} meV/atom), "
+                f"F {m['force_coverage']:.3f} (±{f_half:.3g} eV/Å)"
+            )
+    return "coverage by the posterior's bounds, " + "; ".join(parts)

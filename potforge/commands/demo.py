@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from ase import Atoms
-from ase.build import bulk, surface
-from tqdm.auto import tqdm
+from potforge.commands._common import add_output_options, progress
 
-from potforge.data.structures import attach_labels
+if TYPE_CHECKING:
+    from ase import Atoms
 
 REFERENCE = "lammps:W_2940_2017_2.snap"
 A_W = 3.18
@@ -26,15 +26,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo", help="fit W to the shipped W SNAP (no input files)", description=__doc__
     )
-    p.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder")
+    add_output_options(p)
     p.add_argument("--model", default=None, metavar="SPEC", help="model spec (default: built-in)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the structures (default 0)")
     p.set_defaults(func=run)
+
+
+def default_out(base: str = "runs/demo") -> Path:
+    """``runs/demo``, or ``runs/demo-2``, ``-3``… when it exists and is not empty."""
+    path, k = Path(base), 1
+    while path.exists() and (not path.is_dir() or any(path.iterdir())):
+        k += 1
+        path = Path(f"{base}-{k}")
+    return path
 
 
 def w_structures(seed: int = 0) -> list[Atoms]:
     """Unlabelled W training structures: strained 2-atom cells, rattled 54-atom cells,
     a 53-atom vacancy cell and (100)/(110) slabs, each with a ``group``."""
+    import numpy as np
+    from ase.build import bulk, surface
+
     rng = np.random.default_rng(seed)
     out: list[Atoms] = []
     cubic = bulk("W", "bcc", a=A_W, cubic=True)
@@ -65,10 +77,16 @@ def w_structures(seed: int = 0) -> list[Atoms]:
     return out
 
 
-def label(structures: list[Atoms], calc) -> list[Atoms]:
-    """Attach energy/forces/stress from ``calc`` to copies of ``structures`` (progress bar)."""
+def label(structures: list[Atoms], calc, show: bool | None = None) -> list[Atoms]:
+    """Attach energy/forces/stress from ``calc`` to copies of ``structures`` (a progress bar
+    on a terminal unless ``show`` is False)."""
+    from tqdm.auto import tqdm
+
+    from potforge.data.structures import attach_labels
+
     out = []
-    for a in tqdm(structures, desc=f"labelling with {REFERENCE}", unit="struct"):
+    for a in tqdm(structures, desc=f"labelling with {REFERENCE}", unit="struct",
+                  disable=None if show is None else not show):
         b = a.copy()
         b.calc = calc
         e, f = b.get_potential_energy(), b.get_forces()
@@ -80,17 +98,20 @@ def label(structures: list[Atoms], calc) -> list[Atoms]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from potforge.commands._common import staged_output, write_json
-    from potforge.commands.fit import evaluate
-    from potforge.metrics import format_table
+    from potforge.commands._common import write_json
+    from potforge.commands._output import OutputFolder
+    from potforge.metrics import evaluate, format_table, structure_residuals, write_residuals
     from potforge.model import LinearPotential
     from potforge.oracles import make_oracle
-    from potforge.plots import parity_plot
+    from potforge.plots import group_error_plot, parity_plot
     from potforge.properties import run_suite
 
     t0 = time.perf_counter()
+    out_dir = Path(args.out) if args.out else default_out()
+    folder = OutputFolder(out_dir, force=args.force, argv=args.argv,
+                          seeds={"seed": args.seed}, quiet=args.quiet)
     ref_calc = make_oracle(REFERENCE).build()
-    data = label(w_structures(args.seed), ref_calc)
+    data = label(w_structures(args.seed), ref_calc, progress(args))
     test_idx = set(range(3, len(data), 5))
     train = [a for k, a in enumerate(data) if k not in test_idx]
     test = [a for k, a in enumerate(data) if k in test_idx]
@@ -108,18 +129,21 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     qois = ["a0", "C11", "C12", "C44"]
-    ours = run_suite(model.as_calculator(), "W", qois)
-    ref = run_suite(ref_calc, "W", qois)
+    ours = run_suite(model.as_calculator(), "W", qois, progress=progress(args))
+    ref = run_suite(ref_calc, "W", qois, progress=progress(args))
     print(f"\n{'property':<10}{'potforge':>12}{'W SNAP ref':>12}{'rel. diff':>11}")
     props = {}
     for q in qois:
         v, r, unit = ours[q]["value"], ref[q]["value"], ours[q]["unit"]
         props[q] = {"value": v, "reference": r, "unit": unit}
         print(f"{q + ' (' + unit + ')':<10}{v:>12.4f}{r:>12.4f}{(v - r) / r:>+11.2%}")
-    with staged_output(args.out) as out:
+    with folder.staged() as out:
         model.save(out)
         model.to_lammps(out / "lammps")
         parity_plot(out / "parity.png", sets)
+        group_error_plot(out / "group_errors.png", report)
+        rows = [r for name, (s, p) in sets.items() for r in structure_residuals(s, p, name)]
+        write_residuals(out / "residuals.csv", rows)
         report.update(
             n_params=model.n_params,
             fit_seconds=model.fit_info_["fit_seconds"],
@@ -128,8 +152,9 @@ def run(args: argparse.Namespace) -> int:
             properties=props,
         )
         write_json(out / "metrics.json", report)
-    print(
-        f"\nwrote {args.out}/ (model.json, metrics.json, parity.png, lammps/potential.in) "
-        f"in {time.perf_counter() - t0:.0f} s"
-    )
+        print(
+            f"\nwrote {out_dir}/ (model.json, metrics.json, residuals.csv, parity.png, "
+            f"group_errors.png, lammps/potential.in, provenance.json, log.txt) in "
+            f"{time.perf_counter() - t0:.0f} s"
+        )
     return 0

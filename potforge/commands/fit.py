@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 import time
 
-from potforge.commands._common import staged_output, write_json
-from potforge.commands.uq import add_posterior_options, posterior_options
-from potforge.data.readers import read_many
-from potforge.fitting import LOSSES
-from potforge.metrics import error_metrics, format_table, grouped_metrics, uncertainty_metrics
-from potforge.model import DEFAULT_SPEC, LinearPotential
-from potforge.plots import parity_plot
+from potforge.commands._common import (
+    add_output_options,
+    load_config,
+    parse_pairs,
+    progress,
+    uq_line,
+    write_json,
+)
+from potforge.commands._posterior import add_posterior_options, posterior_options
+from potforge.errors import DataError
+from potforge.options import DEFAULT_SPEC, LOSSES
+from potforge.options import MODEL_PARAMETERS as _P
+from potforge.params import Real
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,22 +25,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--train",
         nargs="+",
-        required=True,
+        default=None,
         metavar="FILE",
-        help="training data (mlearn/maml .json, extxyz, ASE .db)",
+        help="training data (mlearn/maml .json, extxyz, ASE .db); required here or in --config",
     )
     p.add_argument("--test", nargs="*", default=[], metavar="FILE", help="test data")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_output_options(p)
+    p.add_argument("--config", metavar="FILE",
+                   help="TOML or YAML file of options (keys: the long options, e.g. "
+                   "sigma-force = 0.1, train = [\"a.json\"]); the command line wins")
     p.add_argument(
         "--model",
         default=DEFAULT_SPEC,
         metavar="SPEC",
         help=f"model spec (default: {DEFAULT_SPEC})",
     )
-    p.add_argument("--sigma-energy", type=float, default=None, help="eV/atom")
-    p.add_argument("--sigma-force", type=float, default=None, help="eV/Å")
-    p.add_argument("--sigma-stress", type=float, default=None, help="eV/Å³")
-    p.add_argument("--alpha", type=float, default=None, help="ridge strength")
+    p.add_argument("--sigma-energy", type=_P["sigma_energy"].argtype(), default=None,
+                   help="expected energy error, eV/atom, > 0 (default 1e-4)")
+    p.add_argument("--sigma-force", type=_P["sigma_force"].argtype(), default=None,
+                   help="expected force error, eV/Å, > 0 (default 0.2)")
+    p.add_argument("--sigma-stress", type=_P["sigma_stress"].argtype(), default=None,
+                   help="expected stress error, eV/Å³, > 0 (default 0.005)")
+    p.add_argument("--group-weight", action="append", default=None, metavar="GROUP=W",
+                   help="extra weight factor ≥ 0 of a group's rows (repeatable), e.g. "
+                   "--group-weight AIMD=0.5")
+    p.add_argument("--alpha", type=_P["alpha"].argtype(), default=None,
+                   help="ridge strength ≥ 0 (default 1e-10)")
     p.add_argument(
         "--loss",
         choices=LOSSES,
@@ -42,9 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="loss on σ-normalised residuals (default squared; huber and l1 by IRLS)",
     )
     p.add_argument(
-        "--huber-delta", type=float, default=None, help="Huber threshold in units of σ"
+        "--huber-delta", type=_P["huber_delta"].argtype(), default=None,
+        help="Huber threshold in units of σ, > 0 (default 1.345; with --loss huber only)"
     )
-    p.add_argument("--jobs", type=int, default=1, help="processes for descriptors")
+    p.add_argument("--jobs", type=_P["n_jobs"].argtype(), default=1,
+                   help="processes for descriptors (default 1)")
     p.add_argument(
         "--uq",
         choices=("none", "pops", "bayes", "bootstrap"),
@@ -53,30 +71,65 @@ def register(sub: argparse._SubParsersAction) -> None:
         "metrics); default none (see `potforge uq`)",
     )
     add_posterior_options(p, default="none")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, parser=p)
+
+
+def group_weights(pairs: list[str] | None) -> dict[str, float] | None:
+    """``--group-weight`` values as LinearPotential's ``group_weights``."""
+    if not pairs:
+        return None
+    weight = Real(low=0).argtype()
+    out = {}
+    for group, text in parse_pairs(pairs, "--group-weight").items():
+        try:
+            out[group] = weight(text)
+        except argparse.ArgumentTypeError as exc:
+            raise DataError(f"--group-weight {group}: {exc}") from None
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
-    train = read_many(args.train)
-    test = read_many(args.test) if args.test else []
+    if args.config:
+        load_config(args.config, args.parser, args)
+    for flag in ("train", "out"):
+        if not getattr(args, flag):
+            raise DataError(f"--{flag} is required (on the command line or in --config)")
+    if args.huber_delta is not None and args.loss != "huber":
+        raise DataError(f"--huber-delta applies to --loss huber only, not --loss "
+                        f"{args.loss or 'squared'}")
+    from potforge.commands._output import OutputFolder
+    from potforge.data.readers import read_many
+    from potforge.metrics import evaluate, format_table, structure_residuals, write_residuals
+    from potforge.model import LinearPotential
+    from potforge.plots import group_error_plot, parity_plot
+
+    inputs = [*args.train, *args.test, *([args.config] if args.config else [])]
+    folder = OutputFolder(args.out, force=args.force, inputs=inputs, argv=args.argv,
+                          seeds={"seed": args.seed} if args.seed is not None else None,
+                          quiet=args.quiet)
     names = ("sigma_energy", "sigma_force", "sigma_stress", "alpha", "loss", "huber_delta")
     kw = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    model = LinearPotential(args.model, n_jobs=args.jobs, **kw)
+    model = LinearPotential(args.model, n_jobs=args.jobs, group_weights=group_weights(
+        args.group_weight), **kw)
     post_kw = posterior_options(args, args.uq, "--uq")  # misplaced options fail before the fit
+    train = read_many(args.train)
+    test = read_many(args.test) if args.test else []
     if args.uq == "none":
-        model.fit(train)
+        model.fit(train, progress=progress(args))
     else:  # one descriptor pass for the fit and the posterior
         t0 = time.perf_counter()
-        designs = model.setup(train).structure_designs(train)
+        designs = model.setup(train).structure_designs(train, progress(args))
         seconds = time.perf_counter() - t0
         model.fit(train, designs=designs)
         model.fit_info_["descriptor_seconds"] = seconds
         model.fit_info_["fit_seconds"] += seconds
         model.fit_posterior(train, args.uq, designs=designs, **post_kw)
-    with staged_output(args.out) as out:
+    with folder.staged() as out:
         model.save(out)
         model.to_lammps(out / "lammps")
         report, sets = evaluate(model, {"train": train, "test": test})
+        rows = [r for name, (s, p) in sets.items() for r in structure_residuals(s, p, name)]
+        write_residuals(out / "residuals.csv", rows)
         report.update(
             n_params=model.n_params,
             fit_seconds=model.fit_info_["fit_seconds"],
@@ -96,44 +149,9 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         parity_plot(out / "parity.png", sets)
+        group_error_plot(out / "group_errors.png", report)
         write_json(out / "metrics.json", report)
-    extra = ", posterior.npz" if model.has_posterior else ""
-    print(f"wrote {args.out}/model.json{extra}, metrics.json, parity.png, lammps/potential.in")
+        extra = ", posterior.npz" if model.has_posterior else ""
+        print(f"wrote {args.out}/: model.json{extra}, metrics.json, residuals.csv, parity.png, "
+              "group_errors.png, lammps/potential.in, provenance.json, log.txt")
     return 0
-
-
-def uq_line(report: dict) -> str:
-    """One line per set: coverage and median half-widths of the posterior's bounds."""
-    parts = []
-    for name in ("train", "test"):
-        m = report.get(name)
-        if m and m.get("energy_coverage") is not None:
-            e_half, f_half = m["energy_bound_median_meV_per_atom"], m["force_bound_median_eV_per_A"]
-            parts.append(
-                f"{name}: E {m['energy_coverage']:.3f} (±{e_half:.3g} meV/atom), "
-                f"F {m['force_coverage']:.3f} (±{f_half:.3g} eV/Å)"
-            )
-    return "coverage by the posterior's bounds, " + "; ".join(parts)
-
-
-def evaluate(model: LinearPotential, sets: dict) -> tuple[dict, dict]:
-    """Metrics (overall and per group) for each named, non-empty set of structures; with a
-    posterior also coverage and bound widths (:func:`potforge.metrics.uncertainty_metrics`),
-    overall and per group.
-
-    Returns the report and, per set, the ``(structures, predictions)`` for plotting.
-    """
-    report: dict = {}
-    evaluated: dict = {}
-    for name, structs in sets.items():
-        if not structs:
-            continue
-        preds = model.predict(structs, return_bounds=model.has_posterior)
-        report[name] = {**error_metrics(structs, preds), "groups": grouped_metrics(structs, preds)}
-        if model.has_posterior:
-            report[name].update(uncertainty_metrics(structs, preds))
-            by_group = grouped_metrics(structs, preds, uncertainty_metrics)
-            for g, m in by_group.items():
-                report[name]["groups"][g].update(m)
-        evaluated[name] = (structs, preds)
-    return report, evaluated

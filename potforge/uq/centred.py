@@ -20,6 +20,7 @@ belongs to it), so ``G·θ₀`` always lies inside ``[lower, upper]``.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from potforge.errors import DataError, ModelError
+from potforge.options import POSTERIOR_METHODS
 from potforge.uq._linalg import RidgeSolution, check_rows, solve_ridge
 from potforge.uq._passes import corrections_block
 from potforge.uq.pops import check_pops_options
@@ -38,7 +40,7 @@ from potforge.uq.posteriors import (
     select_components,
 )
 
-METHODS = ("pops", "bayes", "bootstrap")
+METHODS = POSTERIOR_METHODS
 KINDS = ("ensemble", "hypercube", "gaussian")
 ROW_TYPE_NAMES = {0: "energy", 1: "force", 2: "stress"}
 _ARRAYS = {
@@ -178,8 +180,11 @@ class ParameterPosterior:
                 scale = z["scale"]
                 arrays = {k: z[k] for k in _ARRAYS[kind]}
             post = cls(str(meta["method"]), kind, scale, arrays, dict(meta.get("info", {})))
-        except (KeyError, TypeError, ValueError, OSError) as exc:
-            raise DataError(f"{path}: malformed posterior file ({exc!r})") from exc
+        except (KeyError, TypeError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(
+                f"{path}: not a readable posterior file ({type(exc).__name__}: {exc}); fit it "
+                "again with `potforge uq`"
+            ) from exc
         return post
 
 
