@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS = ("fit", "eval", "uq", "demo", "label", "db", "properties")
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout, sys.stderr = streams
         print(f"potforge {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `potforge db summary c.db | head`: the reader left
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail
+        return 1
     finally:
         sys.stdout, sys.stderr = streams
 

@@ -26,3 +26,7 @@ MODEL_PARAMETERS: dict[str, Constraint] = {
     "huber_delta": Real(low=0, low_open=True),
 }
 """Constraints of :class:`potforge.model.LinearPotential`'s numeric parameters."""
+
+N_CANDIDATES = 8
+"""Propagation ``"implicit"``/``"auto"``: posterior members per side evaluated as candidates for
+a nonlinear QoI's extremes (the most extreme of the linearisation first)."""
