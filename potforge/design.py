@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
-from tqdm.auto import tqdm
 
 from potforge.data.structures import check_elements, labels
+from potforge.progress import Progress
 from potforge.terms.base import Rows, Term, Values
 from potforge.terms.neighbors import Neighbors
 
@@ -74,13 +74,7 @@ def compute_designs(
 ) -> list[StructureDesign]:
     """:func:`structure_design` over many structures in ``n_jobs`` processes, with progress."""
     structures = list(structures)
-    bar = tqdm(
-        total=len(structures),
-        desc=desc,
-        unit="struct",
-        disable=None if progress is None else not progress,
-        leave=False,
-    )
+    bar = Progress(len(structures), desc, "structures", progress, leave=False)
     out: list[StructureDesign] = []
     try:
         if n_jobs <= 1 or len(structures) < 8:

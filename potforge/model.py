@@ -497,7 +497,7 @@ class LinearPotential:
         if coef is None:
             self._check_fitted()
             coef = self.coef_
-        coef = np.asarray(coef, dtype=float)
+        coef = self._check_coef(coef)
         post = self._check_posterior() if uq else None
         out = []
         for k, d in enumerate(designs):
@@ -519,6 +519,23 @@ class LinearPotential:
         if post is not None:
             self._add_uncertainty(designs, out, return_std, return_bounds)
         return out
+
+    def _check_coef(self, coef: Any) -> np.ndarray:
+        """``coef`` as a (P,) or (K, P) float array of this model's width, else ModelError."""
+        try:
+            arr = np.asarray(coef, dtype=float)
+        except (TypeError, ValueError):
+            raise ModelError(
+                f"coef must be numbers, shape (P,) or (K, P); got {str(coef)[:60]!r}"
+            ) from None
+        if arr.ndim not in (1, 2) or arr.shape[-1] != self.n_params:
+            raise ModelError(
+                f"coef has shape {arr.shape}; this model has {self.n_params} parameters, so "
+                f"give shape ({self.n_params},) or (K, {self.n_params})"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise ModelError("coef has non-finite values")
+        return arr
 
     def _add_uncertainty(self, designs, out, return_std: bool, return_bounds: bool) -> None:
         """One posterior summary over the stacked rows of all structures, split back.

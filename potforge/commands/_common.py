@@ -161,3 +161,18 @@ def uq_line(report: dict) -> str:
                 f"F {m['force_coverage']:.3f} (±{f_half:.3g} eV/Å)"
             )
     return "coverage by the posterior's bounds, " + "; ".join(parts)
+
+
+LARGE_POSTERIOR_MIB = 50.0
+"""Above this size the posterior's line suggests ``--max-members``."""
+
+
+def posterior_size_line(path: Path, n_members: int | None) -> str:
+    """``posterior.npz: 119.1 MiB (31466 members)``, with a ``--max-members`` hint when large."""
+    size = Path(path).stat().st_size / 2**20
+    line = f"{Path(path).name}: {size:.1f} MiB"
+    if n_members:
+        line += f" ({n_members} members)"
+        if size > LARGE_POSTERIOR_MIB:
+            line += "; --max-members K keeps a random K of them (smaller file, faster bounds)"
+    return line

@@ -80,13 +80,11 @@ def w_structures(seed: int = 0) -> list[Atoms]:
 def label(structures: list[Atoms], calc, show: bool | None = None) -> list[Atoms]:
     """Attach energy/forces/stress from ``calc`` to copies of ``structures`` (a progress bar
     on a terminal unless ``show`` is False)."""
-    from tqdm.auto import tqdm
-
     from potforge.data.structures import attach_labels
+    from potforge.progress import track
 
     out = []
-    for a in tqdm(structures, desc=f"labelling with {REFERENCE}", unit="struct",
-                  disable=None if show is None else not show):
+    for a in track(structures, f"labelling with {REFERENCE}", "structures", show):
         b = a.copy()
         b.calc = calc
         e, f = b.get_potential_energy(), b.get_forces()
@@ -108,8 +106,9 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     out_dir = Path(args.out) if args.out else default_out()
-    folder = OutputFolder(out_dir, force=args.force, argv=args.argv,
-                          seeds={"seed": args.seed}, quiet=args.quiet)
+    folder = OutputFolder(
+        out_dir, force=args.force, argv=args.argv, seeds={"seed": args.seed}, quiet=args.quiet
+    )
     ref_calc = make_oracle(REFERENCE).build()
     data = label(w_structures(args.seed), ref_calc, progress(args))
     test_idx = set(range(3, len(data), 5))

@@ -9,6 +9,7 @@ from potforge.commands._common import (
     add_output_options,
     load_config,
     parse_pairs,
+    posterior_size_line,
     progress,
     uq_line,
     write_json,
@@ -30,27 +31,58 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="training data (mlearn/maml .json, extxyz, ASE .db); required here or in --config",
     )
     p.add_argument("--test", nargs="*", default=[], metavar="FILE", help="test data")
+    p.add_argument(
+        "--stress-order",
+        default=None,
+        metavar="ORDER",
+        help="shear order of mlearn/maml JSON stresses: vasp (xx yy zz xy yz zx), "
+        "mlearn-mo (xx yy zz xy zx yz), voigt (xx yy zz yz zx xy) or e.g. xy,zx,yz "
+        "(default: detected from each file's sheared cells)",
+    )
     add_output_options(p)
-    p.add_argument("--config", metavar="FILE",
-                   help="TOML or YAML file of options (keys: the long options, e.g. "
-                   "sigma-force = 0.1, train = [\"a.json\"]); the command line wins")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML or YAML file of options (keys: the long options, e.g. "
+        'sigma-force = 0.1, train = ["a.json"]); the command line wins',
+    )
     p.add_argument(
         "--model",
         default=DEFAULT_SPEC,
         metavar="SPEC",
         help=f"model spec (default: {DEFAULT_SPEC})",
     )
-    p.add_argument("--sigma-energy", type=_P["sigma_energy"].argtype(), default=None,
-                   help="expected energy error, eV/atom, > 0 (default 1e-4)")
-    p.add_argument("--sigma-force", type=_P["sigma_force"].argtype(), default=None,
-                   help="expected force error, eV/Å, > 0 (default 0.2)")
-    p.add_argument("--sigma-stress", type=_P["sigma_stress"].argtype(), default=None,
-                   help="expected stress error, eV/Å³, > 0 (default 0.005)")
-    p.add_argument("--group-weight", action="append", default=None, metavar="GROUP=W",
-                   help="extra weight factor ≥ 0 of a group's rows (repeatable), e.g. "
-                   "--group-weight AIMD=0.5")
-    p.add_argument("--alpha", type=_P["alpha"].argtype(), default=None,
-                   help="ridge strength ≥ 0 (default 1e-10)")
+    p.add_argument(
+        "--sigma-energy",
+        type=_P["sigma_energy"].argtype(),
+        default=None,
+        help="expected energy error, eV/atom, > 0 (default 1e-4)",
+    )
+    p.add_argument(
+        "--sigma-force",
+        type=_P["sigma_force"].argtype(),
+        default=None,
+        help="expected force error, eV/Å, > 0 (default 0.2)",
+    )
+    p.add_argument(
+        "--sigma-stress",
+        type=_P["sigma_stress"].argtype(),
+        default=None,
+        help="expected stress error, eV/Å³, > 0 (default 0.005)",
+    )
+    p.add_argument(
+        "--group-weight",
+        action="append",
+        default=None,
+        metavar="GROUP=W",
+        help="extra weight factor ≥ 0 of a group's rows (repeatable), e.g. --group-weight AIMD=0.5",
+    )
+    p.add_argument(
+        "--alpha",
+        type=_P["alpha"].argtype(),
+        default=None,
+        help="ridge strength ≥ 0 (default 1e-10)",
+    )
     p.add_argument(
         "--loss",
         choices=LOSSES,
@@ -58,11 +90,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="loss on σ-normalised residuals (default squared; huber and l1 by IRLS)",
     )
     p.add_argument(
-        "--huber-delta", type=_P["huber_delta"].argtype(), default=None,
-        help="Huber threshold in units of σ, > 0 (default 1.345; with --loss huber only)"
+        "--huber-delta",
+        type=_P["huber_delta"].argtype(),
+        default=None,
+        help="Huber threshold in units of σ, > 0 (default 1.345; with --loss huber only)",
     )
-    p.add_argument("--jobs", type=_P["n_jobs"].argtype(), default=1,
-                   help="processes for descriptors (default 1)")
+    p.add_argument(
+        "--jobs",
+        type=_P["n_jobs"].argtype(),
+        default=1,
+        help="processes for descriptors (default 1)",
+    )
     p.add_argument(
         "--uq",
         choices=("none", "pops", "bayes", "bootstrap"),
@@ -95,8 +133,9 @@ def run(args: argparse.Namespace) -> int:
         if not getattr(args, flag):
             raise DataError(f"--{flag} is required (on the command line or in --config)")
     if args.huber_delta is not None and args.loss != "huber":
-        raise DataError(f"--huber-delta applies to --loss huber only, not --loss "
-                        f"{args.loss or 'squared'}")
+        raise DataError(
+            f"--huber-delta applies to --loss huber only, not --loss {args.loss or 'squared'}"
+        )
     from potforge.commands._output import OutputFolder
     from potforge.data.readers import read_many
     from potforge.metrics import evaluate, format_table, structure_residuals, write_residuals
@@ -104,16 +143,22 @@ def run(args: argparse.Namespace) -> int:
     from potforge.plots import group_error_plot, parity_plot
 
     inputs = [*args.train, *args.test, *([args.config] if args.config else [])]
-    folder = OutputFolder(args.out, force=args.force, inputs=inputs, argv=args.argv,
-                          seeds={"seed": args.seed} if args.seed is not None else None,
-                          quiet=args.quiet)
+    folder = OutputFolder(
+        args.out,
+        force=args.force,
+        inputs=inputs,
+        argv=args.argv,
+        seeds={"seed": args.seed} if args.seed is not None else None,
+        quiet=args.quiet,
+    )
     names = ("sigma_energy", "sigma_force", "sigma_stress", "alpha", "loss", "huber_delta")
     kw = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    model = LinearPotential(args.model, n_jobs=args.jobs, group_weights=group_weights(
-        args.group_weight), **kw)
+    model = LinearPotential(
+        args.model, n_jobs=args.jobs, group_weights=group_weights(args.group_weight), **kw
+    )
     post_kw = posterior_options(args, args.uq, "--uq")  # misplaced options fail before the fit
-    train = read_many(args.train)
-    test = read_many(args.test) if args.test else []
+    train = read_many(args.train, stress_order=args.stress_order)
+    test = read_many(args.test, stress_order=args.stress_order) if args.test else []
     if args.uq == "none":
         model.fit(train, progress=progress(args))
     else:  # one descriptor pass for the fit and the posterior
@@ -151,7 +196,13 @@ def run(args: argparse.Namespace) -> int:
         parity_plot(out / "parity.png", sets)
         group_error_plot(out / "group_errors.png", report)
         write_json(out / "metrics.json", report)
+        if model.has_posterior:
+            print(
+                posterior_size_line(out / "posterior.npz", model.posterior_.info.get("n_members"))
+            )
         extra = ", posterior.npz" if model.has_posterior else ""
-        print(f"wrote {args.out}/: model.json{extra}, metrics.json, residuals.csv, parity.png, "
-              "group_errors.png, lammps/potential.in, provenance.json, log.txt")
+        print(
+            f"wrote {args.out}/: model.json{extra}, metrics.json, residuals.csv, parity.png, "
+            "group_errors.png, lammps/potential.in, provenance.json, log.txt"
+        )
     return 0

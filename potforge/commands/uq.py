@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from potforge.commands._common import add_quiet, progress
+from potforge.commands._common import add_quiet, posterior_size_line, progress
 from potforge.commands._posterior import add_posterior_options, posterior_options
 from potforge.options import MODEL_PARAMETERS
 
@@ -18,15 +18,33 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "uq", help="fit an uncertainty posterior (POPS, BLR, bootstrap) on a model",
+        "uq",
+        help="fit an uncertainty posterior (POPS, BLR, bootstrap) on a model",
         description=__doc__,
     )
     p.add_argument("--model", required=True, metavar="DIR", help="folder written by potforge fit")
-    p.add_argument("--train", nargs="+", required=True, metavar="FILE",
-                   help="the model's training data (the posterior is fitted on its rows)")
+    p.add_argument(
+        "--train",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="the model's training data (the posterior is fitted on its rows)",
+    )
+    p.add_argument(
+        "--stress-order",
+        default=None,
+        metavar="ORDER",
+        help="shear order of mlearn/maml JSON stresses: vasp (xx yy zz xy yz zx), "
+        "mlearn-mo (xx yy zz xy zx yz), voigt (xx yy zz yz zx xy) or e.g. xy,zx,yz "
+        "(default: detected from each file's sheared cells)",
+    )
     add_posterior_options(p, default="pops")
-    p.add_argument("--jobs", type=MODEL_PARAMETERS["n_jobs"].argtype(), default=1,
-                   help="processes for descriptors (default 1)")
+    p.add_argument(
+        "--jobs",
+        type=MODEL_PARAMETERS["n_jobs"].argtype(),
+        default=1,
+        help="processes for descriptors (default 1)",
+    )
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -36,13 +54,18 @@ def summary(model: LinearPotential, train_metrics: dict) -> str:
     post = model.posterior_
     i = post.info
     rows = ", ".join(f"{n} {k}" for k, n in i["rows_by_type"].items())
-    form = {"ensemble": f"ensemble of {i.get('n_members')} members",
-            "hypercube": f"box over {i.get('n_components')} principal axes with non-zero "
-                         "spread"
-                         + (f", clipped to the {i['percentile_clipping']:g}–"
-                            f"{100 - i['percentile_clipping']:g} percentiles"
-                            if i.get("percentile_clipping") else ""),
-            "gaussian": f"Gaussian, bounds ±{i.get('n_sigma')}σ"}[post.kind]
+    form = {
+        "ensemble": f"ensemble of {i.get('n_members')} members",
+        "hypercube": f"box over {i.get('n_components')} principal axes with non-zero "
+        "spread"
+        + (
+            f", clipped to the {i['percentile_clipping']:g}–"
+            f"{100 - i['percentile_clipping']:g} percentiles"
+            if i.get("percentile_clipping")
+            else ""
+        ),
+        "gaussian": f"Gaussian, bounds ±{i.get('n_sigma')}σ",
+    }[post.kind]
     lines = [
         f"posterior: {post.method} ({form}), {model.n_params} parameters",
         f"rows: {i['n_rows']} ({rows}) from {i['n_structures']} structures",
@@ -75,12 +98,10 @@ def run(args: argparse.Namespace) -> int:
     options = posterior_options(args, args.method)  # misplaced options fail before any work
     folder = Path(args.model)
     if not (folder / MODEL_FILE).is_file():
-        raise DataError(f"--model {folder}: no {MODEL_FILE} there (is it a potforge model "
-                        "folder?)")
+        raise DataError(f"--model {folder}: no {MODEL_FILE} there (is it a potforge model folder?)")
     try:
         model = LinearPotential.load(folder)
-        old = (f"{model.posterior_.method} {model.posterior_.kind}" if model.has_posterior
-               else None)
+        old = f"{model.posterior_.method} {model.posterior_.kind}" if model.has_posterior else None
     except DataError as exc:  # an unreadable posterior is what this command repairs
         model = LinearPotential.load(folder, posterior=False)
         warnings.warn(f"replacing an unreadable posterior: {exc}", stacklevel=1)
@@ -88,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise DataError(f"--model {folder}: cannot write in this folder (permission denied)")
     model.n_jobs = args.jobs
-    train = read_many(args.train)
+    train = read_many(args.train, stress_order=args.stress_order)
     t0 = time.perf_counter()
     designs = model.structure_designs(train, progress(args))  # for posterior and coverage
     seconds = time.perf_counter() - t0
@@ -102,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         print(summary(model, metrics))
         if old:
             print(f"replaced the previous posterior ({old})")
-        size = (folder / POSTERIOR_FILE).stat().st_size / 2**20
-        print(f"wrote {folder}/{MODEL_FILE}, {POSTERIOR_FILE} ({size:.1f} MiB)")
+        print(
+            f"wrote {folder}/{MODEL_FILE}, "
+            + posterior_size_line(folder / POSTERIOR_FILE, info.get("n_members"))
+        )
     return 0
