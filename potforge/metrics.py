@@ -196,7 +196,7 @@ def write_residuals(path, rows: Sequence[dict]) -> None:
             w.writerow({k: ("" if r[k] is None else r[k]) for k in RESIDUAL_COLUMNS})
 
 
-def evaluate(model, sets: dict) -> tuple[dict, dict]:
+def evaluate(model, sets: dict, progress: bool | None = None) -> tuple[dict, dict]:
     """Metrics of ``model`` (a fitted :class:`~potforge.model.LinearPotential`; overall and per
     group) for each named, non-empty set of structures; with a
     posterior also coverage and bound widths (:func:`potforge.metrics.uncertainty_metrics`),
@@ -209,7 +209,7 @@ def evaluate(model, sets: dict) -> tuple[dict, dict]:
     for name, structs in sets.items():
         if not structs:
             continue
-        preds = model.predict(structs, return_bounds=model.has_posterior)
+        preds = model.predict(structs, return_bounds=model.has_posterior, progress=progress)
         report[name] = {**error_metrics(structs, preds), "groups": grouped_metrics(structs, preds)}
         if model.has_posterior:
             report[name].update(uncertainty_metrics(structs, preds))

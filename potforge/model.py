@@ -572,19 +572,21 @@ class LinearPotential:
         coef: np.ndarray | None = None,
         return_std: bool = False,
         return_bounds: bool = False,
+        progress: bool | None = None,
     ) -> list[dict[str, np.ndarray]]:
         """Energies (eV), forces (eV/Å), stresses (eV/Å³) of ``structures`` (a single ``Atoms``
         is a list of one); see predict_designs.
 
         ``return_std`` / ``return_bounds`` add the posterior's uncertainty keys
-        (``energy_std``, ``forces_bounds``, ...) to each structure's dict.
+        (``energy_std``, ``forces_bounds``, ...) to each structure's dict; ``progress`` is the
+        descriptor pass's (None: a bar on a terminal, a line in a log; False: silent).
         """
         if coef is None:
             self._check_fitted()
         structures = structure_list(structures)
         names = [describe(a, k) for k, a in enumerate(structures)]
         return self.predict_designs(
-            self.structure_designs(structures), coef, return_std, return_bounds, names
+            self.structure_designs(structures, progress), coef, return_std, return_bounds, names
         )
 
     def as_calculator(self, coef: np.ndarray | None = None) -> PotentialCalculator:

@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         f"\nmodel {spec}: {model.n_params} parameters, fit in "
         f"{model.fit_info_['fit_seconds']:.1f} s on {len(train)} structures"
     )
-    report, sets = evaluate(model, {"train": train, "test": test})
+    report, sets = evaluate(model, {"train": train, "test": test}, progress(args))
     print(
         format_table(
             {k: report[k] for k in ("train", "test")},
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{q + ' (' + unit + ')':<10}{v:>12.4f}{r:>12.4f}{(v - r) / r:>+11.2%}")
     with folder.staged() as out:
         model.save(out)
-        model.to_lammps(out / "lammps")
+        model.to_lammps(out / "lammps", location=folder.path.resolve() / "lammps")
         parity_plot(out / "parity.png", sets)
         group_error_plot(out / "group_errors.png", report)
         rows = [r for name, (s, p) in sets.items() for r in structure_residuals(s, p, name)]

@@ -6,13 +6,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from potforge.commands._common import add_output_options, uq_line, write_json
+from potforge.commands._common import add_output_options, progress, uq_line, write_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a saved model on labelled data", description=__doc__)
     p.add_argument("--model", required=True, metavar="DIR", help="folder written by potforge fit")
     p.add_argument("--data", nargs="+", required=True, metavar="FILE", help="labelled data")
+    p.add_argument("--stress-order", default=None, metavar="ORDER",
+                   help="shear order of mlearn/maml JSON stresses: vasp (xx yy zz xy yz zx), "
+                   "mlearn-mo (xx yy zz xy zx yz), voigt (xx yy zz yz zx xy) or e.g. xy,zx,yz "
+                   "(default: detected from each file's sheared cells)")
     add_output_options(p)
     p.set_defaults(func=run)
 
@@ -40,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
     )
     model = LinearPotential.load(args.model)
-    data = read_many(args.data)
-    report, sets = evaluate(model, {"test": data})
+    data = read_many(args.data, stress_order=args.stress_order)
+    report, sets = evaluate(model, {"test": data}, progress(args))
     name = set_name(args.data)
     with folder.staged() as out:
         parity_plot(out / "parity.png", {name: sets["test"]})

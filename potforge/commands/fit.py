@@ -171,8 +171,8 @@ def run(args: argparse.Namespace) -> int:
         model.fit_posterior(train, args.uq, designs=designs, **post_kw)
     with folder.staged() as out:
         model.save(out)
-        model.to_lammps(out / "lammps")
-        report, sets = evaluate(model, {"train": train, "test": test})
+        model.to_lammps(out / "lammps", location=folder.path.resolve() / "lammps")
+        report, sets = evaluate(model, {"train": train, "test": test}, progress(args))
         rows = [r for name, (s, p) in sets.items() for r in structure_residuals(s, p, name)]
         write_residuals(out / "residuals.csv", rows)
         report.update(
