@@ -86,6 +86,8 @@ def test_fit_writes_a_marked_folder_with_provenance_log_and_residuals(work, caps
     assert len(rows) == 8 and {r["group"] for r in rows} == {"strained", "rattled"}
     assert all(float(r["force_max_error_eV_per_A"]) >= float(r["force_rmse_eV_per_A"])
                for r in rows)
+    lammps_in = (run / "lammps" / "potential.in").read_text()
+    assert f"variable potforge_dir index {run.resolve() / 'lammps'}\n" in lammps_in  # not staging
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(run.stat().st_mode) == 0o777 & ~mask  # not mkdtemp's 0700
