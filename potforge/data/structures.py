@@ -126,6 +126,15 @@ def check_structure(atoms: Atoms, name: str, min_distance: float = MIN_DISTANCE)
     bad = [z for z in set(atoms.numbers.tolist()) if not 0 < z < len(chemical_symbols)]
     if bad:
         raise DataError(f"{name} has unknown atomic number(s) {bad}")
+    if any(atoms.pbc) and atoms.cell.rank == 3:
+        vol = abs(float(np.linalg.det(atoms.cell.array)))
+        if vol < 1e-6 * max(float(np.prod(atoms.cell.lengths())), 1e-300) or vol < 1e-3:
+            raise DataError(
+                f"{name} has a degenerate cell (volume {vol:.3g} Å³: its lattice vectors are "
+                "nearly parallel)"
+            )
+    elif np.any(np.asarray(atoms.pbc) & (atoms.cell.lengths() == 0)):
+        raise DataError(f"{name} is periodic along a lattice vector of length 0")
     if len(atoms) > 1 or any(atoms.pbc):
         i, j, d = neighbor_list("ijd", atoms, min_distance)
         if len(d):
