@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 import numpy as np
 from ase import Atoms
 
+from potforge.params import Constraint
+
 
 @dataclass
 class Rows:
@@ -90,6 +92,14 @@ class Term(ABC):
     radial: ClassVar[bool] = False
     """True for terms built from a full neighbour list (``rows(atoms, nl)`` accepts one)."""
 
+    parameters: ClassVar[dict[str, Constraint]] = {}
+    """The constructor keywords and what each accepts (model specs may set only these)."""
+
+    @classmethod
+    def check_param(cls, name: str, value: Any) -> Any:
+        """``value`` converted, or a :class:`~potforge.errors.ModelError` naming term and key."""
+        return cls.parameters[name].check(f"{cls.kind} {name}", value)
+
     def __init__(self) -> None:
         self.elements: list[str] = []
 
@@ -149,6 +159,27 @@ class Term(ABC):
 
     absorbs_offsets: ClassVar[bool] = False
     """Whether :meth:`lammps` can carry per-element constant energies."""
+
+
+def check_element_keys(name: str, mapping: dict[str, Any]) -> None:
+    """Raise :class:`~potforge.errors.ModelError` when a per-element setting's key is no element.
+
+    Parameters
+    ----------
+    name : str
+        The setting, e.g. ``"snap radii"``.
+    mapping : dict
+        Element symbol → value.
+    """
+    from ase.data import chemical_symbols
+
+    from potforge.errors import ModelError
+
+    for key in mapping:
+        if key not in chemical_symbols[1:]:
+            raise ModelError(
+                f"{name} has key {key!r}, which is not an element symbol (e.g. 'Mo')"
+            )
 
 
 def write_files(directory: str | Path, files: dict[str, str]) -> None:

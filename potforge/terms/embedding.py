@@ -17,6 +17,7 @@ from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers
 
 from potforge.errors import ModelError
+from potforge.params import Integer, Real
 from potforge.terms.base import LammpsPart, Rows, Term
 from potforge.terms.bspline import CubicBasis
 from potforge.terms.neighbors import Neighbors, radial_rows
@@ -31,32 +32,33 @@ class Embedding(Term):
     Parameters
     ----------
     n_basis : int
-        B-splines in ρ (one, the ρ = 0 function, is dropped).
+        B-splines in ρ, ≥ 4 (one, the ρ = 0 function, is dropped).
     rcut : float
-        Density cutoff r_c, Å.
+        Density cutoff r_c, Å, > 0.
     power : float
-        Exponent p of the density shape ``(1 - r/r_c)^p``.
+        Exponent p ≥ 3 of the density shape ``(1 - r/r_c)^p`` (smooth forces at the cutoff).
     rho_max : float, optional
-        Upper end of the basis; by default 1.2 × the largest density in the training data.
+        Upper end of the basis, > 0; by default 1.2 × the largest density in the training data.
     """
 
     kind = "embed"
     radial = True
     absorbs_offsets = True
+    parameters = {
+        "n_basis": Integer(low=4),
+        "rcut": Real(low=0, low_open=True),
+        "power": Real(low=3),
+        "rho_max": Real(low=0, low_open=True, allow_none=True),
+    }
 
     def __init__(
         self, n_basis: int = 8, rcut: float = 5.0, power: float = 4.0, rho_max: float | None = None
     ):
         super().__init__()
-        self.n_basis = int(n_basis)
-        self.rcut = float(rcut)
-        self.power = float(power)
-        self.rho_max = None if rho_max is None else float(rho_max)
-        if self.n_basis < 4 or self.rcut <= 0 or self.power < 3:
-            raise ModelError(
-                f"embed: need n_basis ≥ 4, rcut > 0, power ≥ 3 (smooth forces); got "
-                f"{n_basis}, {rcut}, {power}"
-            )
+        self.n_basis: int = self.check_param("n_basis", n_basis)
+        self.rcut: float = self.check_param("rcut", rcut)
+        self.power: float = self.check_param("power", power)
+        self.rho_max: float | None = self.check_param("rho_max", rho_max)
         self.rho_max_: float | None = self.rho_max
         self._basis: CubicBasis | None = None
 

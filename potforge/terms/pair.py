@@ -14,6 +14,7 @@ import numpy as np
 from ase import Atoms
 
 from potforge.errors import ModelError
+from potforge.params import Integer, Real
 from potforge.terms.base import LammpsPart, Rows, Term
 from potforge.terms.bspline import CubicBasis
 from potforge.terms.neighbors import Neighbors, pair_index, pair_rows
@@ -28,25 +29,30 @@ class PairSpline(Term):
     Parameters
     ----------
     n_basis : int
-        B-splines per element pair, including the three fixed at zero at the cutoff.
+        B-splines per element pair, ≥ 5, including the three fixed at zero at the cutoff.
     r_min : float
-        Inner end of the basis, Å (below it the term is zero: pair it with ZBL).
+        Inner end of the basis, Å, ≥ 0 (below it the term is zero: pair it with ZBL).
     rcut : float
-        Cutoff, Å.
+        Cutoff, Å, above ``r_min``.
     """
 
     kind = "pair"
     radial = True
+    parameters = {
+        "n_basis": Integer(low=TRAILING + 2),
+        "r_min": Real(low=0),
+        "rcut": Real(low=0, low_open=True),
+    }
 
     def __init__(self, n_basis: int = 12, r_min: float = 1.0, rcut: float = 5.5):
         super().__init__()
-        self.n_basis = int(n_basis)
-        self.r_min = float(r_min)
-        self.rcut = float(rcut)
-        if self.n_basis < TRAILING + 2 or not 0 <= self.r_min < self.rcut:
+        self.n_basis: int = self.check_param("n_basis", n_basis)
+        self.r_min: float = self.check_param("r_min", r_min)
+        self.rcut: float = self.check_param("rcut", rcut)
+        if not self.r_min < self.rcut:
             raise ModelError(
-                f"pair: need n_basis ≥ {TRAILING + 2} and 0 ≤ r_min < rcut "
-                f"(got {n_basis}, {r_min}, {rcut})"
+                f"pair r_min must be below rcut, got r_min={self.r_min:g} Å and "
+                f"rcut={self.rcut:g} Å"
             )
         self.basis = CubicBasis(self.r_min, self.rcut, self.n_basis, keep=slice(0, -TRAILING))
 

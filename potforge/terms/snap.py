@@ -22,7 +22,8 @@ from potforge.engines.lammps import (
     to_ase_voigt,
 )
 from potforge.errors import EngineError, ModelError
-from potforge.terms.base import LammpsPart, Rows, Term, Values
+from potforge.params import Boolean, Integer, MappingOf, Real
+from potforge.terms.base import LammpsPart, Rows, Term, Values, check_element_keys
 
 _LAMMPS = None
 
@@ -52,23 +53,33 @@ class SNAP(Term):
     Parameters
     ----------
     twojmax : int
-        Band limit 2J (any even or odd positive integer LAMMPS accepts).
+        Band limit 2J, an integer ≥ 0 (LAMMPS takes odd values too: half-integer j; the
+        usual choices are 6 and 8).
     rcutfac : float
-        Cutoff scale, Å; the pair cutoff is ``rcutfac * (R_i + R_j)``.
+        Cutoff scale, Å, > 0; the pair cutoff is ``rcutfac * (R_i + R_j)``.
     rfac0 : float
-        Angular mapping factor.
+        Angular mapping factor, in (0, 1].
     rmin0 : float
-        Inner radial offset, Å.
+        Inner radial offset, Å, ≥ 0 and below the smallest pair cutoff.
     quadratic : bool
         Add the ½ B_k B_l products (quadratic SNAP).
     radii : dict of str to float, optional
-        Per-element R (default 0.5 for all: cutoff = rcutfac).
+        Per-element R > 0 (default 0.5 for all: cutoff = rcutfac).
     wj : dict of str to float, optional
-        Per-element neighbour weights (default 1.0).
+        Per-element neighbour weights > 0 (default 1.0).
     """
 
     kind = "snap"
     absorbs_offsets = True
+    parameters = {
+        "twojmax": Integer(low=0),
+        "rcutfac": Real(low=0, low_open=True),
+        "rfac0": Real(low=0, high=1, low_open=True),
+        "rmin0": Real(low=0),
+        "quadratic": Boolean(),
+        "radii": MappingOf(Real(low=0, low_open=True), allow_none=True),
+        "wj": MappingOf(Real(low=0, low_open=True), allow_none=True),
+    }
 
     def __init__(
         self,
@@ -81,16 +92,20 @@ class SNAP(Term):
         wj: dict[str, float] | None = None,
     ):
         super().__init__()
-        self.twojmax = int(twojmax)
-        self.rcutfac = float(rcutfac)
-        self.rfac0 = float(rfac0)
-        self.rmin0 = float(rmin0)
-        self.quadratic = bool(quadratic)
-        self.radii = dict(radii or {})
-        self.wj = dict(wj or {})
-        if self.twojmax < 0 or self.rcutfac <= 0:
+        self.twojmax: int = self.check_param("twojmax", twojmax)
+        self.rcutfac: float = self.check_param("rcutfac", rcutfac)
+        self.rfac0: float = self.check_param("rfac0", rfac0)
+        self.rmin0: float = self.check_param("rmin0", rmin0)
+        self.quadratic: bool = self.check_param("quadratic", quadratic)
+        self.radii: dict[str, float] = dict(self.check_param("radii", radii) or {})
+        self.wj: dict[str, float] = dict(self.check_param("wj", wj) or {})
+        check_element_keys("snap radii", self.radii)
+        check_element_keys("snap wj", self.wj)
+        smallest = 2.0 * self.rcutfac * min(self.radii.values(), default=0.5)
+        if self.rmin0 >= smallest:
             raise ModelError(
-                f"snap: twojmax must be ≥ 0 and rcutfac > 0 (got {twojmax}, {rcutfac})"
+                f"snap rmin0 must be below the smallest pair cutoff {smallest:g} Å "
+                f"(2 × rcutfac × the smallest radius), got {self.rmin0:g}"
             )
 
     def get_params(self) -> dict[str, Any]:
@@ -236,13 +251,17 @@ class ZBL(Term):
 
     kind = "zbl"
     fixed = True
+    parameters = {"inner": Real(low=0, low_open=True), "outer": Real(low=0, low_open=True)}
 
     def __init__(self, inner: float = 1.5, outer: float = 2.0):
         super().__init__()
-        self.inner = float(inner)
-        self.outer = float(outer)
-        if not 0 < self.inner < self.outer:
-            raise ModelError(f"zbl: need 0 < inner < outer (got {inner}, {outer})")
+        self.inner: float = self.check_param("inner", inner)
+        self.outer: float = self.check_param("outer", outer)
+        if not self.inner < self.outer:
+            raise ModelError(
+                f"zbl inner must be below outer (the switching region), got inner={self.inner:g} "
+                f"Å and outer={self.outer:g} Å"
+            )
 
     def get_params(self) -> dict[str, Any]:
         return {"inner": self.inner, "outer": self.outer}
