@@ -237,6 +237,9 @@ def test_stress_order_undecidable_asks_for_the_option(tmp_path, w_elastic, keep,
         read_structures(path)
     assert "stress_order (CLI --stress-order)" in str(info.value) and str(path) in str(info.value)
     assert read_structures(path, stress_order="vasp")[0].info["stress_order_from"] == "given"
+    dropped = read_structures(path, stress_order="drop")  # e.g. structures to relabel
+    assert "stress" not in labels(dropped[0]) and "energy" in labels(dropped[0])
+    assert stress_orders(dropped)[str(path)].startswith("stresses not read")
 
 
 def test_zero_shear_stress_needs_no_order(tmp_path, w_elastic):

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="ORDER",
         help="shear order of mlearn/maml JSON stresses: vasp (xx yy zz xy yz zx), "
         "mlearn-mo (xx yy zz xy zx yz), voigt (xx yy zz yz zx xy) or e.g. xy,zx,yz "
-        "(default: detected from each file's sheared cells)",
+        "or drop (read no stress; default: detected from each file's sheared cells)",
     )
     add_posterior_options(p, default="pops")
     p.add_argument(

@@ -65,7 +65,11 @@ STRESS_ORDERS: dict[str, tuple[str, str, str]] = {
 
 ``vasp``: VASP's OUTCAR/vasprun order xx yy zz xy yz zx (maml's files, mlearn's non-Mo
 elements). ``mlearn-mo``: xx yy zz xy zx yz (mlearn's Mo ``virial_stress``). ``voigt``: ASE's and
-the textbook Voigt order xx yy zz yz zx xy."""
+the textbook Voigt order xx yy zz yz zx xy.  ``stress_order="drop"`` (:data:`DROP`) reads no
+stress at all (for files whose stresses are not needed, e.g. structures to relabel)."""
+
+DROP = "drop"
+"""The ``stress_order`` that reads a file's six-number stresses not at all."""
 
 _SHEAR_ALIASES = {"xy": "xy", "yx": "xy", "yz": "yz", "zy": "yz", "zx": "zx", "xz": "zx"}
 
@@ -115,7 +119,8 @@ class StressOrder:
     Attributes
     ----------
     slots : tuple of str
-        The shear component held by columns 4, 5 and 6, e.g. ``("xy", "zx", "yz")``.
+        The shear component held by columns 4, 5 and 6, e.g. ``("xy", "zx", "yz")``; empty for
+        ``stress_order="drop"`` (the stresses are not read).
     how : str
         ``"given"``, ``"detected from N sheared cells"`` or ``"not needed: ..."``.
     """
@@ -130,8 +135,8 @@ class StressOrder:
 
     @property
     def text(self) -> str:
-        """``"xy,zx,yz"``: the value stored in ``atoms.info["stress_order"]``."""
-        return ",".join(self.slots)
+        """``"xy,zx,yz"`` (or ``"drop"``): the value stored in ``atoms.info["stress_order"]``."""
+        return ",".join(self.slots) if self.slots else DROP
 
     @property
     def ase_index(self) -> tuple[int, ...]:
@@ -139,6 +144,8 @@ class StressOrder:
         return (0, 1, 2, *(3 + self.slots.index(c) for c in SHEAR))
 
     def __str__(self) -> str:
+        if not self.slots:
+            return f"stresses not read (stress_order {DROP!r}), {self.how}"
         name = f" ({self.name})" if self.name else ""
         return f"xx,yy,zz,{self.text}{name}, {self.how}"
 
@@ -151,7 +158,8 @@ def parse_stress_order(value: str | Sequence[str] | StressOrder) -> StressOrder:
     value : str or sequence of str or StressOrder
         A :data:`STRESS_ORDERS` name (``"vasp"``, ``"mlearn-mo"``, ``"voigt"``), the three
         shear components of columns 4-6 (``"xy,zx,yz"``; ``xz``/``yx``/``zy`` allowed), or all
-        six (``"xx,yy,zz,xy,zx,yz"``); commas or spaces separate.
+        six (``"xx,yy,zz,xy,zx,yz"``); commas or spaces separate.  ``"drop"``: read no
+        six-number stresses.
 
     Returns
     -------
@@ -161,13 +169,15 @@ def parse_stress_order(value: str | Sequence[str] | StressOrder) -> StressOrder:
     if isinstance(value, StressOrder):
         return value
     allowed = (
-        f"allowed: {', '.join(repr(k) for k in STRESS_ORDERS)} or the three shear components "
-        "of columns 4-6 such as 'xy,yz,zx'"
+        f"allowed: {', '.join(repr(k) for k in STRESS_ORDERS)}, the three shear components "
+        f"of columns 4-6 such as 'xy,yz,zx', or {DROP!r} to read no stress"
     )
     if isinstance(value, str):
         text = value.strip().lower()
         if text in STRESS_ORDERS:
             return StressOrder(STRESS_ORDERS[text])
+        if text == DROP:
+            return StressOrder(())
         if text == "mlearn":
             raise DataError(
                 "stress_order 'mlearn' is ambiguous: mlearn's Mo file uses 'mlearn-mo' "
@@ -182,7 +192,8 @@ def parse_stress_order(value: str | Sequence[str] | StressOrder) -> StressOrder:
         parts = parts[3:]
     slots = tuple(_SHEAR_ALIASES.get(p, "?") for p in parts)
     if len(slots) != 3 or "?" in slots or len(set(slots)) != 3:
-        close = difflib.get_close_matches(str(value).strip().lower(), list(STRESS_ORDERS), 1)
+        names = [*STRESS_ORDERS, DROP]
+        close = difflib.get_close_matches(str(value).strip().lower(), names, 1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise DataError(f"stress_order {value!r} is not a shear order ({allowed}){hint}")
     return StressOrder(slots)
@@ -267,7 +278,8 @@ def detect_stress_order(
         s_parts.append(s - s.mean(axis=0))
     ask = (
         "; pass stress_order (CLI --stress-order) as 'vasp' (xx yy zz xy yz zx), 'mlearn-mo' "
-        "(xx yy zz xy zx yz), 'voigt' (xx yy zz yz zx xy) or three names such as 'xy,yz,zx'"
+        "(xx yy zz xy zx yz), 'voigt' (xx yy zz yz zx xy), three names such as 'xy,yz,zx', or "
+        "'drop' to read no stress"
     )
     if not n_sheared:
         raise DataError(
@@ -340,7 +352,8 @@ def stress_orders(structures: Iterable[Atoms]) -> dict[str, str]:
     for a in structures:
         text = a.info.get("stress_order")
         if text and a.info.get("source") not in out:
-            order = StressOrder(tuple(text.split(",")), a.info.get("stress_order_from", ""))
+            slots = () if text == DROP else tuple(text.split(","))
+            order = StressOrder(slots, a.info.get("stress_order_from", ""))
             out[str(a.info.get("source"))] = str(order)
     return out
 
@@ -477,6 +490,7 @@ def read_json(
     stress_order : str or sequence of str, optional
         Shear order of the six-number stresses (see :func:`parse_stress_order`); when given it
         is used as is (a warning says so if the file's sheared cells clearly disagree).
+        ``"drop"`` reads no stress.
 
     Returns
     -------
@@ -550,6 +564,9 @@ def read_json(
     for atoms, s in zip(out, raw, strict=True):
         if s is None:
             continue
+        if not order.slots:  # stress_order="drop"
+            atoms.info.update(stress_order=order.text, stress_order_from=order.how)
+            continue
         if s.shape == (3, 3):
             ase_stress = VASP_STRESS_SIGN * KBAR * s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
         else:
@@ -569,7 +586,7 @@ def _file_stress_order(
 ) -> StressOrder:
     """The order used for the six-number stresses (n, 6) of one file."""
     if given is not None:
-        if len(stresses):
+        if len(stresses) and given.slots:
             try:
                 found = detect_stress_order(cells, families, stresses, str(path))
             except DataError:
@@ -659,9 +676,9 @@ def read_structures(
     stress_order : str or sequence of str, optional
         Shear order of mlearn/maml six-number stresses: ``"vasp"`` (xx yy zz xy yz zx),
         ``"mlearn-mo"`` (xx yy zz xy zx yz), ``"voigt"`` (xx yy zz yz zx xy) or three names such
-        as ``"xy,zx,yz"``.  Default: detected from the file's sheared cells
-        (:func:`detect_stress_order`), an error when they cannot decide.  Ignored for ASE
-        formats, whose stresses carry no order question.
+        as ``"xy,zx,yz"``; ``"drop"`` reads no stress.  Default: detected from the file's
+        sheared cells (:func:`detect_stress_order`), an error when they cannot decide.  Ignored
+        for ASE formats, whose stresses carry no order question.
 
     Returns
     -------
