@@ -171,8 +171,9 @@ def main(argv=None) -> int:
 
     MODELS["default (qSNAP 2J=6 + ZBL)"] = (DEFAULT_SPEC, {})
     t_start = time.perf_counter()
-    train = read_many([DATA / f for f in TRAIN_FILES])
-    test = read_structures(DATA / TEST_FILE)
+    # AIMD/Surface/Test hold no sheared cell to detect the shear order from: VASP's, as Elastic
+    train = read_many([DATA / f for f in TRAIN_FILES], stress_order="vasp")
+    test = read_structures(DATA / TEST_FILE, stress_order="vasp")
     elastic = [a for a in train if a.info["group"] == "Elastic"]
     n_train_atoms = sum(len(a) for a in train)
     print(

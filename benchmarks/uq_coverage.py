@@ -58,8 +58,12 @@ from potforge.uq.synthetic import misspecified_problem
 
 RESULTS = Path(__file__).resolve().parent / "results" / "uq_coverage.json"
 # METHODS.md §4, measured with the reference code on its own N=10⁴, P=100 problem
-REFERENCE = {"BLR ±2σ (param-only)": 0.20, "popsregression default": 0.83,
-             "POPS ensemble (ours)": 0.96, "popsregression ensemble": 0.96}
+REFERENCE = {
+    "BLR ±2σ (param-only)": 0.20,
+    "popsregression default": 0.83,
+    "POPS ensemble (ours)": 0.96,
+    "popsregression ensemble": 0.96,
+}
 
 
 def evaluate(name: str, predict: Callable, X: np.ndarray, y: np.ndarray) -> dict:
@@ -112,30 +116,48 @@ def synthetic_methods(alpha: float, seed: int) -> dict[str, Callable]:
         "POPS hypercube (ours, 90% var)": pops(posterior="hypercube", variance_fraction=0.9),
         "popsregression default": lambda X, y: _reference_pops(POPSRegression().fit(X, y)),
         "popsregression ensemble": lambda X, y: _reference_pops(
-            POPSRegression(posterior="ensemble", leverage_percentile=0.0).fit(X, y)),
+            POPSRegression(posterior="ensemble", leverage_percentile=0.0).fit(X, y)
+        ),
         "BLR ±2σ (param-only)": lambda X, y: _ours(BayesianLinearRegressor().fit(X, y)),
         "temperature-BLR (Frederiksen T=2C0/P)": lambda X, y: _ours(
-            TemperedBayesRegressor().fit(X, y)),
+            TemperedBayesRegressor().fit(X, y)
+        ),
         "bootstrap K=20 (min/max)": lambda X, y: _ours(
-            ResampledEnsembleRegressor(n_members=20, alpha=alpha, random_state=seed).fit(X, y)),
+            ResampledEnsembleRegressor(n_members=20, alpha=alpha, random_state=seed).fit(X, y)
+        ),
     }
 
 
 def part_a(args: argparse.Namespace) -> dict:
     """Synthetic misspecified problem: coverage table and fit times relative to ridge."""
-    X, y, Xh, yh = misspecified_problem(args.n, args.p, n_test=args.n_test + args.n_check,
-                                        noise=1e-4, random_state=args.seed)
+    X, y, Xh, yh = misspecified_problem(
+        args.n, args.p, n_test=args.n_test + args.n_check, noise=1e-4, random_state=args.seed
+    )
     Xc, yc, Xt, yt = Xh[: args.n_check], yh[: args.n_check], Xh[args.n_check :], yh[args.n_check :]
     alpha = BayesianLinearRegressor().fit(X, y).alpha_  # evidence λ/β, as popsregression uses
-    rows = [evaluate(name, make(X, y), Xt, yt)
-            for name, make in synthetic_methods(alpha, args.seed).items()]
+    rows = [
+        evaluate(name, make(X, y), Xt, yt)
+        for name, make in synthetic_methods(alpha, args.seed).items()
+    ]
     cal = TemperedBayesRegressor(temperature="calibrated", coverage=0.95).fit(X, y)
-    rows.append(evaluate("temperature-BLR (T calibrated on check set)",
-                         _ours(cal.calibrate(Xc, yc)), Xt, yt))
-    return {"settings": {"n_train": args.n, "n_features": args.p, "n_test": args.n_test,
-                         "n_check": args.n_check, "noise": 1e-4, "ridge_alpha": alpha,
-                         "seed": args.seed},
-            "coverage": rows, "timing": synthetic_timing(X, y, alpha, args.repeats)}
+    rows.append(
+        evaluate(
+            "temperature-BLR (T calibrated on check set)", _ours(cal.calibrate(Xc, yc)), Xt, yt
+        )
+    )
+    return {
+        "settings": {
+            "n_train": args.n,
+            "n_features": args.p,
+            "n_test": args.n_test,
+            "n_check": args.n_check,
+            "noise": 1e-4,
+            "ridge_alpha": alpha,
+            "seed": args.seed,
+        },
+        "coverage": rows,
+        "timing": synthetic_timing(X, y, alpha, args.repeats),
+    }
 
 
 def synthetic_timing(X: np.ndarray, y: np.ndarray, alpha: float, repeats: int) -> dict:
@@ -147,16 +169,20 @@ def synthetic_timing(X: np.ndarray, y: np.ndarray, alpha: float, repeats: int) -
         "ridge (potforge, normal eq.)": lambda: ridge_fit(X, y, alpha=alpha),
         "ridge (sklearn Ridge)": lambda: Ridge(alpha=alpha, fit_intercept=False).fit(X, y),
         "POPS ensemble (ours)": lambda: POPSRegressor(alpha=alpha).fit(X, y),
-        "POPS ensemble K=500 (ours)": lambda: POPSRegressor(alpha=alpha, n_samples=500,
-                                                            random_state=0).fit(X, y),
-        "POPS hypercube (ours)": lambda: POPSRegressor(alpha=alpha,
-                                                       posterior="hypercube").fit(X, y),
+        "POPS ensemble K=500 (ours)": lambda: POPSRegressor(
+            alpha=alpha, n_samples=500, random_state=0
+        ).fit(X, y),
+        "POPS hypercube (ours)": lambda: POPSRegressor(alpha=alpha, posterior="hypercube").fit(
+            X, y
+        ),
         "POPS ensemble (ours, streamed 1000-row chunks)": lambda: POPSRegressor(
-            alpha=alpha, chunk_size=1000).fit(X, y),
+            alpha=alpha, chunk_size=1000
+        ).fit(X, y),
         "popsregression default": lambda: POPSRegression().fit(X, y),
         "BLR (evidence)": lambda: BayesianLinearRegressor().fit(X, y),
-        "bootstrap K=20": lambda: ResampledEnsembleRegressor(n_members=20, alpha=alpha,
-                                                             random_state=0).fit(X, y),
+        "bootstrap K=20": lambda: ResampledEnsembleRegressor(
+            n_members=20, alpha=alpha, random_state=0
+        ).fit(X, y),
     }
     for fit in fits.values():  # warm-up
         fit()
@@ -167,24 +193,37 @@ def synthetic_timing(X: np.ndarray, y: np.ndarray, alpha: float, repeats: int) -
 
 MO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mlearn" / "Mo"
 # linear SNAP 2J=6 weights chosen by 5-fold CV on the training set (BENCHMARKS.md, Zuo Mo)
-LINEAR_SNAP = ("linear SNAP 2J=6 (CV weights)", "snap(twojmax=6,rcutfac=4.6)+const",
-               {"sigma_energy": 3e-4, "sigma_force": 0.2, "sigma_stress": 0.005,
-                "group_weights": {"Elastic": 3.0, "Surface": 0.3}})
+LINEAR_SNAP = (
+    "linear SNAP 2J=6 (CV weights)",
+    "snap(twojmax=6,rcutfac=4.6)+const",
+    {
+        "sigma_energy": 3e-4,
+        "sigma_force": 0.2,
+        "sigma_stress": 0.005,
+        "group_weights": {"Elastic": 3.0, "Surface": 0.3},
+    },
+)
 PART_B_METHODS = {
     "POPS ensemble": ("pops", {"posterior": "ensemble"}),
-    "POPS ensemble, leverage ≥ p0.5": ("pops", {"posterior": "ensemble",
-                                                "leverage_percentile": 0.5}),
-    "POPS ensemble, leverage ≥ p1": ("pops", {"posterior": "ensemble",
-                                              "leverage_percentile": 1.0}),
-    "POPS ensemble, leverage ≥ p10": ("pops", {"posterior": "ensemble",
-                                               "leverage_percentile": 10.0}),
-    "POPS ensemble, leverage ≥ p50": ("pops", {"posterior": "ensemble",
-                                               "leverage_percentile": 50.0}),
-    "POPS ensemble, residual ≤ p90": ("pops", {"posterior": "ensemble",
-                                               "residual_percentile": 90.0}),
+    "POPS ensemble, leverage ≥ p0.5": (
+        "pops",
+        {"posterior": "ensemble", "leverage_percentile": 0.5},
+    ),
+    "POPS ensemble, leverage ≥ p1": ("pops", {"posterior": "ensemble", "leverage_percentile": 1.0}),
+    "POPS ensemble, leverage ≥ p10": (
+        "pops",
+        {"posterior": "ensemble", "leverage_percentile": 10.0},
+    ),
+    "POPS ensemble, leverage ≥ p50": (
+        "pops",
+        {"posterior": "ensemble", "leverage_percentile": 50.0},
+    ),
+    "POPS ensemble, residual ≤ p90": (
+        "pops",
+        {"posterior": "ensemble", "residual_percentile": 90.0},
+    ),
     "POPS hypercube": ("pops", {"posterior": "hypercube"}),
-    "POPS hypercube, clip 2.5 %": ("pops", {"posterior": "hypercube",
-                                            "percentile_clipping": 2.5}),
+    "POPS hypercube, clip 2.5 %": ("pops", {"posterior": "hypercube", "percentile_clipping": 2.5}),
     "POPS hypercube, clip 5 %": ("pops", {"posterior": "hypercube", "percentile_clipping": 5.0}),
     "BLR ±2σ": ("bayes", {}),
     "tempered BLR (Frederiksen)": ("bayes", {"temperature": "frederiksen"}),
@@ -199,12 +238,19 @@ def part_b(args: argparse.Namespace) -> dict:
     from potforge.model import DEFAULT_SPEC, LinearPotential
 
     train = read_structures(args.mo / "training.json")
-    test = read_structures(args.mo / "test.json")
+    test = read_structures(args.mo / "test.json", stress_order="mlearn-mo")  # only xy sheared
     models = [LINEAR_SNAP]
     if not args.quick:
         models.append(("default model (DEFAULT_SPEC)", DEFAULT_SPEC, {}))
-    out = {"settings": {"data": str(args.mo), "n_train": len(train), "n_test": len(test),
-                        "n_test_atoms": int(sum(len(a) for a in test))}, "models": []}
+    out = {
+        "settings": {
+            "data": str(args.mo),
+            "n_train": len(train),
+            "n_test": len(test),
+            "n_test_atoms": int(sum(len(a) for a in test)),
+        },
+        "models": [],
+    }
     for label, spec, kw in models:
         model = LinearPotential(spec, **kw).setup(train)
         t0 = time.perf_counter()
@@ -219,8 +265,10 @@ def part_b(args: argparse.Namespace) -> dict:
         med_f = float(np.median(np.abs(err["forces"])))
         # the narrowest constant-width band holding 90 % of the test errors (uses the test labels:
         # a floor for any bound of constant width, not a method)
-        oracle = {k: float(np.quantile(np.abs(err[k]), 0.9) / np.median(np.abs(err[k])))
-                  for k in ("energy", "forces")}
+        oracle = {
+            k: float(np.quantile(np.abs(err[k]), 0.9) / np.median(np.abs(err[k])))
+            for k in ("energy", "forces")
+        }
         rows = []
         for name, (method, opts) in PART_B_METHODS.items():
             t0 = time.perf_counter()
@@ -232,85 +280,123 @@ def part_b(args: argparse.Namespace) -> dict:
             m = uncertainty_metrics(test, preds)
             e_half = m["energy_bound_median_meV_per_atom"] / 1000.0
             f_half = m["force_bound_median_eV_per_A"]
-            rows.append({
-                "method": name, "energy_coverage": m["energy_coverage"],
-                "force_coverage": m["force_coverage"], "stress_coverage": m["stress_coverage"],
-                "energy_bound_median_meV_per_atom": m["energy_bound_median_meV_per_atom"],
-                "force_bound_median_eV_per_A": f_half,
-                "energy_width_over_error": 2 * e_half / med_e,
-                "force_width_over_error": 2 * f_half / med_f,
-                "energy_halfwidth_over_error": e_half / med_e,
-                "force_halfwidth_over_error": f_half / med_f,
-                "posterior_seconds": t_post, "test_bounds_seconds": t_pred,
-                "fit_over_ridge_fit": (ridge_fit_seconds + t_post) / ridge_fit_seconds,
-                "info": {k: v for k, v in model.posterior_.info.items()
-                         if isinstance(v, int | float | str)},
-            })
-        out["models"].append({
-            "model": label, "spec": spec, "n_params": model.n_params,
-            "weights": {k: v for k, v in model.get_params().items()
-                        if k.startswith("sigma") or k == "group_weights"},
-            "descriptor_seconds_train": t_desc,
-            "ridge_fit_seconds": ridge_fit_seconds,
-            "fit_solve_seconds": model.fit_info_["solve_seconds"],
-            "test_energy_median_abs_error_meV_per_atom": 1000 * med_e,
-            "test_force_median_abs_error_eV_per_A": med_f,
-            "test_energy_mae_meV_per_atom": 1000 * float(np.mean(np.abs(err["energy"]))),
-            "test_force_mae_eV_per_A": float(np.mean(np.abs(err["forces"]))),
-            "oracle_constant_band_90_halfwidth_over_error": oracle,
-            "methods": rows,
-        })
+            rows.append(
+                {
+                    "method": name,
+                    "energy_coverage": m["energy_coverage"],
+                    "force_coverage": m["force_coverage"],
+                    "stress_coverage": m["stress_coverage"],
+                    "energy_bound_median_meV_per_atom": m["energy_bound_median_meV_per_atom"],
+                    "force_bound_median_eV_per_A": f_half,
+                    "energy_width_over_error": 2 * e_half / med_e,
+                    "force_width_over_error": 2 * f_half / med_f,
+                    "energy_halfwidth_over_error": e_half / med_e,
+                    "force_halfwidth_over_error": f_half / med_f,
+                    "posterior_seconds": t_post,
+                    "test_bounds_seconds": t_pred,
+                    "fit_over_ridge_fit": (ridge_fit_seconds + t_post) / ridge_fit_seconds,
+                    "info": {
+                        k: v
+                        for k, v in model.posterior_.info.items()
+                        if isinstance(v, int | float | str)
+                    },
+                }
+            )
+        out["models"].append(
+            {
+                "model": label,
+                "spec": spec,
+                "n_params": model.n_params,
+                "weights": {
+                    k: v
+                    for k, v in model.get_params().items()
+                    if k.startswith("sigma") or k == "group_weights"
+                },
+                "descriptor_seconds_train": t_desc,
+                "ridge_fit_seconds": ridge_fit_seconds,
+                "fit_solve_seconds": model.fit_info_["solve_seconds"],
+                "test_energy_median_abs_error_meV_per_atom": 1000 * med_e,
+                "test_force_median_abs_error_eV_per_A": med_f,
+                "test_energy_mae_meV_per_atom": 1000 * float(np.mean(np.abs(err["energy"]))),
+                "test_force_mae_eV_per_A": float(np.mean(np.abs(err["forces"]))),
+                "oracle_constant_band_90_halfwidth_over_error": oracle,
+                "methods": rows,
+            }
+        )
     return out
 
 
 def print_part_b(result: dict) -> None:
     """Print the coverage table of part (b) and the targets."""
     s = result["settings"]
-    print(f"\n(b) Zuo Mo: train {s['n_train']} structures, test {s['n_test']} structures / "
-          f"{s['n_test_atoms']} atoms ({3 * s['n_test_atoms']} force components)")
+    print(
+        f"\n(b) Zuo Mo: train {s['n_train']} structures, test {s['n_test']} structures / "
+        f"{s['n_test_atoms']} atoms ({3 * s['n_test_atoms']} force components)"
+    )
     for m in result["models"]:
-        print(f"\n{m['model']}: {m['n_params']} parameters; ridge fit (training descriptors + "
-              f"solve) {m['ridge_fit_seconds']:.2f} s; test median |error| "
-              f"{m['test_energy_median_abs_error_meV_per_atom']:.2f} meV/atom, "
-              f"{m['test_force_median_abs_error_eV_per_A']:.3f} eV/Å (MAE "
-              f"{m['test_energy_mae_meV_per_atom']:.2f}, {m['test_force_mae_eV_per_A']:.3f})")
-        print(f"{'method':30s} {'E cov':>6s} {'F cov':>6s} {'E ½w meV/at':>12s} "
-              f"{'F ½w eV/Å':>10s} {'E ½w/|err|':>11s} {'F ½w/|err|':>11s} {'post. s':>7s} "
-              f"{'bounds s':>8s} {'fit/ridge':>9s}")
+        print(
+            f"\n{m['model']}: {m['n_params']} parameters; ridge fit (training descriptors + "
+            f"solve) {m['ridge_fit_seconds']:.2f} s; test median |error| "
+            f"{m['test_energy_median_abs_error_meV_per_atom']:.2f} meV/atom, "
+            f"{m['test_force_median_abs_error_eV_per_A']:.3f} eV/Å (MAE "
+            f"{m['test_energy_mae_meV_per_atom']:.2f}, {m['test_force_mae_eV_per_A']:.3f})"
+        )
+        print(
+            f"{'method':30s} {'E cov':>6s} {'F cov':>6s} {'E ½w meV/at':>12s} "
+            f"{'F ½w eV/Å':>10s} {'E ½w/|err|':>11s} {'F ½w/|err|':>11s} {'post. s':>7s} "
+            f"{'bounds s':>8s} {'fit/ridge':>9s}"
+        )
         for r in m["methods"]:
-            print(f"{r['method']:30s} {r['energy_coverage']:6.3f} {r['force_coverage']:6.3f} "
-                  f"{r['energy_bound_median_meV_per_atom']:12.3g} "
-                  f"{r['force_bound_median_eV_per_A']:10.3g} "
-                  f"{r['energy_halfwidth_over_error']:11.2f} "
-                  f"{r['force_halfwidth_over_error']:11.2f} {r['posterior_seconds']:7.2f} "
-                  f"{r['test_bounds_seconds']:8.2f} {r['fit_over_ridge_fit']:9.2f}")
+            print(
+                f"{r['method']:30s} {r['energy_coverage']:6.3f} {r['force_coverage']:6.3f} "
+                f"{r['energy_bound_median_meV_per_atom']:12.3g} "
+                f"{r['force_bound_median_eV_per_A']:10.3g} "
+                f"{r['energy_halfwidth_over_error']:11.2f} "
+                f"{r['force_halfwidth_over_error']:11.2f} {r['posterior_seconds']:7.2f} "
+                f"{r['test_bounds_seconds']:8.2f} {r['fit_over_ridge_fit']:9.2f}"
+            )
         o = m["oracle_constant_band_90_halfwidth_over_error"]
-        print(f"{'(oracle constant band, 90 %)':30s} {0.9:6.3f} {0.9:6.3f} {'':>12s} {'':>10s} "
-              f"{o['energy']:11.2f} {o['forces']:11.2f}")
+        print(
+            f"{'(oracle constant band, 90 %)':30s} {0.9:6.3f} {0.9:6.3f} {'':>12s} {'':>10s} "
+            f"{o['energy']:11.2f} {o['forces']:11.2f}"
+        )
         for r in m["methods"]:
             if not r["method"].startswith("POPS"):
                 continue
             for what in ("energy", "force"):
                 cov, ratio = r[f"{what}_coverage"], r[f"{what}_halfwidth_over_error"]
                 ok = cov >= 0.9 and ratio <= 4.0
-                print(f"  {'PASS' if ok else 'FAIL'}  {r['method']} {what}: coverage ≥ 0.90 "
-                      f"({cov:.3f}), median half-width ≤ 4× median |error| ({ratio:.2f}×; "
-                      f"full width {2 * ratio:.2f}×)")
+                print(
+                    f"  {'PASS' if ok else 'FAIL'}  {r['method']} {what}: coverage ≥ 0.90 "
+                    f"({cov:.3f}), median half-width ≤ 4× median |error| ({ratio:.2f}×; "
+                    f"full width {2 * ratio:.2f}×)"
+                )
             cost = r["fit_over_ridge_fit"]
-            print(f"  {'PASS' if cost <= 1.5 else 'FAIL'}  {r['method']}: fit ≤ 1.5× the ridge "
-                  f"fit ({cost:.2f}×)")
-
-
+            print(
+                f"  {'PASS' if cost <= 1.5 else 'FAIL'}  {r['method']}: fit ≤ 1.5× the ridge "
+                f"fit ({cost:.2f}×)"
+            )
 
 
 TEACHER = "lammps:W_2940_2017_2.snap"
-PART_C_QOIS = ["a0", "C11", "C12", "C44", "Evac", "gamma_surf_100", "gamma_surf_110",
-               "gamma_surf_111", "gamma_surf_211"]
+PART_C_QOIS = [
+    "a0",
+    "C11",
+    "C12",
+    "C44",
+    "Evac",
+    "gamma_surf_100",
+    "gamma_surf_110",
+    "gamma_surf_111",
+    "gamma_surf_211",
+]
 PART_C_STUDENTS = {
     "SNAP 2J=4 + ZBL": "snap(twojmax=4,rcutfac=4.7)+zbl(inner=1.0,outer=1.6)+const",
     "SNAP 2J=6 + ZBL": "snap(twojmax=6,rcutfac=4.7)+zbl(inner=1.0,outer=1.6)+const",
-    "pair + embedding + ZBL": ("pair(n_basis=10,r_min=2.0,rcut=5.5)+embed(n_basis=6,rcut=5.5)"
-                               "+zbl(inner=1.0,outer=1.6)+const"),
+    "pair + embedding + ZBL": (
+        "pair(n_basis=10,r_min=2.0,rcut=5.5)+embed(n_basis=6,rcut=5.5)"
+        "+zbl(inner=1.0,outer=1.6)+const"
+    ),
 }
 
 
@@ -334,9 +420,16 @@ def part_c(args: argparse.Namespace) -> dict:
     data = label(w_structures(), teacher)
     t0 = time.perf_counter()
     ref = run_suite(teacher, "W", PART_C_QOIS, progress=False)
-    out = {"settings": {"teacher": TEACHER, "n_train": len(data), "qois": PART_C_QOIS,
-                        "teacher_suite_seconds": time.perf_counter() - t0},
-           "reference": {q: ref[q]["value"] for q in PART_C_QOIS}, "students": []}
+    out = {
+        "settings": {
+            "teacher": TEACHER,
+            "n_train": len(data),
+            "qois": PART_C_QOIS,
+            "teacher_suite_seconds": time.perf_counter() - t0,
+        },
+        "reference": {q: ref[q]["value"] for q in PART_C_QOIS},
+        "students": [],
+    }
     for student, spec in PART_C_STUDENTS.items():
         model = LinearPotential(spec).fit(data)
         designs = model.structure_designs(data, progress=False)
@@ -368,17 +461,27 @@ def part_c(args: argparse.Namespace) -> dict:
             rows.append(_auto_row(model, name, qois, values, truth))
             if name == "POPS ensemble" and args.exhaustive:
                 rows[-1]["exhaustive"] = _exhaustive(model, rows[-1])
-        out["students"].append({"student": student, "spec": spec, "n_params": model.n_params,
-                                "suite_and_sensitivities_seconds": t_sens,
-                                "relative_errors": {q: float(err[k] / abs(truth[k]))
-                                                    for k, q in enumerate(qois)},
-                                "failed": failed,
-                                "methods": rows})
+        out["students"].append(
+            {
+                "student": student,
+                "spec": spec,
+                "n_params": model.n_params,
+                "suite_and_sensitivities_seconds": t_sens,
+                "relative_errors": {q: float(err[k] / abs(truth[k])) for k, q in enumerate(qois)},
+                "failed": failed,
+                "methods": rows,
+            }
+        )
     return out
 
 
-AUTO_METHODS = ("POPS ensemble", "POPS hypercube", "BLR ±2σ", "tempered BLR (Frederiksen)",
-                "bootstrap K=20 (min/max)")
+AUTO_METHODS = (
+    "POPS ensemble",
+    "POPS hypercube",
+    "BLR ±2σ",
+    "tempered BLR (Frederiksen)",
+    "bootstrap K=20 (min/max)",
+)
 """Part (c) posteriors also propagated with ``"auto"`` (linear rows are the cheap screen)."""
 
 
@@ -400,12 +503,21 @@ def _auto_row(model, name, qois, values, truth) -> dict:
                 res[q] = {"error": str(exc)}
     for q in qois:  # the structure exists at none of its candidates: left out, as unchecked
         if res[q].get("check", {}).get("flag") == "no_relaxable_candidate":
-            res[q] = {"error": f"{q}: the structure exists at none of its "
-                               f"{res[q]['check']['unrelaxable_candidates']} candidate members"}
+            res[q] = {
+                "error": f"{q}: the structure exists at none of its "
+                f"{res[q]['check']['unrelaxable_candidates']} candidate members"
+            }
     ok = [k for k, q in enumerate(qois) if "error" not in res[q]]
     lower, upper = (np.array([res[qois[k]][b] for k in ok]) for b in ("lower", "upper"))
-    row = _coverage_row(f"{name}, auto propagation", [qois[k] for k in ok], values[ok],
-                        truth[ok], lower, upper, time.perf_counter() - t0)
+    row = _coverage_row(
+        f"{name}, auto propagation",
+        [qois[k] for k in ok],
+        values[ok],
+        truth[ok],
+        lower,
+        upper,
+        time.perf_counter() - t0,
+    )
     row["chosen"] = {q: res[q]["method"] for q in row["qois"]}
     row["check"] = {q: res[q]["check"] for q in row["qois"]}
     row["failed"] = {q: res[q]["error"] for q in qois if "error" in res[q]}
@@ -420,75 +532,116 @@ def _exhaustive(model, row) -> dict:
 
     post = model.posterior_
     thetas = model.coef_ + post.arrays["members"] / post.scale
-    missed = [q for q, r in row["qois"].items()
-              if not r["inside"] and row["chosen"][q] != "linear"]
+    missed = [q for q, r in row["qois"].items() if not r["inside"] and row["chosen"][q] != "linear"]
     if not missed:
         return {}
     t0 = time.perf_counter()  # one pass: every missed QoI at every member
-    vals, _ = _extreme_values(model, "W", missed,
-                              np.broadcast_to(thetas, (len(missed), *thetas.shape)),
-                              Sensitivity(model, "W", steps=2000).calc, 1, False,
-                              {"steps": 2000})
+    vals, _ = _extreme_values(
+        model,
+        "W",
+        missed,
+        np.broadcast_to(thetas, (len(missed), *thetas.shape)),
+        Sensitivity(model, "W", steps=2000).calc,
+        1,
+        False,
+        {"steps": 2000},
+    )
     seconds = (time.perf_counter() - t0) / len(missed)
-    return {q: {"members": len(thetas), "min": float(v.min()), "max": float(v.max()),
-                "seconds": seconds} for q, v in zip(missed, vals, strict=True)}
+    return {
+        q: {
+            "members": len(thetas),
+            "min": float(v.min()),
+            "max": float(v.max()),
+            "seconds": seconds,
+        }
+        for q, v in zip(missed, vals, strict=True)
+    }
 
 
 def _coverage_row(name, qois, values, truth, lower, upper, seconds) -> dict:
     """Part (c) row of one posterior/propagation: which teacher values lie inside, widths."""
     inside = (truth >= lower) & (truth <= upper)
     ratio = (upper - lower) / np.maximum(np.abs(values - truth), 1e-12 * np.abs(truth))
-    return {"method": name, "coverage": float(inside.mean()),
-            "median_width_over_error": float(np.median(ratio)),
-            "median_halfwidth_over_error": float(np.median(ratio)) / 2,
-            "posterior_seconds": seconds,
-            "qois": {q: {"value": float(values[k]), "lower": float(lower[k]),
-                         "upper": float(upper[k]), "inside": bool(inside[k])}
-                     for k, q in enumerate(qois)}}
+    return {
+        "method": name,
+        "coverage": float(inside.mean()),
+        "median_width_over_error": float(np.median(ratio)),
+        "median_halfwidth_over_error": float(np.median(ratio)) / 2,
+        "posterior_seconds": seconds,
+        "qois": {
+            q: {
+                "value": float(values[k]),
+                "lower": float(lower[k]),
+                "upper": float(upper[k]),
+                "inside": bool(inside[k]),
+            }
+            for k, q in enumerate(qois)
+        },
+    }
 
 
 def print_part_c(result: dict) -> None:
     """Print, per student and posterior, which teacher values lie inside the bounds."""
     s = result["settings"]
-    print(f"\n(c) teacher–student W properties: teacher {s['teacher']}, {s['n_train']} training "
-          f"structures; ✓ = teacher value inside the bounds")
+    print(
+        f"\n(c) teacher–student W properties: teacher {s['teacher']}, {s['n_train']} training "
+        f"structures; ✓ = teacher value inside the bounds"
+    )
     head = "".join(f"{q[:9]:>10s}" for q in s["qois"])
     w = 1 + max(len(r["method"]) for st in result["students"] for r in st["methods"])
     for st in result["students"]:
-        print(f"\n{st['student']} ({st['n_params']} params; suite + dQ/dθ "
-              f"{st['suite_and_sensitivities_seconds']:.1f} s)")
+        print(
+            f"\n{st['student']} ({st['n_params']} params; suite + dQ/dθ "
+            f"{st['suite_and_sensitivities_seconds']:.1f} s)"
+        )
         errs = st["relative_errors"]
-        print(f"{'relative error':{w}s}" + "".join(
-            f"{errs[q]:>10.3f}" if q in errs else f"{'failed':>10s}" for q in s["qois"]))
+        print(
+            f"{'relative error':{w}s}"
+            + "".join(f"{errs[q]:>10.3f}" if q in errs else f"{'failed':>10s}" for q in s["qois"])
+        )
         print(f"{'method':{w}s}{head}{'cov':>7s}{'½w/|err|':>9s}")
         for r in st["methods"]:
             marks = "".join(
                 f"{'-' if q not in r['qois'] else '✓' if r['qois'][q]['inside'] else '✗':>10s}"
-                for q in s["qois"])
-            print(f"{r['method']:{w}s}{marks}{r['coverage']:7.2f}"
-                  f"{r['median_halfwidth_over_error']:9.2f}")
-        pops_auto = next(r for r in st["methods"] if r["method"] == "POPS ensemble, auto "
-                         "propagation")
-        print(f"{'  POPS auto chose':{w}s}" + "".join(
-            f"{pops_auto['chosen'].get(q, '-')[:9]:>10s}" for q in s["qois"]))
+                for q in s["qois"]
+            )
+            print(
+                f"{r['method']:{w}s}{marks}{r['coverage']:7.2f}"
+                f"{r['median_halfwidth_over_error']:9.2f}"
+            )
+        pops_auto = next(
+            r for r in st["methods"] if r["method"] == "POPS ensemble, auto propagation"
+        )
+        print(
+            f"{'  POPS auto chose':{w}s}"
+            + "".join(f"{pops_auto['chosen'].get(q, '-')[:9]:>10s}" for q in s["qois"])
+        )
         chk = pops_auto["check"]
-        print(f"{'  unrelaxable candidates':{w}s}" + "".join(
-            f"{chk[q]['unrelaxable_candidates'] if q in chk else '-':>10}" for q in s["qois"]))
+        print(
+            f"{'  unrelaxable candidates':{w}s}"
+            + "".join(
+                f"{chk[q]['unrelaxable_candidates'] if q in chk else '-':>10}" for q in s["qois"]
+            )
+        )
         for r in st["methods"]:
             for q, msg in r.get("failed", {}).items():
                 print(f"  {r['method']}: {q} left out: {msg}")
         for q, e in pops_auto.get("exhaustive", {}).items():
-            print(f"  all {e['members']} POPS members, implicit {q}: [{e['min']:.4f}, "
-                  f"{e['max']:.4f}] vs teacher {result['reference'][q]:.4f} ({e['seconds']:.0f} s)")
+            print(
+                f"  all {e['members']} POPS members, implicit {q}: [{e['min']:.4f}, "
+                f"{e['max']:.4f}] vs teacher {result['reference'][q]:.4f} ({e['seconds']:.0f} s)"
+            )
         for q, msg in st["failed"].items():
             print(f"  {q} not computed (left out of the coverage): {msg}")
         for r in st["methods"]:
             if r["method"].startswith("POPS"):
                 ratio = r["median_halfwidth_over_error"]
                 ok = r["coverage"] >= 0.9 and ratio <= 4.0
-                print(f"  {'PASS' if ok else 'FAIL'}  {r['method']}: coverage ≥ 0.90 "
-                      f"({r['coverage']:.2f}), median half-width ≤ 4× |error| "
-                      f"({ratio:.2f}×; full width {2 * ratio:.2f}×)")
+                print(
+                    f"  {'PASS' if ok else 'FAIL'}  {r['method']}: coverage ≥ 0.90 "
+                    f"({r['coverage']:.2f}), median half-width ≤ 4× |error| "
+                    f"({ratio:.2f}×; full width {2 * ratio:.2f}×)"
+                )
 
 
 PART_D_STUDENT = "SNAP 2J=6 + ZBL"
@@ -509,8 +662,16 @@ def part_d(args: argparse.Namespace) -> dict:
     spec = PART_C_STUDENTS[PART_D_STUDENT]
     model = LinearPotential(spec).fit(data).fit_posterior(data, "pops", progress=False)
     k, settings = args.samples, {"steps": 2000}
-    out = {"settings": {"student": PART_D_STUDENT, "spec": spec, "n_samples": k,
-                        "qois": PART_C_QOIS, "posterior": "POPS ensemble"}, "methods": {}}
+    out = {
+        "settings": {
+            "student": PART_D_STUDENT,
+            "spec": spec,
+            "n_samples": k,
+            "qois": PART_C_QOIS,
+            "posterior": "POPS ensemble",
+        },
+        "methods": {},
+    }
     # auto with tol=0 re-relaxes every QoI at the two of its candidate members with the extreme
     # implicit values: the reference for the bounds themselves; "auto k=1" is auto with the
     # linearised extremes as the only candidates
@@ -519,8 +680,9 @@ def part_d(args: argparse.Namespace) -> dict:
     runs["relaxed extremes"] = {"method": "auto", "tol": 0.0}
     for name, options in runs.items():
         t0 = time.perf_counter()
-        res = property_uncertainty(model, "W", PART_C_QOIS, n_samples=k, progress=False,
-                                   **options, **settings)
+        res = property_uncertainty(
+            model, "W", PART_C_QOIS, n_samples=k, progress=False, **options, **settings
+        )
         out["methods"][name] = {"seconds": time.perf_counter() - t0, "qois": res}
     # the linearisation evaluated at the same draws, for the per-sample comparison
     sens = Sensitivity(model, "W", **settings)
@@ -535,46 +697,70 @@ def part_d(args: argparse.Namespace) -> dict:
         imp = np.array(out["methods"]["implicit"]["qois"][q]["samples"], dtype=float)
         exact = out["methods"]["relaxed extremes"]["qois"][q]
         half = 0.5 * (exact["upper"] - exact["lower"])
-        rows[q] = {"auto_method": out["methods"]["auto"]["qois"][q]["method"],
-                   "auto_check": out["methods"]["auto"]["qois"][q]["check"],
-                   "bound_dev": {m: max(abs(r["qois"][q]["lower"] - exact["lower"]),
-                                        abs(r["qois"][q]["upper"] - exact["upper"])) / half
-                                 for m, r in out["methods"].items()
-                                 if m in ("linear", "implicit", "auto", "auto k=1")},
-                   "teacher": ref[q]["value"], "value": value, "resample_spread": spread,
-                   "linear_dev": float(np.nanmax(np.abs(lin - b)) / spread),
-                   "implicit_dev": float(np.nanmax(np.abs(imp - b)) / spread),
-                   "inside": {m: bool(r["qois"][q]["lower"] <= ref[q]["value"]
-                                      <= r["qois"][q]["upper"])
-                              for m, r in out["methods"].items()}}
+        rows[q] = {
+            "auto_method": out["methods"]["auto"]["qois"][q]["method"],
+            "auto_check": out["methods"]["auto"]["qois"][q]["check"],
+            "bound_dev": {
+                m: max(
+                    abs(r["qois"][q]["lower"] - exact["lower"]),
+                    abs(r["qois"][q]["upper"] - exact["upper"]),
+                )
+                / half
+                for m, r in out["methods"].items()
+                if m in ("linear", "implicit", "auto", "auto k=1")
+            },
+            "teacher": ref[q]["value"],
+            "value": value,
+            "resample_spread": spread,
+            "linear_dev": float(np.nanmax(np.abs(lin - b)) / spread),
+            "implicit_dev": float(np.nanmax(np.abs(imp - b)) / spread),
+            "inside": {
+                m: bool(r["qois"][q]["lower"] <= ref[q]["value"] <= r["qois"][q]["upper"])
+                for m, r in out["methods"].items()
+            },
+        }
     out["qois"] = rows
-    out["max_newton_step_A"] = out["methods"]["implicit"]["qois"][PART_C_QOIS[0]][
-        "max_newton_step"]
+    out["max_newton_step_A"] = out["methods"]["implicit"]["qois"][PART_C_QOIS[0]]["max_newton_step"]
     return out
 
 
 def print_part_d(result: dict) -> None:
     """Print the per-sample deviation of linear and implicit from brute force, and timings."""
     s = result["settings"]
-    print(f"\n(d) property propagation, {s['student']} student, {s['posterior']}, "
-          f"K={s['n_samples']} draws (same draws for implicit and resample)")
-    print("max over draws of |method − resample| / max |resample − fitted value|; "
-          "✓ = teacher inside that method's bounds")
-    print("bounds: max |bound − bound from re-relaxed extreme members| / its half-width "
-          "(extreme members: of the candidates, those with extreme implicit values)")
-    print(f"{'QoI':16s}{'spread':>10s}{'linear':>9s}{'implicit':>10s}   lin imp res aut a/1"
-          f"{'bounds: lin':>13s}{'imp':>7s}{'auto':>7s}{'a/1':>7s}  auto chose")
+    print(
+        f"\n(d) property propagation, {s['student']} student, {s['posterior']}, "
+        f"K={s['n_samples']} draws (same draws for implicit and resample)"
+    )
+    print(
+        "max over draws of |method − resample| / max |resample − fitted value|; "
+        "✓ = teacher inside that method's bounds"
+    )
+    print(
+        "bounds: max |bound − bound from re-relaxed extreme members| / its half-width "
+        "(extreme members: of the candidates, those with extreme implicit values)"
+    )
+    print(
+        f"{'QoI':16s}{'spread':>10s}{'linear':>9s}{'implicit':>10s}   lin imp res aut a/1"
+        f"{'bounds: lin':>13s}{'imp':>7s}{'auto':>7s}{'a/1':>7s}  auto chose"
+    )
     for q, r in result["qois"].items():
-        marks = " ".join(f"{'✓' if r['inside'][m] else '✗':>3s}"
-                         for m in ("linear", "implicit", "resample", "auto", "auto k=1"))
+        marks = " ".join(
+            f"{'✓' if r['inside'][m] else '✗':>3s}"
+            for m in ("linear", "implicit", "resample", "auto", "auto k=1")
+        )
         dev = r["bound_dev"]
-        print(f"{q:16s}{r['resample_spread']:10.3g}{r['linear_dev']:9.3f}"
-              f"{r['implicit_dev']:10.3f}   {marks}{dev['linear']:13.3f}{dev['implicit']:7.3f}"
-              f"{dev['auto']:7.3f}{dev['auto k=1']:7.3f}  {r['auto_method']}")
+        print(
+            f"{q:16s}{r['resample_spread']:10.3g}{r['linear_dev']:9.3f}"
+            f"{r['implicit_dev']:10.3f}   {marks}{dev['linear']:13.3f}{dev['implicit']:7.3f}"
+            f"{dev['auto']:7.3f}{dev['auto k=1']:7.3f}  {r['auto_method']}"
+        )
     t = {m: r["seconds"] for m, r in result["methods"].items()}
-    print("seconds: " + ", ".join(f"{m} {v:.1f}" for m, v in t.items())
-          + f"; implicit/resample {t['implicit'] / t['resample']:.2f}; largest Newton step "
-          f"{result['max_newton_step_A']:.3g} Å")
+    print(
+        "seconds: "
+        + ", ".join(f"{m} {v:.1f}" for m, v in t.items())
+        + f"; implicit/resample {t['implicit'] / t['resample']:.2f}; largest Newton step "
+        f"{result['max_newton_step_A']:.3g} Å"
+    )
 
 
 def print_part_a(result: dict) -> None:
@@ -583,8 +769,10 @@ def print_part_a(result: dict) -> None:
     print(f"{'method':45s} {'coverage':>8s} {'ref':>5s} {'½width/RMSE':>12s} {'width/RMSE':>11s}")
     for r in result["coverage"]:
         ref = "" if r["reference_coverage"] is None else f"{r['reference_coverage']:.2f}"
-        print(f"{r['method']:45s} {r['coverage']:8.3f} {ref:>5s} "
-              f"{r['median_halfwidth_over_rmse']:12.2f} {r['median_width_over_rmse']:11.2f}")
+        print(
+            f"{r['method']:45s} {r['coverage']:8.3f} {ref:>5s} "
+            f"{r['median_halfwidth_over_rmse']:12.2f} {r['median_width_over_rmse']:11.2f}"
+        )
     print(f"RMSE of the mean prediction: {result['coverage'][0]['rmse']:.4g}")
     print(f"\n{'fit':48s} {'seconds':>9s} {'× ridge':>8s}")
     for name, t in result["timing"].items():
@@ -592,9 +780,17 @@ def print_part_a(result: dict) -> None:
 
 
 PARTS: dict[str, Callable[[argparse.Namespace], dict]] = {
-    "a": part_a, "b": part_b, "c": part_c, "d": part_d}
+    "a": part_a,
+    "b": part_b,
+    "c": part_c,
+    "d": part_d,
+}
 PRINTERS: dict[str, Callable[[dict], None]] = {
-    "a": print_part_a, "b": print_part_b, "c": print_part_c, "d": print_part_d}
+    "a": print_part_a,
+    "b": print_part_b,
+    "c": print_part_c,
+    "d": print_part_d,
+}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -611,8 +807,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--mo", type=Path, default=MO, help="folder with the Zuo Mo json files")
     parser.add_argument("--quick", action="store_true", help="part b: linear SNAP only")
     parser.add_argument("--samples", type=int, default=32, help="part d: posterior draws")
-    parser.add_argument("--exhaustive", action="store_true",
-                        help="part c: every POPS member implicitly for each QoI auto misses")
+    parser.add_argument(
+        "--exhaustive",
+        action="store_true",
+        help="part c: every POPS member implicitly for each QoI auto misses",
+    )
     args = parser.parse_args(argv)
     out = {"date": date.today().isoformat(), "machine": machine(args.threads)}
     with threadpool_limits(args.threads):
@@ -633,10 +832,15 @@ def machine(threads: int) -> dict:
     import popsregression
     import sklearn
 
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "blas_threads": threads,
-            "numpy": np.__version__, "sklearn": sklearn.__version__,
-            "popsregression": popsregression.__version__}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "blas_threads": threads,
+        "numpy": np.__version__,
+        "sklearn": sklearn.__version__,
+        "popsregression": popsregression.__version__,
+    }
 
 
 if __name__ == "__main__":

@@ -64,7 +64,15 @@ def cv_folds(structures, k: int, seed: int = 0) -> np.ndarray:
 
 
 def cv_score(
-    model, designs, structures, dm, fold, sigma, group_weights, alpha, loss="squared",
+    model,
+    designs,
+    structures,
+    dm,
+    fold,
+    sigma,
+    group_weights,
+    alpha,
+    loss="squared",
     huber_delta=1.345,
 ):
     """Pooled held-out MAE (meV/atom, eV/Å) over the folds for one weighting (and loss)."""
@@ -107,8 +115,9 @@ def cv_context(train, n_folds: int) -> tuple:
 def scored_row(ctx, train, sigma, group_weights, **loss) -> dict:
     """One CV-scored weighting: σ (E, F, S), group factors and the loss options as a row."""
     model, designs, dm, fold = ctx
-    e, f = cv_score(model, designs, train, dm, fold, sigma, group_weights or None, model.alpha,
-                    **loss)
+    e, f = cv_score(
+        model, designs, train, dm, fold, sigma, group_weights or None, model.alpha, **loss
+    )
     return {
         "sigma_energy": sigma[0],
         "sigma_force": sigma[1],
@@ -184,8 +193,10 @@ def huber_search(train, n_folds: int, with_groups: bool, sigma_stress: float, ct
                 score(se, sf, None, delta, "sigma×delta")
     best, gw = min(rows, key=lambda r: r["objective"]), {}
     # the best (σ_E, σ_F) of each δ
-    starts = [min((r for r in rows if r["huber_delta"] == d), key=lambda r: r["objective"])
-              for d in HUBER_DELTA_GRID]
+    starts = [
+        min((r for r in rows if r["huber_delta"] == d), key=lambda r: r["objective"])
+        for d in HUBER_DELTA_GRID
+    ]
     if with_groups:  # coordinate search over group factors from each start
         for start in starts:
             se, sf, delta = start["sigma_energy"], start["sigma_force"], start["huber_delta"]
@@ -238,8 +249,11 @@ def evaluate_published(test, train) -> tuple[dict, dict]:
                 break
         preds[name] = predict(test)
         preds[name + " train"] = predict(train)
-        out[name] = {"metrics": error_metrics(test, preds[name]), "n_params": n_params,
-                     "train_metrics": error_metrics(train, preds[name + " train"])}
+        out[name] = {
+            "metrics": error_metrics(test, preds[name]),
+            "n_params": n_params,
+            "train_metrics": error_metrics(train, preds[name + " train"]),
+        }
     return out, preds
 
 
@@ -254,15 +268,18 @@ def published_in_potforge(ctx, train, published_pred_train) -> dict:
 
     model, designs, dm, _ = ctx
     tokens = (potentials_dir() / "Mo_Zuo_JPCA2020.snapcoeff").read_text().split()
-    pub = np.array(tokens[-model.n_params:], dtype=float)
+    pub = np.array(tokens[-model.n_params :], dtype=float)
     # snapcoeff order: β0 (the per-atom constant) first; potforge: bispectrum then const
     coef = np.r_[pub[1:], pub[0]]
     ours = model.predict_designs(designs, coef)
     reproduce = {
-        "energy_max_abs_eV": max(abs(p["energy"] - q["energy"])
-                                 for p, q in zip(ours, published_pred_train, strict=True)),
-        "force_max_abs_eV_per_A": max(float(np.abs(p["forces"] - q["forces"]).max())
-                                      for p, q in zip(ours, published_pred_train, strict=True)),
+        "energy_max_abs_eV": max(
+            abs(p["energy"] - q["energy"]) for p, q in zip(ours, published_pred_train, strict=True)
+        ),
+        "force_max_abs_eV_per_A": max(
+            float(np.abs(p["forces"] - q["forces"]).max())
+            for p, q in zip(ours, published_pred_train, strict=True)
+        ),
     }
     e_rows, f_rows = dm.row_type == ROW_ENERGY, dm.row_type == ROW_FORCE
     rows = e_rows | f_rows
@@ -274,13 +291,20 @@ def published_in_potforge(ctx, train, published_pred_train) -> dict:
             sw = np.sqrt(np.where(is_e, w_e * scale, 1.0))
             c = np.linalg.lstsq(A * sw[:, None], y * sw, rcond=None)[0]
             d = A @ (c - coef)
-            sweep.append({"energy_residual": convention, "energy_weight": float(w_e),
-                          "energy_rms_diff_meV_per_atom": float(np.sqrt(np.mean(d[is_e] ** 2))
-                                                                * 1000.0),
-                          "force_rms_diff_eV_per_A": float(np.sqrt(np.mean(d[~is_e] ** 2)))})
-    return {"reproduce_lammps": reproduce, "sweep": sweep,
-            "closest_energy": min(sweep, key=lambda r: r["energy_rms_diff_meV_per_atom"]),
-            "closest_force": min(sweep, key=lambda r: r["force_rms_diff_eV_per_A"])}
+            sweep.append(
+                {
+                    "energy_residual": convention,
+                    "energy_weight": float(w_e),
+                    "energy_rms_diff_meV_per_atom": float(np.sqrt(np.mean(d[is_e] ** 2)) * 1000.0),
+                    "force_rms_diff_eV_per_A": float(np.sqrt(np.mean(d[~is_e] ** 2))),
+                }
+            )
+    return {
+        "reproduce_lammps": reproduce,
+        "sweep": sweep,
+        "closest_energy": min(sweep, key=lambda r: r["energy_rms_diff_meV_per_atom"]),
+        "closest_force": min(sweep, key=lambda r: r["force_rms_diff_eV_per_A"]),
+    }
 
 
 WEIGHTS = ("sigma_energy", "sigma_force", "sigma_stress", "group_weights")
@@ -328,18 +352,23 @@ def paired_bootstrap(test, pred_a, pred_b, n_boot: int = 10_000, seed: int = 0) 
     per = {}
     for key, pred in (("a", pred_a), ("b", pred_b)):
         r = residuals(test, pred)
-        per[key] = (np.abs(r["energy"]) * 1000.0,
-                    np.array([np.abs(f).sum() for f in np.split(np.ravel(r["forces"]), cuts)]))
-    counts = np.random.default_rng(seed).multinomial(len(test), np.full(len(test), 1 / len(test)),
-                                                     size=n_boot)
+        per[key] = (
+            np.abs(r["energy"]) * 1000.0,
+            np.array([np.abs(f).sum() for f in np.split(np.ravel(r["forces"]), cuts)]),
+        )
+    counts = np.random.default_rng(seed).multinomial(
+        len(test), np.full(len(test), 1 / len(test)), size=n_boot
+    )
     n_f = counts @ (3 * n_at)
     d_e = counts @ (per["a"][0] - per["b"][0]) / len(test)
     d_f = counts @ (per["a"][1] - per["b"][1]) / n_f
     out = {}
     for key, d in (("energy_mae_meV_per_atom", d_e), ("force_mae_eV_per_A", d_f)):
         lo, hi = np.percentile(d, [2.5, 97.5])
-        out[key] = {"difference_interval_95": [float(lo), float(hi)],
-                    "fraction_a_not_worse": float(np.mean(d <= 0))}
+        out[key] = {
+            "difference_interval_95": [float(lo), float(hi)],
+            "fraction_a_not_worse": float(np.mean(d <= 0)),
+        }
     out["n_boot"] = n_boot
     return out
 
@@ -347,13 +376,17 @@ def paired_bootstrap(test, pred_a, pred_b, n_boot: int = 10_000, seed: int = 0) 
 def print_grid(rows, best, lead_header: str, lead) -> None:
     """Print CV-scored weightings, one per line (``lead(row)``: the leading columns), the chosen
     one starred."""
-    print(f"{lead_header} {'σ_E eV/atom':>12} {'σ_F eV/Å':>9} {'group weights':<50} "
-          f"{'CV E-MAE':>9} {'CV F-MAE':>9} {'objective':>9}")
+    print(
+        f"{lead_header} {'σ_E eV/atom':>12} {'σ_F eV/Å':>9} {'group weights':<50} "
+        f"{'CV E-MAE':>9} {'CV F-MAE':>9} {'objective':>9}"
+    )
     for r in rows:
         gw = json.dumps(r["group_weights"]) if r["group_weights"] else "-"
-        print(f"{lead(r)} {r['sigma_energy']:>12.0e} {r['sigma_force']:>9.2f} {gw:<50} "
-              f"{r['cv_energy_mae']:>9.2f} {r['cv_force_mae']:>9.3f} {r['objective']:>9.3f}"
-              f"{' *' if r is best else ''}")
+        print(
+            f"{lead(r)} {r['sigma_energy']:>12.0e} {r['sigma_force']:>9.2f} {gw:<50} "
+            f"{r['cv_energy_mae']:>9.2f} {r['cv_force_mae']:>9.3f} {r['objective']:>9.3f}"
+            f"{' *' if r is best else ''}"
+        )
 
 
 def main(argv=None) -> int:
@@ -377,7 +410,7 @@ def main(argv=None) -> int:
 
     t_start = time.perf_counter()
     train = read_structures(DATA / "training.json")
-    test = read_structures(DATA / "test.json")
+    test = read_structures(DATA / "test.json", stress_order="mlearn-mo")  # only xy is sheared
     n_train_atoms = sum(len(a) for a in train)
     print(
         f"training: {len(train)} structures, {n_train_atoms} atoms; "
@@ -394,8 +427,7 @@ def main(argv=None) -> int:
         f"\nlinear SNAP weight search ({search['n_folds']}-fold CV on training.json only, "
         f"{len(search['grid'])} configs, {search['seconds']:.1f} s)"
     )
-    print_grid(search["grid"], b, f"{'σ_S eV/Å³':>9}",
-               lambda r: f"{r['sigma_stress']:>9.3g}")
+    print_grid(search["grid"], b, f"{'σ_S eV/Å³':>9}", lambda r: f"{r['sigma_stress']:>9.3g}")
 
     hsearch = huber_search(
         train, n_folds, with_groups=not args.quick, sigma_stress=b["sigma_stress"], ctx=ctx
@@ -405,14 +437,26 @@ def main(argv=None) -> int:
         f"\nlinear SNAP Huber-loss search ({hsearch['n_folds']}-fold CV on training.json only, "
         f"{len(hsearch['grid'])} configs, {hsearch['seconds']:.1f} s; σ_S = {b['sigma_stress']:g})"
     )
-    print_grid(hsearch["grid"], hb, f"{'stage':<11} {'δ':>5}",
-               lambda r: f"{r['stage']:<11} {r['huber_delta']:>5g}")
+    print_grid(
+        hsearch["grid"],
+        hb,
+        f"{'stage':<11} {'δ':>5}",
+        lambda r: f"{r['stage']:<11} {r['huber_delta']:>5g}",
+    )
 
     fitted = [
-        fit_potforge("potforge linear SNAP 2J=6 (CV weights)", LINEAR_SPEC, train, test,
-                     **weights_of(b)),
-        fit_potforge("potforge linear SNAP 2J=6 Huber (CV)", LINEAR_SPEC, train, test,
-                     **weights_of(hb), loss="huber", huber_delta=hb["huber_delta"]),
+        fit_potforge(
+            "potforge linear SNAP 2J=6 (CV weights)", LINEAR_SPEC, train, test, **weights_of(b)
+        ),
+        fit_potforge(
+            "potforge linear SNAP 2J=6 Huber (CV)",
+            LINEAR_SPEC,
+            train,
+            test,
+            **weights_of(hb),
+            loss="huber",
+            huber_delta=hb["huber_delta"],
+        ),
         fit_potforge("potforge quadratic SNAP 2J=6", QUAD_SPEC, train, test),
         fit_potforge("potforge default (DEFAULT_SPEC)", DEFAULT_SPEC, train, test),
     ]
@@ -481,48 +525,68 @@ def main(argv=None) -> int:
     print("\nTraining set (both potforge and the published files were fitted to it), MAE E / F")
     for name in ("SNAP", "qSNAP"):
         m = published[name]["train_metrics"]
-        print(f"{'published ' + name:<42} {m['energy_mae_meV_per_atom']:7.2f} "
-              f"{m['force_mae_eV_per_A']:7.3f}")
+        print(
+            f"{'published ' + name:<42} {m['energy_mae_meV_per_atom']:7.2f} "
+            f"{m['force_mae_eV_per_A']:7.3f}"
+        )
     for r in models:
         m = r["train_metrics"]
         print(f"{r['name']:<42} {m['energy_mae_meV_per_atom']:7.2f} {m['force_mae_eV_per_A']:7.3f}")
 
-    print("\nPaired bootstrap over the 23 test structures: MAE(potforge) − MAE(published SNAP), "
-          "95 % interval, fraction of resamples with potforge not worse")
+    print(
+        "\nPaired bootstrap over the 23 test structures: MAE(potforge) − MAE(published SNAP), "
+        "95 % interval, fraction of resamples with potforge not worse"
+    )
     for r, (_, pred) in zip(models[:2], fitted[:2], strict=True):
-        r["vs_published_SNAP_bootstrap"] = bs = paired_bootstrap(test, pred,
-                                                                 published_pred["SNAP"])
+        r["vs_published_SNAP_bootstrap"] = bs = paired_bootstrap(test, pred, published_pred["SNAP"])
         e, f = bs["energy_mae_meV_per_atom"], bs["force_mae_eV_per_A"]
-        print(f"{r['name']:<42} E [{e['difference_interval_95'][0]:+.2f}, "
-              f"{e['difference_interval_95'][1]:+.2f}] meV/atom ({e['fraction_a_not_worse']:.2f}); "
-              f"F [{f['difference_interval_95'][0]:+.4f}, {f['difference_interval_95'][1]:+.4f}] "
-              f"eV/Å ({f['fraction_a_not_worse']:.2f})")
+        print(
+            f"{r['name']:<42} E [{e['difference_interval_95'][0]:+.2f}, "
+            f"{e['difference_interval_95'][1]:+.2f}] meV/atom ({e['fraction_a_not_worse']:.2f}); "
+            f"F [{f['difference_interval_95'][0]:+.4f}, {f['difference_interval_95'][1]:+.4f}] "
+            f"eV/Å ({f['fraction_a_not_worse']:.2f})"
+        )
 
     reach = published_in_potforge(ctx, train, published_pred["SNAP train"])
     rl, ce, cf = reach["reproduce_lammps"], reach["closest_energy"], reach["closest_force"]
-    print("\nIs the published SNAP a potforge fit of training.json? Its coefficients in potforge's "
-          f"linear SNAP reproduce LAMMPS to {rl['energy_max_abs_eV']:.1e} eV, "
-          f"{rl['force_max_abs_eV_per_A']:.1e} eV/Å (training set).")
-    print("Unregularised weighted fits to training energies + forces, energy weight swept "
-          "1…1e8 (per-atom and total-energy residuals), RMS difference of their training "
-          "predictions from the published ones:")
+    print(
+        "\nIs the published SNAP a potforge fit of training.json? Its coefficients in potforge's "
+        f"linear SNAP reproduce LAMMPS to {rl['energy_max_abs_eV']:.1e} eV, "
+        f"{rl['force_max_abs_eV_per_A']:.1e} eV/Å (training set)."
+    )
+    print(
+        "Unregularised weighted fits to training energies + forces, energy weight swept "
+        "1…1e8 (per-atom and total-energy residuals), RMS difference of their training "
+        "predictions from the published ones:"
+    )
     for tag, r in (("closest in energy", ce), ("closest in force", cf)):
-        print(f"  {tag:<18} {r['energy_residual']:>8} residuals, weight {r['energy_weight']:.3g}: "
-              f"{r['energy_rms_diff_meV_per_atom']:.2f} meV/atom, "
-              f"{r['force_rms_diff_eV_per_A']:.3f} eV/Å")
+        print(
+            f"  {tag:<18} {r['energy_residual']:>8} residuals, weight {r['energy_weight']:.3g}: "
+            f"{r['energy_rms_diff_meV_per_atom']:.2f} meV/atom, "
+            f"{r['force_rms_diff_eV_per_A']:.3f} eV/Å"
+        )
 
     lin, huber, _, default = models
     targets = []
-    for label, row, ref, op in (("linear SNAP 2J=6", lin, "SNAP", "≤"),
-                                ("linear SNAP 2J=6 Huber", huber, "SNAP", "≤"),
-                                ("default model", default, "qSNAP", "<")):
+    for label, row, ref, op in (
+        ("linear SNAP 2J=6", lin, "SNAP", "≤"),
+        ("linear SNAP 2J=6 Huber", huber, "SNAP", "≤"),
+        ("default model", default, "qSNAP", "<"),
+    ):
         for i, (what, key, unit, fmt) in enumerate(
-            (("energy", "energy_mae_meV_per_atom", "meV/atom", ".2f"),
-             ("force", "force_mae_eV_per_A", "eV/Å", ".3f"))
+            (
+                ("energy", "energy_mae_meV_per_atom", "meV/atom", ".2f"),
+                ("force", "force_mae_eV_per_A", "eV/Å", ".3f"),
+            )
         ):
             v, bound = row["metrics"][key], PUBLISHED_MAE[ref][i]
-            targets.append((f"{label} {what} MAE {op} published {ref} {bound:g} {unit}",
-                            v <= bound if op == "≤" else v < bound, f"{v:{fmt}}"))
+            targets.append(
+                (
+                    f"{label} {what} MAE {op} published {ref} {bound:g} {unit}",
+                    v <= bound if op == "≤" else v < bound,
+                    f"{v:{fmt}}",
+                )
+            )
     for r in models:
         targets.append(
             (

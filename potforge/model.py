@@ -533,8 +533,6 @@ class LinearPotential:
                 f"coef has shape {arr.shape}; this model has {self.n_params} parameters, so "
                 f"give shape ({self.n_params},) or (K, {self.n_params})"
             )
-        if not np.all(np.isfinite(arr)):
-            raise ModelError("coef has non-finite values")
         return arr
 
     def _add_uncertainty(self, designs, out, return_std: bool, return_bounds: bool) -> None:

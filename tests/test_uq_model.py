@@ -31,7 +31,7 @@ METHODS = [
 
 @pytest.fixture(scope="module")
 def mo(mo_train, mo_test):
-    return read_structures(mo_train)[::5], read_structures(mo_test)[::2]
+    return read_structures(mo_train)[::5], read_structures(mo_test, stress_order="mlearn-mo")[::2]
 
 
 @pytest.fixture(scope="module")
@@ -113,21 +113,23 @@ def test_filters_keep_a_subset_of_the_corrections(fitted, mo, tmp_path):
     G = m.design(test).A
     full = m.fit_posterior(train, designs=designs).posterior_.info
     _, lo, hi = m.functional_bounds(G)
-    info = m.fit_posterior(train, designs=designs, residual_percentile=90.0,
-                           leverage_percentile=10.0).posterior_.info
+    info = m.fit_posterior(
+        train, designs=designs, residual_percentile=90.0, leverage_percentile=10.0
+    ).posterior_.info
     usable = full["n_used"]
     assert info["n_filtered_residual"] == pytest.approx(0.1 * usable, abs=2)
     assert info["n_filtered"] == pytest.approx(0.1 * usable, abs=2)
     assert usable - info["n_filtered"] - info["n_filtered_residual"] <= info["n_used"] < usable
     _, flo, fhi = m.functional_bounds(G)
     assert np.all(flo >= lo - 1e-12 * np.abs(lo)) and np.all(fhi <= hi + 1e-12 * np.abs(hi))
-    for bad, match in ((0.0, r"residual_percentile must lie in \(0, 100\], got 0.0"),
-                       (101.0, "got 101.0")):
+    for bad, match in (
+        (0.0, r"residual_percentile must lie in \(0, 100\], got 0.0"),
+        (101.0, "got 101.0"),
+    ):
         with pytest.raises(ModelError, match=match):
             m.fit_posterior(train, designs=designs, residual_percentile=bad)
     with pytest.raises(ModelError, match="together leave no correction"):
-        m.fit_posterior(train, designs=designs, leverage_percentile=99.9,
-                        residual_percentile=0.1)
+        m.fit_posterior(train, designs=designs, leverage_percentile=99.9, residual_percentile=0.1)
     with pytest.raises(ModelError, match="max_members=5 subsamples the ensemble"):
         m.fit_posterior(train, designs=designs, posterior="hypercube", max_members=5)
     with pytest.raises(ModelError, match="n_sigma must be positive"):
@@ -214,8 +216,10 @@ def test_cli_uq_then_eval_and_fit_with_uq(mo, tmp_path, capsys, mo_test):
     train, _ = mo
     write_extxyz(tmp_path / "train.xyz", train)
     out = tmp_path / "m"
-    assert main(["fit", "--train", str(tmp_path / "train.xyz"), "--out", str(out),
-                 "--model", SPEC]) == 0
+    assert (
+        main(["fit", "--train", str(tmp_path / "train.xyz"), "--out", str(out), "--model", SPEC])
+        == 0
+    )
     assert not (out / POSTERIOR_FILE).exists()
     capsys.readouterr()
     assert main(["uq", "--model", str(out), "--train", str(tmp_path / "train.xyz")]) == 0
@@ -224,8 +228,22 @@ def test_cli_uq_then_eval_and_fit_with_uq(mo, tmp_path, capsys, mo_test):
     assert (out / POSTERIOR_FILE).exists() and (out / "lammps" / "potential.in").exists()
     doc = json.loads((out / "model.json").read_text())
     assert doc["posterior"]["method"] == "pops" and doc["posterior"]["file"] == POSTERIOR_FILE
-    assert main(["eval", "--model", str(out), "--data", str(mo_test), "--out",
-                 str(tmp_path / "ev")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(out),
+                "--data",
+                str(mo_test),
+                "--stress-order",
+                "mlearn-mo",
+                "--out",
+                str(tmp_path / "ev"),
+            ]
+        )
+        == 0
+    )
     ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())["test"]
     keys = ("energy_coverage", "force_coverage")
     assert all(0.0 <= ev[k] <= 1.0 for k in keys)
@@ -234,24 +252,82 @@ def test_cli_uq_then_eval_and_fit_with_uq(mo, tmp_path, capsys, mo_test):
     for g, gm in ev["groups"].items():  # per group too (FitSNAP-style groups)
         assert 0.0 <= gm["force_coverage"] <= 1.0 and gm["force_bound_median_eV_per_A"] > 0, g
     # the leverage filter replaces the posterior and narrows the bounds
-    assert main(["uq", "--model", str(out), "--train", str(tmp_path / "train.xyz"),
-                 "--leverage-percentile", "50"]) == 0
+    assert (
+        main(
+            [
+                "uq",
+                "--model",
+                str(out),
+                "--train",
+                str(tmp_path / "train.xyz"),
+                "--leverage-percentile",
+                "50",
+            ]
+        )
+        == 0
+    )
     assert LinearPotential.load(out).posterior_.info["leverage_percentile"] == 50.0
-    assert main(["eval", "--model", str(out), "--data", str(mo_test), "--out",
-                 str(tmp_path / "ev50")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(out),
+                "--data",
+                str(mo_test),
+                "--stress-order",
+                "mlearn-mo",
+                "--out",
+                str(tmp_path / "ev50"),
+            ]
+        )
+        == 0
+    )
     ev50 = json.loads((tmp_path / "ev50" / "metrics.json").read_text())["test"]
     assert ev50["force_bound_median_eV_per_A"] < ev["force_bound_median_eV_per_A"]
     # popsregression's percentile clipping of the hypercube, named in the summary
     capsys.readouterr()
-    assert main(["uq", "--model", str(out), "--train", str(tmp_path / "train.xyz"),
-                 "--posterior", "hypercube", "--percentile-clipping", "5"]) == 0
+    assert (
+        main(
+            [
+                "uq",
+                "--model",
+                str(out),
+                "--train",
+                str(tmp_path / "train.xyz"),
+                "--posterior",
+                "hypercube",
+                "--percentile-clipping",
+                "5",
+            ]
+        )
+        == 0
+    )
     assert "box over" in (text := capsys.readouterr().out)
     assert "clipped to the 5–95 percentiles" in text
     assert "replaced the previous posterior (pops ensemble)" in text
     assert LinearPotential.load(out).posterior_.info["percentile_clipping"] == 5.0
     out2 = tmp_path / "m2"
-    assert main(["fit", "--train", str(tmp_path / "train.xyz"), "--test", str(mo_test),
-                 "--out", str(out2), "--model", SPEC, "--uq", "bayes"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--train",
+                str(tmp_path / "train.xyz"),
+                "--test",
+                str(mo_test),
+                "--stress-order",
+                "mlearn-mo",
+                "--out",
+                str(out2),
+                "--model",
+                SPEC,
+                "--uq",
+                "bayes",
+            ]
+        )
+        == 0
+    )
     met = json.loads((out2 / "metrics.json").read_text())
     for part in ("train", "test"):
         assert all(0.0 <= met[part][k] <= 1.0 for k in keys)
@@ -269,11 +345,26 @@ def test_cli_uq_then_eval_and_fit_with_uq(mo, tmp_path, capsys, mo_test):
     capsys.readouterr()
     assert main([*uq, "--method", "bayes", "--percentile-clipping", "5"]) == 2
     assert "--percentile-clipping applies to --method pops only, not --method bayes" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )
     assert main([*uq, "--method", "bayes", "--seed", "3"]) == 2
     assert "--seed applies to --method pops/bootstrap only" in capsys.readouterr().err
-    assert main(["fit", "--train", str(tmp_path / "train.xyz"), "--out", str(tmp_path / "m3"),
-                 "--model", SPEC, "--leverage-percentile", "50"]) == 2
+    assert (
+        main(
+            [
+                "fit",
+                "--train",
+                str(tmp_path / "train.xyz"),
+                "--out",
+                str(tmp_path / "m3"),
+                "--model",
+                SPEC,
+                "--leverage-percentile",
+                "50",
+            ]
+        )
+        == 2
+    )
     assert "applies to --uq pops only, not --uq none" in capsys.readouterr().err
     assert not (tmp_path / "m3").exists()
 
@@ -338,6 +429,8 @@ def test_bad_inputs(fitted, mo, tmp_path):
     # rank-deficient rows with an unregularised fit: the unidentifiable parameters are named
     ref = LinearPotential("snap(twojmax=2,rcutfac=4.6)+const", alpha=0.0).fit(train[:8])
     crystal = [attach_labels(bulk("Mo", "bcc", a=3.16, cubic=True), -21.0, np.zeros((2, 3)))]
-    with (pytest.raises(ModelError, match=r"rank-deficient.*'snap\[Mo\]\.B"),
-          pytest.warns(UserWarning, match="not those the model was fitted on")):
+    with (
+        pytest.raises(ModelError, match=r"rank-deficient.*'snap\[Mo\]\.B"),
+        pytest.warns(UserWarning, match="not those the model was fitted on"),
+    ):
         ref.fit_posterior(crystal)

@@ -38,6 +38,30 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_stress_order(p: argparse.ArgumentParser) -> None:
+    """``--stress-order``: the shear order of mlearn/maml JSON stresses."""
+    p.add_argument(
+        "--stress-order",
+        default=None,
+        metavar="ORDER",
+        help="shear order of mlearn/maml JSON stresses: vasp (xx yy zz xy yz zx), "
+        "mlearn-mo (xx yy zz xy zx yz), voigt (xx yy zz yz zx xy) or e.g. xy,zx,yz "
+        "or drop (read no stress; default: detected from each file's sheared cells)",
+    )
+
+
+def read_labelled(files: list[str], stress_order: str | None, show: bool = True) -> list:
+    """Read labelled structures from ``files``; print how each JSON file's stress shear
+    order was decided (one line per file, also in the output folder's log)."""
+    from potforge.data.readers import read_many, stress_orders
+
+    structures = read_many(files, stress_order=stress_order)
+    if show:
+        for source, how in stress_orders(structures).items():
+            print(f"{source}: stress shear order {how}")
+    return structures
+
+
 def progress(args: argparse.Namespace) -> bool | None:
     """Progress bars: None (on a terminal only) unless ``--quiet`` (never)."""
     return False if getattr(args, "quiet", False) else None

@@ -6,17 +6,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from potforge.commands._common import add_output_options, progress, uq_line, write_json
+from potforge.commands._common import (
+    add_output_options,
+    add_stress_order,
+    progress,
+    read_labelled,
+    uq_line,
+    write_json,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a saved model on labelled data", description=__doc__)
     p.add_argument("--model", required=True, metavar="DIR", help="folder written by potforge fit")
     p.add_argument("--data", nargs="+", required=True, metavar="FILE", help="labelled data")
-    p.add_argument("--stress-order", default=None, metavar="ORDER",
-                   help="shear order of mlearn/maml JSON stresses: vasp (xx yy zz xy yz zx), "
-                   "mlearn-mo (xx yy zz xy zx yz), voigt (xx yy zz yz zx xy) or e.g. xy,zx,yz "
-                   "or drop (read no stress; default: detected from each file's sheared cells)")
+    add_stress_order(p)
     add_output_options(p)
     p.set_defaults(func=run)
 
@@ -28,7 +32,6 @@ def set_name(files: list[str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from potforge.commands._output import OutputFolder
-    from potforge.data.readers import read_many
     from potforge.errors import DataError
     from potforge.metrics import evaluate, format_table, structure_residuals, write_residuals
     from potforge.model import LinearPotential
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
     )
     model = LinearPotential.load(args.model)
-    data = read_many(args.data, stress_order=args.stress_order)
+    data = read_labelled(args.data, args.stress_order)
     report, sets = evaluate(model, {"test": data}, progress(args))
     name = set_name(args.data)
     with folder.staged() as out:

@@ -7,10 +7,12 @@ import time
 
 from potforge.commands._common import (
     add_output_options,
+    add_stress_order,
     load_config,
     parse_pairs,
     posterior_size_line,
     progress,
+    read_labelled,
     uq_line,
     write_json,
 )
@@ -31,14 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="training data (mlearn/maml .json, extxyz, ASE .db); required here or in --config",
     )
     p.add_argument("--test", nargs="*", default=[], metavar="FILE", help="test data")
-    p.add_argument(
-        "--stress-order",
-        default=None,
-        metavar="ORDER",
-        help="shear order of mlearn/maml JSON stresses: vasp (xx yy zz xy yz zx), "
-        "mlearn-mo (xx yy zz xy zx yz), voigt (xx yy zz yz zx xy) or e.g. xy,zx,yz "
-        "or drop (read no stress; default: detected from each file's sheared cells)",
-    )
+    add_stress_order(p)
     add_output_options(p)
     p.add_argument(
         "--config",
@@ -137,7 +132,6 @@ def run(args: argparse.Namespace) -> int:
             f"--huber-delta applies to --loss huber only, not --loss {args.loss or 'squared'}"
         )
     from potforge.commands._output import OutputFolder
-    from potforge.data.readers import read_many
     from potforge.metrics import evaluate, format_table, structure_residuals, write_residuals
     from potforge.model import LinearPotential
     from potforge.plots import group_error_plot, parity_plot
@@ -157,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
         args.model, n_jobs=args.jobs, group_weights=group_weights(args.group_weight), **kw
     )
     post_kw = posterior_options(args, args.uq, "--uq")  # misplaced options fail before the fit
-    train = read_many(args.train, stress_order=args.stress_order)
-    test = read_many(args.test, stress_order=args.stress_order) if args.test else []
+    train = read_labelled(args.train, args.stress_order)
+    test = read_labelled(args.test, args.stress_order) if args.test else []
     if args.uq == "none":
         model.fit(train, progress=progress(args))
     else:  # one descriptor pass for the fit and the posterior

@@ -8,7 +8,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from potforge.commands._common import add_quiet, posterior_size_line, progress
+from potforge.commands._common import (
+    add_quiet,
+    add_stress_order,
+    posterior_size_line,
+    progress,
+    read_labelled,
+)
 from potforge.commands._posterior import add_posterior_options, posterior_options
 from potforge.options import MODEL_PARAMETERS
 
@@ -30,14 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="the model's training data (the posterior is fitted on its rows)",
     )
-    p.add_argument(
-        "--stress-order",
-        default=None,
-        metavar="ORDER",
-        help="shear order of mlearn/maml JSON stresses: vasp (xx yy zz xy yz zx), "
-        "mlearn-mo (xx yy zz xy zx yz), voigt (xx yy zz yz zx xy) or e.g. xy,zx,yz "
-        "or drop (read no stress; default: detected from each file's sheared cells)",
-    )
+    add_stress_order(p)
     add_posterior_options(p, default="pops")
     p.add_argument(
         "--jobs",
@@ -90,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from potforge.commands._output import replace_files
-    from potforge.data.readers import read_many
     from potforge.errors import DataError
     from potforge.metrics import uncertainty_metrics
     from potforge.model import MODEL_FILE, POSTERIOR_FILE, LinearPotential
@@ -109,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise DataError(f"--model {folder}: cannot write in this folder (permission denied)")
     model.n_jobs = args.jobs
-    train = read_many(args.train, stress_order=args.stress_order)
+    train = read_labelled(args.train, args.stress_order, not args.quiet)
     t0 = time.perf_counter()
     designs = model.structure_designs(train, progress(args))  # for posterior and coverage
     seconds = time.perf_counter() - t0
