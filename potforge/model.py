@@ -41,7 +41,7 @@ from potforge.errors import DataError, ModelError, NotFittedError
 from potforge.fitting import check_loss, irls_factors, robust_lstsq
 from potforge.options import DEFAULT_SPEC, MODEL_PARAMETERS
 from potforge.params import validate
-from potforge.terms import Constant, Term, parse_spec, term_from_dict, term_to_dict
+from potforge.terms import Constant, Term, check_terms, parse_spec, term_from_dict, term_to_dict
 from potforge.terms.base import write_files
 from potforge.uq.centred import METHODS as POSTERIOR_METHODS
 from potforge.uq.centred import ParameterPosterior, fit_centred_posterior
@@ -166,6 +166,8 @@ class LinearPotential:
         """
         self._validate_params()
         terms = parse_spec(self.terms) if isinstance(self.terms, str) else list(self.terms)
+        if not isinstance(self.terms, str):
+            check_terms(terms)  # parse_spec checks its own
         if self.elements is not None:
             elements = list(self.elements)
         elif structures:
