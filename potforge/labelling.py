@@ -8,14 +8,19 @@ the moment it arrives, keyed by structure hash + oracle, so a killed run loses a
 in flight and a rerun labels only what is missing.
 
 Failures are recorded, never dropped, with a class from :data:`FAILURE_CLASSES` and the message.
-Timeouts and crashes are retried up to ``retries`` times; a hung task's worker is restarted.
+Timeouts (:data:`DEFAULT_TIMEOUT` per single point unless told otherwise) and crashes are retried
+up to ``retries`` times; a hung task's worker is restarted.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import os
+import signal
 import socket
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -27,6 +32,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from potforge.data.store import Store, label_key
 from potforge.data.structures import check_structure, describe, structure_hash
@@ -40,6 +46,11 @@ FAILURE_CLASSES = tuple(
 it ran past the timeout, it returned non-finite values or forces above ``max_force``, or the
 structure itself is unphysical (atoms overlapping, ...)."""
 
+DEFAULT_TIMEOUT = 3600.0
+"""Seconds one single point may run once started before its worker is restarted (one hour:
+far above any LAMMPS, EMT or CHGNet single point, and above most serial DFT ones; give more, or
+None, for large DFT cells)."""
+
 RETRYABLE = frozenset({"calculator_crash", "timeout"})
 """Failure classes worth another attempt (the others are deterministic)."""
 
@@ -51,8 +62,60 @@ _LOCK = threading.Lock()  # calculators (LAMMPS chdir, GPAW) are not thread-safe
 _STARTED: dict[str, float] = {}  # Dask key -> time the single point got the lock (worker side)
 
 
+def check_options(
+    workers: int | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    retries: int = 1,
+    max_force: float = MAX_FORCE,
+    prefix: str = "",
+) -> None:
+    """Refuse out-of-range :func:`label` options before any work is done.
+
+    Parameters
+    ----------
+    workers, timeout, retries, max_force
+        As for :func:`label`.
+    prefix : str
+        ``"--"`` to name the options as command-line flags (``--max-force``) in messages.
+
+    Raises
+    ------
+    DataError
+        One sentence naming the option, the value and what is allowed.
+    """
+
+    def name(option: str) -> str:
+        return f"--{option.replace('_', '-')}" if prefix else option
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    def positive(value: Any) -> bool:
+        return (
+            isinstance(value, numbers.Real)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value > 0
+        )
+
+    if workers is not None and not (whole(workers) and workers >= 1):
+        raise DataError(f"{name('workers')} must be a whole number of at least 1, got {workers!r}")
+    if timeout is not None and not positive(timeout):
+        off = "none" if prefix else "None"
+        raise DataError(
+            f"{name('timeout')} must be a positive number of seconds ({off} for no limit), "
+            f"got {timeout!r}"
+        )
+    if not (whole(retries) and retries >= 0):
+        raise DataError(f"{name('retries')} must be a whole number, 0 or more, got {retries!r}")
+    if not positive(max_force):
+        raise DataError(f"{name('max_force')} must be a positive force in eV/Å, got {max_force!r}")
+
+
 def classify(exc: BaseException) -> str:
     """Failure class of an exception raised by a calculator."""
+    if isinstance(exc, DataError):  # the calculator refused the structure (unknown element...)
+        return "invalid_structure"
     names = " ".join(c.__name__.lower() for c in type(exc).__mro__)
     if "convergence" in names or "scferror" in names:
         return "scf_not_converged"
@@ -142,23 +205,54 @@ def run_oracle(oracle: Oracle, atoms: Atoms, max_force: float = MAX_FORCE) -> di
 
 @dataclass
 class LabelReport:
-    """What one :func:`label` call did (counts of structures)."""
+    """What one :func:`label` call did (counts of structures).
+
+    Attributes
+    ----------
+    total, ok, failed, skipped, duplicates : int
+        Structures given, labelled now, failed now, already in the store, repeated in the input.
+    failed_before : int
+        Of the ``skipped``, those stored as ``failed`` by an earlier run (not retried unless
+        ``retry_failed``).
+    failures : Counter
+        Failure class -> structures that failed now.
+    examples : dict
+        Failure class -> the message of its first failure (with the structure's name).
+    wall_s : float
+        Seconds the call took.
+    """
 
     total: int = 0
     ok: int = 0
     failed: int = 0
     skipped: int = 0
     duplicates: int = 0
+    failed_before: int = 0
     failures: Counter = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
     wall_s: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        """Whether every structure given has an ``ok`` row now (none failed, now or before)."""
+        return self.failed == 0 and self.failed_before == 0
+
+    def failure_lines(self) -> list[str]:
+        """One line per failure class of this run: count and one example message."""
+        out = []
+        for reason, n in self.failures.most_common():
+            example = self.examples.get(reason)
+            out.append(f"{reason} ({n}): {example}" if example else f"{reason} ({n})")
+        return out
 
     def __str__(self) -> str:
         fails = ", ".join(f"{k}: {n}" for k, n in self.failures.most_common())
         fails = f" ({fails})" if fails else ""
+        before = f" ({self.failed_before} of them as failed)" if self.failed_before else ""
         return (
             f"{self.total} structure(s): {self.ok} labelled, {self.failed} failed{fails}, "
-            f"{self.skipped} already in the store, {self.duplicates} duplicate(s) in the input;"
-            f" {self.wall_s:.1f} s"
+            f"{self.skipped} already in the store{before}, {self.duplicates} duplicate(s) in the "
+            f"input; {self.wall_s:.1f} s"
         )
 
 
@@ -167,6 +261,7 @@ class _Task:
     key: str
     shash: str
     atoms: Atoms
+    name: str = ""
     attempts: int = 0
     started: float = 0.0
 
@@ -181,6 +276,27 @@ class _Job:
     campaign: str | None
     max_force: float
     retry_failed: bool
+    killed: set[str] = field(default_factory=set)  # workers this run ended (hung tasks)
+
+
+class _IgnoreSigint(WorkerPlugin):
+    """Worker plugin: Ctrl-C reaches the whole process group, but only the client should act
+    on it (it cancels the work and closes the cluster); workers ignore SIGINT instead of dying
+    with tracebacks.  Registered on the scheduler, so restarted workers get it too."""
+
+    name = "potforge-ignore-sigint"
+    idempotent = True
+
+    def setup(self, worker) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def quiet_dask() -> None:
+    """Silence distributed's (and tornado's, asyncio's) logging in this process: used once an
+    interrupt or error has been decided, so closing the cluster prints nothing more."""
+    for name in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 @contextmanager
@@ -199,6 +315,11 @@ def dask_client(
         Used as is and not closed.
     allowed_failures : int
         How often a task may kill its worker before Dask gives up on it (new clusters only).
+
+    Notes
+    -----
+    A new LocalCluster's workers ignore SIGINT, so Ctrl-C interrupts the caller alone; on
+    ``KeyboardInterrupt`` distributed's logging is silenced before the cluster is closed.
     """
     import dask
     from distributed import Client, LocalCluster
@@ -213,6 +334,9 @@ def dask_client(
             raise EngineError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
         try:
             yield c
+        except KeyboardInterrupt:
+            quiet_dask()
+            raise
         finally:
             c.close()
         return
@@ -223,26 +347,34 @@ def dask_client(
         "distributed.scheduler.allowed-failures": int(allowed_failures),
         "distributed.scheduler.worker-saturation": 1.0,
     }
-    with dask.config.set(config):
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        )
-    c = Client(cluster)
+    cluster = c = None
     try:
+        with dask.config.set(config):
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                silence_logs=logging.ERROR,
+            )
+        c = Client(cluster)
+        c.register_plugin(_IgnoreSigint(), name=_IgnoreSigint.name)
         yield c
+    except KeyboardInterrupt:
+        quiet_dask()
+        raise
     finally:
-        c.close()
-        cluster.close()
+        if c is not None:
+            c.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _provenance(oracle: Oracle, task: _Task, campaign: str | None) -> dict[str, Any]:
     from potforge import __version__
 
     info = task.atoms.info
+    index = info.get("index")
     return {
         "structure_hash": task.shash,
         "oracle": oracle.spec,
@@ -253,8 +385,54 @@ def _provenance(oracle: Oracle, task: _Task, campaign: str | None) -> dict[str, 
         "campaign": campaign,
         "group": str(info["group"]) if info.get("group") else None,
         "source": str(info["source"]) if info.get("source") else None,
+        "source_index": int(index) if isinstance(index, numbers.Integral) else None,
         "attempts": task.attempts,
     }
+
+
+class _Progress:
+    """A tqdm bar on a terminal; elsewhere (a log file) one plain line per stage and per tenth
+    of the work done; nothing when disabled."""
+
+    def __init__(self, enabled: bool, stream=None):
+        self.enabled = enabled
+        self.stream = stream if stream is not None else sys.stderr
+        try:
+            self.tty = bool(self.stream.isatty())
+        except (AttributeError, ValueError):
+            self.tty = False
+        self.bar = None
+        self.total = 0
+        self.done = 0
+        self.mark = 0
+
+    def stage(self, text: str) -> None:
+        """One line for the log (nothing on a terminal, where the bar says it)."""
+        if self.enabled and not self.tty:
+            print(f"label: {text}", file=self.stream, flush=True)
+
+    def start(self, total: int, desc: str) -> None:
+        self.total, self.done, self.mark = total, 0, 0
+        if self.enabled and self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="structure", desc=desc, file=self.stream)
+
+    def update(self, ok: int, failed: int) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(ok=ok, failed=failed, refresh=False)
+            return
+        tenth = 10 * self.done // max(1, self.total)
+        if tenth > self.mark and self.done < self.total:
+            self.mark = tenth
+            self.stage(f"{self.done}/{self.total} done ({ok} ok, {failed} failed)")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def label(
@@ -265,7 +443,7 @@ def label(
     workers: int | None = None,
     scheduler: str | None = None,
     client=None,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
     retries: int = 1,
     campaign: str | None = None,
     max_force: float = MAX_FORCE,
@@ -283,8 +461,9 @@ def label(
         Campaign database (SQLite file or PostgreSQL URL).
     workers, scheduler, client
         Where to run; see :func:`dask_client`.
-    timeout : float, optional
-        Seconds one single point may take once started; then its worker is restarted.
+    timeout : float or None
+        Seconds one single point may take once started (default :data:`DEFAULT_TIMEOUT`, one
+        hour); then it is recorded as ``timeout`` and its worker is restarted.  None: no limit.
     retries : int
         Extra attempts for retryable failures (:data:`RETRYABLE`).
     campaign : str, optional
@@ -294,42 +473,81 @@ def label(
     retry_failed : bool
         Label again structures whose stored row is ``failed``.
     progress : bool
-        Show a tqdm bar (rate, ETA) on stderr.
+        Report progress on stderr: a tqdm bar (rate, ETA) on a terminal, plain lines (one per
+        stage and per tenth done) otherwise.
 
     Returns
     -------
     LabelReport
+
+    Raises
+    ------
+    DataError
+        An option out of range (see :func:`check_options`), before any work.
     """
     t0 = time.perf_counter()
+    check_options(workers, timeout, retries, max_force)
     oracle = make_oracle(oracle) if isinstance(oracle, str) else oracle
     store = store if isinstance(store, Store) else Store(store)
     report = LabelReport()
+    shown = _Progress(progress)
     job = _Job(oracle, store, report, timeout, retries, campaign, max_force, retry_failed)
-    done = store.done_keys(include_failed=not retry_failed)
+    stored = store.statuses()
+    known = oracle.runtime.get("elements")
     tasks: list[_Task] = []
     seen: set[str] = set()
     for i, atoms in enumerate(structures):
         report.total += 1
         shash = structure_hash(atoms)
         key = label_key(shash, oracle.key)
-        if key in seen or key in done:
-            report.duplicates += key in seen
-            report.skipped += key not in seen
+        if key in seen:
+            report.duplicates += 1
+            continue
+        status = stored.get(key)
+        if status == "ok" or (status is not None and not retry_failed):
+            report.skipped += 1
+            report.failed_before += status != "ok"
             continue
         seen.add(key)
-        task = _Task(key, shash, atoms)
+        task = _Task(key, shash, atoms, describe(atoms, atoms.info.get("index", i)))
         try:
-            check_structure(atoms, describe(atoms, atoms.info.get("index", i)))
+            check_structure(atoms, task.name)
+            if known:
+                _check_elements(atoms, task.name, oracle.spec, known)
         except DataError as exc:
             bad = {"status": "failed", "failure": "invalid_structure", "message": str(exc)}
             _record(job, task, bad)
             continue
         tasks.append(task)
+    shown.stage(
+        f"{len(tasks)} structure(s) to label with {oracle.spec} ({report.skipped} already in the "
+        f"store, {report.failed} invalid, {report.duplicates} duplicate(s))"
+    )
     if tasks:
-        with dask_client(workers, scheduler, client, allowed_failures=retries) as c:
-            _run(c, job, tasks, progress)
+        if client is not None:
+            shown.stage("labelling on the given Dask client")
+        elif scheduler is not None:
+            shown.stage(f"connecting to the Dask scheduler at {scheduler}")
+        else:
+            shown.stage(
+                f"starting a local Dask cluster of {workers or os.cpu_count() or 1} worker(s)"
+            )
+        # our own retries count every attempt: Dask must not rerun a task that killed its worker
+        with dask_client(workers, scheduler, client, allowed_failures=0) as c:
+            _run(c, job, tasks, shown)
     report.wall_s = time.perf_counter() - t0
+    shown.stage(f"done: {report.ok} labelled, {report.failed} failed in {report.wall_s:.1f} s")
     return report
+
+
+def _check_elements(atoms: Atoms, name: str, spec: str, known: list[str]) -> None:
+    """Refuse a structure with an element the oracle has no parameters for."""
+    unknown = sorted(set(atoms.get_chemical_symbols()) - set(known))
+    if unknown:
+        raise DataError(
+            f"{name} contains element(s) {', '.join(unknown)} that oracle {spec} does not know "
+            f"(it knows {', '.join(known)})"
+        )
 
 
 def _record(job: _Job, task: _Task, result: dict[str, Any]) -> None:
@@ -350,19 +568,27 @@ def _record(job: _Job, task: _Task, result: dict[str, Any]) -> None:
     elif result["status"] == "ok":
         report.ok += 1
     else:
+        reason = result["failure"]
         report.failed += 1
-        report.failures[result["failure"]] += 1
+        report.failures[reason] += 1
+        if reason not in report.examples:
+            text = str(result.get("message") or "")
+            name = task.name or task.shash[:12]
+            report.examples[reason] = text if text.startswith(name) else f"{name}: {text}"
 
 
-def _run(client, job: _Job, tasks: list[_Task], progress: bool) -> None:
-    """Keep one task per worker thread in flight; record results as they complete."""
+def _run(client, job: _Job, tasks: list[_Task], shown: _Progress) -> None:
+    """Keep one task per worker thread in flight; record results as they complete.
+
+    One per thread, not more: a task queued behind another on a worker would die with it
+    when that worker is restarted (a hung task) or crashes, and be blamed for it.
+    """
     from distributed import wait
-    from tqdm.auto import tqdm
 
     queue = deque(tasks)
     inflight: dict[Any, _Task] = {}
     report, timeout = job.report, job.timeout
-    bar = tqdm(total=len(tasks), unit="structure", disable=not progress, desc=job.oracle.spec)
+    shown.start(len(tasks), job.oracle.spec)
 
     def finish(task: _Task, result: dict[str, Any]) -> None:
         if (
@@ -373,38 +599,47 @@ def _run(client, job: _Job, tasks: list[_Task], progress: bool) -> None:
             queue.appendleft(task)
             return
         _record(job, task, result)
-        bar.update(1)
-        bar.set_postfix(ok=report.ok, failed=report.failed, refresh=False)
+        shown.update(report.ok, report.failed)
+
+    def top_up(slots: int) -> None:
+        while queue and len(inflight) < slots:
+            task = queue.popleft()
+            task.attempts += 1
+            task.started = time.monotonic()
+            key = f"label-{task.key[:20]}-{task.attempts}"
+            args = (job.oracle, task.atoms, job.max_force)
+            inflight[client.submit(run_oracle, *args, pure=False, key=key)] = task
 
     try:
-        checked = 0.0
+        checked, slots = -10.0, 1
         while queue or inflight:
-            if time.monotonic() - checked > 2.0:  # two per worker thread: none waits for us
-                slots, checked = 2 * max(1, sum(client.nthreads().values())), time.monotonic()
-            while queue and len(inflight) < slots:
-                task = queue.popleft()
-                task.attempts += 1
-                task.started = time.monotonic()
-                key = f"label-{task.key[:20]}-{task.attempts}"
-                args = (job.oracle, task.atoms, job.max_force)
-                fut = client.submit(run_oracle, *args, pure=False, key=key)
-                inflight[fut] = task
+            if time.monotonic() - checked > 2.0:
+                slots, checked = max(1, sum(client.nthreads().values())), time.monotonic()
+            top_up(slots)
             poll = 1.0 if timeout is None else min(1.0, max(0.05, timeout / 5))
             try:
                 done, _ = wait(list(inflight), timeout=poll, return_when="FIRST_COMPLETED")
             except TimeoutError:
                 done = set()
-            for fut, result in _gather([f for f in done if f.status == "finished"], client):
-                finish(inflight.pop(fut), result)
+            finished = _gather([f for f in done if f.status == "finished"], client)
+            results = [(inflight.pop(fut), result) for fut, result in finished]
+            top_up(slots)  # the freed workers start at once, not after the store writes below
+            for task, result in results:
+                finish(task, result)
             for fut in done:  # a result lost with its worker is recomputed: keep waiting
                 if fut in inflight and fut.status in ("error", "cancelled"):
-                    finish(inflight.pop(fut), _crashed(fut))
-            if timeout is not None:
-                _expire(client, inflight, timeout, finish)
+                    task = inflight.pop(fut)
+                    if _killed_by_us(fut, job.killed):  # not its fault: run it again
+                        task.attempts -= 1
+                        queue.appendleft(task)
+                    else:
+                        finish(task, _crashed(fut))
+            if timeout is not None and _expire(client, job, inflight, timeout, finish):
+                checked = -10.0  # a worker was restarted: count the threads again
     finally:
         for fut in inflight:
             fut.cancel()
-        bar.close()
+        shown.close()
 
 
 def _gather(futures: list, client) -> list[tuple[Any, dict[str, Any]]]:
@@ -421,6 +656,16 @@ def _gather(futures: list, client) -> list[tuple[Any, dict[str, Any]]]:
         return out
 
 
+def _killed_by_us(fut, killed: set[str]) -> bool:
+    """Whether a future erred only because its worker was one we ended (for another task)."""
+    try:
+        exc = fut.exception(timeout=5)
+    except BaseException:
+        return False
+    last = getattr(getattr(exc, "last_worker", None), "address", None)
+    return type(exc).__name__ == "KilledWorker" and last in killed
+
+
 def _crashed(fut) -> dict[str, Any]:
     """The failure record of a future that raised (its worker died, or Dask gave up)."""
     try:
@@ -431,12 +676,15 @@ def _crashed(fut) -> dict[str, Any]:
     return {"status": "failed", "failure": "calculator_crash", "message": text[:2000]}
 
 
-def _expire(client, inflight: dict, timeout: float, finish) -> None:
-    """Fail tasks running longer than ``timeout`` s and restart the workers they hang on."""
+def _expire(client, job: _Job, inflight: dict, timeout: float, finish) -> bool:
+    """Fail tasks running longer than ``timeout`` s and restart the workers they hang on.
+
+    Returns whether a worker was restarted.
+    """
     now = time.monotonic()
     late = [f for f, t in inflight.items() if now - t.started > timeout and not f.done()]
     if not late:
-        return
+        return False
     running = client.run(_executing)
     where = {k: addr for addr, keys in running.items() for k in keys}
     elapsed = {k: t for keys in running.values() for k, t in keys.items()}
@@ -455,11 +703,13 @@ def _expire(client, inflight: dict, timeout: float, finish) -> None:
                 "failure": "timeout",
                 "worker": where[fut.key],
                 "message": f"no result after {timeout:g} s on worker {where[fut.key]}; "
-                f"the worker was restarted",
+                f"the worker was restarted (give a longer timeout if the oracle needs it)",
             },
         )
     if stuck:
+        job.killed.update(stuck)
         _kill_workers(client, sorted(set(stuck)))
+    return bool(stuck)
 
 
 def _executing(dask_worker) -> dict[str, float]:

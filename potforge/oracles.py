@@ -27,6 +27,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import json
 import os
 import re
@@ -146,7 +147,8 @@ def make_oracle(spec: str, **settings: Any) -> Oracle:
     Raises
     ------
     OracleError
-        Unknown spec or file (with close matches), or the calculator's package is missing.
+        Unknown spec or file (with close matches), a setting the calculator does not take
+        (see :func:`accepted_settings`), or the calculator's package is missing.
     """
     spec = str(spec).strip()
     head, _, tail = spec.partition(":")
@@ -161,7 +163,9 @@ def make_oracle(spec: str, **settings: Any) -> Oracle:
         return _chgnet_oracle(settings)
     if not tail and low == "emt":
         import ase
+        from ase.calculators.emt import EMT
 
+        check_settings("emt", settings, accepted_settings(EMT))
         return Oracle("emt", "emt", dict(settings), f"ase {ase.__version__}")
     if tail:
         return _module_oracle(head, tail, settings)
@@ -181,6 +185,127 @@ def oracle_from_config(table: dict[str, Any]) -> Oracle:
     return make_oracle(spec, **table)
 
 
+# ---------------------------------------------------------------------------------- settings
+ASE_GENERIC = ("atoms", "directory", "ignore_bad_restart_file", "label", "restart")
+"""Keywords every ASE :class:`~ase.calculators.calculator.Calculator` takes."""
+
+
+def accepted_settings(target: Any) -> set[str] | None:
+    """Keyword arguments a calculator class (or factory function) accepts, or None for any.
+
+    Read from signatures: a function's, or the first ``__init__`` along a class's MRO.  An
+    ASE ``Calculator`` whose ``__init__`` takes ``**kwargs`` hands them to ``Calculator.set``,
+    which stores anything silently; there the accepted ones are the named parameters of every
+    ``__init__`` up to ``Calculator``, the class's ``default_parameters`` and the parameters its
+    source reads (``self.parameters.lmpcmds``, ``parameters["x"]``).  None (nothing can be
+    checked) for a ``**kwargs`` outside that pattern: a class that overrides ``set``, a
+    ``FileIOCalculator`` (it writes any parameter into its input), or one that hands
+    ``self.parameters`` on as a whole.
+
+    Parameters
+    ----------
+    target : type or callable
+        A calculator class or a function returning one.
+
+    Returns
+    -------
+    set of str or None
+    """
+    from ase.calculators.calculator import Calculator, FileIOCalculator
+
+    def named(fn: Any, skip_first: bool) -> tuple[set[str], bool] | None:
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            return None
+        params = list(sig.parameters.values())[1 if skip_first else 0 :]
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        more = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        return {p.name for p in params if p.kind in kinds}, more
+
+    if not isinstance(target, type):
+        got = named(target, False)
+        return None if got is None or got[1] else got[0]
+    inits = [c.__dict__["__init__"] for c in target.__mro__ if "__init__" in c.__dict__]
+    first = named(inits[0], True) if inits and inits[0] is not object.__init__ else None
+    if first is None:
+        return None
+    if not first[1]:
+        return first[0]
+    if (
+        not issubclass(target, Calculator)
+        or issubclass(target, FileIOCalculator)  # writes any parameter into its input files
+        or target.set is not Calculator.set
+    ):
+        return None
+    names: set[str] = set(getattr(target, "default_parameters", None) or {})
+    for cls in target.__mro__[: target.__mro__.index(Calculator) + 1]:
+        if "__init__" in cls.__dict__:
+            got = named(cls.__dict__["__init__"], True)
+            if got is None:
+                return None
+            names |= got[0]
+        if cls is not Calculator:  # parameters read but not defaulted (LAMMPSlib's lmpcmds)
+            try:
+                source = inspect.getsource(cls)
+            except (OSError, TypeError):
+                return None
+            if _PARAMETERS_PASSED.search(source):  # handed on as a whole: anything may matter
+                return None
+            names |= set(_PARAMETER_READ.findall(source)) - set(dir(dict))
+    return names
+
+
+_PARAMETER_READ = re.compile(r"parameters(?:\.get\(\s*|\[\s*)?[\.'\"](\w+)")
+_PARAMETERS_PASSED = re.compile(
+    r"self\.parameters\.(?:items|keys|copy|values)\(|\*\*self\.parameters|in self\.parameters\b"
+    r"|dict\(self\.parameters"
+)
+
+
+def check_settings(
+    spec: str, settings: dict[str, Any], accepted: set[str] | None, generic: bool = True
+) -> None:
+    """Refuse settings the calculator does not take (one sentence with the closest matches).
+
+    Parameters
+    ----------
+    spec : str
+        Oracle spec named in the message.
+    settings : dict
+        The settings given.
+    accepted : set of str or None
+        Keywords allowed (None: anything, nothing is checked).
+    generic : bool
+        Whether ``accepted`` includes ASE's generic :data:`ASE_GENERIC` keywords (listed apart).
+
+    Raises
+    ------
+    OracleError
+    """
+    if accepted is None:
+        return
+    unknown = sorted(set(settings) - accepted)
+    if not unknown:
+        return
+    close = []
+    for key in unknown:
+        close += [
+            c for c in difflib.get_close_matches(key, sorted(accepted), 1, 0.6) if c not in close
+        ]
+    own = sorted(accepted - set(ASE_GENERIC)) if generic else sorted(accepted)
+    takes = ", ".join(own) if own else "no settings of its own"
+    if generic and set(ASE_GENERIC) & accepted:
+        shown = [k for k in ASE_GENERIC if k in accepted and k != "ignore_bad_restart_file"]
+        takes += f", plus ASE's {', '.join(shown)}"
+    what = ", ".join(f"'{k}'" for k in unknown)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise OracleError(
+        f"oracle {spec} does not take the setting{'s' if len(unknown) > 1 else ''} {what} "
+        f"(it takes {takes}){hint}"
+    )
+
+
 # ---------------------------------------------------------------------------------- LAMMPS
 def _lammps_oracle(name: str, settings: dict) -> Oracle:
     from potforge.engines.lammps import potentials_dir
@@ -198,15 +323,10 @@ def _lammps_oracle(name: str, settings: dict) -> Oracle:
             f"potentials folder {shipped}{hint}"
         )
     path = path.resolve()
+    check_settings(f"lammps:{path.name}", settings, {"elements", "pair_style"}, generic=False)
     style = settings.get("pair_style") or _infer_style(path)
     commands, elements = _lammps_commands(path, style, settings.get("elements"))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    user = {k: v for k, v in settings.items() if k not in ("elements", "pair_style")}
-    if user:
-        raise OracleError(
-            f"lammps:{path.name} takes only 'elements' and 'pair_style' settings, "
-            f"not {', '.join(sorted(user))}"
-        )
     key_settings = {"pair_style": style, "elements": elements, "file_sha256": digest}
     spec = f"lammps:{path.name}" if path.parent == shipped.resolve() else f"lammps:{path}"
     version = f"lammps {importlib.metadata.version('lammps')}"
@@ -320,10 +440,24 @@ def _gpaw_oracle(settings: dict) -> Oracle:
         import gpaw
     except ImportError as exc:
         raise OracleError(f"GPAW is not installed ({exc}); install it with {GPAW_INSTALL}") from exc
+    check_settings("gpaw", settings, _gpaw_settings())
     full = {**GPAW_DEFAULTS, **settings}
     if "kpts" in settings:
         full.pop("kpt_density")
     return Oracle("gpaw", "gpaw", full, f"gpaw {gpaw.__version__}", reusable=False)
+
+
+def _gpaw_settings() -> set[str] | None:
+    """GPAW keywords the gpaw oracle passes on, with its own (``ecut``, ``kpt_density``,
+    ``smearing``, ``width``); ``mode`` and ``occupations`` are built from those."""
+    try:
+        from gpaw.dft import GPAW
+    except ImportError:  # older GPAW: its factory takes **kwargs, so nothing can be checked
+        return None
+    names = accepted_settings(GPAW)
+    if names is None:
+        return None
+    return (names - {"filename", "mode", "occupations"}) | set(GPAW_DEFAULTS) | {"kpts", "txt"}
 
 
 def _build_gpaw(oracle: Oracle) -> Calculator:
@@ -356,6 +490,8 @@ def _chgnet_oracle(settings: dict) -> Oracle:
         raise OracleError(
             f"CHGNet is not installed ({exc}); install it with {CHGNET_INSTALL}"
         ) from exc
+    klass = importlib.import_module("chgnet.model.dynamics").CHGNetCalculator
+    check_settings("chgnet", settings, accepted_settings(klass))
     return Oracle("chgnet", "chgnet", {"use_device": "cpu", **settings}, f"chgnet {version}")
 
 
@@ -403,6 +539,7 @@ def _module_oracle(module: str, cls: str, settings: dict) -> Oracle:
     mod, klass = _load_class(module, cls)
     if not (isinstance(klass, type) and hasattr(klass, "get_potential_energy")):
         raise OracleError(f"{module}:{cls} is not an ASE calculator class")
+    check_settings(f"{module}:{cls}", settings, accepted_settings(klass))
     top = mod.__name__.split(".")[0]
     version = getattr(mod, "__version__", None)
     if version is None:

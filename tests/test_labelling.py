@@ -294,3 +294,51 @@ def test_cli_label_summary_export_and_errors(tmp_path, capsys, monkeypatch):
         assert cli.main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert re.search(pattern, err) and "\n" not in err, err
+
+
+def test_a_hung_oracle_is_one_timeout_and_blames_no_other_structure(tmp_path):
+    """One worker, no retries: the structure queued behind the hung one used to die with the
+    restarted worker and be stored as calculator_crash (the report read "timeout: 1,
+    calculator_crash: 1" for one hung oracle)."""
+    module = tmp_path / "flaky.py"
+    module.write_text(FLAKY)
+    structures = rattled(4, reps=1, amp=0.1, seed0=300)
+    structures[0].info["mode"] = "hang"  # sleeps 600 s
+    store = Store(tmp_path / "h.db")
+    t0 = time.monotonic()
+    report = label(
+        structures, f"{module}:Flaky", store, workers=1, timeout=1.0, retries=0, progress=False
+    )
+    assert time.monotonic() - t0 < 60
+    assert (report.ok, report.failed, dict(report.failures)) == (3, 1, {"timeout": 1}), report
+    rows = {r.key_value_pairs["structure_hash"]: r for r in store.rows(include_data=True)}
+    from potforge.data.structures import structure_hash
+
+    hung = rows[structure_hash(structures[0])]
+    assert (hung.key_value_pairs["failure"], hung.key_value_pairs["attempts"]) == ("timeout", 1)
+    assert "no result after 1 s" in hung.data["message"]
+    assert report.examples["timeout"].startswith("structure 0 W2")
+    for a in structures[1:]:
+        assert rows[structure_hash(a)].key_value_pairs["status"] == "ok"
+    assert store.summary()["failure"] == {"timeout": 1}
+
+
+def test_options_are_checked_before_any_work(tmp_path):
+    from potforge.errors import DataError
+    from potforge.labelling import DEFAULT_TIMEOUT, check_options
+
+    assert DEFAULT_TIMEOUT == 3600.0
+    check_options(workers=None, timeout=None)  # no limit is allowed
+    db = tmp_path / "never.db"
+    for kwargs, pattern in [
+        ({"workers": 0}, r"^workers must be a whole number of at least 1, got 0$"),
+        ({"workers": 1.5}, "workers must be a whole number"),
+        ({"timeout": 0}, r"^timeout must be a positive number of seconds \(None for no limit\)"),
+        ({"timeout": -3.0}, "got -3.0"),
+        ({"timeout": float("nan")}, "timeout must be a positive number"),
+        ({"retries": -1}, r"^retries must be a whole number, 0 or more, got -1$"),
+        ({"max_force": 0.0}, r"^max_force must be a positive force in eV/Å, got 0.0$"),
+    ]:
+        with pytest.raises(DataError, match=pattern):
+            label(rattled(1), W_SNAP, db, progress=False, **kwargs)
+    assert not db.exists()

@@ -139,9 +139,92 @@ def test_bad_specs_give_one_clear_sentence(spec, pattern):
     assert "\n" not in str(err.value)
 
 
-def test_unknown_setting_for_lammps_file_is_refused():
-    with pytest.raises(OracleError, match="takes only 'elements' and 'pair_style'"):
-        make_oracle("lammps:Nb.uf3", ecut=3)
+MYCALC = """
+import numpy as np
+from ase.calculators.calculator import Calculator
+
+
+class Explicit(Calculator):
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, marker="", scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.marker, self.scale = marker, scale
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        super().calculate(atoms, properties, system_changes)
+        self.results = {"energy": -self.scale, "forces": np.zeros((len(self.atoms), 3))}
+
+
+class Strict:
+    def __init__(self, a, b=2):
+        self.a, self.b = a, b
+
+    def get_potential_energy(self, atoms=None):
+        return 0.0
+"""
+
+
+@pytest.mark.parametrize(
+    "spec, settings, pattern",
+    [
+        (
+            "lammps:Nb.uf3",
+            {"ecut": 3},
+            r"lammps:Nb.uf3 does not take the setting 'ecut' \(it "
+            r"takes elements, pair_style\)$",
+        ),
+        ("lammps:Nb.uf3", {"pair_styl": "uf3"}, "did you mean pair_style"),
+        (
+            "emt",
+            {"asap_cutof": True},
+            r"emt does not take the setting 'asap_cutof' .*it takes "
+            r"asap_cutoff, plus ASE's atoms.*did you mean asap_cutoff",
+        ),
+        (
+            "ase.calculators.lj:LennardJones",
+            {"sigma": 2.0, "epsilonn": 1.0, "rcc": 5.0},
+            r"settings 'epsilonn', 'rcc' \(it takes epsilon, rc, ro, sigma, smooth.*did you mean "
+            r"epsilon, rc\?",
+        ),
+        (
+            "FILE:Explicit",
+            {"markr": "x"},
+            r"does not take the setting 'markr' \(it takes marker, "
+            r"scale.*did you mean marker",
+        ),
+        ("FILE:Strict", {"a": 1, "c": 3}, r"setting 'c' \(it takes a, b\)"),
+    ],
+)
+def test_settings_the_calculator_does_not_take_are_refused_when_the_oracle_is_made(
+    tmp_path, spec, settings, pattern
+):
+    (tmp_path / "mycalc.py").write_text(MYCALC)
+    spec = spec.replace("FILE", str(tmp_path / "mycalc.py"))
+    with pytest.raises(OracleError, match=pattern) as err:
+        make_oracle(spec, **settings)
+    assert "\n" not in str(err.value)
+
+
+def test_settings_the_calculator_takes_pass_and_open_ended_ones_are_not_second_guessed(tmp_path):
+    from ase.calculators.lj import LennardJones
+
+    from potforge.oracles import accepted_settings
+
+    (tmp_path / "mycalc.py").write_text(MYCALC)
+    assert make_oracle(f"{tmp_path / 'mycalc.py'}:Explicit", marker="m", scale=2.0, label="x")
+    assert make_oracle("emt", asap_cutoff=True) and make_oracle("lammps:Nb.uf3", elements=["Nb"])
+    assert {"sigma", "epsilon", "rc", "label", "directory"} <= accepted_settings(LennardJones)
+    # calculators that pass any keyword on (into input files, or a custom set): not checked
+    assert make_oracle("ase.calculators.dftb:Dftb", Hamiltonian_SCC="Yes")
+    assert make_oracle("ase.calculators.vasp:Vasp", encut=400)
+    assert make_oracle("ase.calculators.lammpslib:LAMMPSlib", lmpcmds=["pair_style zero 1"])
+    pytest.importorskip("gpaw.dft", reason="GPAW (with its gpaw.dft factory) is not installed")
+    with pytest.raises(OracleError, match="gpaw does not take the setting 'ecutt'.*did you mean"):
+        make_oracle("gpaw", ecutt=300)
+    with pytest.raises(OracleError, match="setting 'mode'"):  # built from ecut
+        make_oracle("gpaw", mode="lcao")
+    assert make_oracle("gpaw", ecut=300, convergence={"energy": 1e-5}).settings["ecut"] == 300
 
 
 def test_missing_optional_calculators_say_how_to_install(monkeypatch):

@@ -102,6 +102,39 @@ def test_export_extxyz_keeps_labels(tmp_path):
         store.export(out, fmt="cif")
 
 
+def test_export_writes_a_whole_file_and_never_over_data(tmp_path):
+    store = Store(tmp_path / "c.db")
+    _fill(store, 2)
+    out = tmp_path / "out.extxyz"
+    out.write_text("precious\n")
+    with pytest.raises(DataError, match=r"out.extxyz already exists; pass force=True to replace"):
+        store.export(out)
+    assert out.read_text() == "precious\n"
+    assert store.export(out, force=True) == 2 and len(ase.io.read(out, ":")) == 2
+    with pytest.raises(DataError, match="into itself"):
+        store.export(tmp_path / "c.db", force=True)
+    assert len(Store(tmp_path / "c.db")) == 2
+    with pytest.raises(DataError, match="folder .*missing does not exist"):
+        store.export(tmp_path / "missing" / "x.extxyz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.db", "out.extxyz"]  # no .part
+
+
+def test_statuses_and_failures(tmp_path):
+    store = Store(tmp_path / "c.db")
+    _fill(store, 2)
+    bad = _structure(7)
+    prov = {"failure": "unphysical", "source": "x.extxyz", "source_index": 7, "attempts": 1}
+    store.write(bad, label_key("bad", "o"), "failed", prov, data={"message": "too much force"})
+    assert store.statuses() == {
+        label_key("0", "oracle"): "ok",
+        label_key("1", "oracle"): "ok",
+        label_key("bad", "o"): "failed",
+    }
+    [row] = store.failures()
+    assert row["name"] == "x.extxyz structure 7 W4" and row["failure"] == "unphysical"
+    assert row["message"] == "too much force" and row["label_key"] == label_key("bad", "o")
+
+
 def test_replace_turns_a_failed_row_into_ok(tmp_path):
     store = Store(tmp_path / "c.db")
     key = label_key("a", "o")

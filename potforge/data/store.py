@@ -9,9 +9,10 @@ PostgreSQL's transactions) keeps the file consistent.
 Row layout (``key_value_pairs``): ``label_key``, ``structure_hash``, ``oracle`` (spec),
 ``oracle_key``, ``oracle_name``, ``oracle_version``, ``status`` ("ok" or "failed"), ``failure``
 (class, failed rows only), ``attempts``, ``wall_time`` (s), ``host``, ``worker``,
-``potforge_version``, ``campaign``, ``group``, ``source``.  ``data`` holds ``oracle_settings`` and,
-for failed rows, the failure ``message``.  Labels are ASE's own columns: energy (eV), forces
-(eV/Å), stress (eV/Å³, ASE Voigt order).
+``potforge_version``, ``campaign``, ``group``, ``source``, ``source_index`` (position in the
+source file).  ``data`` holds ``oracle_settings`` and, for failed rows, the failure
+``message``.  Labels are ASE's own columns: energy (eV), forces (eV/Å), stress (eV/Å³, ASE
+Voigt order).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import hashlib
 import os
 import sqlite3
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,6 +127,11 @@ class Store:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(f"cannot {what} {self._safe_url()}: {msg}") from exc
 
+    @property
+    def name(self) -> str:
+        """The file or URL, with any password hidden (for messages)."""
+        return self._safe_url()
+
     def _safe_url(self) -> str:
         """The URL with any password hidden."""
         if not self.postgres or "@" not in self.url:
@@ -154,14 +161,18 @@ class Store:
             con.close()
 
     # ------------------------------------------------------------------------------ queries
-    def done_keys(self, include_failed: bool = True) -> set[str]:
-        """``label_key`` of every row (only ``ok`` rows when ``include_failed`` is False)."""
+    def statuses(self) -> dict[str, str]:
+        """``label_key`` -> ``status`` ("ok" or "failed") of every row."""
         rows = self._execute(
             "SELECT t.value, s.value FROM text_key_values t JOIN "
             "text_key_values s ON s.id = t.id AND s.key = 'status' "
             "WHERE t.key = 'label_key'"
         )
-        return {k for k, status in rows if include_failed or status == "ok"}
+        return dict(rows)
+
+    def done_keys(self, include_failed: bool = True) -> set[str]:
+        """``label_key`` of every row (only ``ok`` rows when ``include_failed`` is False)."""
+        return {k for k, status in self.statuses().items() if include_failed or status == "ok"}
 
     def __len__(self) -> int:
         return self.db.count()
@@ -197,25 +208,97 @@ class Store:
                     counter[str(_unquote(kvp[k]))] += 1
         return out
 
+    def failures(self, oracle: str | None = None) -> list[dict[str, Any]]:
+        """The ``failed`` rows, oldest first, as plain dicts for listing.
+
+        Returns
+        -------
+        list of dict
+            ``id``, ``name`` (source file, index in it, formula), ``formula``,
+            ``structure_hash``, ``label_key``, ``oracle``, ``group``, ``failure``,
+            ``attempts``, ``message``.
+        """
+        out = []
+        for row in self.rows("failed", oracle, include_data=True):
+            kvp = {k: _unquote(v) for k, v in row.key_value_pairs.items()}
+            parts = [str(kvp["source"])] if kvp.get("source") else []
+            if kvp.get("source_index") is not None:
+                parts.append(f"structure {kvp['source_index']}")
+            parts.append(row.formula)
+            out.append(
+                {
+                    "id": row.id,
+                    "name": " ".join(parts),
+                    "formula": row.formula,
+                    "structure_hash": kvp.get("structure_hash"),
+                    "label_key": kvp.get("label_key"),
+                    "oracle": kvp.get("oracle"),
+                    "group": kvp.get("group"),
+                    "failure": kvp.get("failure"),
+                    "attempts": kvp.get("attempts"),
+                    "message": (row.data or {}).get("message", ""),
+                }
+            )
+        return out
+
+    def check_export_target(
+        self, out: str | os.PathLike, force: bool = False, flag: str = "force=True"
+    ) -> Path:
+        """Refuse an export file that would destroy data; return its path.
+
+        Never this store nor any SQLite database (whatever its name) or ``.db`` file; an
+        existing other file only with ``force`` (``flag`` says how to ask for it).
+
+        Raises
+        ------
+        DataError
+            One sentence naming the file (and ``flag`` where it would help).
+        """
+        return check_export_target(out, self, force, flag)
+
     def export(
         self,
         out: str | os.PathLike | IO[str] | None = None,
         fmt: str = "extxyz",
         status: str | None = "ok",
+        force: bool = False,
     ) -> int:
-        """Write rows (default: the ``ok`` ones) as extxyz; returns how many were written."""
+        """Write rows (default: the ``ok`` ones) as extxyz; returns how many were written.
+
+        Parameters
+        ----------
+        out : path, text stream or None
+            File (written whole or not at all, through a temporary file beside it), stream,
+            or None / ``"-"`` for standard output.
+        fmt : {"extxyz"}
+        status : {"ok", "failed"} or None
+            Which rows (None: all).
+        force : bool
+            Replace an existing file (never a database: see :meth:`check_export_target`).
+        """
         import ase.io
 
         if fmt != "extxyz":
             raise DataError(f"unknown export format '{fmt}' (supported: extxyz)")
+        to_file = out is not None and str(out) != "-" and not hasattr(out, "write")
+        path = self.check_export_target(out, force) if to_file else None
         frames = self.to_atoms(status)
-        target = sys.stdout if out is None or str(out) == "-" else out
-        if frames:
-            ase.io.write(
-                target if not isinstance(target, os.PathLike) else str(target),
-                frames,
-                format="extxyz",
-            )
+        if not frames:
+            return 0
+        if path is None:
+            ase.io.write(sys.stdout if out is None or str(out) == "-" else out, frames, "extxyz")
+            return len(frames)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        except OSError as exc:
+            raise DataError(f"cannot write {path}: {exc.strerror}") from exc
+        try:
+            with os.fdopen(fd, "w") as fh:
+                ase.io.write(fh, frames, format="extxyz")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return len(frames)
 
     # ------------------------------------------------------------------------------ writing
@@ -282,6 +365,58 @@ class Store:
         if self.postgres:
             return True
         return self._execute("PRAGMA integrity_check")[0][0] == "ok"
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_export_target(
+    out: str | os.PathLike, store: Store | None = None, force: bool = False, flag: str = "--force"
+) -> Path:
+    """Refuse an export file that would destroy data; return its path.
+
+    Parameters
+    ----------
+    out : path
+        The file to write.
+    store : Store, optional
+        The store being exported (never written over).
+    force : bool
+        Whether replacing an existing (non-database) file was asked for.
+    flag : str
+        How to ask for it, named in the message (``--force`` or ``force=True``).
+
+    Raises
+    ------
+    DataError
+        ``out`` is the store, a database (``.db`` or SQLite contents), a folder, in a missing
+        folder, or an existing file without ``force``.
+    """
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise DataError(f"cannot write {path}: it is a folder")
+    if not path.parent.is_dir():
+        raise DataError(f"cannot write {path}: folder {path.parent} does not exist")
+    if store is not None and not store.postgres:
+        own = Path(store.url)
+        if path.exists() and own.exists() and os.path.samefile(path, own):
+            raise DataError(f"cannot export {own} into itself: give another output file")
+    if path.suffix.lower() == ".db" or _is_sqlite(path):
+        raise DataError(
+            f"will not write extxyz to {path}: it is named or made like a database "
+            f"(give an .extxyz file)"
+        )
+    if path.exists() and not force:
+        raise DataError(f"{path} already exists; pass {flag} to replace it")
+    return path
+
+
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    except OSError:
+        return False
 
 
 def format_summary(summary: dict[str, Counter], total: int) -> str:
