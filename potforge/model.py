@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 import warnings
@@ -37,7 +38,7 @@ from potforge.design import (
     compute_designs,
     structure_design,
 )
-from potforge.errors import DataError, ModelError, NotFittedError
+from potforge.errors import DataError, ModelError, NotFittedError, check_is_fitted
 from potforge.fitting import check_loss, irls_factors, robust_lstsq
 from potforge.options import DEFAULT_SPEC, MODEL_PARAMETERS
 from potforge.params import validate
@@ -97,6 +98,13 @@ def _checked_training(structures: Sequence[Atoms], empty: str) -> list[Atoms]:
     return structures
 
 
+_PARAM_NAMES = (
+    "terms", "elements", "sigma_energy", "sigma_force", "sigma_stress", "group_weights", "alpha",
+    "n_jobs", "loss", "huber_delta",
+)
+"""Constructor parameters of :class:`LinearPotential` (``get_params`` order)."""
+
+
 class LinearPotential:
     """Interatomic potential ``E = E_fixed + Σ_terms θ_term · D_term`` (scikit-learn style).
 
@@ -134,6 +142,7 @@ class LinearPotential:
     def __init__(
         self,
         terms: str | Sequence[Term] = DEFAULT_SPEC,
+        *,
         elements: Sequence[str] | None = None,
         sigma_energy: float = 1e-4,
         sigma_force: float = 0.2,
@@ -206,12 +215,10 @@ class LinearPotential:
         return max(t.cutoff for t in self.terms_)
 
     def _check_built(self) -> None:
-        if not hasattr(self, "terms_"):
-            raise NotFittedError("this LinearPotential is not fitted yet: call fit() or load()")
+        check_is_fitted(self, "terms_", "call fit() or load()")
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "coef_"):
-            raise NotFittedError("this LinearPotential is not fitted yet: call fit() or load()")
+        check_is_fitted(self, "coef_", "call fit() or load()")
 
     @property
     def sigma(self) -> tuple[float, float, float]:
@@ -739,18 +746,21 @@ class LinearPotential:
         return path
 
     # --- persistence ----------------------------------------------------------------------------
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "elements": self.elements,
-            "sigma_energy": self.sigma_energy,
-            "sigma_force": self.sigma_force,
-            "sigma_stress": self.sigma_stress,
-            "group_weights": self.group_weights,
-            "alpha": self.alpha,
-            "n_jobs": self.n_jobs,
-            "loss": self.loss,
-            "huber_delta": self.huber_delta,
-        }
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters by name, ``terms`` included (scikit-learn style; the terms
+        are not estimators, so ``deep`` changes nothing)."""
+        return {name: getattr(self, name) for name in _PARAM_NAMES}
+
+    def __repr__(self) -> str:
+        """``LinearPotential('snap+const', alpha=1e-06)``: the terms and non-default settings."""
+        sig = inspect.signature(type(self).__init__).parameters
+        terms = self.terms if isinstance(self.terms, str) else list(self.terms)
+        args = [repr(terms)] + [
+            f"{k}={v!r}"
+            for k, v in self.get_params().items()
+            if k != "terms" and v != sig[k].default
+        ]
+        return f"{type(self).__name__}({', '.join(args)})"
 
     def set_params(self, **params: Any) -> LinearPotential:
         """Set constructor parameters (scikit-learn style); returns self.
@@ -758,7 +768,7 @@ class LinearPotential:
         Takes effect at the next :meth:`fit` (which validates the values); unknown names raise
         :class:`ModelError`.
         """
-        allowed = {"terms", *self.get_params()}
+        allowed = set(_PARAM_NAMES)
         for key, value in params.items():
             if key not in allowed:
                 raise ModelError(
@@ -785,7 +795,8 @@ class LinearPotential:
             "potforge_version": __version__,
             "elements": self.elements_,
             "terms": [term_to_dict(t) for t in self.terms_],
-            "params": self.get_params(),
+            "spec": self.terms if isinstance(self.terms, str) else None,
+            "params": {k: v for k, v in self.get_params().items() if k != "terms"},
             "coef": [float(c) for c in self.coef_],
             "param_names": self.param_names,
             "fit_info": getattr(self, "fit_info_", {}),
@@ -807,7 +818,7 @@ class LinearPotential:
         try:
             doc = json.loads(path.read_text())
             terms = [term_from_dict(d) for d in doc["terms"]]
-            model = cls(terms, **doc["params"])
+            model = cls(doc.get("spec") or terms, **doc["params"])
             model.elements = doc["params"].get("elements")
             for t in terms:
                 t.setup(doc["elements"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from potforge.errors import NotFittedError
+from potforge.errors import check_is_fitted
 from potforge.uq._linalg import check_rows
 
 
@@ -20,10 +20,7 @@ class UQRegressor(RegressorMixin, BaseEstimator):
     ``_sample_deltas`` on validated ``X`` of shape (m, P)."""
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "coef_"):
-            raise NotFittedError(
-                f"{type(self).__name__} is not fitted yet; call fit(X, y) before using it."
-            )
+        check_is_fitted(self, "coef_", "call fit(X, y) before using it")
 
     def _validated(self, X: np.ndarray) -> np.ndarray:
         self._check_fitted()
