@@ -16,6 +16,7 @@ import numpy as np
 from ase import Atoms
 
 from potforge.data.structures import check_elements, labels
+from potforge.errors import DataError
 from potforge.progress import Progress
 from potforge.terms.base import Rows, Term, Values
 from potforge.terms.neighbors import Neighbors
@@ -130,34 +131,94 @@ class DesignMatrix:
         return w
 
 
+def _structure_blocks(
+    d: StructureDesign, use: Sequence[str], lab: dict | None
+) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """``(row type, rows, targets)`` blocks of one structure, in row order.
+
+    With ``lab`` (its labels) only labelled row types, with targets (labels minus the fixed
+    reference); with ``lab=None`` every row type the structure has (stress rows need a 3-D
+    cell), targets NaN.
+    """
+    n = d.n_atoms
+    out = []
+    if "energy" in use and (lab is None or "energy" in lab):
+        y = np.nan if lab is None else (lab["energy"] - d.fixed.energy) / n
+        out.append((ROW_ENERGY, d.rows.energy[None, :] / n, np.array([y])))
+    if "force" in use and (lab is None or "forces" in lab):
+        y = (
+            np.full(3 * n, np.nan)
+            if lab is None
+            else (np.asarray(lab["forces"]) - d.fixed.forces).ravel()
+        )
+        out.append((ROW_FORCE, d.rows.forces.reshape(3 * n, -1), y))
+    if "stress" in use and (
+        lab is not None and "stress" in lab or lab is None and np.isfinite(d.volume)
+    ):
+        y = (
+            np.full(6, np.nan)
+            if lab is None
+            else np.asarray(lab["stress"]) + d.fixed.virial / d.volume
+        )
+        out.append((ROW_STRESS, -d.rows.virial / d.volume, y))
+    return out
+
+
+def _stack(
+    designs: Sequence[StructureDesign], groups: list[str], n_atoms: np.ndarray, per_structure: list
+) -> DesignMatrix:
+    blocks = [(t, a, y, s) for s, blocks in enumerate(per_structure) for t, a, y in blocks]
+    p = designs[0].rows.energy.shape[0] if designs else 0
+    if not blocks:
+        return DesignMatrix(
+            np.zeros((0, p)), np.zeros(0), np.zeros(0, np.int8), np.zeros(0, int), groups, n_atoms
+        )
+    return DesignMatrix(
+        A=np.vstack([a for _, a, _, _ in blocks]),
+        y=np.concatenate([y for _, _, y, _ in blocks]),
+        row_type=np.concatenate([np.full(len(y), t) for t, _, y, _ in blocks]).astype(np.int8),
+        structure=np.concatenate([np.full(len(y), s) for _, _, y, s in blocks]).astype(int),
+        groups=groups,
+        n_atoms=n_atoms,
+    )
+
+
 def assemble(
     designs: Sequence[StructureDesign], structures: Sequence[Atoms], use: Sequence[str] = ROW_TYPES
 ) -> DesignMatrix:
-    """Stack the labelled rows of every structure (rows whose label is absent are skipped)."""
-    blocks_a, blocks_y, types, owner = [], [], [], []
-    for s, (d, atoms) in enumerate(zip(designs, structures, strict=True)):
-        lab = labels(atoms)
-        n = d.n_atoms
-        n_before = len(types)
-        if "energy" in use and "energy" in lab:
-            blocks_a.append(d.rows.energy[None, :] / n)
-            blocks_y.append(np.array([(lab["energy"] - d.fixed.energy) / n]))
-            types.append(np.full(1, ROW_ENERGY))
-        if "force" in use and "forces" in lab:
-            blocks_a.append(d.rows.forces.reshape(3 * n, -1))
-            blocks_y.append((np.asarray(lab["forces"]) - d.fixed.forces).ravel())
-            types.append(np.full(3 * n, ROW_FORCE))
-        if "stress" in use and "stress" in lab:
-            blocks_a.append(-d.rows.virial / d.volume)
-            blocks_y.append(np.asarray(lab["stress"]) + d.fixed.virial / d.volume)
-            types.append(np.full(6, ROW_STRESS))
-        owner.append(np.full(sum(len(t) for t in types[n_before:]), s))
-    p = designs[0].rows.energy.shape[0] if designs else 0
-    return DesignMatrix(
-        A=np.vstack(blocks_a) if blocks_a else np.zeros((0, p)),
-        y=np.concatenate(blocks_y) if blocks_y else np.zeros(0),
-        row_type=np.concatenate(types).astype(np.int8) if types else np.zeros(0, np.int8),
-        structure=np.concatenate(owner).astype(int) if owner else np.zeros(0, int),
-        groups=[str(a.info.get("group", "all")) for a in structures],
-        n_atoms=np.array([len(a) for a in structures]),
+    """Stack the labelled rows of every structure, with their targets (rows whose label is
+    absent are skipped; :func:`design_rows` gives the rows of unlabelled structures)."""
+    per = [_structure_blocks(d, use, labels(a)) for d, a in zip(designs, structures, strict=True)]
+    return _stack(
+        designs,
+        [str(a.info.get("group", "all")) for a in structures],
+        np.array([len(a) for a in structures]),
+        per,
     )
+
+
+def design_rows(
+    designs: Sequence[StructureDesign],
+    groups: Sequence[str] | None = None,
+    use: Sequence[str] = ROW_TYPES,
+) -> DesignMatrix:
+    """Every row of every structure, labelled or not: the energy row, 3N force rows and, with
+    a 3-D cell, six stress rows; ``y`` is NaN.
+
+    For candidates that have no labels yet (their Fisher information, entropy, acquisition):
+    ``A[r]`` is the row a label of that type would get in :func:`assemble`, in the same order.
+
+    Parameters
+    ----------
+    designs : sequence of StructureDesign
+        From :func:`compute_designs` (or ``LinearPotential.structure_designs``).
+    groups : sequence of str, optional
+        Group label per structure (for :meth:`DesignMatrix.weights`); default ``"all"``.
+    use : sequence of str, default=ROW_TYPES
+        Row types to include.
+    """
+    groups = ["all"] * len(designs) if groups is None else [str(g) for g in groups]
+    if len(groups) != len(designs):
+        raise DataError(f"{len(groups)} groups given for {len(designs)} designs")
+    per = [_structure_blocks(d, use, None) for d in designs]
+    return _stack(designs, groups, np.array([d.n_atoms for d in designs]), per)

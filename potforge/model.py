@@ -36,6 +36,7 @@ from potforge.design import (
     StructureDesign,
     assemble,
     compute_designs,
+    design_rows,
     structure_design,
 )
 from potforge.errors import DataError, ModelError, NotFittedError, check_is_fitted
@@ -241,6 +242,19 @@ class LinearPotential:
         """The design matrix of labelled ``structures`` (rows for every present label)."""
         designs = self.structure_designs(structures) if designs is None else designs
         return assemble(designs, structures, use)
+
+    def design_rows(
+        self,
+        structures: Sequence[Atoms],
+        use: Sequence[str] = ROW_TYPES,
+        designs: Sequence[StructureDesign] | None = None,
+    ) -> DesignMatrix:
+        """Every design row of ``structures``, labelled or not (``y`` NaN): the rows their
+        labels would get, for candidates without labels (Fisher information, acquisition).
+        Weight them with ``dm.weights(model.sigma, model.group_weights)``."""
+        structures = structure_list(structures)
+        designs = self.structure_designs(structures) if designs is None else designs
+        return design_rows(designs, [a.info.get("group", "all") for a in structures], use)
 
     # --- fit ------------------------------------------------------------------------------------
     def fit(

@@ -64,3 +64,26 @@ def test_saved_model_keeps_its_spec(data, tmp_path):
     back = LinearPotential.load(tmp_path / "m")
     assert back.get_params() == m.get_params()
     np.testing.assert_array_equal(back.coef_, m.coef_)
+
+
+def test_design_rows_of_unlabelled_structures(data):
+    """Rows of unlabelled candidates are the rows their labels would get in the fit."""
+    m = LinearPotential(SPEC).fit(data)
+    labelled = m.design(data)
+    bare = [a.copy() for a in data]  # copies drop the labels
+    for a in bare:
+        a.calc = None
+    assert m.design(bare).A.shape[0] == 0  # assemble: labelled rows only
+    rows = m.design_rows(bare)
+    np.testing.assert_array_equal(rows.A, labelled.A)
+    np.testing.assert_array_equal(rows.row_type, labelled.row_type)
+    np.testing.assert_array_equal(rows.structure, labelled.structure)
+    assert np.isnan(rows.y).all()
+    w = rows.weights(m.sigma)
+    fisher = rows.A.T @ (w[:, None] * rows.A)  # information of the candidates, AᵀWA
+    np.testing.assert_allclose(fisher, labelled.A.T @ (labelled.weights(m.sigma)[:, None]
+                                                        * labelled.A))
+    slab = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
+    slab.pbc = (True, True, False)
+    rows = m.design_rows([slab], use=("energy", "force"))
+    assert rows.A.shape == (1 + 3 * len(slab), m.n_params)
