@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     oracle = make_oracle(args.oracle, **parse_settings(args.settings))
     structures = []
     for path in args.structures:
-        structures.extend(read_structures(path, require=(), validate=False))
+        structures.extend(read_structures(path, require=(), validate=False, stress_order="drop"))
     store = Store(args.db)
     report = label(
         structures,
