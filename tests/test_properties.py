@@ -15,11 +15,15 @@ from potforge.engines.lammps import LammpsCalculator, potentials_dir
 from potforge.properties import (
     EV_A3_TO_GPA,
     REGISTRY,
+    SETTINGS,
     ElementError,
     InstabilityError,
+    NotApplicableError,
     PropertySuite,
     RelaxationError,
+    SettingError,
     UnknownQoIError,
+    UnknownSettingError,
     UnstableWarning,
     birch_murnaghan,
     check_born_stability,
@@ -203,6 +207,64 @@ def test_unknown_qoi_and_setting_list_valid_names(snap):
         compute_qoi("Evac", snap, "W", vacancy_sise=3)
 
 
+# (setting, bad value, what the message says is allowed)
+BAD_SETTINGS = [
+    ("vacancy_size", "abc", "an integer ≥ 2"),
+    ("vacancy_size", -2, "an integer ≥ 2"),
+    ("vacancy_size", 2.5, "an integer ≥ 2"),
+    ("vacancy_size", True, "an integer ≥ 2"),
+    ("sia_size", 1, "an integer ≥ 2"),
+    ("fmax", -1, "a number > 0 and ≤ 1"),
+    ("fmax", 0.0, "a number > 0 and ≤ 1"),
+    ("fmax", float("nan"), "a number > 0 and ≤ 1"),
+    ("fmax", "1e-4", "a number > 0 and ≤ 1"),
+    ("steps", 0, "an integer ≥ 1"),
+    ("steps", 2.0, "an integer ≥ 1"),
+    ("strain", 0.5, "a number > 0 and ≤ 0.1"),
+    ("ev_span", 0, "a number > 0 and ≤ 0.3"),
+    ("slab_thickness", -3.0, "a number > 0"),
+    ("vacuum", 0, "a number > 0"),
+    ("gsf_points", 2, "an integer ≥ 3"),
+    ("gsf_thickness", None, "a number > 0"),
+    ("phonon_supercell", 0, "an integer ≥ 1"),
+    ("check_stability", "maybe", "true or false"),
+    ("check_stability", 1, "true or false"),
+    ("structure", "bcd", "one of bcc, fcc, hcp or none"),
+]
+
+
+def test_every_setting_is_declared_with_its_allowed_values():
+    assert {s for s, _, _ in BAD_SETTINGS} == set(SETTINGS)
+    for name, s in SETTINGS.items():
+        assert s.check(s.default) == s.default, name  # every default is allowed
+
+
+@pytest.mark.parametrize(("name", "value", "allowed"), BAD_SETTINGS)
+def test_a_bad_setting_is_one_sentence_before_any_work(name, value, allowed):
+    calc = EMT()  # a real calculator: it must never be asked for anything
+    with pytest.raises(SettingError) as exc:
+        run_suite(calc, "Cu", ["a0", "C44"], progress=False, **{name: value})
+    assert str(exc.value) == f"property setting {name} must be {allowed}, got {value!r}" or (
+        str(exc.value).startswith(f"property setting {name} must be {allowed}, got {value!r} ("))
+    assert calc.atoms is None  # checked before any calculation
+    with pytest.raises(SettingError, match=f"property setting {name} must be"):
+        compute_qoi("a0", calc, "Cu", **{name: value})
+
+
+def test_unknown_setting_names_the_closest_and_qoi_lattice_mismatch():
+    calc = EMT()
+    with pytest.raises(UnknownSettingError, match=r"unknown property setting 'vacancy_sise' "
+                       r"\(did you mean vacancy_size\?\); valid: structure, fmax"):
+        run_suite(calc, "Cu", ["a0"], progress=False, vacancy_sise=3)
+    with pytest.raises(UnknownQoIError, match=r"unknown quantity of interest 'evac' \(did you "
+                       r"mean Evac\?\); valid: a0"):
+        run_suite(calc, "Cu", ["a0", "evac"], progress=False)
+    with pytest.raises(NotApplicableError, match=r"^c_over_a is defined for hcp lattices only, "
+                       r"not for Cu fcc \(choose the lattice with structure='hcp'\)$"):
+        run_suite(calc, "Cu", ["a0", "c_over_a"], progress=False)
+    assert calc.atoms is None
+
+
 def test_unconverged_relaxation_reports_residual_force(snap):
     suite = PropertySuite(snap, "W")
     suite.ground()
@@ -291,6 +353,64 @@ def test_cli_table_json_and_plot(tmp_path, capsys):
     assert png.stat().st_size > 5000
     table = capsys.readouterr().out
     assert "rel. dev." in table and "C11" in table
+
+
+# (--set/--qoi arguments, what the one error line says)
+BAD_CLI = [
+    (["--set", "vacancy_size=abc"], "--set vacancy_size must be an integer ≥ 2, got 'abc'"),
+    (["--set", "vacancy_size=-2"], "--set vacancy_size must be an integer ≥ 2, got '-2'"),
+    (["--set", "check_stability=maybe"], "--set check_stability must be true or false, got "
+     "'maybe'"),
+    (["--set", "fmax=-1"], "--set fmax must be a number > 0 and ≤ 1, got '-1'"),
+    (["--set", "fmax"], "--set expects KEY=VALUE"),
+    (["--set", "vacancy_sise=3"], "unknown property setting 'vacancy_sise' (did you mean "
+     "vacancy_size?)"),
+    (["--set", "structure=bcd"], "--set structure must be one of bcc, fcc, hcp or none, got "
+     "'bcd' (did you mean bcc?)"),
+    (["--qoi", "a0,Evak"], "unknown quantity of interest 'Evak' (did you mean Evac?)"),
+    (["--qoi", "a0,c_over_a"], "c_over_a is defined for hcp lattices only, not for Cu fcc "
+     "(choose the lattice with --structure hcp)"),
+    (["--structure", "bcc", "--set", "structure=fcc"], "--structure bcc and --set "
+     "structure=fcc disagree"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD_CLI)
+def test_cli_bad_settings_exit_2_with_one_line(extra, message, capsys):
+    pytest.importorskip("potforge.oracles")
+    from potforge.cli import main
+
+    args = ["properties", "--calc", "emt", "--element", "Cu", "--qoi", "a0", "--quiet"]
+    assert main([*args, *extra]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == [f"potforge properties: error: {err.split(': ', 2)[2]}"
+                                        .rstrip()]
+    assert message in err
+
+
+def test_cli_progress_is_named_and_never_a_bar_off_a_terminal(capsys):
+    """Off a terminal (pytest's captured stderr) no bar is drawn: the model and reference
+    suites each print a start and a done line under their own names; --quiet prints nothing."""
+    pytest.importorskip("potforge.oracles")
+    from potforge.cli import main
+
+    args = ["properties", "--calc", "emt", "--element", "Cu", "--qoi", "a0,C11"]
+    assert main([*args, "--ref", "emt"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "it/s" not in err and "%|" not in err
+    assert "Cu properties (emt): 2 QoI …" in err and "Cu properties (emt): done" in err
+    assert "Cu reference properties (emt): 2 QoI …" in err
+    assert main([*args, "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_python_progress_bar_carries_its_name(capsys):
+    run_suite(EMT(), "Cu", ["a0"], progress=True, desc="Cu under EMT")
+    err = capsys.readouterr().err
+    assert "Cu under EMT" in err and "QoI" in err
+    run_suite(EMT(), "Cu", ["a0"], progress=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_cli_errors_are_one_line(capsys):

@@ -132,3 +132,34 @@ def test_gradient_after_the_suite_cache_moved_on(w_data):
     late = sens.gradient("Evac")  # its first structures are made after the eviction
     assert late[0] == pytest.approx(fresh[0], rel=1e-6)
     np.testing.assert_allclose(late[1], fresh[1], rtol=1e-5, atol=1e-12)
+
+
+def test_lammps_twin_stands_in_only_where_it_is_the_same_potential(w_data):
+    """The finite differences of the sensitivities (and the Newton steps of property UQ) call
+    the model's own LAMMPS pair style where it is the same function — SNAP + ZBL + constant,
+    checked here at other parameters, the ZBL range included — and the model itself for
+    tabulated terms (pair and embedding splines)."""
+    from ase.build import bulk as build
+
+    from potforge.engines.lammps import LammpsCalculator
+    from potforge.model import PotentialCalculator
+    from potforge.properties.fast import fast_calculator
+
+    snap = LinearPotential("snap(twojmax=4,rcutfac=4.7)+zbl(inner=1.0,outer=1.6)+const")
+    snap.fit(w_data)
+    coef = snap.coef_ * (1.0 + 0.01 * np.random.default_rng(0).normal(size=snap.n_params))
+    twin = fast_calculator(snap, coef)
+    assert isinstance(twin, LammpsCalculator)
+    atoms = build("W", "bcc", a=3.17, cubic=True).repeat(2)
+    atoms.rattle(0.1, seed=3)
+    atoms.positions[3] = atoms.positions[2] + [1.2, 0.3, 0.2]  # inside ZBL's switching range
+    results = []
+    for calc in (snap.as_calculator(coef), twin):
+        atoms.calc = calc
+        results.append((atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()))
+    (e0, f0, s0), (e1, f1, s1) = results
+    assert abs(e1 - e0) < 1e-10 * abs(e0)
+    assert np.abs(f1 - f0).max() < 1e-10 * np.abs(f0).max() and np.abs(f0).max() > 10
+    assert np.abs(s1 - s0).max() < 1e-10 * np.abs(s0).max()
+    pair = LinearPotential("pair(n_basis=6,rcut=5.0)+embed(n_basis=4,rcut=5.0)+const")
+    assert isinstance(fast_calculator(pair.fit(w_data)), PotentialCalculator)

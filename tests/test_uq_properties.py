@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +16,14 @@ from potforge.commands.demo import label, w_structures
 from potforge.errors import ModelError
 from potforge.model import LinearPotential
 from potforge.oracles import make_oracle
-from potforge.properties import InstabilityError, compute_qoi
+from potforge.properties import (
+    InstabilityError,
+    NotApplicableError,
+    SettingError,
+    UnknownQoIError,
+    UnknownSettingError,
+    compute_qoi,
+)
 from potforge.uq.propagation import property_uncertainty
 
 SPEC = "snap(twojmax=4,rcutfac=4.7)+zbl(inner=1.0,outer=1.6)+const"
@@ -157,9 +165,12 @@ def test_a_property_that_does_not_exist_at_a_sample_is_counted_not_bounded(model
         compute_qoi(q, model.as_calculator(model.sample_coef(n, seed=0)[lost[0]]), "W",
                     **SETTINGS)
     with pytest.warns(UserWarning, match=r"auto propagation: gamma_surf_100: both extreme "
-                      r"candidates lie on one side of the fitted value"):
+                      r"candidates lie on one side of the fitted value") as caught:
         auto = property_uncertainty(model, "W", [q], n_candidates=2, progress=False,
                                     **SETTINGS)[q]
+    (note,) = [w for w in caught if "auto propagation" in str(w.message)]
+    assert note.filename == __file__  # the caller's line, named in Python's words
+    assert "more n_candidates or method='resample' may widen them" in str(note.message)
     assert auto["check"]["unrelaxable_candidates"] >= 1 and 0 < auto["lower"] < auto["upper"]
     # its upper bound is the fitted value: every candidate member lowers γ(100)
     assert auto["check"]["flag"] == "one_sided" and auto["upper"] == auto["value"]
@@ -221,7 +232,7 @@ def test_newton_relaxer_at_the_fitted_parameters_changes_nothing(model):
 
 
 def test_no_posterior_and_unknown_method(w_data, model):
-    with pytest.raises(ModelError, match="n_candidates must be a positive integer, got 0"):
+    with pytest.raises(SettingError, match=r"^n_candidates must be an integer ≥ 1, got 0$"):
         property_uncertainty(model, "W", ["a0"], n_candidates=0)
     bare = LinearPotential(SPEC).fit(w_data)
     with pytest.raises(ModelError, match="no parameter posterior"):
@@ -257,3 +268,140 @@ def test_cli_fit_uq_properties_prints_bounds(tmp_path, w_data, capsys):
         assert doc[q]["method"] in ("linear", "implicit", "resample")  # auto's choice
         assert doc[q]["check"]["linear_vs_implicit"] >= 0
         assert doc[q]["method"] in text
+
+
+# (keyword arguments, error class, the message)
+BAD_PROPAGATION = [
+    ({"n_samples": 0, "method": "resample"}, SettingError,
+     r"^n_samples must be an integer ≥ 1, got 0$"),
+    ({"n_candidates": 2.5}, SettingError, r"^n_candidates must be an integer ≥ 1, got 2\.5$"),
+    ({"newton_steps": 0}, SettingError, r"^newton_steps must be an integer ≥ 1, got 0$"),
+    ({"tol": -0.1}, SettingError, r"^tol must be a number ≥ 0, got -0\.1$"),
+    ({"vacancy_size": "abc"}, SettingError,
+     r"^property setting vacancy_size must be an integer ≥ 2, got 'abc'$"),
+    ({"fmax": -1}, SettingError, r"^property setting fmax must be a number > 0 and ≤ 1, got -1$"),
+    ({"check_stability": "maybe"}, SettingError,
+     r"^property setting check_stability must be true or false, got 'maybe'$"),
+    ({"vacancy_sise": 3}, UnknownSettingError, r"'vacancy_sise' \(did you mean vacancy_size\?\)"),
+    ({"qois": ["a0", "Evak"]}, UnknownQoIError, r"'Evak' \(did you mean Evac\?\)"),
+    ({"qois": ["c_over_a"]}, NotApplicableError,
+     r"^c_over_a is defined for hcp lattices only, not for W bcc"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), BAD_PROPAGATION)
+def test_bad_options_settings_and_qois_fail_before_any_work(model, kwargs, error, message):
+    kwargs = {"qois": ["a0", "Evac"], **kwargs}
+    t0 = time.process_time()
+    with pytest.raises(error, match=message):
+        property_uncertainty(model, "W", kwargs.pop("qois"), progress=False, **kwargs)
+    assert time.process_time() - t0 < 0.5  # a relaxed a0 + Evac alone costs more CPU than this
+
+
+@pytest.fixture(scope="module")
+def model_dir(model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("w2j4") / "model"
+    model.save(folder)
+    return folder
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--uq", "implicit", "--samples", "0"], "--samples must be an integer ≥ 1, got 0"),
+    (["--candidates", "0"], "--candidates must be an integer ≥ 1, got 0"),
+    (["--set", "vacancy_size=-2"], "--set vacancy_size must be an integer ≥ 2, got '-2'"),
+])
+def test_cli_bad_propagation_options_exit_2(model_dir, extra, message, capsys):
+    args = ["properties", "--model", str(model_dir), "--element", "W", "--qoi", "a0", "--quiet"]
+    assert main([*args, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err == f"potforge properties: error: {message}\n"
+
+
+def test_cli_warnings_are_one_line_and_name_the_flags(model_dir, capsys):
+    """Under the CLI auto's warning names --candidates and --uq resample (not n_candidates or
+    method='resample') and is one ``potforge properties: warning:`` line, no source line."""
+    args = ["properties", "--model", str(model_dir), "--element", "W", "--qoi",
+            "gamma_surf_100", "--candidates", "2", "--quiet"]
+    args += [f"--set={k}={v}" for k, v in SETTINGS.items()]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert lines and all(line.startswith("potforge properties: warning: ") for line in lines), err
+    note = next(line for line in lines if "auto propagation" in line)
+    assert "more --candidates or --uq resample may widen them" in note
+    assert "n_candidates" not in err and "method=" not in err
+    assert "Traceback" not in err and ".py:" not in err and "warn" not in err.replace(
+        "potforge properties: warning: ", "")
+
+
+def test_std_and_bounds_say_what_they_are_and_share_the_posterior(model, tmp_path):
+    """``std`` is the RMS over the POPS members of the linearised deviation, ``lower``/``upper``
+    the extremes over the same members — both said in words in the output, the JSON and the
+    table (whose footnote gives how many std the bounds lie out)."""
+    from potforge.properties import report
+    from potforge.properties.sensitivity import Sensitivity
+
+    res = property_uncertainty(model, "W", ["a0", "Evac"], method="linear", progress=False,
+                               **SETTINGS)
+    sens = Sensitivity(model, "W", **SETTINGS)
+    post = model.posterior_
+    n = post.arrays["members"].shape[0]
+    for q in ("a0", "Evac"):
+        grad = sens.gradient(q)[1]
+        dev = (post.arrays["members"] / post.scale) @ grad  # the members' δθ · dQ/dθ
+        r = res[q]
+        assert r["std"] == pytest.approx(np.sqrt(np.mean(dev**2)), rel=1e-9)
+        assert r["lower"] == pytest.approx(r["value"] + min(dev.min(), 0.0), rel=1e-12)
+        assert r["upper"] == pytest.approx(r["value"] + max(dev.max(), 0.0), rel=1e-12)
+        assert r["std_meaning"].startswith(f"RMS over the {n} POPS ensemble members")
+        assert r["bounds_meaning"].startswith(f"min/max over the {n} POPS ensemble members")
+    doc = report.merge(res)
+    table = report.format_table(doc)
+    assert f"¹ std: RMS over the {n} POPS ensemble members" in table
+    assert f"² lower/upper: min/max over the {n} POPS ensemble members" in table
+    far = max(max(r["upper"] - r["value"], r["value"] - r["lower"]) / r["std"]
+              for r in res.values())
+    assert f"{far:.1f} std from the value" in table
+    written = json.loads(report.write_json(tmp_path / "p.json", doc).read_text())
+    assert list(written["a0"])[:8] == ["value", "unit", "std", "lower", "upper", "method",
+                                       "std_meaning", "bounds_meaning"]
+    sampled = property_uncertainty(model, "W", ["a0"], method="resample", n_samples=2,
+                                   progress=False, **SETTINGS)["a0"]
+    assert sampled["std_meaning"].startswith("standard deviation of the fully re-relaxed values "
+                                             "at 2 random samples")
+
+
+def test_symmetry_reduced_hessian_and_reused_relaxations(model):
+    """The Newton steps' position Hessian from phonopy's irreducible displacements equals the
+    brute-force central differences over every coordinate; a single-QoI record made with
+    ``reuse`` takes over the fitted run's relaxations (same objects) instead of relaxing."""
+    from potforge.properties import run_suite
+    from potforge.properties.fast import fast_calculator
+    from potforge.properties.relax import relaxation_hook
+    from potforge.uq.implicit import HESSIAN_STEP, RelaxationRecord, _position_hessian
+
+    record = RelaxationRecord()
+    with relaxation_hook(record):
+        run_suite(model.as_calculator(), "W", ["a0", "Evac", "gamma_surf_110"], progress=False,
+                  **SETTINGS)
+    twin = fast_calculator(model)
+    for rec in record.calls[1:]:  # the 15-atom vacancy and the (110) slab
+        atoms = rec.relaxed.copy()
+        atoms.calc = twin
+        x0 = atoms.positions.copy()
+        brute = np.empty((3 * len(atoms),) * 2)
+        for k in range(brute.shape[0]):
+            f = []
+            for sign in (1.0, -1.0):
+                atoms.positions = x0
+                atoms.positions[divmod(k, 3)] += sign * HESSIAN_STEP
+                f.append(atoms.get_forces().ravel())
+            brute[:, k] = -(f[0] - f[1]) / (2 * HESSIAN_STEP)
+        sym = _position_hessian(rec.relaxed, twin)
+        assert np.abs(sym - brute).max() < 1e-6 * np.abs(brute).max(), len(atoms)
+    again = RelaxationRecord(reuse=record)
+    with relaxation_hook(again):
+        value = run_suite(fast_calculator(model), "W", ["Evac"], progress=False, **SETTINGS)
+    assert [id(c) for c in again.calls] == [id(record.calls[0]), id(record.calls[1])]
+    assert value["Evac"]["value"] == pytest.approx(
+        compute_qoi("Evac", model.as_calculator(), "W", **SETTINGS), rel=1e-9)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
+import sys
+import warnings
 from typing import Any
 
 from potforge.errors import ModelError, OracleError
-from potforge.uq.propagation import N_CANDIDATES
+from potforge.options import N_CANDIDATES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,21 +74,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="K",
-        help="posterior samples for --uq implicit/resample (default 16; bounds are the extremes "
-        "over the samples, plus the candidates for implicit)",
+        help="posterior samples (≥ 1) for --uq implicit/resample (default 16; bounds are the "
+        "extremes over the samples, plus the candidates for implicit)",
     )
     p.add_argument(
         "--candidates",
         type=int,
         default=None,
         metavar="K",
-        help="posterior members per side tried as a nonlinear QoI's extremes for --uq "
+        help="posterior members per side (≥ 1) tried as a nonlinear QoI's extremes for --uq "
         f"auto/implicit (default {N_CANDIDATES}; 1 = the linearised extremes only)",
     )
     p.add_argument("--json", metavar="FILE", help="write {qoi: {value, unit, reference?}} here")
     p.add_argument("--plot", metavar="FILE.png", help="bar chart of deviations from --ref")
     p.add_argument("--list", action="store_true", help="list the QoIs and settings, then exit")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress (bars appear on a terminal only)"
+    )
     p.set_defaults(func=run)
 
 
@@ -102,17 +105,12 @@ def make_calculator(spec: str):
 
 
 def parse_settings(items: list[str]) -> dict[str, Any]:
-    """``["vacancy_size=4", "fmax=1e-4"]`` → ``{"vacancy_size": 4, "fmax": 0.0001}``."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ModelError(f"--set expects KEY=VALUE, got '{item}'")
-        try:
-            out[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            out[key.strip()] = text
-    return out
+    """``["vacancy_size=4", "fmax=1e-4"]`` → ``{"vacancy_size": 4, "fmax": 0.0001}``: each value
+    parsed by its setting's declared type and checked
+    (:func:`potforge.properties.settings.parse_cli_settings`)."""
+    from potforge.properties.settings import parse_cli_settings
+
+    return parse_cli_settings(items)
 
 
 def _list() -> int:
@@ -122,59 +120,61 @@ def _list() -> int:
     for q in REGISTRY.values():
         print(f"{q.name:<16}{q.unit:<9}{','.join(q.lattices):<13}{q.description}")
     print("\nsettings (--set KEY=VALUE):")
-    for k, (default, doc) in SETTINGS.items():
-        print(f"  {k:<18}{default!s:<8} {doc}")
+    for k, s in SETTINGS.items():
+        print(f"  {k:<18}{s.default!s:<8} {s.doc} ({s.allowed()})")
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings under the CLI: one line each, ``potforge properties: warning: ...``, no source
+    line."""
+    text = " ".join(str(message).split())
+    print(f"potforge properties: warning: {text}", file=sys.stderr if file is None else file)
 
-    from potforge.properties import get_qoi, run_suite
-    from potforge.properties import report as rep
+
+def run(args: argparse.Namespace) -> int:
+    from potforge.properties.settings import cli_vocabulary
 
     if args.list:
         return _list()
+    with cli_vocabulary(), warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from potforge.properties import report as rep
+    from potforge.properties import run_suite
+    from potforge.properties.registry import check_request
+
     if not args.element:
         raise ModelError("--element is required (e.g. --element W)")
     if not (args.calc or args.model):
         raise ModelError("give the calculator: --calc SPEC or --model DIR")
-    qois = [q.strip() for q in args.qoi.split(",") if q.strip()] if args.qoi else None
-    for q in qois or []:
-        get_qoi(q)  # unknown names fail before any work
+    progress = False if args.quiet else None  # bars on a terminal only
+    # every check before any work: settings, QoI names and lattices, method options
     settings = parse_settings(args.set)
     if args.structure:
+        if settings.get("structure") not in (None, args.structure):
+            raise ModelError(f"--structure {args.structure} and --set structure="
+                             f"{settings['structure']} disagree: give the lattice once")
         settings["structure"] = args.structure
+    qois = [q.strip() for q in args.qoi.split(",") if q.strip()] if args.qoi else None
+    names, _ = check_request(args.element, qois, settings)
     if args.model:
         from potforge.commands._common import method_options
-        from potforge.model import LinearPotential
-        from potforge.uq.propagation import property_uncertainty
+        from potforge.uq.propagation import N_SAMPLES, check_options
 
         uq = args.uq or "auto"
         method_options(args, {"samples": ("implicit", "resample"),
                               "candidates": ("auto", "implicit")}, uq, "--uq")
-        model = LinearPotential.load(args.model)
-        if args.uq not in (None, "none") and not model.has_posterior:
-            raise ModelError(
-                f"--uq {args.uq} needs a posterior in {args.model}: run `potforge uq` first "
-                "(or leave out --uq for values only)"
-            )
-        if model.has_posterior and args.uq != "none":
-            results = property_uncertainty(
-                model,
-                args.element,
-                qois,
-                method=uq,
-                n_samples=16 if args.samples is None else args.samples,
-                n_candidates=N_CANDIDATES if args.candidates is None else args.candidates,
-                progress=not args.quiet,
-                **settings,
-            )
-        else:
-            if not model.has_posterior and not args.quiet:
-                print(f"note: {args.model} has no posterior; values only (run `potforge uq`)")
-            calc = model.as_calculator()
-            results = run_suite(calc, args.element, qois, progress=not args.quiet, **settings)
+        opts = check_options(
+            n_samples=N_SAMPLES if args.samples is None else args.samples,
+            n_candidates=N_CANDIDATES if args.candidates is None else args.candidates,
+        )
+        results = _model_results(args, names, uq, opts, progress, settings)
     else:
         if args.uq not in (None, "none"):
             raise ModelError(
@@ -182,16 +182,17 @@ def run(args: argparse.Namespace) -> int:
                 f"(with a posterior), not --calc {args.calc}"
             )
         calc = make_calculator(args.calc)
-        results = run_suite(calc, args.element, qois, progress=not args.quiet, **settings)
+        results = run_suite(calc, args.element, names, progress=progress,
+                            desc=f"{args.element} properties ({args.calc})", **settings)
     reference = None
     if args.ref:
         if args.ref.endswith(".json") or Path(args.ref).is_file():
             reference = rep.load_reference(args.ref)
         else:
             ref_calc = make_calculator(args.ref)
-            ref = run_suite(
-                ref_calc, args.element, list(results), progress=not args.quiet, **settings
-            )
+            ref = run_suite(ref_calc, args.element, list(results), progress=progress,
+                            desc=f"{args.element} reference properties ({args.ref})",
+                            **settings)
             reference = {k: v["value"] for k, v in ref.items()}
     doc = rep.merge(results, reference)
     print(rep.format_table(doc))
@@ -205,3 +206,24 @@ def run(args: argparse.Namespace) -> int:
         rep.deviation_plot(args.plot, doc, title=f"{args.element}: {label} vs {args.ref}")
         print(f"wrote {args.plot}")
     return 0
+
+
+def _model_results(args, names, uq, opts, progress, settings) -> dict:
+    """Values (and bounds, with a posterior) of a fitted model's QoIs."""
+    from potforge.model import LinearPotential
+    from potforge.properties import run_suite
+    from potforge.uq.propagation import property_uncertainty
+
+    model = LinearPotential.load(args.model)
+    if args.uq not in (None, "none") and not model.has_posterior:
+        raise ModelError(
+            f"--uq {args.uq} needs a posterior in {args.model}: run `potforge uq` first "
+            "(or leave out --uq for values only)"
+        )
+    if model.has_posterior and args.uq != "none":
+        return property_uncertainty(model, args.element, names, method=uq, progress=progress,
+                                    **opts, **settings)
+    if not model.has_posterior and not args.quiet:
+        print(f"note: {args.model} has no posterior; values only (run `potforge uq`)")
+    return run_suite(model.as_calculator(), args.element, names, progress=progress,
+                     desc=f"{args.element} properties ({args.model})", **settings)

@@ -20,7 +20,9 @@ from potforge.properties.base import (
     NotApplicableError,
     PropertyError,
     RelaxationError,
+    SettingError,
     UnknownQoIError,
+    UnknownSettingError,
     UnstableWarning,
 )
 from potforge.properties.bulk import (
@@ -40,7 +42,6 @@ from potforge.properties.elastic import (
 from potforge.properties.phonons import PhononResult, compute_phonons
 from potforge.properties.registry import (
     REGISTRY,
-    SETTINGS,
     QoI,
     compute_qoi,
     default_qois,
@@ -49,6 +50,7 @@ from potforge.properties.registry import (
     suite_for,
 )
 from potforge.properties.relax import relax_cell, relax_positions
+from potforge.properties.settings import SETTINGS, Setting, validate_settings
 from potforge.properties.stacking import gsf_curve, unstable_fault_energy
 from potforge.properties.suite import PropertySuite
 
@@ -66,7 +68,10 @@ __all__ = [
     "PropertySuite",
     "QoI",
     "RelaxationError",
+    "Setting",
+    "SettingError",
     "UnknownQoIError",
+    "UnknownSettingError",
     "UnstableWarning",
     "birch_murnaghan",
     "born_eigenvalues",
@@ -87,4 +92,5 @@ __all__ = [
     "run_suite",
     "suite_for",
     "unstable_fault_energy",
+    "validate_settings",
 ]

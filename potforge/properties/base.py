@@ -6,7 +6,12 @@ here are applied only where a quantity of interest (QoI) is reported.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 from ase import Atoms, units
@@ -41,6 +46,15 @@ class UnknownQoIError(PropertyError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class SettingError(PropertyError, ValueError):
+    """A property setting (or a propagation option) has a value of the wrong type or outside
+    its allowed range (:mod:`potforge.properties.settings`)."""
+
+
+class UnknownSettingError(UnknownQoIError, SettingError):
+    """A property setting has a name that is not declared."""
 
 
 class ElementError(PropertyError, ValueError):
@@ -118,5 +132,50 @@ def check_element(calc, element: str) -> None:
 
 
 def warn_unstable(message: str) -> None:
-    """Warn (never silently pass) about an instability the caller chose not to raise on."""
-    warnings.warn(message, UnstableWarning, stacklevel=3)
+    """Warn (never silently pass) about an instability the caller chose not to raise on,
+    attributed to the caller's line (:func:`warn_at_caller`)."""
+    warn_at_caller(message, UnstableWarning)
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def warn_at_caller(message: str | Warning, category: type[Warning] = UserWarning) -> None:
+    """:func:`warnings.warn`, attributed to the first frame outside potforge: the user's line
+    that called into the package, however deep inside it the warning arose."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+_SERIAL: ContextVar[bool] = ContextVar("potforge_serial_blas", default=False)
+
+
+@contextmanager
+def serial_blas() -> Iterator[None]:
+    """BLAS on one thread inside (outermost call only): property work is many small matrices
+    (3×3 cell maps, BFGS Hessians of ≤ a few hundred coordinates), where OpenBLAS's threads
+    only add overhead — on a loaded 2-core machine they made ``potforge properties`` 2–3× slower
+    (user time doubled by spinning threads)."""
+    if _SERIAL.get():
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    token = _SERIAL.set(True)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        _SERIAL.reset(token)
+
+
+def progress_bar(iterable, *, desc: str, unit: str, progress: bool | None):
+    """Iterate with a named progress display (:mod:`potforge.progress`): a bar when
+    ``progress`` is True, or when it is None and stderr is a terminal (one start and one done
+    line in a log otherwise); nothing when False or when there is nothing to do."""
+    from potforge.progress import track
+
+    items = list(iterable)
+    return track(items, desc, unit, progress if items else False)

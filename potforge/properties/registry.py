@@ -21,27 +21,13 @@ from potforge.properties.base import (
     NotApplicableError,
     UnknownQoIError,
     UnstableWarning,
+    ground_state,
+    serial_blas,
+    warn_at_caller,
 )
 from potforge.properties.elastic import cubic_constants
-from potforge.properties.relax import FMAX, STEPS
+from potforge.properties.settings import option_name, validate_settings
 from potforge.properties.suite import PropertySuite
-
-SETTINGS: dict[str, tuple[Any, str]] = {
-    "structure": (None, "ground-state lattice bcc/fcc/hcp (default: ASE reference state)"),
-    "fmax": (FMAX, "force tolerance of relaxations, eV/Å"),
-    "steps": (STEPS, "maximum optimiser steps"),
-    "strain": (0.005, "elastic strain amplitude"),
-    "ev_span": (0.05, "relative volume range ± of the E–V curve"),
-    "vacancy_size": (3, "vacancy supercell, conventional cells per edge"),
-    "sia_size": (3, "self-interstitial supercell, conventional cells per edge"),
-    "slab_thickness": (12.0, "minimum surface slab thickness, Å"),
-    "vacuum": (15.0, "vacuum gap of slabs, Å"),
-    "gsf_points": (11, "shifts per generalized stacking-fault curve"),
-    "gsf_thickness": (20.0, "minimum GSF slab thickness, Å"),
-    "phonon_supercell": (4, "phonon supercell, conventional cells per edge"),
-    "check_stability": (False, "raise on Born or phonon instability instead of warning"),
-}
-"""Every setting a QoI accepts: name → (default, meaning)."""
 
 ALL = ("bcc", "fcc", "hcp")
 CUBIC = ("bcc", "fcc")
@@ -80,17 +66,9 @@ _SUITES: OrderedDict[tuple, PropertySuite] = OrderedDict()
 
 
 def resolve_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """Defaults merged with ``settings``; an unknown key raises :class:`UnknownQoIError`."""
-    unknown = sorted(set(settings) - set(SETTINGS))
-    if unknown:
-        hints = {k: difflib.get_close_matches(k, SETTINGS, n=1) for k in unknown}
-        text = ", ".join(
-            f"'{k}'" + (f" (did you mean '{h[0]}'?)" if h else "") for k, h in hints.items()
-        )
-        raise UnknownQoIError(f"unknown property setting(s) {text}; valid: {', '.join(SETTINGS)}")
-    out = {k: v[0] for k, v in SETTINGS.items()}
-    out.update(settings)
-    return out
+    """Defaults merged with ``settings``, each checked (:func:`~potforge.properties.settings.
+    validate_settings`: an unknown key or a bad value is one sentence)."""
+    return validate_settings(settings)
 
 
 def suite_for(calc, element: str, **settings) -> PropertySuite:
@@ -267,7 +245,8 @@ def get_qoi(name: str) -> QoI:
     try:
         return REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, REGISTRY, n=3)
+        close = [n for n in REGISTRY if n.lower() == str(name).lower()]  # evac → Evac
+        close = close or difflib.get_close_matches(str(name), REGISTRY, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UnknownQoIError(
             f"unknown quantity of interest '{name}'{hint}; valid: {', '.join(REGISTRY)}"
@@ -284,8 +263,40 @@ def compute_qoi(name: str, calc, element: str, **settings) -> float:
     return get_qoi(name)(calc, element, **settings)
 
 
+def check_request(element: str, qois: Iterable[str] | None, settings: dict[str, Any]
+                  ) -> tuple[list[str], dict[str, Any]]:
+    """Check a request before any work: every setting (:mod:`~potforge.properties.settings`),
+    every QoI name (unknown ones name the closest) and that each QoI is defined for the
+    ground-state lattice.  Returns the QoI names (default: all of that lattice) and the full
+    settings.
+
+    Raises
+    ------
+    SettingError, UnknownQoIError, ElementError, NotApplicableError
+    """
+    s = resolve_settings(settings)
+    entries = [get_qoi(n) for n in qois] if qois is not None else None
+    lattice = s["structure"] or ground_state(element)
+    if entries is None:
+        return default_qois(lattice), s
+    for q in entries:
+        if lattice not in q.lattices:
+            raise NotApplicableError(
+                f"{q.name} is defined for {'/'.join(q.lattices)} lattices only, not for "
+                f"{element} {lattice} (choose the lattice with "
+                f"{option_name('structure', q.lattices[0])})"
+            )
+    return [q.name for q in entries], s
+
+
 def run_suite(
-    calc, element: str, qois: Iterable[str] | None = None, *, progress: bool = True, **settings
+    calc,
+    element: str,
+    qois: Iterable[str] | None = None,
+    *,
+    progress: bool | None = None,
+    desc: str | None = None,
+    **settings,
 ) -> dict[str, dict[str, Any]]:
     """Compute a set of QoIs, sharing work, with a progress bar.
 
@@ -295,10 +306,14 @@ def run_suite(
     element : str
     qois : iterable of str, optional
         Names (default: all defined for the element's ground-state lattice).
-    progress : bool
-        Show a tqdm bar over QoIs.
+    progress : bool or None
+        A bar over the QoIs (:mod:`potforge.progress`): always (True), never (False), or on a
+        terminal only, with a start and a done line in a log (None).
+    desc : str, optional
+        Name of the bar (default ``"<element> properties"``).
     **settings
-        See :data:`SETTINGS`.
+        See :data:`~potforge.properties.settings.SETTINGS`; checked, with the QoI names and
+        their lattices, before any work (:func:`check_request`).
 
     Returns
     -------
@@ -308,33 +323,41 @@ def run_suite(
         ``"stable": False`` and ``"warning"``.  ``seconds`` is the wall time of that QoI alone;
         shared work (the bulk relaxation, the elastic tensor, phonons) is charged to the first
         QoI that needs it.
-    """
-    from tqdm.auto import tqdm
 
-    suite = suite_for(
-        calc, element, **{k: v for k, v in settings.items() if k in ("structure", "fmax", "steps")}
-    )
-    names = list(qois) if qois is not None else default_qois(suite.lattice)
+    Warns
+    -----
+    UnstableWarning
+        Attributed to the caller's line.
+    """
+    from potforge.progress import Progress
+
+    names, _ = check_request(element, qois, settings)
     entries = [get_qoi(n) for n in names]
-    resolve_settings(settings)
     out: dict[str, dict[str, Any]] = {}
-    bar = tqdm(entries, desc=f"{element} properties", unit="QoI", disable=not progress)
-    for q in bar:
-        bar.set_postfix_str(q.name)
-        t0 = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UnstableWarning)
-            value = q(calc, element, **settings)
-        entry: dict[str, Any] = {
-            "value": value,
-            "unit": q.unit,
-            "seconds": time.perf_counter() - t0,
-        }
-        unstable = [w for w in caught if issubclass(w.category, UnstableWarning)]
-        if unstable:
-            entry["stable"] = False
-            entry["warning"] = str(unstable[0].message)
-        for w in caught:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        out[q.name] = entry
+    with serial_blas(), Progress(len(entries), desc or f"{element} properties", "QoI",
+                                 progress if entries else False) as bar:
+        for q in entries:
+            bar.set_postfix_str(q.name)
+            out[q.name] = _one(q, calc, element, settings)
+            bar.update()
     return out
+
+
+def _one(q: QoI, calc, element: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """:func:`run_suite`'s entry of one QoI (its warnings re-issued at the caller's line)."""
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnstableWarning)
+        value = q(calc, element, **settings)
+    entry: dict[str, Any] = {
+        "value": value,
+        "unit": q.unit,
+        "seconds": time.perf_counter() - t0,
+    }
+    unstable = [w for w in caught if issubclass(w.category, UnstableWarning)]
+    if unstable:
+        entry["stable"] = False
+        entry["warning"] = str(unstable[0].message)
+    for w in caught:
+        warn_at_caller(w.message, w.category)
+    return entry

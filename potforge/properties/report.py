@@ -9,8 +9,12 @@ from typing import Any
 
 from potforge.errors import DataError
 
-OUTPUT_KEYS = ("value", "unit", "reference", "std", "lower", "upper", "method", "check")
-"""Keys of one QoI entry in the JSON document, in order (all but value and unit optional)."""
+OUTPUT_KEYS = ("value", "unit", "reference", "std", "lower", "upper", "method", "std_meaning",
+               "bounds_meaning", "check")
+"""Keys of one QoI entry in the JSON document, in order (all but value and unit optional).
+``std_meaning`` and ``bounds_meaning`` say in words what ``std`` and ``lower``/``upper`` are
+(:func:`~potforge.uq.propagation.property_uncertainty`): both describe the same posterior, but
+``std`` is a typical deviation and the bounds are its extremes."""
 
 
 def load_reference(path: str | Path) -> dict[str, float]:
@@ -69,12 +73,17 @@ def relative_deviation(value: float, reference: float) -> float:
 
 
 def format_table(doc: dict[str, dict[str, Any]]) -> str:
-    """Plain-text table of a merged document (reference and deviation columns when present)."""
+    """Plain-text table of a merged document (reference and deviation columns when present).
+
+    With bounds, footnotes say what ``std`` and each method's ``lower``/``upper`` are, and how
+    many std the bounds lie from the value (POPS bounds are the extremes of a heavy-tailed
+    ensemble, not ``± k std``).
+    """
     has_ref = any("reference" in r for r in doc.values())
     has_bounds = any("lower" in r for r in doc.values())
     header = f"{'QoI':<16}{'value':>14}  {'unit':<8}"
     if has_bounds:
-        header += f"{'std':>11}{'lower':>12}{'upper':>12}  {'method':<9}"
+        header += f"{'std¹':>11}{'lower²':>12}{'upper²':>12}  {'method':<9}"
     if has_ref:
         header += f"{'reference':>14}{'rel. dev.':>12}"
         if has_bounds:
@@ -96,7 +105,30 @@ def format_table(doc: dict[str, dict[str, Any]]) -> str:
             else:
                 line += f"{'—':>14}{'—':>12}"
         lines.append(line)
+    if has_bounds:
+        lines += _footnotes(doc)
     return "\n".join(lines)
+
+
+def _footnotes(doc: dict[str, dict[str, Any]]) -> list[str]:
+    """What std and the bounds of each method are (``std_meaning``/``bounds_meaning``), and
+    the bounds' distance from the value in std."""
+    stds = sorted({r["std_meaning"] for r in doc.values() if r.get("std_meaning")})
+    bounds: dict[str, str] = {}
+    for r in doc.values():
+        if r.get("bounds_meaning"):
+            bounds.setdefault(r["bounds_meaning"], r.get("method", ""))
+    out = [""]
+    out += [f"¹ std: {text}" for text in stds] or ["¹ std: spread of the QoI over the posterior"]
+    for text, method in bounds.items():
+        out.append(f"² lower/upper{f' ({method})' if len(bounds) > 1 else ''}: {text}")
+    far = [max(r["upper"] - r["value"], r["value"] - r["lower"]) / r["std"]
+           for r in doc.values() if "lower" in r and r.get("std", 0) > 0]
+    if far:
+        span = f"{min(far):.1f}" if len(far) == 1 else f"{min(far):.1f}–{max(far):.1f}"
+        out.append(f"  the farther bound lies {span} std from the value: the bounds are the "
+                   "posterior's extremes, not ± k std")
+    return out
 
 
 def write_json(path: str | Path, doc: dict[str, dict[str, Any]]) -> Path:

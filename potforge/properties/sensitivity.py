@@ -38,13 +38,15 @@ import numpy as np
 from ase import Atoms
 
 from potforge.design import structure_design
-from potforge.properties.base import EV_A2_TO_J_M2, EV_A3_TO_GPA, NotApplicableError
-from potforge.properties.bulk import birch_murnaghan, fit_birch_murnaghan
-from potforge.properties.elastic import (
-    elastic_from_stress_strain,
-    strain_set,
-    voigt_strain_matrix,
+from potforge.properties.base import (
+    EV_A2_TO_J_M2,
+    EV_A3_TO_GPA,
+    NotApplicableError,
+    progress_bar,
 )
+from potforge.properties.bulk import birch_murnaghan, fit_birch_murnaghan
+from potforge.properties.elastic import strain_set, voigt_strain_matrix
+from potforge.properties.fast import twin_of
 from potforge.properties.registry import (
     CUBIC,
     compute_qoi,
@@ -122,6 +124,12 @@ class Sensitivity:
         self._memo: dict[Any, Any] = {}
 
     @property
+    def fd_calc(self):
+        """The calculator of the finite differences in structure: the model's LAMMPS twin where
+        it is the same potential (:mod:`potforge.properties.fast`), else :attr:`calc`."""
+        return twin_of(self.calc)
+
+    @property
     def suite(self):
         """The shared suite of ``calc`` — looked up on every use, since the registry keeps only
         the most recently used suites and the values must come from the same one."""
@@ -169,8 +177,8 @@ class Sensitivity:
         for m in range(len(self.modes)):
             step = np.zeros(len(self.modes))
             step[m] = LATTICE_STEP
-            plus = _with_cell(atoms, self._strained_cell(ground, deform, step), self.calc)
-            minus = _with_cell(atoms, self._strained_cell(ground, deform, -step), self.calc)
+            plus = _with_cell(atoms, self._strained_cell(ground, deform, step), self.fd_calc)
+            minus = _with_cell(atoms, self._strained_cell(ground, deform, -step), self.fd_calc)
             cols.append((quantity(plus) - quantity(minus)) / (2 * LATTICE_STEP))
         return np.column_stack(cols)
 
@@ -207,7 +215,7 @@ class Sensitivity:
         lam = np.empty((6, 3 * n))
         work = atoms.copy()
         work.set_constraint()
-        work.calc = self.calc
+        work.calc = self.fd_calc
         for k in range(3 * n):
             i, c = divmod(k, 3)
             fs, ss = [], []
@@ -252,12 +260,12 @@ class Sensitivity:
         grad = _GRADIENTS[kind](self, name)
         return value, np.asarray(grad, dtype=float)
 
-    def gradients(self, names: Iterable[str], progress: bool = False) -> dict[str, dict]:
-        """``{name: {"value", "unit", "gradient" (P,)}}`` for several QoIs (shared work)."""
-        from tqdm.auto import tqdm
-
+    def gradients(self, names: Iterable[str], progress: bool | None = False) -> dict[str, dict]:
+        """``{name: {"value", "unit", "gradient" (P,)}}`` for several QoIs (shared work);
+        ``progress``: a bar (None: only on a terminal)."""
         out = {}
-        for name in tqdm(list(names), desc="sensitivities", unit="QoI", disable=not progress):
+        for name in progress_bar(names, desc="sensitivities dQ/dθ", unit="QoI",
+                                 progress=progress):
             value, grad = self.gradient(name)
             out[name] = {"value": value, "unit": get_qoi(name).unit, "gradient": grad}
         return out
@@ -291,17 +299,13 @@ class Sensitivity:
         return EV_A3_TO_GPA * (jac_e @ de + jac_v @ dv)
 
     def _elastic(self, name: str) -> np.ndarray:
+        """dC/dθ from the central differences of the relaxed stress derivatives: only the
+        strained cells of the Voigt columns the constant needs (``± strain e_j``, memoised per
+        cell, so C11, C12 and C44 together cost the 12 cells once)."""
         strain = self.settings["strain"]
         self.suite.elastic_tensor(strain)
         structures = self.suite.structures[("elastic", strain)]
-        strains = strain_set(strain)
-        dstress = np.stack(
-            [
-                self.relaxed_stress_gradient(a, np.eye(3) + voigt_strain_matrix(e))
-                for a, e in zip(structures, strains, strict=True)
-            ]
-        )  # (12, 6, P)
-        dc = elastic_from_stress_strain(strains, dstress)  # (6, 6, P)
+        strains = strain_set(strain)  # ±strain·e_j: rows j and j + 6
         if self.suite.lattice in CUBIC:
             pairs = {
                 "C11": [(0, 0), (1, 1), (2, 2)],
@@ -311,7 +315,21 @@ class Sensitivity:
         else:
             pairs = [{"C11": (0, 0), "C12": (0, 1), "C44": (3, 3), "C13": (0, 2),
                       "C33": (2, 2)}[name]]  # fmt: skip
-        return EV_A3_TO_GPA * np.mean([dc[i, j] for i, j in pairs], axis=0)
+
+        def column(j: int) -> np.ndarray:  # dσ/dε_j, (6, P): central difference
+            key = ("dsigma", strain, j)
+            if key not in self._memo:
+                plus, minus = (
+                    self.relaxed_stress_gradient(structures[m],
+                                                 np.eye(3) + voigt_strain_matrix(strains[m]))
+                    for m in (j, j + 6)
+                )
+                self._memo[key] = (plus - minus) / (strains[j, j] - strains[j + 6, j])
+            return self._memo[key]
+
+        # the symmetrised stiffness, as elastic_from_stress_strain: ½(dσ_i/dε_j + dσ_j/dε_i)
+        dc = [0.5 * (column(j)[i] + column(i)[j]) for i, j in pairs]
+        return EV_A3_TO_GPA * np.mean(dc, axis=0)
 
     # defects -------------------------------------------------------------------------------
     def _formation(self, key, n_ref) -> np.ndarray:
@@ -476,7 +494,7 @@ def _phonon_gradient(sens: Sensitivity, point: str) -> np.ndarray:
     def nu_at(scale: float) -> float:
         cell = bulk_phase(sens.element, suite.lattice, g.a * scale, cubic=True)
         res = compute_phonons(
-            sens.calc,
+            sens.fd_calc,
             cell,
             supercell=s["phonon_supercell"],
             lattice=suite.lattice,

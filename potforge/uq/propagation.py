@@ -32,6 +32,18 @@ Four methods, each giving per QoI ``value`` (the fitted model's), ``std``, ``low
   hence the candidates.  Cost over ``"linear"``:
   two single-QoI implicit evaluations per QoI (plus their Hessians), and per nonlinear QoI
   ``2 (n_candidates − 1)`` more and two relaxed evaluations.  ``std`` is first order.
+
+``std`` and ``lower``/``upper`` describe the same posterior, but ``std`` is a typical deviation
+(for an ensemble: the RMS over its members of the deviation from the fitted value) and the
+bounds are its extremes: POPS members are heavy-tailed, so the bounds lie many std from the
+value.  Every entry says which in words (``std_meaning``, ``bounds_meaning``).
+
+The fitted model's relaxations are recorded once and taken over by each QoI's own record (no
+relaxation is redone at the fitted parameters); the work at posterior parameter vectors uses the
+model's LAMMPS pair style where it is the same potential (:mod:`potforge.properties.fast`).
+Warnings name the options as the caller spells them (:func:`~potforge.properties.settings.
+option_name`: ``n_candidates`` from Python, ``--candidates`` under the CLI) and point at the
+caller's line.
 """
 
 from __future__ import annotations
@@ -46,6 +58,11 @@ from typing import Any
 import numpy as np
 
 from potforge.errors import ModelError
+from potforge.options import N_CANDIDATES
+from potforge.params import Integer, Real
+from potforge.properties.base import progress_bar, serial_blas, warn_at_caller
+from potforge.properties.fast import fast_calculator
+from potforge.properties.settings import Setting, option_name
 
 
 @dataclass
@@ -62,10 +79,10 @@ class _Stability:
         from potforge.properties.base import UnstableWarning
 
         if self.flagged:
-            warnings.warn(
+            warn_at_caller(
                 f"{self.flagged} of {self.vectors} posterior parameter vectors evaluated give an "
                 f"unstable lattice for {', '.join(self.qois)} (values kept; first: "
-                f"{next(iter(self.qois.values()))})", UnstableWarning, stacklevel=3,
+                f"{next(iter(self.qois.values()))})", UnstableWarning,
             )
 
 
@@ -79,9 +96,27 @@ AUTO_TOL = 0.1
 """``"auto"``: largest disagreement at the extreme members, as a fraction of the half-width,
 for which a cheaper method counts as accurate."""
 
-N_CANDIDATES = 8
-"""``"implicit"``/``"auto"``: posterior members per side evaluated as candidates for a nonlinear
-QoI's extremes (the most extreme of the linearisation first)."""
+
+N_SAMPLES = 16
+"""``"implicit"``/``"resample"``: default number of random posterior samples."""
+
+OPTIONS: dict[str, Setting] = {
+    "n_samples": Setting("n_samples", N_SAMPLES, Integer(low=1), "posterior samples",
+                         option="n_samples"),
+    "n_candidates": Setting("n_candidates", N_CANDIDATES, Integer(low=1),
+                            "candidate members per side", option="n_candidates"),
+    "newton_steps": Setting("newton_steps", 1, Integer(low=1), "Newton steps per relaxation",
+                            option="newton_steps"),
+    "tol": Setting("tol", AUTO_TOL, Real(low=0), "auto's accuracy threshold", option="tol"),
+}
+"""The propagation options of :func:`property_uncertainty`, each with its allowed range."""
+
+
+def check_options(**options: Any) -> dict[str, Any]:
+    """Each given propagation option (:data:`OPTIONS`) checked: a bad one is one
+    :class:`~potforge.properties.base.SettingError` sentence naming it (``--candidates`` under
+    the CLI), its value and what is allowed."""
+    return {k: OPTIONS[k].check(v) for k, v in options.items()}
 
 
 def _check(model, method: str) -> None:
@@ -100,12 +135,12 @@ def property_uncertainty(
     qois: Iterable[str] | None = None,
     *,
     method: str = "auto",
-    n_samples: int = 16,
+    n_samples: int = N_SAMPLES,
     seed: int = 0,
     newton_steps: int = 1,
     tol: float = AUTO_TOL,
     n_candidates: int = N_CANDIDATES,
-    progress: bool = True,
+    progress: bool | None = None,
     **settings,
 ) -> dict[str, dict[str, Any]]:
     """Values and bounds of material properties under the model's parameter posterior.
@@ -132,10 +167,12 @@ def property_uncertainty(
     n_candidates : int
         ``"implicit"``/``"auto"``: posterior members per side evaluated as candidates for the
         extremes of a nonlinear QoI (:data:`N_CANDIDATES`; 1 = only the linearised extremes).
-    progress : bool
-        Progress bars.
+    progress : bool or None
+        Progress bars (:mod:`potforge.progress`; None: on a terminal only, start and done
+        lines in a log).
     **settings
-        Property settings (:data:`~potforge.properties.registry.SETTINGS`).
+        Property settings (:data:`~potforge.properties.settings.SETTINGS`).  Settings, the
+        options above, the QoI names and their lattices are all checked before any work.
 
     Returns
     -------
@@ -164,6 +201,9 @@ def property_uncertainty(
     ModelError
         No posterior, an unknown method, a non-finite property value for some sample, or a
         QoI that exists at none of the samples.
+    SettingError, UnknownQoIError, NotApplicableError
+        A bad setting or option, an unknown QoI, or one not defined for the lattice (before
+        any work).
 
     Warns
     -----
@@ -172,14 +212,19 @@ def property_uncertainty(
         parameter vectors evaluated (how many, for which QoIs); the fitted model's own
         instabilities are reported as usual.
     """
+    from potforge.properties.registry import check_request
+
     _check(model, method)
-    if int(n_candidates) < 1:
-        raise ModelError(f"n_candidates must be a positive integer, got {n_candidates}")
+    opts = check_options(n_samples=n_samples, n_candidates=n_candidates,
+                         newton_steps=newton_steps, tol=tol)
+    names, _ = check_request(element, qois, settings)
     stability = _Stability()
     token = _STABILITY.set(stability)
     try:
-        return _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol,
-                          n_candidates, progress, settings)
+        with serial_blas():
+            return _propagate(model, element, names, method, opts["n_samples"], seed,
+                              opts["newton_steps"], opts["tol"], opts["n_candidates"],
+                              progress, settings)
     finally:
         _STABILITY.reset(token)
         stability.warn()
@@ -194,7 +239,9 @@ def _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol,
     from potforge.uq.implicit import NewtonRelaxer, RelaxationRecord
 
     sens = Sensitivity(model, element, **settings)
-    record = RelaxationRecord() if method == "implicit" else None
+    # the fitted model's relaxations, recorded once: the Newton steps of every posterior vector
+    # start from them, and each QoI's own record (one single-QoI suite) takes them over
+    record = RelaxationRecord() if method in ("implicit", "auto") else None
     with relaxation_hook(record):
         out = run_suite(sens.calc, element, qois, progress=progress, **settings)
     names = list(out)
@@ -205,26 +252,29 @@ def _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol,
         return _linear_bounds(model, out, G)
     if method == "auto":
         return _auto(model, element, out, G, sens.calc, newton_steps, tol, n_candidates,
-                     progress, settings)
+                     progress, settings, record)
     thetas = model.sample_coef(n_samples, seed)
-    make_hook = None if record is None else partial(NewtonRelaxer, record, sens.calc, newton_steps)
+    implicit = method == "implicit"
+    make_hook = partial(NewtonRelaxer, record, sens.calc, newton_steps) if implicit else None
     unstable = []
     values, max_step = _evaluate(model, element, names, thetas, make_hook, progress, settings,
-                                 unstable)
-    if record is not None:  # each QoI at its candidate members for the extremes
+                                 unstable, desc=f"posterior samples ({method})")
+    if implicit:  # each QoI at its candidate members for the extremes
         cands = model.candidate_coef(G, n_candidates)
         own, ext_step = _extreme_values(
             model, element, names, cands.reshape(len(names), -1, cands.shape[-1]), sens.calc,
-            newton_steps, progress, settings,
+            newton_steps, progress, settings, {}, record, desc="candidate members (implicit)",
         )
         max_step = max(max_step, ext_step)
+    spread = _spread_words(model, method, n_samples,
+                           cands.shape[2] if implicit else n_candidates)
     for k, q in enumerate(names):
         v, col = out[q]["value"], values[:, k]
         lost = [msg for _, name, msg in unstable if name == q]
         if len(lost) == len(col):
             raise ModelError(f"{q} does not exist at any of the {len(col)} posterior samples: "
                              f"{lost[0]}")
-        ext = own[k][np.isfinite(own[k])] if record is not None else np.empty(0)
+        ext = own[k][np.isfinite(own[k])] if implicit else np.empty(0)
         ok = col[np.isfinite(col)]
         out[q].update(
             std=float(ok.std()),
@@ -233,8 +283,9 @@ def _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol,
             method=method,
             samples=[float(c) if np.isfinite(c) else None for c in col],
             unstable_samples=len(lost),
+            **spread[method],
         )
-        if record is not None:
+        if implicit:
             k_side = cands.shape[2]
             cand = [float(c) if np.isfinite(c) else None for c in own[k]]  # None: no structure
             out[q].update(extremes=[cand[0], cand[k_side]], candidates=cand,
@@ -243,29 +294,28 @@ def _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol,
 
 
 def _extreme_values(model, element, names, members, calc0, newton_steps, progress, settings,
-                    records: dict | None = None):
+                    records: dict, reuse, desc: str):
     """Each QoI at its own posterior members ``members`` (len(names), C, P), alone (one
     single-QoI suite per member), implicitly: its relaxations recorded under ``calc0`` and
     replaced by Newton steps.  ``records`` ({qoi: RelaxationRecord}) keeps each QoI's record
-    for a later call on the same QoI.  Returns (len(names), C) values (NaN where the QoI does
-    not exist at that member: its structure collapses) and the largest Newton step (Å)."""
-    from tqdm.auto import tqdm
-
+    for a later call on the same QoI; a QoI's record is made by a single-QoI suite at the fitted
+    parameters that takes over the relaxations (and Hessians) of ``reuse``, the record of the
+    fitted model's run.  Returns (len(names), C) values (NaN where the QoI does not exist at
+    that member: its structure collapses) and the largest Newton step (Å)."""
     from potforge.properties import run_suite
     from potforge.properties.relax import relaxation_hook
     from potforge.uq.implicit import NewtonRelaxer, RelaxationRecord
 
     values = np.empty(members.shape[:2])
     max_step = 0.0
-    for k, q in enumerate(tqdm(names, desc="candidate members (implicit)", unit="QoI",
-                               disable=not progress)):
-        record = (records or {}).get(q)
+    for k, q in enumerate(progress_bar(names, desc=desc, unit="QoI", progress=progress)):
+        record = records.get(q)
         if record is None:
-            record = RelaxationRecord()
+            record = RelaxationRecord(reuse=reuse)
             with relaxation_hook(record):  # a fresh calculator: no shared work cached
-                run_suite(model.as_calculator(), element, [q], progress=False, **settings)
-            if records is not None:
-                records[q] = record
+                run_suite(fast_calculator(model), element, [q], progress=False,
+                          **settings)
+            records[q] = record
         make_hook = partial(NewtonRelaxer, record, calc0, newton_steps)
         vals, step = _evaluate(model, element, [q], members[k], make_hook, False, settings, [])
         values[k] = vals[:, 0]
@@ -273,23 +323,26 @@ def _extreme_values(model, element, names, members, calc0, newton_steps, progres
     return values, max_step
 
 
-def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progress, settings):
+def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progress, settings,
+          reuse):
     """``"auto"``: per QoI the cheapest method that agrees with the next-more-exact one at the
-    QoI's extreme members (module docstring)."""
+    QoI's extreme members (module docstring); ``reuse``: the fitted model's relaxations."""
     names = list(out)
     linear = _linear_bounds(model, {q: dict(out[q]) for q in names}, G)
     cands = model.candidate_coef(G, n_candidates)  # (Q, 2, k, P)
     records = {}  # each QoI's relaxations at θ̄, recorded once for both implicit passes
     implicit, _ = _extreme_values(model, element, names, cands[:, :, 0], calc0, newton_steps,
-                                  progress, settings, records)
+                                  progress, settings, records, reuse,
+                                  desc="auto: implicit check at the linear extremes")
     lin = np.array([[linear[q]["lower"], linear[q]["upper"]] for q in names])
     half = np.maximum(0.5 * (lin[:, 1] - lin[:, 0]), np.finfo(float).tiny)
     # a QoI that does not exist at a linearised extreme (NaN) is as nonlinear as it gets
     lin_err = np.nan_to_num(np.abs(implicit - lin).max(axis=1) / half, nan=np.inf)
     nonlinear = [k for k in range(len(names)) if lin_err[k] > tol]
     ends, relaxed, skipped = _nonlinear_extremes(model, element, [names[k] for k in nonlinear],
-                                        cands[nonlinear], implicit[nonlinear], calc0,
-                                        newton_steps, progress, settings, records)
+                                                 cands[nonlinear], implicit[nonlinear], calc0,
+                                                 newton_steps, progress, settings, records, reuse)
+    spread = _spread_words(model, "auto", 0, cands.shape[2])
     notes = []
     for k, q in enumerate(names):
         entry = linear[q]
@@ -306,23 +359,25 @@ def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progre
                 imp_err = float(np.abs(ends[i] - relaxed[i]).max() / half[k])
                 chosen, at = ("implicit", ends[i]) if imp_err <= tol else ("resample", relaxed[i])
                 imp_err = imp_err if np.isfinite(imp_err) else None  # no implicit value there
-                entry.update(lower=float(min(v, *at)), upper=float(max(v, *at)), method=chosen)
+                entry.update(lower=float(min(v, *at)), upper=float(max(v, *at)), method=chosen,
+                             **spread[chosen])
                 if (at >= v).all() or (at <= v).all():
                     flag = "one_sided"
                     notes.append(f"{q}: both extreme candidates lie on one side of the fitted "
-                                 "value (strongly nonlinear: inner bounds; more n_candidates or "
-                                 "method='resample' may widen them)")
+                                 "value (strongly nonlinear: inner bounds; more "
+                                 f"{option_name('n_candidates')} or "
+                                 f"{option_name('method', 'resample')} may widen them)")
         entry["check"] = {"linear_vs_implicit": float(lin_err[k]) if np.isfinite(lin_err[k])
                           else None,
                           "implicit_vs_relaxed": imp_err, "unrelaxable_candidates": n_skipped,
                           "flag": flag}
     if notes:
-        warnings.warn("auto propagation: " + "; ".join(notes), UserWarning, stacklevel=4)
+        warn_at_caller("auto propagation: " + "; ".join(notes), UserWarning)
     return linear
 
 
 def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_steps, progress,
-                        settings, records):
+                        settings, records, reuse):
     """``"auto"`` for the nonlinear QoIs ``names``: the implicit values at all candidates
     ``cands`` (n, 2, k, P) (those at the linearised extremes ``[:, :, 0]`` are given,
     ``at_linear`` (n, 2)), then per side the candidate with the most extreme implicit value
@@ -330,8 +385,6 @@ def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_s
     at that member), the next most extreme.  ``records``: as for :func:`_extreme_values`.
     Returns the implicit and re-relaxed values at the chosen members, each (n, 2) (NaN where
     no candidate could be relaxed), and the number of candidates skipped per QoI (n,)."""
-    from tqdm.auto import tqdm
-
     from potforge.properties.base import InstabilityError, RelaxationError
 
     k = cands.shape[2]
@@ -341,11 +394,12 @@ def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_s
     more[::k] = False  # the linearised extremes are evaluated already
     if names and more.any():
         values[:, more], _ = _extreme_values(model, element, names, members[:, more], calc0,
-                                             newton_steps, progress, settings, records)
+                                             newton_steps, progress, settings, records, reuse,
+                                             desc="auto: implicit values at all candidates")
     ends, relaxed = np.empty((len(names), 2)), np.empty((len(names), 2))
     skipped = np.zeros(len(names), int)
-    for i, q in enumerate(tqdm(names, desc="extreme members (relaxed)", unit="QoI",
-                               disable=not progress)):
+    for i, q in enumerate(progress_bar(names, desc="auto: re-relaxing the extreme candidates",
+                                       unit="QoI", progress=progress)):
         for side, order in enumerate((np.argsort(values[i]), np.argsort(-values[i]))):
             for j in order:
                 try:
@@ -363,7 +417,8 @@ def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_s
     return ends, relaxed, skipped
 
 
-def _evaluate(model, element, names, thetas, make_hook, progress, settings, unstable=None):
+def _evaluate(model, element, names, thetas, make_hook, progress, settings, unstable=None,
+              desc: str = "posterior samples"):
     """QoI values (len(thetas), len(names)) for each parameter vector, relaxations replaced by
     ``make_hook()`` (a fresh :class:`NewtonRelaxer` per vector) when given; and the largest
     Newton step (Å).  ``unstable`` (a list): a QoI whose relaxation fails or turns unstable at a
@@ -371,8 +426,6 @@ def _evaluate(model, element, names, thetas, make_hook, progress, settings, unst
     propagates.  Lattices that are mechanically or dynamically unstable at some vectors (the
     QoI exists, but flagged) are counted in the :class:`_Stability` summary of the enclosing
     :func:`property_uncertainty` (one warning per call), or summarised here when called alone."""
-    from tqdm.auto import tqdm
-
     from potforge.properties import run_suite
     from potforge.properties.base import InstabilityError, RelaxationError, UnstableWarning
     from potforge.properties.relax import relaxation_hook
@@ -385,7 +438,8 @@ def _evaluate(model, element, names, thetas, make_hook, progress, settings, unst
         hook = None if make_hook is None else make_hook()
         with relaxation_hook(hook), warnings.catch_warnings():
             warnings.simplefilter("ignore", UnstableWarning)  # summarised instead
-            res = run_suite(model.as_calculator(theta), element, qois, progress=False, **settings)
+            res = run_suite(fast_calculator(model, theta), element, qois, progress=False,
+                            **settings)
         flagged = [q for q in qois if res[q].get("stable") is False]
         for q in flagged:
             stats.qois.setdefault(q, res[q]["warning"])
@@ -393,7 +447,8 @@ def _evaluate(model, element, names, thetas, make_hook, progress, settings, unst
 
     values = np.empty((len(thetas), len(names)))
     max_step = 0.0
-    for s, theta in enumerate(tqdm(thetas, desc="posterior samples", disable=not progress)):
+    for s, theta in enumerate(progress_bar(thetas, desc=desc, unit="sample",
+                                           progress=progress)):
         try:
             values[s], step, flagged = suite(theta, names)
         except (RelaxationError, InstabilityError):
@@ -428,6 +483,7 @@ def _linear_bounds(model, out: dict, G: np.ndarray) -> dict[str, dict[str, Any]]
     """``"linear"``: exact extremes over the posterior of ``value + G·(θ − θ̄)``."""
     std, lo, hi = model.functional_bounds(G)
     mean = G @ model.coef_
+    words = _spread_words(model, "linear", 0, 1)["linear"]
     for k, q in enumerate(out):
         v = out[q]["value"]
         out[q].update(
@@ -435,5 +491,56 @@ def _linear_bounds(model, out: dict, G: np.ndarray) -> dict[str, dict[str, Any]]
             lower=float(v + lo[k] - mean[k]),
             upper=float(v + hi[k] - mean[k]),
             method="linear",
+            **words,
         )
     return out
+
+
+def _spread_words(model, method: str, n_samples: int, per_side: int) -> dict[str, dict]:
+    """What ``std`` and ``lower``/``upper`` are, in words, for each method a QoI can end up
+    with (``std_meaning``, ``bounds_meaning`` of the output): both always describe the same
+    posterior, but ``std`` is a typical deviation and the bounds are its extremes — for a POPS
+    ensemble, whose members are heavy-tailed, the bounds lie many std from the value."""
+    post = model.posterior_
+    name = {"pops": "POPS", "bootstrap": "bootstrap", "bayes": "Bayesian"}.get(post.method,
+                                                                               post.method)
+    if post.kind == "ensemble":
+        n = int(post.arrays["members"].shape[0])
+        over = f"the {n} {name} ensemble members"
+        std = f"RMS over {over} of the deviation from the fitted value"
+        bounds = f"min/max over {over}"
+    elif post.kind == "hypercube":
+        over = f"the {name} hypercube"
+        std = f"RMS over {over} (uniform in its box) of the deviation from the fitted value"
+        bounds = f"extreme corners of {over}"
+    else:
+        over = f"the Gaussian {name} posterior"
+        std = f"standard deviation of {over}"
+        bounds = f"±{float(post.info.get('n_sigma', 2.0)):g} std of {over}"
+    first = ", to first order (dQ/dθ·δθ)"
+    linear = {"std_meaning": std + first, "bounds_meaning": bounds + first}
+    cands = (f"the QoI's {2 * per_side} candidate members (the members of {over} with the most "
+             "extreme linearised values)")
+    if method in ("linear", "auto"):
+        return {
+            "linear": linear,
+            "implicit": {"std_meaning": linear["std_meaning"],
+                         "bounds_meaning": "min/max of the fitted value and the implicit values "
+                                           f"(one Newton step per relaxation) at {cands}"},
+            "resample": {"std_meaning": linear["std_meaning"],
+                         "bounds_meaning": "min/max of the fitted value and the fully "
+                                           "re-relaxed values at the two of the QoI's "
+                                           f"{2 * per_side} candidate members whose implicit "
+                                           "values are extreme"},
+        }
+    how = "implicit values (one Newton step per relaxation)" if method == "implicit" else \
+        "fully re-relaxed values"
+    sampled = {"std_meaning": f"standard deviation of the {how} at {n_samples} random samples "
+                              f"of {over} (where the QoI exists)"}
+    if method == "implicit":
+        sampled["bounds_meaning"] = (f"min/max of the fitted value and the {how} at the "
+                                     f"{n_samples} samples and at {cands}")
+    else:
+        sampled["bounds_meaning"] = (f"min/max of the fitted value and the {how} at the "
+                                     f"{n_samples} samples")
+    return {method: sampled}
