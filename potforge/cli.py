@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 COMMANDS = ("fit", "eval", "uq", "demo", "label", "db", "properties")
 """Modules of ``potforge.commands`` that register a verb, in help order."""
@@ -28,6 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(command: str):
+    """``warnings.showwarning`` under the CLI: ``potforge VERB: warning: ...``, one line, no
+    source line."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"potforge {command}: warning: {text}", file=sys.stderr if file is None else file)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one verb; returns its exit status (2: bad input, named in one sentence)."""
     from potforge.errors import PotforgeError
@@ -37,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     streams = sys.stdout, sys.stderr  # a verb may copy them into its log; restored here
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line(args.command)
+            return int(args.func(args) or 0)
     except PotforgeError as exc:
         sys.stdout, sys.stderr = streams
         print(f"potforge {args.command}: error: {exc}", file=sys.stderr)

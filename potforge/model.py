@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import time
@@ -74,16 +73,30 @@ def structure_list(structures: Atoms | Sequence[Atoms]) -> list[Atoms]:
     return out
 
 
-def _fingerprint(structures: Sequence[Atoms]) -> str:
-    """Short hash of a training set's reference labels (which data a fit used), independent of
-    the order of the structures."""
-    per = []
+def _label_summary(structures: Sequence[Atoms]) -> list[list[float]]:
+    """Which data a fit used, independent of the order of the structures: per structure
+    ``[n_atoms, energy, Σ F², Σ S²]`` (NaN for an absent label), sorted.
+
+    Compared with a tolerance (:func:`_same_labels`), so labels that went through a file with
+    8 decimals still match; a hash of rounded labels did not (values on a rounding edge).
+    """
+    def sq(lab: dict, key: str) -> float:
+        return float(np.sum(np.asarray(lab[key], dtype=float) ** 2)) if key in lab else np.nan
+
+    rows = []
     for a in structures:
-        h, lab = hashlib.sha256(), labels(a)
-        for k in sorted(lab):
-            h.update(np.round(np.asarray(lab[k], dtype=float), 6).ravel() + 0.0)  # -0.0 → 0.0
-        per.append(h.hexdigest())
-    return hashlib.sha256("".join(sorted(per)).encode()).hexdigest()[:16]
+        lab = labels(a)
+        e = float(lab.get("energy", np.nan))
+        rows.append([float(len(a)), e, sq(lab, "forces"), sq(lab, "stress")])
+    return sorted(rows)
+
+
+def _same_labels(summary: list, structures: Sequence[Atoms]) -> bool:
+    other = np.array(_label_summary(structures))
+    mine = np.array(summary, dtype=float)
+    return mine.shape == other.shape and bool(
+        np.allclose(mine, other, rtol=1e-7, atol=1e-6, equal_nan=True)
+    )
 
 
 def _checked_training(structures: Sequence[Atoms], empty: str) -> list[Atoms]:
@@ -308,7 +321,7 @@ class LinearPotential:
             "n_structures": len(structures),
             "n_atoms": int(dm.n_atoms.sum()),
             "n_rows": int(len(dm.y)),
-            "training_fingerprint": _fingerprint(structures),
+            "training_labels": _label_summary(structures),
             "descriptor_seconds": t1 - t0,
             "solve_seconds": t2 - t1,
             "fit_seconds": t2 - t0,
@@ -393,8 +406,8 @@ class LinearPotential:
         t1 = time.perf_counter()
         dm = assemble(designs, structures)
         fit_info = getattr(self, "fit_info_", {})
-        fitted_on = fit_info.get("training_fingerprint")
-        if fitted_on is not None and fitted_on != _fingerprint(structures):
+        fitted_on = fit_info.get("training_labels")
+        if fitted_on is not None and not _same_labels(fitted_on, structures):
             warnings.warn(
                 f"the {len(structures)} structures ({int(dm.n_atoms.sum())} atoms) given to "
                 f"fit_posterior are not those the model was fitted on "

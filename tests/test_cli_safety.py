@@ -171,8 +171,9 @@ def test_corrupt_posterior_is_one_sentence_and_uq_repairs_it(work, capsys):
     assert main(["eval", "--model", "m", "--data", "data/cu.extxyz", "--out", "e"]) == 2
     err = capsys.readouterr().err
     assert "posterior.npz: not a readable posterior file" in err and "Traceback" not in err
-    with pytest.warns(UserWarning, match="unreadable posterior"):
-        assert main(["uq", "--model", "m", "--train", "data/cu.extxyz", "--quiet"]) == 0
+    assert main(["uq", "--model", "m", "--train", "data/cu.extxyz", "--quiet"]) == 0
+    err = capsys.readouterr().err  # one line, no source line
+    assert "potforge uq: warning: replacing an unreadable posterior" in err and ".py:" not in err
     assert main(["eval", "--model", "m", "--data", "data/cu.extxyz", "--out", "e"]) == 0
 
 
@@ -220,3 +221,24 @@ def test_help_loads_no_numerical_package():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_demo_uq_properties_chain_and_default_folder_numbering(tmp_path, monkeypatch, capsys):
+    """The README's recipe: the demo's folder holds its labelled data, `uq` adds a posterior
+    (and its marker names the new file, so --force still replaces the folder), `properties`
+    gives bounds; a second demo without --out does not touch the first."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--quiet"]) == 0
+    assert main(["demo", "--quiet"]) == 0
+    first, second = tmp_path / "runs" / "demo", tmp_path / "runs" / "demo-2"
+    assert (first / "train.extxyz").is_file() and (second / "model.json").is_file()
+    capsys.readouterr()
+    assert main(["uq", "--model", str(first), "--train", str(first / "train.extxyz")]) == 0
+    err = capsys.readouterr().err
+    assert "not those the model was fitted on" not in err  # extxyz round trip is the same data
+    assert "posterior.npz" in json.loads((first / MARKER).read_text())["files"]
+    assert main(["properties", "--model", str(first), "--element", "W", "--qoi", "a0",
+                 "--quiet"]) == 0
+    assert "a0" in capsys.readouterr().out
+    assert main(["demo", "--out", str(first), "--force", "--quiet"]) == 0
+    assert not (first / "posterior.npz").exists()  # replaced by a fresh demo folder

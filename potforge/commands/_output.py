@@ -280,6 +280,7 @@ class OutputFolder:
 def replace_files(folder: Path, write) -> None:
     """Call ``write(staging)`` and move each file it wrote into ``folder``, replacing files of
     the same name (and nothing else): for commands that update their own files in a folder.
+    The folder's marker, if it has one, then names those files too.
 
     Raises
     ------
@@ -292,9 +293,16 @@ def replace_files(folder: Path, write) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".potforge-staging-", dir=folder))
     try:
         write(tmp)
+        names = []
         for f in sorted(tmp.iterdir(), key=lambda f: f.stat().st_mtime_ns):  # in written order
             if f.is_file():
                 os.chmod(f, 0o666 & ~_umask())
                 f.replace(folder / f.name)
+                names.append(f.name)
+        written = OutputFolder._written_by_potforge(folder)
+        if written is not None:  # the folder's marker names these files too now
+            marker = {"files": sorted((written - {MARKER}) | set(names))}
+            (tmp / MARKER).write_text(json.dumps(marker) + "\n")
+            (tmp / MARKER).replace(folder / MARKER)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

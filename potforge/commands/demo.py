@@ -98,6 +98,7 @@ def label(structures: list[Atoms], calc, show: bool | None = None) -> list[Atoms
 def run(args: argparse.Namespace) -> int:
     from potforge.commands._common import write_json
     from potforge.commands._output import OutputFolder
+    from potforge.data import write_extxyz
     from potforge.metrics import evaluate, format_table, structure_residuals, write_residuals
     from potforge.model import LinearPotential
     from potforge.oracles import make_oracle
@@ -138,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{q + ' (' + unit + ')':<10}{v:>12.4f}{r:>12.4f}{(v - r) / r:>+11.2%}")
     with folder.staged() as out:
         model.save(out)
+        write_extxyz(out / "train.extxyz", train)  # the labelled data, for `potforge uq` etc.
+        write_extxyz(out / "test.extxyz", test)
         model.to_lammps(out / "lammps", location=folder.path.resolve() / "lammps")
         parity_plot(out / "parity.png", sets)
         group_error_plot(out / "group_errors.png", report)
@@ -152,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         )
         write_json(out / "metrics.json", report)
         print(
-            f"\nwrote {out_dir}/ (model.json, metrics.json, residuals.csv, parity.png, "
+            f"\nwrote {out_dir}/ (model.json, train/test.extxyz, metrics.json, residuals.csv, parity.png, "
             f"group_errors.png, lammps/potential.in, provenance.json, log.txt) in "
             f"{time.perf_counter() - t0:.0f} s"
         )

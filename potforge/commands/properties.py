@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import sys
-import warnings
 from typing import Any
 
 from potforge.errors import ModelError, OracleError
@@ -125,20 +123,12 @@ def _list() -> int:
     return 0
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings under the CLI: one line each, ``potforge properties: warning: ...``, no source
-    line."""
-    text = " ".join(str(message).split())
-    print(f"potforge properties: warning: {text}", file=sys.stderr if file is None else file)
-
-
 def run(args: argparse.Namespace) -> int:
     from potforge.properties.settings import cli_vocabulary
 
     if args.list:
         return _list()
-    with cli_vocabulary(), warnings.catch_warnings():
-        warnings.showwarning = _show_warning
+    with cli_vocabulary():  # warnings name the CLI's flags; cli.main prints them one a line
         return _run(args)
 
 

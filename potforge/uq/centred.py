@@ -20,6 +20,7 @@ belongs to it), so ``G·θ₀`` always lies inside ``[lower, upper]``.
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -270,11 +271,24 @@ def fit_centred_posterior(
     if dead.size:
         shown = ", ".join(names[j] for j in dead[:6]) + (
             f" and {dead.size - 6} more" if dead.size > 6 else "")
-        raise ModelError(
-            f"parameter(s) {shown} have no training data (their design columns are zero in all "
-            f"{A.shape[0]} rows), so no posterior can be fitted for them; add data that uses them "
-            "or drop those terms."
+        block = [n.rsplit(".", 1)[0] for n in names]  # "pair[W-W].B0" → "pair[W-W]"
+        live_blocks = {block[j] for j in np.flatnonzero(scale > 0)}
+        whole = [j for j in dead if block[j] not in live_blocks]
+        if alpha <= 0 or whole:  # a whole block (e.g. an element) without data: refuse
+            raise ModelError(
+                f"parameter(s) {shown} have no training data (their design columns are zero in "
+                f"all {A.shape[0]} rows), so no posterior can be fitted for them; add data that "
+                "uses them, drop those terms, or fit with a ridge alpha > 0."
+            )
+        # Single basis functions out of the data's range (a pair spline's shortest knot): the
+        # ridge fixed them at 0 and no row can move them, so the posterior leaves them be.
+        warnings.warn(
+            f"parameter(s) {shown} have no training data (their design columns are zero): the "
+            "posterior gives them no spread (a structure that uses them, e.g. atoms closer "
+            "than any training pair, gets bounds that do not reflect them)",
+            stacklevel=3,
         )
+        scale[dead] = 1.0
     An = A / scale
     info: dict = {
         "n_rows": int(A.shape[0]),
