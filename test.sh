@@ -5,6 +5,7 @@ cd "$(dirname "$0")"
 scripts/bootstrap.sh test,dft
 . .venv/bin/activate
 ruff check potforge tests benchmarks
+lint-imports  # the layer contract (pyproject.toml [tool.importlinter])
 python -m pytest -q "$@"
 if [[ -z "${POTFORGE_SKIP_SLOW:-}" && $# -eq 0 ]]; then
   timeout 1500 python -m pytest -q -m slow

@@ -25,8 +25,8 @@ import numpy as np
 from ase.build import bulk
 
 from potforge.data.store import Store, label_key
-from potforge.labelling import dask_client, label
 from potforge.oracles import make_oracle
+from potforge.oracles.labelling import dask_client, label
 
 SPEC = "lammps:W_2940_2017_2.snap"
 RESULTS = Path(__file__).resolve().parent / "results" / "labelling.json"

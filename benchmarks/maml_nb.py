@@ -96,7 +96,7 @@ def lammps_predict(structures, commands, workdir) -> list[dict]:
 
 def test_metrics(structures, predictions) -> dict:
     """error_metrics plus energy RMSE/MAE after removing the mean per-atom energy error."""
-    from potforge.metrics import error_metrics, residuals
+    from potforge.model.metrics import error_metrics, residuals
 
     m = error_metrics(structures, predictions)
     e = residuals(structures, predictions)["energy"]
@@ -165,9 +165,9 @@ def main(argv=None) -> int:
         return 2
 
     from potforge.data.readers import read_many, read_structures
-    from potforge.design import assemble
-    from potforge.fitting import weighted_lstsq
     from potforge.model import DEFAULT_SPEC, LinearPotential
+    from potforge.model.fitting import weighted_lstsq
+    from potforge.model.rows import assemble
 
     MODELS["default (qSNAP 2J=6 + ZBL)"] = (DEFAULT_SPEC, {})
     t_start = time.perf_counter()

@@ -25,11 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from potforge.commands.demo import label, w_structures
+from potforge.data.builders import w_structures
 from potforge.engines.lammps import LammpsCalculator, potentials_dir
 from potforge.model import LinearPotential
+from potforge.oracles.labelling import label_in_process
 from potforge.properties import default_qois, run_suite
-from potforge.properties.sensitivity import Sensitivity
+from potforge.qoi.sensitivity import Sensitivity
 
 RESULTS = Path(__file__).resolve().parent / "results" / "properties.json"
 MODEL = "snap(twojmax=6,rcutfac=4.7)+zbl(inner=1.0,outer=1.6)+const"
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     ref = run_suite(calc, "W", qois)
     t_ref = time.perf_counter() - t0
 
-    model = LinearPotential(args.model).fit(label(w_structures(), calc))
+    model = LinearPotential(args.model).fit(label_in_process(w_structures(), calc))
     t0 = time.perf_counter()
     sens = Sensitivity(model, "W")
     values = run_suite(sens.calc, "W", qois)

@@ -44,18 +44,23 @@ TARGET = 1.5
 
 def build_models(folder: Path) -> dict:
     """The default model fitted to the demo's W structures, saved bare and with POPS."""
-    from potforge.commands.demo import label, w_structures
+    from potforge.data.builders import w_structures
     from potforge.model import DEFAULT_SPEC, LinearPotential
     from potforge.oracles import make_oracle
+    from potforge.oracles.labelling import label_in_process
 
-    data = label(w_structures(), make_oracle("lammps:W_2940_2017_2.snap").build())
+    data = label_in_process(w_structures(), make_oracle("lammps:W_2940_2017_2.snap").build())
     model = LinearPotential(DEFAULT_SPEC).fit(data)
     model.save(folder / "bare")
     model.fit_posterior(data, "pops", progress=False)
     model.save(folder / "pops")
-    return {"spec": DEFAULT_SPEC, "n_params": model.n_params, "n_structures": len(data),
-            "posterior": model.posterior_.meta()["kind"],
-            "n_members": int(model.posterior_.arrays["members"].shape[0])}
+    return {
+        "spec": DEFAULT_SPEC,
+        "n_params": model.n_params,
+        "n_structures": len(data),
+        "posterior": model.posterior_.meta()["kind"],
+        "n_members": int(model.posterior_.arrays["members"].shape[0]),
+    }
 
 
 def timed(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float]:
@@ -76,8 +81,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="runs of each command")
     parser.add_argument("--qoi", default=QOIS, help=f"QoIs (default {QOIS})")
-    parser.add_argument("--baseline-source", metavar="DIR",
-                        help="folder with an older potforge package to time beside this one")
+    parser.add_argument(
+        "--baseline-source",
+        metavar="DIR",
+        help="folder with an older potforge package to time beside this one",
+    )
     parser.add_argument("--out", default=str(RESULTS), help="JSON output file")
     args = parser.parse_args(argv)
 
@@ -91,8 +99,13 @@ def main(argv: list[str] | None = None) -> dict:
         env = dict(os.environ)
         root = path or str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        where = subprocess.run([sys.executable, "-c", "import potforge; print(potforge.__file__)"],
-                               env=env, cwd=work, capture_output=True, text=True).stdout.strip()
+        where = subprocess.run(
+            [sys.executable, "-c", "import potforge; print(potforge.__file__)"],
+            env=env,
+            cwd=work,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         if not where.startswith(root):
             raise SystemExit(f"{code} code: potforge imports from {where}, not {root}")
         envs[code] = env
@@ -102,9 +115,21 @@ def main(argv: list[str] | None = None) -> dict:
         for code, env in envs.items():
             for m in ("bare", "pops"):
                 out = work / f"{code}-{m}-{r}.json"
-                cmd = [sys.executable, "-m", "potforge.cli", "properties", "--model",
-                       str(work / m), "--element", "W", "--qoi", args.qoi, "--quiet",
-                       "--json", str(out)]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "potforge.cli",
+                    "properties",
+                    "--model",
+                    str(work / m),
+                    "--element",
+                    "W",
+                    "--qoi",
+                    args.qoi,
+                    "--quiet",
+                    "--json",
+                    str(out),
+                ]
                 runs[code, m].append(timed(cmd, env, work))
         load.append(os.getloadavg()[0])
 
@@ -119,15 +144,19 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": f"{platform.machine()} Linux, {os.cpu_count()} cores (shared)",
         "load_average_1min": load,
         "date": time.strftime("%Y-%m-%d"),
-        "seconds": {f"{code} {m}": {"wall": [t[0] for t in ts], "cpu": [t[1] for t in ts]}
-                    for (code, m), ts in runs.items()},
+        "seconds": {
+            f"{code} {m}": {"wall": [t[0] for t in ts], "cpu": [t[1] for t in ts]}
+            for (code, m), ts in runs.items()
+        },
         "target_ratio": TARGET,
         "ratio_wall": med("current", "pops", 0) / med("current", "bare", 0),
         "ratio_cpu": med("current", "pops", 1) / med("current", "bare", 1),
     }
     bounds = json.loads((work / f"current-pops-{args.repeats - 1}.json").read_text())
-    doc["bounds"] = {q: {k: e[k] for k in ("value", "std", "lower", "upper", "method")}
-                     for q, e in bounds.items()}
+    doc["bounds"] = {
+        q: {k: e[k] for k in ("value", "std", "lower", "upper", "method")}
+        for q, e in bounds.items()
+    }
     if "baseline" in codes:
         old = json.loads((work / f"baseline-pops-{args.repeats - 1}.json").read_text())
         doc["baseline_ratio_wall"] = med("baseline", "pops", 0) / med("baseline", "bare", 0)
@@ -139,22 +168,32 @@ def main(argv: list[str] | None = None) -> dict:
         )
         doc["same_methods"] = all(bounds[q]["method"] == old[q]["method"] for q in old)
 
-    print(f"\n{doc['command']}\ndefault model ({info['n_params']} parameters) fitted to "
-          f"{info['n_structures']} demo W structures; POPS {info['posterior']} of "
-          f"{info['n_members']} members; {args.repeats} interleaved runs each, fresh processes")
+    print(
+        f"\n{doc['command']}\ndefault model ({info['n_params']} parameters) fitted to "
+        f"{info['n_structures']} demo W structures; POPS {info['posterior']} of "
+        f"{info['n_members']} members; {args.repeats} interleaved runs each, fresh processes"
+    )
     print(f"{'code':<10}{'model':<16}{'wall median':>12}{'wall min':>10}{'cpu median':>12}")
     for (code, m), ts in runs.items():
         label = "bare" if m == "bare" else "POPS (auto)"
-        print(f"{code:<10}{label:<16}{med(code, m, 0):>11.2f}s"
-              f"{min(t[0] for t in ts):>9.2f}s{med(code, m, 1):>11.2f}s")
-    print(f"posterior / bare (current): wall {doc['ratio_wall']:.2f}×, cpu {doc['ratio_cpu']:.2f}× "
-          f"(target ≤ {TARGET}×)")
+        print(
+            f"{code:<10}{label:<16}{med(code, m, 0):>11.2f}s"
+            f"{min(t[0] for t in ts):>9.2f}s{med(code, m, 1):>11.2f}s"
+        )
+    print(
+        f"posterior / bare (current): wall {doc['ratio_wall']:.2f}×, cpu {doc['ratio_cpu']:.2f}× "
+        f"(target ≤ {TARGET}×)"
+    )
     if "baseline" in codes:
-        print(f"posterior / bare (baseline): wall {doc['baseline_ratio_wall']:.2f}×, cpu "
-              f"{doc['baseline_ratio_cpu']:.2f}×; posterior run {doc['speedup_wall']:.2f}× "
-              f"faster (wall), {doc['speedup_cpu']:.2f}× (cpu)")
-        print(f"bounds: largest relative change {doc['max_bound_rel_diff']:.1e}, same methods: "
-              f"{doc['same_methods']}")
+        print(
+            f"posterior / bare (baseline): wall {doc['baseline_ratio_wall']:.2f}×, cpu "
+            f"{doc['baseline_ratio_cpu']:.2f}×; posterior run {doc['speedup_wall']:.2f}× "
+            f"faster (wall), {doc['speedup_cpu']:.2f}× (cpu)"
+        )
+        print(
+            f"bounds: largest relative change {doc['max_bound_rel_diff']:.1e}, same methods: "
+            f"{doc['same_methods']}"
+        )
     print(f"load average (1 min) during the runs: {min(load):.1f}–{max(load):.1f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")

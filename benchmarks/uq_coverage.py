@@ -19,7 +19,7 @@ Parts (each a function ``part_x(args) -> dict`` registered in ``PARTS``; run wit
   posterior's exact extremes of the linearised QoI: is the teacher's value inside, and how wide
   are the bounds next to the actual error?
 
-* ``d`` — property propagation methods side by side (:func:`potforge.uq.propagation
+* ``d`` — property propagation methods side by side (:func:`potforge.qoi.propagation
   .property_uncertainty`): ``linear`` (exact dQ/dθ, exact extremes), ``implicit`` (per sample,
   Newton-predicted structures, no relaxation) and ``resample`` (per sample, full relaxations)
   for the SNAP 2J=6 student of part c with its POPS ensemble; the same K draws for the two
@@ -234,8 +234,8 @@ PART_B_METHODS = {
 def part_b(args: argparse.Namespace) -> dict:
     """Zuo Mo: coverage of held-out energies and force components by each posterior's bounds."""
     from potforge.data import read_structures
-    from potforge.metrics import residuals, uncertainty_metrics
     from potforge.model import DEFAULT_SPEC, LinearPotential
+    from potforge.model.metrics import residuals, uncertainty_metrics
 
     train = read_structures(args.mo / "training.json")
     test = read_structures(args.mo / "test.json", stress_order="mlearn-mo")  # only xy sheared
@@ -405,19 +405,20 @@ def part_c(args: argparse.Namespace) -> dict:
 
     Students are fitted to the 33 W structures of ``potforge demo`` labelled by the shipped W
     SNAP (the teacher); every QoI gets its exact dQ/dθ once per student, then each posterior's
-    exact extremes of ``dQ/dθ · θ`` (linear propagation, :mod:`potforge.uq.propagation`); the
+    exact extremes of ``dQ/dθ · θ`` (linear propagation, :mod:`potforge.qoi.propagation`); the
     posteriors of :data:`AUTO_METHODS` also with the default ``"auto"`` propagation (nonlinear
     QoIs evaluated at their extreme members, re-relaxed).  ``--exhaustive``: every POPS ensemble
     member evaluated implicitly for each QoI that auto leaves outside.
     """
-    from potforge.commands.demo import label, w_structures
+    from potforge.data.builders import w_structures
     from potforge.model import LinearPotential
     from potforge.oracles import make_oracle
+    from potforge.oracles.labelling import label_in_process
     from potforge.properties import PropertyError, run_suite
-    from potforge.properties.sensitivity import Sensitivity
+    from potforge.qoi.sensitivity import Sensitivity
 
     teacher = make_oracle(TEACHER).build()
-    data = label(w_structures(), teacher)
+    data = label_in_process(w_structures(), teacher)
     t0 = time.perf_counter()
     ref = run_suite(teacher, "W", PART_C_QOIS, progress=False)
     out = {
@@ -489,7 +490,7 @@ def _auto_row(model, name, qois, values, truth) -> dict:
     """Part (c) row of ``name``'s posterior under ``"auto"`` propagation; a QoI that cannot be
     evaluated at any of its candidate members (every one collapses) is reported and left out."""
     from potforge.errors import ModelError
-    from potforge.uq.propagation import property_uncertainty
+    from potforge.qoi.propagation import property_uncertainty
 
     t0 = time.perf_counter()
     try:
@@ -527,8 +528,8 @@ def _auto_row(model, name, qois, values, truth) -> dict:
 def _exhaustive(model, row) -> dict:
     """Every POPS ensemble member evaluated implicitly for each nonlinear QoI whose teacher
     value ``"auto"`` left outside: is the miss the candidate search's or the posterior's?"""
-    from potforge.properties.sensitivity import Sensitivity
-    from potforge.uq.propagation import _extreme_values
+    from potforge.qoi.propagation import _extreme_values
+    from potforge.qoi.sensitivity import Sensitivity
 
     post = model.posterior_
     thetas = model.coef_ + post.arrays["members"] / post.scale
@@ -649,15 +650,16 @@ PART_D_STUDENT = "SNAP 2J=6 + ZBL"
 
 def part_d(args: argparse.Namespace) -> dict:
     """Linear vs implicit vs resampled propagation of the POPS ensemble to W properties."""
-    from potforge.commands.demo import label, w_structures
+    from potforge.data.builders import w_structures
     from potforge.model import LinearPotential
     from potforge.oracles import make_oracle
+    from potforge.oracles.labelling import label_in_process
     from potforge.properties import run_suite
-    from potforge.properties.sensitivity import Sensitivity
-    from potforge.uq.propagation import property_uncertainty
+    from potforge.qoi.propagation import property_uncertainty
+    from potforge.qoi.sensitivity import Sensitivity
 
     teacher = make_oracle(TEACHER).build()
-    data = label(w_structures(), teacher)
+    data = label_in_process(w_structures(), teacher)
     ref = run_suite(teacher, "W", PART_C_QOIS, progress=False)
     spec = PART_C_STUDENTS[PART_D_STUDENT]
     model = LinearPotential(spec).fit(data).fit_posterior(data, "pops", progress=False)

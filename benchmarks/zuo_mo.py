@@ -76,8 +76,8 @@ def cv_score(
     huber_delta=1.345,
 ):
     """Pooled held-out MAE (meV/atom, eV/Å) over the folds for one weighting (and loss)."""
-    from potforge.fitting import robust_lstsq
-    from potforge.metrics import residuals
+    from potforge.model.fitting import robust_lstsq
+    from potforge.model.metrics import residuals
 
     w = dm.weights(sigma, group_weights)
     e_res, f_res = [], []
@@ -104,8 +104,8 @@ def objective(e_mae: float, f_mae: float) -> float:
 def cv_context(train, n_folds: int) -> tuple:
     """(model, designs, design matrix, fold of each structure) of the linear SNAP on the
     training set: one descriptor pass shared by every CV search."""
-    from potforge.design import assemble
     from potforge.model import LinearPotential
+    from potforge.model.rows import assemble
 
     model = LinearPotential(terms=LINEAR_SPEC).setup(train)
     designs = model.structure_designs(train)
@@ -226,7 +226,7 @@ def evaluate_published(test, train) -> tuple[dict, dict]:
     (and on the training set, under ``train_metrics``); and their predictions (keys ``SNAP``,
     ``qSNAP`` on the test set, ``"SNAP train"``, ``"qSNAP train"`` on the training set)."""
     from potforge.engines.lammps import LammpsCalculator, potentials_dir
-    from potforge.metrics import error_metrics
+    from potforge.model.metrics import error_metrics
 
     files = {"SNAP": "Mo_Zuo_JPCA2020.snap", "qSNAP": "Mo_Zuo_JPCA2020.quadratic.snap"}
     out, preds = {}, {}
@@ -263,8 +263,8 @@ def published_in_potforge(ctx, train, published_pred_train) -> dict:
     weighted least-squares fits to the training energies and forces over a sweep of energy
     weights (per-atom residuals, and total-energy residuals as in mlearn) are compared with it:
     the RMS difference of their training-set predictions from the published ones."""
-    from potforge.design import ROW_ENERGY, ROW_FORCE
     from potforge.engines.lammps import potentials_dir
+    from potforge.model.rows import ROW_ENERGY, ROW_FORCE
 
     model, designs, dm, _ = ctx
     tokens = (potentials_dir() / "Mo_Zuo_JPCA2020.snapcoeff").read_text().split()
@@ -319,8 +319,8 @@ def weights_of(row: dict) -> dict:
 def fit_potforge(name, spec, train, test, **kw) -> tuple[dict, list]:
     """Fit one potforge model; its row (weights, fit info, test and training metrics) and its
     test predictions."""
-    from potforge.metrics import error_metrics
     from potforge.model import LinearPotential
+    from potforge.model.metrics import error_metrics
 
     model = LinearPotential(terms=spec, **kw).fit(train)
     pred = model.predict(test)
@@ -345,7 +345,7 @@ def fit_potforge(name, spec, train, test, **kw) -> tuple[dict, list]:
 def paired_bootstrap(test, pred_a, pred_b, n_boot: int = 10_000, seed: int = 0) -> dict:
     """Test-set MAE difference a − b (energy meV/atom, force eV/Å) with a 95 % interval from
     resampling the test *structures* with replacement (both models on the same resample)."""
-    from potforge.metrics import residuals
+    from potforge.model.metrics import residuals
 
     n_at = np.array([len(a) for a in test])
     cuts = np.cumsum(3 * n_at)[:-1]

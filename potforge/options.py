@@ -10,7 +10,7 @@ DEFAULT_SPEC = "snap(twojmax=6,rcutfac=4.6,quadratic=True)+zbl(inner=1.0,outer=1
 """The default model (chosen on the Zuo Mo benchmark; see BENCHMARKS.md)."""
 
 LOSSES = ("squared", "huber", "l1")
-"""Losses on σ-normalised residuals (:mod:`potforge.fitting`)."""
+"""Losses on σ-normalised residuals (:mod:`potforge.model.fitting`)."""
 
 POSTERIOR_METHODS = ("pops", "bayes", "bootstrap")
 """Uncertainty posteriors of a fitted model (:mod:`potforge.uq.centred`)."""

@@ -11,15 +11,10 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from potforge.commands._common import add_output_options, progress
 
-if TYPE_CHECKING:
-    from ase import Atoms
-
 REFERENCE = "lammps:W_2940_2017_2.snap"
-A_W = 3.18
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,68 +36,16 @@ def default_out(base: str = "runs/demo") -> Path:
     return path
 
 
-def w_structures(seed: int = 0) -> list[Atoms]:
-    """Unlabelled W training structures: strained 2-atom cells, rattled 54-atom cells,
-    a 53-atom vacancy cell and (100)/(110) slabs, each with a ``group``."""
-    import numpy as np
-    from ase.build import bulk, surface
-
-    rng = np.random.default_rng(seed)
-    out: list[Atoms] = []
-    cubic = bulk("W", "bcc", a=A_W, cubic=True)
-    for _ in range(16):  # homogeneous strains up to ±3 %
-        a = cubic.copy()
-        eps = rng.uniform(-0.03, 0.03, (3, 3))
-        a.set_cell(a.cell @ (np.eye(3) + 0.5 * (eps + eps.T)), scale_atoms=True)
-        a.info["group"] = "strained"
-        out.append(a)
-    for k in range(10):  # thermal-like rattles, with a small volume change
-        a = cubic.repeat(3)
-        a.set_cell(a.cell * rng.uniform(0.98, 1.02), scale_atoms=True)
-        a.rattle(0.04 + 0.012 * k, seed=int(rng.integers(1 << 30)))
-        a.info["group"] = "rattled"
-        out.append(a)
-    for k in range(3):
-        a = cubic.repeat(3)
-        del a[0]
-        a.rattle(0.03, seed=100 + k)
-        a.info["group"] = "vacancy"
-        out.append(a)
-    for miller in ((1, 0, 0), (1, 1, 0)):
-        for k in range(2):
-            a = surface(bulk("W", "bcc", a=A_W, cubic=True), miller, 6, vacuum=6.0)
-            a.rattle(0.03, seed=200 + k)
-            a.info["group"] = f"surface{''.join(map(str, miller))}"
-            out.append(a)
-    return out
-
-
-def label(structures: list[Atoms], calc, show: bool | None = None) -> list[Atoms]:
-    """Attach energy/forces/stress from ``calc`` to copies of ``structures`` (a progress bar
-    on a terminal unless ``show`` is False)."""
-    from potforge.data.structures import attach_labels
-    from potforge.progress import track
-
-    out = []
-    for a in track(structures, f"labelling with {REFERENCE}", "structures", show):
-        b = a.copy()
-        b.calc = calc
-        e, f = b.get_potential_energy(), b.get_forces()
-        s = b.get_stress() if b.pbc.all() else None
-        attach_labels(b, e, f, s)
-        b.info.update(a.info)
-        out.append(b)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from potforge.commands._common import write_json
     from potforge.commands._output import OutputFolder
     from potforge.data import write_extxyz
-    from potforge.metrics import evaluate, format_table, structure_residuals, write_residuals
+    from potforge.data.builders import w_structures
     from potforge.model import LinearPotential
+    from potforge.model.metrics import evaluate, format_table, structure_residuals, write_residuals
+    from potforge.model.plots import group_error_plot, parity_plot
     from potforge.oracles import make_oracle
-    from potforge.plots import group_error_plot, parity_plot
+    from potforge.oracles.labelling import label_in_process
     from potforge.properties import run_suite
 
     t0 = time.perf_counter()
@@ -111,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
         out_dir, force=args.force, argv=args.argv, seeds={"seed": args.seed}, quiet=args.quiet
     )
     ref_calc = make_oracle(REFERENCE).build()
-    data = label(w_structures(args.seed), ref_calc, progress(args))
+    data = label_in_process(
+        w_structures(args.seed), ref_calc, progress(args), f"labelling with {REFERENCE}"
+    )
     test_idx = set(range(3, len(data), 5))
     train = [a for k, a in enumerate(data) if k not in test_idx]
     test = [a for k, a in enumerate(data) if k in test_idx]
@@ -155,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
         )
         write_json(out / "metrics.json", report)
         print(
-            f"\nwrote {out_dir}/ (model.json, train/test.extxyz, metrics.json, residuals.csv, parity.png, "
-            f"group_errors.png, lammps/potential.in, provenance.json, log.txt) in "
+            f"\nwrote {out_dir}/ (model.json, train/test.extxyz, metrics.json, residuals.csv, "
+            f"parity.png, group_errors.png, lammps/potential.in, provenance.json, log.txt) in "
             f"{time.perf_counter() - t0:.0f} s"
         )
     return 0

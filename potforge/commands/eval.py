@@ -33,9 +33,9 @@ def set_name(files: list[str]) -> str:
 def run(args: argparse.Namespace) -> int:
     from potforge.commands._output import OutputFolder
     from potforge.errors import DataError
-    from potforge.metrics import evaluate, format_table, structure_residuals, write_residuals
     from potforge.model import LinearPotential
-    from potforge.plots import parity_plot
+    from potforge.model.metrics import evaluate, format_table, structure_residuals, write_residuals
+    from potforge.model.plots import parity_plot
 
     if not args.out:
         raise DataError("--out is required: the folder for metrics.json and parity.png")

@@ -132,9 +132,9 @@ def run(args: argparse.Namespace) -> int:
             f"--huber-delta applies to --loss huber only, not --loss {args.loss or 'squared'}"
         )
     from potforge.commands._output import OutputFolder
-    from potforge.metrics import evaluate, format_table, structure_residuals, write_residuals
     from potforge.model import LinearPotential
-    from potforge.plots import group_error_plot, parity_plot
+    from potforge.model.metrics import evaluate, format_table, structure_residuals, write_residuals
+    from potforge.model.plots import group_error_plot, parity_plot
 
     inputs = [*args.train, *args.test, *([args.config] if args.config else [])]
     folder = OutputFolder(

@@ -62,7 +62,7 @@ def parse_timeout(text: str | None) -> float | None:
     DataError
         Not a positive number of seconds nor ``none``.
     """
-    from potforge.labelling import DEFAULT_TIMEOUT, check_options
+    from potforge.oracles.labelling import DEFAULT_TIMEOUT, check_options
 
     if text is None:
         return DEFAULT_TIMEOUT
@@ -164,8 +164,8 @@ def run(args: argparse.Namespace) -> int:
     from potforge.commands.db import pipe_safe
     from potforge.data.readers import read_structures
     from potforge.data.store import Store
-    from potforge.labelling import check_options, label
     from potforge.oracles import make_oracle
+    from potforge.oracles.labelling import check_options, label
 
     # everything the command is given is checked before any work (or any file) is made
     timeout = parse_timeout(args.timeout)

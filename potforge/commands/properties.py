@@ -155,7 +155,7 @@ def _run(args: argparse.Namespace) -> int:
     names, _ = check_request(args.element, qois, settings)
     if args.model:
         from potforge.commands._common import method_options
-        from potforge.uq.propagation import N_SAMPLES, check_options
+        from potforge.qoi.propagation import N_SAMPLES, check_options
 
         uq = args.uq or "auto"
         method_options(args, {"samples": ("implicit", "resample"),
@@ -202,7 +202,7 @@ def _model_results(args, names, uq, opts, progress, settings) -> dict:
     """Values (and bounds, with a posterior) of a fitted model's QoIs."""
     from potforge.model import LinearPotential
     from potforge.properties import run_suite
-    from potforge.uq.propagation import property_uncertainty
+    from potforge.qoi.propagation import property_uncertainty
 
     model = LinearPotential.load(args.model)
     if args.uq not in (None, "none") and not model.has_posterior:

@@ -90,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
     from potforge.commands._output import replace_files
     from potforge.errors import DataError
-    from potforge.metrics import uncertainty_metrics
     from potforge.model import MODEL_FILE, POSTERIOR_FILE, LinearPotential
+    from potforge.model.metrics import uncertainty_metrics
 
     options = posterior_options(args, args.method)  # misplaced options fail before any work
     folder = Path(args.model)

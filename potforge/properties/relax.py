@@ -54,7 +54,7 @@ RelaxationHook = Callable[..., tuple[Atoms, float]]
 
 ``kind`` is ``"positions"`` (options ``z_only``) or ``"cell"`` (options ``hydrostatic``,
 ``mask``); ``run()`` performs the real relaxation.  A hook may call it (and record the result)
-or replace it (e.g. :class:`potforge.uq.implicit.NewtonRelaxer`)."""
+or replace it (e.g. :class:`potforge.qoi.implicit.NewtonRelaxer`)."""
 
 _HOOK: ContextVar[RelaxationHook | None] = ContextVar("relaxation_hook", default=None)
 
@@ -77,7 +77,7 @@ def _hooked(kind: str, atoms: Atoms, calc, run, **options) -> tuple[Atoms, float
 
 def keep_structure(keep: list | None, atoms: Atoms) -> None:
     """Append ``atoms`` to ``keep`` when it is a list (a caller's record of the relaxed
-    structures behind a property, used by :mod:`potforge.properties.sensitivity`)."""
+    structures behind a property, used by :mod:`potforge.qoi.sensitivity`)."""
     if keep is not None:
         keep.append(atoms)
 

@@ -13,7 +13,7 @@ OUTPUT_KEYS = ("value", "unit", "reference", "std", "lower", "upper", "method", 
                "bounds_meaning", "check")
 """Keys of one QoI entry in the JSON document, in order (all but value and unit optional).
 ``std_meaning`` and ``bounds_meaning`` say in words what ``std`` and ``lower``/``upper`` are
-(:func:`~potforge.uq.propagation.property_uncertainty`): both describe the same posterior, but
+(:func:`~potforge.qoi.propagation.property_uncertainty`): both describe the same posterior, but
 ``std`` is a typical deviation and the bounds are its extremes."""
 
 
@@ -51,7 +51,7 @@ def merge(
     results : dict
         Output of :func:`~potforge.properties.registry.run_suite` (``std``/``lower``/``upper``/
         ``method``/``check`` kept when present, e.g. from
-        :func:`~potforge.uq.propagation.property_uncertainty`).
+        :func:`~potforge.qoi.propagation.property_uncertainty`).
     reference : dict, optional
         QoI name → reference value in the same unit.
     """

@@ -7,8 +7,8 @@ properties --set KEY=VALUE`` (:meth:`Setting.parse`); a bad value is one
 :class:`~potforge.properties.base.SettingError` sentence naming the setting, the value and what
 is allowed, and an unknown key names the closest valid one.  :func:`validate_settings` is what
 :func:`~potforge.properties.registry.run_suite`,
-:class:`~potforge.properties.sensitivity.Sensitivity` and
-:func:`~potforge.uq.propagation.property_uncertainty` call before any work.
+:class:`~potforge.qoi.sensitivity.Sensitivity` and
+:func:`~potforge.qoi.propagation.property_uncertainty` call before any work.
 
 The same sentences name Python keywords (``n_candidates``) from Python and command-line flags
 (``--candidates``) under the CLI: :func:`option_name` reads the vocabulary that

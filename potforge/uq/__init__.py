@@ -13,7 +13,7 @@ gives ``(K, P)`` parameter vectors for brute-force propagation.
 
 from __future__ import annotations
 
-from potforge.uq._linalg import (
+from potforge.linalg import (
     ENERGY,
     FORCE,
     VIRIAL,

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from potforge.errors import check_is_fitted
-from potforge.uq._linalg import check_rows
+from potforge.linalg import check_rows
 
 
 class UQRegressor(RegressorMixin, BaseEstimator):

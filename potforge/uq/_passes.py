@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from potforge.errors import DataError, ModelError
-from potforge.uq._linalg import (
+from potforge.linalg import (
     NormalEquations,
     RidgeSolution,
     check_rows,

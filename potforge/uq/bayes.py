@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from potforge.errors import ModelError
+from potforge.linalg import NormalEquations, check_rows, solve_ridge
 from potforge.uq._base import UQRegressor
-from potforge.uq._linalg import NormalEquations, check_rows, solve_ridge
 
 
 def evidence_maximisation(

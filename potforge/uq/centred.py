@@ -2,9 +2,9 @@
 ``coef_``), for weighted design rows — array in, array out.
 
 The fitted model minimised ``Σ_n w_n (y_n − x_n·θ)² + α |S θ|²`` with ``S = diag(s)``,
-``s_j = sqrt(Σ_n w_n A_nj²)`` (:func:`potforge.fitting.weighted_lstsq`). Everything here works in
-the same column-normalised coordinates ``φ = S θ`` (rows ``x̃ = x / s``), so the ridge is the
-scalar ``α`` of the fit and the conditioning is that of the fit.
+``s_j = sqrt(Σ_n w_n A_nj²)`` (:func:`potforge.model.fitting.weighted_lstsq`). Everything here
+works in the same column-normalised coordinates ``φ = S θ`` (rows ``x̃ = x / s``), so the ridge
+is the scalar ``α`` of the fit and the conditioning is that of the fit.
 
 * ``"pops"`` — POPS corrections about ``θ₀`` itself: residual ``e_n = y_n − x_n·θ₀``,
   ``H = X̃ᵀWX̃ + αI``, ``δφ_n = e_n H⁻¹x̃_n / (x̃_nᵀH⁻¹x̃_n)``, so ``x_n·(θ₀ + δθ_n) = y_n``
@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from potforge.errors import DataError, ModelError
+from potforge.linalg import RidgeSolution, check_rows, solve_ridge
 from potforge.options import POSTERIOR_METHODS
-from potforge.uq._linalg import RidgeSolution, check_rows, solve_ridge
 from potforge.uq._passes import corrections_block
 from potforge.uq.pops import check_pops_options
 from potforge.uq.posteriors import (

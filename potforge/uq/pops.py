@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from potforge.errors import DataError, ModelError
+from potforge.linalg import NormalEquations, RidgeSolution, check_rows, solve_ridge
 from potforge.uq._base import UQRegressor
-from potforge.uq._linalg import NormalEquations, RidgeSolution, check_rows, solve_ridge
 from potforge.uq._passes import POOLED, PopsPasses, PopsResult, PopsRows, corrections_block
 from potforge.uq.posteriors import EnsemblePosterior, check_percentile_clipping
 
@@ -53,7 +53,7 @@ def pops_corrections(
     A : ndarray, shape (n, P)
     y : ndarray, shape (n,)
     solution : RidgeSolution
-        From :func:`ridge_fit` (or :func:`potforge.uq._linalg.solve_ridge`).
+        From :func:`ridge_fit` (or :func:`potforge.linalg.solve_ridge`).
     weights : ndarray, shape (n,), optional
         Row weights (ones when omitted), as used in the fit.
     leverage_threshold : float
@@ -91,7 +91,7 @@ def fit_pops(
     Parameters
     ----------
     A, y, weights, row_type
-        See :mod:`potforge.uq._linalg` for shapes and units.
+        See :mod:`potforge.linalg` for shapes and units.
     chunk_size : int, optional
         Rows per chunk; ``None`` processes all rows at once.
     **options

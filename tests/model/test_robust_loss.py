@@ -11,14 +11,14 @@ from scipy.optimize import linprog
 
 from potforge.data import attach_labels
 from potforge.errors import ModelError
-from potforge.fitting import (
+from potforge.model import LinearPotential
+from potforge.model.fitting import (
     ConvergenceWarning,
     irls_factors,
     loss_value,
     robust_lstsq,
     weighted_lstsq,
 )
-from potforge.model import LinearPotential
 
 
 def _problem(seed: int = 0, n_rows: int = 300, n_out: int = 30):

@@ -3,7 +3,7 @@
 Four methods, each giving per QoI ``value`` (the fitted model's), ``std``, ``lower``, ``upper``:
 
 * ``"linear"`` — first order through the exact sensitivities dQ/dθ
-  (:mod:`potforge.properties.sensitivity`: envelope theorem and implicit differentiation, no
+  (:mod:`potforge.qoi.sensitivity`: envelope theorem and implicit differentiation, no
   re-relaxation per sample): ``Q(θ) ≈ Q(θ̄) + ∇Q·(θ − θ̄)``, with **exact** extremes of the
   linear functional over the posterior (:meth:`LinearPotential.functional_bounds`).  Cost: one
   property suite plus descriptor passes, whatever the posterior size.
@@ -12,7 +12,7 @@ Four methods, each giving per QoI ``value`` (the fitted model's), ``std``, ``low
   bounds) and ``n_samples`` random samples are evaluated nonlinearly,
   but their relaxed structures are predicted by implicit differentiation instead of relaxed:
   one Newton step from the fitted model's minimum with the fitted model's Hessian
-  (:mod:`potforge.uq.implicit`).  Second-order accurate; a parameter vector costs single-point
+  (:mod:`potforge.qoi.implicit`).  Second-order accurate; a parameter vector costs single-point
   calculations only (plus the Hessians, once).  Bounds: the extremes over the QoI's own
   candidates and the samples; ``std`` from the samples.
 * ``"resample"`` — brute force: every one of ``n_samples`` parameter vectors from the posterior
@@ -40,7 +40,7 @@ value.  Every entry says which in words (``std_meaning``, ``bounds_meaning``).
 
 The fitted model's relaxations are recorded once and taken over by each QoI's own record (no
 relaxation is redone at the fitted parameters); the work at posterior parameter vectors uses the
-model's LAMMPS pair style where it is the same potential (:mod:`potforge.properties.fast`).
+model's LAMMPS pair style where it is the same potential (:mod:`potforge.qoi.fast`).
 Warnings name the options as the caller spells them (:func:`~potforge.properties.settings.
 option_name`: ``n_candidates`` from Python, ``--candidates`` under the CLI) and point at the
 caller's line.
@@ -61,8 +61,8 @@ from potforge.errors import ModelError
 from potforge.options import N_CANDIDATES
 from potforge.params import Integer, Real
 from potforge.properties.base import progress_bar, serial_blas, warn_at_caller
-from potforge.properties.fast import fast_calculator
 from potforge.properties.settings import Setting, option_name
+from potforge.qoi.fast import fast_calculator
 
 
 @dataclass
@@ -235,8 +235,8 @@ def _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol,
     """:func:`property_uncertainty` after its argument checks."""
     from potforge.properties import run_suite
     from potforge.properties.relax import relaxation_hook
-    from potforge.properties.sensitivity import Sensitivity
-    from potforge.uq.implicit import NewtonRelaxer, RelaxationRecord
+    from potforge.qoi.implicit import NewtonRelaxer, RelaxationRecord
+    from potforge.qoi.sensitivity import Sensitivity
 
     sens = Sensitivity(model, element, **settings)
     # the fitted model's relaxations, recorded once: the Newton steps of every posterior vector
@@ -304,7 +304,7 @@ def _extreme_values(model, element, names, members, calc0, newton_steps, progres
     that member: its structure collapses) and the largest Newton step (Å)."""
     from potforge.properties import run_suite
     from potforge.properties.relax import relaxation_hook
-    from potforge.uq.implicit import NewtonRelaxer, RelaxationRecord
+    from potforge.qoi.implicit import NewtonRelaxer, RelaxationRecord
 
     values = np.empty(members.shape[:2])
     max_step = 0.0

@@ -12,12 +12,13 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from potforge.commands.demo import label, w_structures
+from potforge.data.builders import w_structures
 from potforge.errors import NotFittedError
 from potforge.model import LinearPotential
 from potforge.oracles import make_oracle
+from potforge.oracles.labelling import label_in_process
 from potforge.properties import NotApplicableError, compute_qoi
-from potforge.properties.sensitivity import Sensitivity
+from potforge.qoi.sensitivity import Sensitivity
 
 TOL = 1e-4
 COARSE = {"B": 1e-3}
@@ -51,7 +52,7 @@ W_QOIS = [
 
 @pytest.fixture(scope="module")
 def w_data():
-    return label(w_structures(), make_oracle("lammps:W_2940_2017_2.snap").build())
+    return label_in_process(w_structures(), make_oracle("lammps:W_2940_2017_2.snap").build())
 
 
 def fd_check(model, element, qois, settings, seed=0):
@@ -103,7 +104,7 @@ def test_hcp_lattice_and_relaxed_ion_elastic_constants():
             a.rattle(0.05, seed=k)
             structures.append(a)
     model = LinearPotential("pair(n_basis=8,rcut=5.0)+embed(n_basis=6,rcut=5.0)+const")
-    model.fit(label(structures, EMT()))
+    model.fit(label_in_process(structures, EMT()))
     settings = dict(structure="hcp", fmax=1e-7, steps=3000, vacancy_size=2)
     errors = fd_check(model, "Cu", ["a0", "c_over_a", "C13", "C33", "C44", "Evac"], settings)
     assert max(errors.values()) < TOL, errors
@@ -143,7 +144,7 @@ def test_lammps_twin_stands_in_only_where_it_is_the_same_potential(w_data):
 
     from potforge.engines.lammps import LammpsCalculator
     from potforge.model import PotentialCalculator
-    from potforge.properties.fast import fast_calculator
+    from potforge.qoi.fast import fast_calculator
 
     snap = LinearPotential("snap(twojmax=4,rcutfac=4.7)+zbl(inner=1.0,outer=1.6)+const")
     snap.fit(w_data)

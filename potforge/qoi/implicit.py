@@ -12,7 +12,7 @@ pseudo-inverse reused by every sample; a sample then costs one force and one ene
 per structure.  The position Hessian of a periodic structure is assembled by phonopy from its
 symmetry-irreducible displacements only (14 displaced cells instead of 318 for the 53-atom bcc
 vacancy; the same central differences, to ~1e-8 relative), and the force calls go to the
-model's own LAMMPS pair style where it is the same potential (:mod:`potforge.properties.fast`:
+model's own LAMMPS pair style where it is the same potential (:mod:`potforge.qoi.fast`:
 SNAP, ZBL, constant; to ~1e-14, about 3× faster than the descriptor rows).  Properties are
 evaluated **nonlinearly** in θ at the predicted structures, so relaxed energies are right to
 second order (the relaxation energy ``−½ FᵀH⁻¹F`` is included).
@@ -22,7 +22,7 @@ recorded relaxation displacement (fractional coordinates) is added to the sample
 structure before the Newton step.  Cell relaxations (ground state, competing phases) step in the
 generalized coordinates of :class:`ase.filters.FrechetCellFilter`.
 
-Usage (what :func:`potforge.uq.propagation.property_uncertainty` does for ``"implicit"``)::
+Usage (what :func:`potforge.qoi.propagation.property_uncertainty` does for ``"implicit"``)::
 
     record = RelaxationRecord()
     with relaxation_hook(record):
@@ -41,7 +41,7 @@ from ase import Atoms
 from ase.filters import FrechetCellFilter
 
 from potforge.errors import ModelError
-from potforge.properties.fast import twin_of
+from potforge.qoi.fast import twin_of
 
 HESSIAN_STEP = 1e-4
 """Central-difference step of the Hessian in generalized coordinates (Å for positions)."""

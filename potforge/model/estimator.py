@@ -29,7 +29,9 @@ from potforge.data.structures import (
     elements_of,
     labels,
 )
-from potforge.design import (
+from potforge.errors import DataError, ModelError, NotFittedError, check_is_fitted
+from potforge.model.fitting import check_loss, irls_factors, robust_lstsq
+from potforge.model.rows import (
     ROW_TYPES,
     DesignMatrix,
     StructureDesign,
@@ -38,8 +40,6 @@ from potforge.design import (
     design_rows,
     structure_design,
 )
-from potforge.errors import DataError, ModelError, NotFittedError, check_is_fitted
-from potforge.fitting import check_loss, irls_factors, robust_lstsq
 from potforge.options import DEFAULT_SPEC, MODEL_PARAMETERS
 from potforge.params import validate
 from potforge.terms import Constant, Term, check_terms, parse_spec, term_from_dict, term_to_dict
@@ -144,7 +144,7 @@ class LinearPotential:
         Loss on the normalised residuals ``r = (y − ŷ)·sqrt(g)/σ``: ``"squared"`` (weighted
         least squares), ``"huber"`` (quadratic up to ``huber_delta``, linear beyond) or ``"l1"``
         (least absolute deviations); the robust ones are solved by iteratively reweighted least
-        squares (:func:`potforge.fitting.robust_lstsq`).
+        squares (:func:`potforge.model.fitting.robust_lstsq`).
     huber_delta : float
         Huber threshold in units of each row's σ (dimensionless; used by ``loss="huber"``).
     """
@@ -299,7 +299,7 @@ class LinearPotential:
         Notes
         -----
         With ``loss="huber"`` or ``"l1"``, ``fit_info_`` also records ``loss_iterations`` and
-        ``loss_converged`` (a :class:`potforge.fitting.ConvergenceWarning` is issued when the
+        ``loss_converged`` (a :class:`potforge.model.fitting.ConvergenceWarning` is issued when the
         iteration limit is reached).
         """
         check_loss(self.loss, self.huber_delta)

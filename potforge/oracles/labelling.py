@@ -35,9 +35,10 @@ from ase.calculators.calculator import Calculator
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from potforge.data.store import Store, label_key
-from potforge.data.structures import check_structure, describe, structure_hash
+from potforge.data.structures import attach_labels, check_structure, describe, structure_hash
 from potforge.errors import DataError, EngineError
 from potforge.oracles import Oracle, make_oracle
+from potforge.progress import track
 
 FAILURE_CLASSES = tuple(
     "scf_not_converged calculator_crash timeout unphysical invalid_structure".split()
@@ -739,3 +740,23 @@ def _kill_workers(client, addresses: list[str]) -> None:
         deadline = time.monotonic() + 30  # no retry may land on a worker about to vanish
         while time.monotonic() < deadline and set(nannied) & set(client.nthreads()):
             time.sleep(0.05)
+
+
+def label_in_process(
+    structures: list[Atoms], calc, show: bool | None = None, desc: str = "labelling"
+) -> list[Atoms]:
+    """Attach energy/forces/stress from the ASE calculator ``calc`` to copies of ``structures``,
+    one after another in this process (a progress bar on a terminal unless ``show`` is False).
+
+    For a handful of cheap single points; :func:`label` labels many on Dask into a store.
+    """
+    out = []
+    for a in track(structures, desc, "structures", show):
+        b = a.copy()
+        b.calc = calc
+        e, f = b.get_potential_energy(), b.get_forces()
+        s = b.get_stress() if b.pbc.all() else None
+        attach_labels(b, e, f, s)
+        b.info.update(a.info)
+        out.append(b)
+    return out

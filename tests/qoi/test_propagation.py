@@ -12,10 +12,11 @@ import pytest
 from ase.io import write
 
 from potforge.cli import main
-from potforge.commands.demo import label, w_structures
+from potforge.data.builders import w_structures
 from potforge.errors import ModelError
 from potforge.model import LinearPotential
 from potforge.oracles import make_oracle
+from potforge.oracles.labelling import label_in_process
 from potforge.properties import (
     InstabilityError,
     NotApplicableError,
@@ -24,7 +25,7 @@ from potforge.properties import (
     UnknownSettingError,
     compute_qoi,
 )
-from potforge.uq.propagation import property_uncertainty
+from potforge.qoi.propagation import property_uncertainty
 
 SPEC = "snap(twojmax=4,rcutfac=4.7)+zbl(inner=1.0,outer=1.6)+const"
 SETTINGS = dict(vacancy_size=2, fmax=1e-6, steps=2000)
@@ -33,7 +34,7 @@ QOIS = ["a0", "C44", "Evac"]
 
 @pytest.fixture(scope="module")
 def w_data():
-    return label(w_structures(), make_oracle("lammps:W_2940_2017_2.snap").build())
+    return label_in_process(w_structures(), make_oracle("lammps:W_2940_2017_2.snap").build())
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +51,17 @@ def test_linear_and_implicit_match_resampling(model):
         model, "W", QOIS, method="resample", n_samples=4, progress=False, **SETTINGS
     )
     imp = property_uncertainty(
-        model, "W", QOIS, method="implicit", n_samples=4, n_candidates=2, progress=False,
+        model,
+        "W",
+        QOIS,
+        method="implicit",
+        n_samples=4,
+        n_candidates=2,
+        progress=False,
         **SETTINGS,
     )
     samples = model.sample_coef(4, seed=0)
-    from potforge.properties.sensitivity import Sensitivity
+    from potforge.qoi.sensitivity import Sensitivity
 
     sens = Sensitivity(model, "W", **SETTINGS)
     for q in QOIS:
@@ -80,11 +87,20 @@ def test_implicit_evaluates_the_linearised_extremes_and_converges_with_more_step
     """``implicit`` evaluates each QoI at the two posterior members attaining its linearised
     bounds; at those (far) members one Newton step is first order in a0, as the linearisation,
     and five chord steps land within 10 % of that error on the fully relaxed value."""
-    from potforge.properties.sensitivity import Sensitivity
+    from potforge.qoi.sensitivity import Sensitivity
 
     one, five = (
-        property_uncertainty(model, "W", ["a0"], method="implicit", n_samples=1, n_candidates=1,
-                             newton_steps=k, progress=False, **SETTINGS)["a0"]
+        property_uncertainty(
+            model,
+            "W",
+            ["a0"],
+            method="implicit",
+            n_samples=1,
+            n_candidates=1,
+            newton_steps=k,
+            progress=False,
+            **SETTINGS,
+        )["a0"]
         for k in (1, 5)
     )
     grad = Sensitivity(model, "W", **SETTINGS).gradient("a0")[1]
@@ -101,15 +117,17 @@ def test_auto_picks_per_qoi_the_cheapest_method_that_agrees_at_the_extremes(mode
     members agree with them to ``tol`` × half-width; with ``tol=0`` nothing agrees, so every
     bound is the fully relaxed QoI at the candidate member whose implicit value is extreme
     (checked by hand against ``implicit``'s candidate values and ``compute_qoi``)."""
-    from potforge.properties.sensitivity import Sensitivity
+    from potforge.qoi.sensitivity import Sensitivity
 
     k = 3
     lin = property_uncertainty(model, "W", QOIS, method="linear", progress=False, **SETTINGS)
     auto = property_uncertainty(model, "W", QOIS, progress=False, n_candidates=k, **SETTINGS)
-    strict = property_uncertainty(model, "W", QOIS, tol=0.0, progress=False, n_candidates=k,
-                                  **SETTINGS)
-    imp = property_uncertainty(model, "W", QOIS, method="implicit", n_samples=1, n_candidates=k,
-                               progress=False, **SETTINGS)
+    strict = property_uncertainty(
+        model, "W", QOIS, tol=0.0, progress=False, n_candidates=k, **SETTINGS
+    )
+    imp = property_uncertainty(
+        model, "W", QOIS, method="implicit", n_samples=1, n_candidates=k, progress=False, **SETTINGS
+    )
     sens = Sensitivity(model, "W", **SETTINGS)
     for q in QOIS:
         check = auto[q]["check"]
@@ -124,14 +142,14 @@ def test_auto_picks_per_qoi_the_cheapest_method_that_agrees_at_the_extremes(mode
         members = model.candidate_coef(sens.gradient(q)[1], k)[0].reshape(2 * k, -1)
         cand = np.array(imp[q]["candidates"], dtype=float)  # NaN: no such structure there
         assert cand.shape == (2 * k,)
-        assert np.array_equal(np.array(imp[q]["extremes"], dtype=float), cand[[0, k]],
-                              equal_nan=True)
+        assert np.array_equal(
+            np.array(imp[q]["extremes"], dtype=float), cand[[0, k]], equal_nan=True
+        )
         brute = []
         for order in (np.argsort(cand), np.argsort(-cand)):  # NaN last on either side
             for j in order:  # the most extreme candidate whose structure exists when relaxed
                 try:
-                    brute.append(compute_qoi(q, model.as_calculator(members[j]), "W",
-                                             **SETTINGS))
+                    brute.append(compute_qoi(q, model.as_calculator(members[j]), "W", **SETTINGS))
                     break
                 except InstabilityError:
                     continue
@@ -155,19 +173,21 @@ def test_a_property_that_does_not_exist_at_a_sample_is_counted_not_bounded(model
     bulk (γ ≤ 0): ``resample`` reports those draws (``None``, ``unstable_samples``) and bounds
     the others; ``auto`` passes over such candidates and counts them."""
     q, n = "gamma_surf_100", 8
-    r = property_uncertainty(model, "W", [q], method="resample", n_samples=n, progress=False,
-                             **SETTINGS)[q]
+    r = property_uncertainty(
+        model, "W", [q], method="resample", n_samples=n, progress=False, **SETTINGS
+    )[q]
     lost = [s for s, v in enumerate(r["samples"]) if v is None]
     assert r["unstable_samples"] == len(lost) >= 1, r
     ok = [v for v in r["samples"] if v is not None]
     assert r["lower"] == min(r["value"], *ok) > 0 and r["upper"] == max(r["value"], *ok)
     with pytest.raises(InstabilityError, match=r"W \(100\) slab (lies below the bulk|.*collapsed)"):
-        compute_qoi(q, model.as_calculator(model.sample_coef(n, seed=0)[lost[0]]), "W",
-                    **SETTINGS)
-    with pytest.warns(UserWarning, match=r"auto propagation: gamma_surf_100: both extreme "
-                      r"candidates lie on one side of the fitted value") as caught:
-        auto = property_uncertainty(model, "W", [q], n_candidates=2, progress=False,
-                                    **SETTINGS)[q]
+        compute_qoi(q, model.as_calculator(model.sample_coef(n, seed=0)[lost[0]]), "W", **SETTINGS)
+    with pytest.warns(
+        UserWarning,
+        match=r"auto propagation: gamma_surf_100: both extreme "
+        r"candidates lie on one side of the fitted value",
+    ) as caught:
+        auto = property_uncertainty(model, "W", [q], n_candidates=2, progress=False, **SETTINGS)[q]
     (note,) = [w for w in caught if "auto propagation" in str(w.message)]
     assert note.filename == __file__  # the caller's line, named in Python's words
     assert "more n_candidates or method='resample' may widen them" in str(note.message)
@@ -175,10 +195,16 @@ def test_a_property_that_does_not_exist_at_a_sample_is_counted_not_bounded(model
     # its upper bound is the fitted value: every candidate member lowers γ(100)
     assert auto["check"]["flag"] == "one_sided" and auto["upper"] == auto["value"]
     # the hypercube's corners: the slab exists at none of them; linear bounds, flagged
-    box = LinearPotential(SPEC).fit(w_data).fit_posterior(w_data, posterior="hypercube",
-                                                           progress=False)
-    with pytest.warns(UserWarning, match=r"gamma_surf_100: the structure exists at none of its "
-                      r"4 candidate members, so its linear bounds are kept unchecked"):
+    box = (
+        LinearPotential(SPEC)
+        .fit(w_data)
+        .fit_posterior(w_data, posterior="hypercube", progress=False)
+    )
+    with pytest.warns(
+        UserWarning,
+        match=r"gamma_surf_100: the structure exists at none of its "
+        r"4 candidate members, so its linear bounds are kept unchecked",
+    ):
         r = property_uncertainty(box, "W", [q], n_candidates=2, progress=False, **SETTINGS)[q]
     lin = property_uncertainty(box, "W", [q], method="linear", progress=False, **SETTINGS)[q]
     assert r["check"]["flag"] == "no_relaxable_candidate" and r["method"] == "linear"
@@ -190,16 +216,23 @@ def test_unstable_lattices_at_posterior_samples_give_one_summary_warning(w_data)
     the instability is reported once for the whole run, not once per draw."""
     from potforge.properties import UnstableWarning
 
-    box = LinearPotential(SPEC).fit(w_data).fit_posterior(w_data, posterior="hypercube",
-                                                           progress=False)
+    box = (
+        LinearPotential(SPEC)
+        .fit(w_data)
+        .fit_posterior(w_data, posterior="hypercube", progress=False)
+    )
     with pytest.warns(UnstableWarning) as caught:
-        r = property_uncertainty(box, "W", ["C11", "C44"], method="resample", n_samples=4,
-                                 progress=False, **SETTINGS)
+        r = property_uncertainty(
+            box, "W", ["C11", "C44"], method="resample", n_samples=4, progress=False, **SETTINGS
+        )
     mine = [w for w in caught if "posterior parameter vectors" in str(w.message)]
     assert len(caught) == len(mine) == 1
-    assert re.match(r"[1-4] of 4 posterior parameter vectors evaluated give an unstable "
-                    r"lattice for C11(, C44)? \(values kept; first: W bcc is mechanically "
-                    r"unstable", str(mine[0].message))
+    assert re.match(
+        r"[1-4] of 4 posterior parameter vectors evaluated give an unstable "
+        r"lattice for C11(, C44)? \(values kept; first: W bcc is mechanically "
+        r"unstable",
+        str(mine[0].message),
+    )
     assert all(v is not None for v in r["C11"]["samples"])
     # auto evaluates many candidates, one at a time: still one warning for the call
     with pytest.warns(UnstableWarning) as caught:
@@ -212,7 +245,7 @@ def test_newton_relaxer_at_the_fitted_parameters_changes_nothing(model):
     the values are the reference's; a different property list is refused by name."""
     from potforge.properties import run_suite
     from potforge.properties.relax import relaxation_hook
-    from potforge.uq.implicit import NewtonRelaxer, RelaxationRecord
+    from potforge.qoi.implicit import NewtonRelaxer, RelaxationRecord
 
     calc0 = model.as_calculator()
     record = RelaxationRecord()
@@ -251,12 +284,28 @@ def test_cli_fit_uq_properties_prints_bounds(tmp_path, w_data, capsys):
     for method in ("resample", "linear"):  # an explicit --uq needs a posterior
         assert main([*args, "--uq", method]) == 2
         assert "needs a posterior" in capsys.readouterr().err
-    assert main(["properties", "--calc", "lammps:W_2940_2017_2.snap", "--element", "W",
-                 "--qoi", "a0", "--uq", "linear", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "properties",
+                "--calc",
+                "lammps:W_2940_2017_2.snap",
+                "--element",
+                "W",
+                "--qoi",
+                "a0",
+                "--uq",
+                "linear",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "it needs --model DIR" in capsys.readouterr().err
     assert main([*args, "--uq", "linear", "--samples", "8"]) == 2
     assert "--samples applies to --uq implicit/resample only, not --uq linear" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )
     assert main(["uq", "--model", str(mdir), "--train", str(train)]) == 0
     out_json = tmp_path / "props.json"
     assert main([*args, "--candidates", "2", "--json", str(out_json)]) == 0
@@ -272,20 +321,32 @@ def test_cli_fit_uq_properties_prints_bounds(tmp_path, w_data, capsys):
 
 # (keyword arguments, error class, the message)
 BAD_PROPAGATION = [
-    ({"n_samples": 0, "method": "resample"}, SettingError,
-     r"^n_samples must be an integer ≥ 1, got 0$"),
+    (
+        {"n_samples": 0, "method": "resample"},
+        SettingError,
+        r"^n_samples must be an integer ≥ 1, got 0$",
+    ),
     ({"n_candidates": 2.5}, SettingError, r"^n_candidates must be an integer ≥ 1, got 2\.5$"),
     ({"newton_steps": 0}, SettingError, r"^newton_steps must be an integer ≥ 1, got 0$"),
     ({"tol": -0.1}, SettingError, r"^tol must be a number ≥ 0, got -0\.1$"),
-    ({"vacancy_size": "abc"}, SettingError,
-     r"^property setting vacancy_size must be an integer ≥ 2, got 'abc'$"),
+    (
+        {"vacancy_size": "abc"},
+        SettingError,
+        r"^property setting vacancy_size must be an integer ≥ 2, got 'abc'$",
+    ),
     ({"fmax": -1}, SettingError, r"^property setting fmax must be a number > 0 and ≤ 1, got -1$"),
-    ({"check_stability": "maybe"}, SettingError,
-     r"^property setting check_stability must be true or false, got 'maybe'$"),
+    (
+        {"check_stability": "maybe"},
+        SettingError,
+        r"^property setting check_stability must be true or false, got 'maybe'$",
+    ),
     ({"vacancy_sise": 3}, UnknownSettingError, r"'vacancy_sise' \(did you mean vacancy_size\?\)"),
     ({"qois": ["a0", "Evak"]}, UnknownQoIError, r"'Evak' \(did you mean Evac\?\)"),
-    ({"qois": ["c_over_a"]}, NotApplicableError,
-     r"^c_over_a is defined for hcp lattices only, not for W bcc"),
+    (
+        {"qois": ["c_over_a"]},
+        NotApplicableError,
+        r"^c_over_a is defined for hcp lattices only, not for W bcc",
+    ),
 ]
 
 
@@ -305,11 +366,14 @@ def model_dir(model, tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (["--uq", "implicit", "--samples", "0"], "--samples must be an integer ≥ 1, got 0"),
-    (["--candidates", "0"], "--candidates must be an integer ≥ 1, got 0"),
-    (["--set", "vacancy_size=-2"], "--set vacancy_size must be an integer ≥ 2, got '-2'"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--uq", "implicit", "--samples", "0"], "--samples must be an integer ≥ 1, got 0"),
+        (["--candidates", "0"], "--candidates must be an integer ≥ 1, got 0"),
+        (["--set", "vacancy_size=-2"], "--set vacancy_size must be an integer ≥ 2, got '-2'"),
+    ],
+)
 def test_cli_bad_propagation_options_exit_2(model_dir, extra, message, capsys):
     args = ["properties", "--model", str(model_dir), "--element", "W", "--qoi", "a0", "--quiet"]
     assert main([*args, *extra]) == 2
@@ -320,8 +384,18 @@ def test_cli_bad_propagation_options_exit_2(model_dir, extra, message, capsys):
 def test_cli_warnings_are_one_line_and_name_the_flags(model_dir, capsys):
     """Under the CLI auto's warning names --candidates and --uq resample (not n_candidates or
     method='resample') and is one ``potforge properties: warning:`` line, no source line."""
-    args = ["properties", "--model", str(model_dir), "--element", "W", "--qoi",
-            "gamma_surf_100", "--candidates", "2", "--quiet"]
+    args = [
+        "properties",
+        "--model",
+        str(model_dir),
+        "--element",
+        "W",
+        "--qoi",
+        "gamma_surf_100",
+        "--candidates",
+        "2",
+        "--quiet",
+    ]
     args += [f"--set={k}={v}" for k, v in SETTINGS.items()]
     assert main(args) == 0
     err = capsys.readouterr().err
@@ -330,8 +404,11 @@ def test_cli_warnings_are_one_line_and_name_the_flags(model_dir, capsys):
     note = next(line for line in lines if "auto propagation" in line)
     assert "more --candidates or --uq resample may widen them" in note
     assert "n_candidates" not in err and "method=" not in err
-    assert "Traceback" not in err and ".py:" not in err and "warn" not in err.replace(
-        "potforge properties: warning: ", "")
+    assert (
+        "Traceback" not in err
+        and ".py:" not in err
+        and "warn" not in err.replace("potforge properties: warning: ", "")
+    )
 
 
 def test_std_and_bounds_say_what_they_are_and_share_the_posterior(model, tmp_path):
@@ -339,10 +416,11 @@ def test_std_and_bounds_say_what_they_are_and_share_the_posterior(model, tmp_pat
     the extremes over the same members — both said in words in the output, the JSON and the
     table (whose footnote gives how many std the bounds lie out)."""
     from potforge.properties import report
-    from potforge.properties.sensitivity import Sensitivity
+    from potforge.qoi.sensitivity import Sensitivity
 
-    res = property_uncertainty(model, "W", ["a0", "Evac"], method="linear", progress=False,
-                               **SETTINGS)
+    res = property_uncertainty(
+        model, "W", ["a0", "Evac"], method="linear", progress=False, **SETTINGS
+    )
     sens = Sensitivity(model, "W", **SETTINGS)
     post = model.posterior_
     n = post.arrays["members"].shape[0]
@@ -359,16 +437,27 @@ def test_std_and_bounds_say_what_they_are_and_share_the_posterior(model, tmp_pat
     table = report.format_table(doc)
     assert f"¹ std: RMS over the {n} POPS ensemble members" in table
     assert f"² lower/upper: min/max over the {n} POPS ensemble members" in table
-    far = max(max(r["upper"] - r["value"], r["value"] - r["lower"]) / r["std"]
-              for r in res.values())
+    far = max(
+        max(r["upper"] - r["value"], r["value"] - r["lower"]) / r["std"] for r in res.values()
+    )
     assert f"{far:.1f} std from the value" in table
     written = json.loads(report.write_json(tmp_path / "p.json", doc).read_text())
-    assert list(written["a0"])[:8] == ["value", "unit", "std", "lower", "upper", "method",
-                                       "std_meaning", "bounds_meaning"]
-    sampled = property_uncertainty(model, "W", ["a0"], method="resample", n_samples=2,
-                                   progress=False, **SETTINGS)["a0"]
-    assert sampled["std_meaning"].startswith("standard deviation of the fully re-relaxed values "
-                                             "at 2 random samples")
+    assert list(written["a0"])[:8] == [
+        "value",
+        "unit",
+        "std",
+        "lower",
+        "upper",
+        "method",
+        "std_meaning",
+        "bounds_meaning",
+    ]
+    sampled = property_uncertainty(
+        model, "W", ["a0"], method="resample", n_samples=2, progress=False, **SETTINGS
+    )["a0"]
+    assert sampled["std_meaning"].startswith(
+        "standard deviation of the fully re-relaxed values at 2 random samples"
+    )
 
 
 def test_symmetry_reduced_hessian_and_reused_relaxations(model):
@@ -376,14 +465,15 @@ def test_symmetry_reduced_hessian_and_reused_relaxations(model):
     brute-force central differences over every coordinate; a single-QoI record made with
     ``reuse`` takes over the fitted run's relaxations (same objects) instead of relaxing."""
     from potforge.properties import run_suite
-    from potforge.properties.fast import fast_calculator
     from potforge.properties.relax import relaxation_hook
-    from potforge.uq.implicit import HESSIAN_STEP, RelaxationRecord, _position_hessian
+    from potforge.qoi.fast import fast_calculator
+    from potforge.qoi.implicit import HESSIAN_STEP, RelaxationRecord, _position_hessian
 
     record = RelaxationRecord()
     with relaxation_hook(record):
-        run_suite(model.as_calculator(), "W", ["a0", "Evac", "gamma_surf_110"], progress=False,
-                  **SETTINGS)
+        run_suite(
+            model.as_calculator(), "W", ["a0", "Evac", "gamma_surf_110"], progress=False, **SETTINGS
+        )
     twin = fast_calculator(model)
     for rec in record.calls[1:]:  # the 15-atom vacancy and the (110) slab
         atoms = rec.relaxed.copy()
@@ -404,4 +494,5 @@ def test_symmetry_reduced_hessian_and_reused_relaxations(model):
         value = run_suite(fast_calculator(model), "W", ["Evac"], progress=False, **SETTINGS)
     assert [id(c) for c in again.calls] == [id(record.calls[0]), id(record.calls[1])]
     assert value["Evac"]["value"] == pytest.approx(
-        compute_qoi("Evac", model.as_calculator(), "W", **SETTINGS), rel=1e-9)
+        compute_qoi("Evac", model.as_calculator(), "W", **SETTINGS), rel=1e-9
+    )

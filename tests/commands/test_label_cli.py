@@ -159,7 +159,7 @@ def test_parse_timeout():
 
 
 def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_file(tmp_path):
-    from potforge.labelling import _Progress
+    from potforge.oracles.labelling import _Progress
 
     master, slave = os.openpty()  # a real terminal
     with os.fdopen(slave, "w") as tty:

@@ -199,7 +199,7 @@ def write_residuals(path, rows: Sequence[dict]) -> None:
 def evaluate(model, sets: dict, progress: bool | None = None) -> tuple[dict, dict]:
     """Metrics of ``model`` (a fitted :class:`~potforge.model.LinearPotential`; overall and per
     group) for each named, non-empty set of structures; with a
-    posterior also coverage and bound widths (:func:`potforge.metrics.uncertainty_metrics`),
+    posterior also coverage and bound widths (:func:`potforge.model.metrics.uncertainty_metrics`),
     overall and per group.
 
     Returns the report and, per set, the ``(structures, predictions)`` for plotting.

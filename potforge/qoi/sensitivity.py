@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from potforge.design import structure_design
+from potforge.model.rows import structure_design
 from potforge.properties.base import (
     EV_A2_TO_J_M2,
     EV_A3_TO_GPA,
@@ -46,7 +46,6 @@ from potforge.properties.base import (
 )
 from potforge.properties.bulk import birch_murnaghan, fit_birch_murnaghan
 from potforge.properties.elastic import strain_set, voigt_strain_matrix
-from potforge.properties.fast import twin_of
 from potforge.properties.registry import (
     CUBIC,
     compute_qoi,
@@ -55,6 +54,7 @@ from potforge.properties.registry import (
     suite_for,
 )
 from potforge.properties.stacking import unstable_fault_energy
+from potforge.qoi.fast import twin_of
 
 LATTICE_STEP = 1e-5
 """Strain step of the central differences in lattice strain at fixed θ."""
@@ -79,7 +79,7 @@ def _mode_stress(stress_voigt: np.ndarray, modes: np.ndarray) -> np.ndarray:
 
 
 def _stress_rows(design) -> np.ndarray:
-    """∂σ/∂θ (6, P) of a :class:`~potforge.design.StructureDesign` (stress = −W/V)."""
+    """∂σ/∂θ (6, P) of a :class:`~potforge.model.rows.StructureDesign` (stress = −W/V)."""
     return -design.rows.virial / design.volume
 
 
@@ -126,7 +126,7 @@ class Sensitivity:
     @property
     def fd_calc(self):
         """The calculator of the finite differences in structure: the model's LAMMPS twin where
-        it is the same potential (:mod:`potforge.properties.fast`), else :attr:`calc`."""
+        it is the same potential (:mod:`potforge.qoi.fast`), else :attr:`calc`."""
         return twin_of(self.calc)
 
     @property

@@ -245,7 +245,8 @@ def test_a_bad_setting_is_one_sentence_before_any_work(name, value, allowed):
     with pytest.raises(SettingError) as exc:
         run_suite(calc, "Cu", ["a0", "C44"], progress=False, **{name: value})
     assert str(exc.value) == f"property setting {name} must be {allowed}, got {value!r}" or (
-        str(exc.value).startswith(f"property setting {name} must be {allowed}, got {value!r} ("))
+        str(exc.value).startswith(f"property setting {name} must be {allowed}, got {value!r} (")
+    )
     assert calc.atoms is None  # checked before any calculation
     with pytest.raises(SettingError, match=f"property setting {name} must be"):
         compute_qoi("a0", calc, "Cu", **{name: value})
@@ -253,14 +254,23 @@ def test_a_bad_setting_is_one_sentence_before_any_work(name, value, allowed):
 
 def test_unknown_setting_names_the_closest_and_qoi_lattice_mismatch():
     calc = EMT()
-    with pytest.raises(UnknownSettingError, match=r"unknown property setting 'vacancy_sise' "
-                       r"\(did you mean vacancy_size\?\); valid: structure, fmax"):
+    with pytest.raises(
+        UnknownSettingError,
+        match=r"unknown property setting 'vacancy_sise' "
+        r"\(did you mean vacancy_size\?\); valid: structure, fmax",
+    ):
         run_suite(calc, "Cu", ["a0"], progress=False, vacancy_sise=3)
-    with pytest.raises(UnknownQoIError, match=r"unknown quantity of interest 'evac' \(did you "
-                       r"mean Evac\?\); valid: a0"):
+    with pytest.raises(
+        UnknownQoIError,
+        match=r"unknown quantity of interest 'evac' \(did you "
+        r"mean Evac\?\); valid: a0",
+    ):
         run_suite(calc, "Cu", ["a0", "evac"], progress=False)
-    with pytest.raises(NotApplicableError, match=r"^c_over_a is defined for hcp lattices only, "
-                       r"not for Cu fcc \(choose the lattice with structure='hcp'\)$"):
+    with pytest.raises(
+        NotApplicableError,
+        match=r"^c_over_a is defined for hcp lattices only, "
+        r"not for Cu fcc \(choose the lattice with structure='hcp'\)$",
+    ):
         run_suite(calc, "Cu", ["a0", "c_over_a"], progress=False)
     assert calc.atoms is None
 
@@ -287,11 +297,13 @@ def test_collapsing_relaxation_is_an_instability_not_a_value():
     assert nearest_distance(relaxed) > 0.9 * nearest_distance(slab)
     # … at half of it, atoms fall into each other: no surface energy of a collapsed slab
     # (stopped as soon as a periodic check sees it, not at the step limit)
-    with pytest.raises(InstabilityError, match=r"relaxation of W \(100\) slab \(16 atoms\) "
-                       r"collapsed: the shortest interatomic distance fell from 2\.7\d\d Å to "
-                       r".*\(after 25 steps\)"):
-        relax_positions(slab, LennardJones(sigma=1.2, rc=3.0), label="W (100) slab",
-                        steps=5000)
+    with pytest.raises(
+        InstabilityError,
+        match=r"relaxation of W \(100\) slab \(16 atoms\) "
+        r"collapsed: the shortest interatomic distance fell from 2\.7\d\d Å to "
+        r".*\(after 25 steps\)",
+    ):
+        relax_positions(slab, LennardJones(sigma=1.2, rc=3.0), label="W (100) slab", steps=5000)
     with pytest.raises(InstabilityError, match=r"relaxation of W bcc .*collapsed"):
         compute_qoi("a0", LennardJones(sigma=1.2, rc=3.0), "W")
 
@@ -299,16 +311,21 @@ def test_collapsing_relaxation_is_an_instability_not_a_value():
 def test_a_collapse_that_breaks_the_calculator_is_an_instability(snap):
     """A fitted SNAP with its B0 coefficient turned attractive: the bcc cell shrinks until
     LAMMPS's neighbour lists overflow mid-relaxation — a collapse, not an engine failure."""
-    from potforge.commands.demo import label, w_structures
+    from potforge.data.builders import w_structures
     from potforge.model import LinearPotential
+    from potforge.oracles.labelling import label_in_process
 
     model = LinearPotential("snap(twojmax=2,rcutfac=4.7)+const").fit(
-        label(w_structures()[:20], snap))
+        label_in_process(w_structures()[:20], snap)
+    )
     coef = model.coef_.copy()
     assert compute_qoi("a0", model.as_calculator(coef), "W") == pytest.approx(3.18, abs=0.05)
     coef[0] -= 20 * abs(coef[0]) + 1.0
-    with pytest.raises(InstabilityError, match=r"W bcc .*collapsed: .* to 0\.\d+ Å.*the "
-                       r"calculator failed there: .*Neighbor list overflow"):
+    with pytest.raises(
+        InstabilityError,
+        match=r"W bcc .*collapsed: .* to 0\.\d+ Å.*the "
+        r"calculator failed there: .*Neighbor list overflow",
+    ):
         compute_qoi("a0", model.as_calculator(coef), "W")
 
 
@@ -359,19 +376,30 @@ def test_cli_table_json_and_plot(tmp_path, capsys):
 BAD_CLI = [
     (["--set", "vacancy_size=abc"], "--set vacancy_size must be an integer ≥ 2, got 'abc'"),
     (["--set", "vacancy_size=-2"], "--set vacancy_size must be an integer ≥ 2, got '-2'"),
-    (["--set", "check_stability=maybe"], "--set check_stability must be true or false, got "
-     "'maybe'"),
+    (
+        ["--set", "check_stability=maybe"],
+        "--set check_stability must be true or false, got 'maybe'",
+    ),
     (["--set", "fmax=-1"], "--set fmax must be a number > 0 and ≤ 1, got '-1'"),
     (["--set", "fmax"], "--set expects KEY=VALUE"),
-    (["--set", "vacancy_sise=3"], "unknown property setting 'vacancy_sise' (did you mean "
-     "vacancy_size?)"),
-    (["--set", "structure=bcd"], "--set structure must be one of bcc, fcc, hcp or none, got "
-     "'bcd' (did you mean bcc?)"),
+    (
+        ["--set", "vacancy_sise=3"],
+        "unknown property setting 'vacancy_sise' (did you mean vacancy_size?)",
+    ),
+    (
+        ["--set", "structure=bcd"],
+        "--set structure must be one of bcc, fcc, hcp or none, got 'bcd' (did you mean bcc?)",
+    ),
     (["--qoi", "a0,Evak"], "unknown quantity of interest 'Evak' (did you mean Evac?)"),
-    (["--qoi", "a0,c_over_a"], "c_over_a is defined for hcp lattices only, not for Cu fcc "
-     "(choose the lattice with --structure hcp)"),
-    (["--structure", "bcc", "--set", "structure=fcc"], "--structure bcc and --set "
-     "structure=fcc disagree"),
+    (
+        ["--qoi", "a0,c_over_a"],
+        "c_over_a is defined for hcp lattices only, not for Cu fcc "
+        "(choose the lattice with --structure hcp)",
+    ),
+    (
+        ["--structure", "bcc", "--set", "structure=fcc"],
+        "--structure bcc and --set structure=fcc disagree",
+    ),
 ]
 
 
@@ -384,8 +412,9 @@ def test_cli_bad_settings_exit_2_with_one_line(extra, message, capsys):
     assert main([*args, *extra]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert err.strip().splitlines() == [f"potforge properties: error: {err.split(': ', 2)[2]}"
-                                        .rstrip()]
+    assert err.strip().splitlines() == [
+        f"potforge properties: error: {err.split(': ', 2)[2]}".rstrip()
+    ]
     assert message in err
 
 

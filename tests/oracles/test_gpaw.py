@@ -13,8 +13,8 @@ gpaw = pytest.importorskip("gpaw", reason="GPAW is not installed (pip install 'p
 @pytest.mark.timeout(300)
 def test_gpaw_single_point_on_compressed_bcc_w(tmp_path):
     from potforge.data.store import Store
-    from potforge.labelling import label
     from potforge.oracles import make_oracle
+    from potforge.oracles.labelling import label
 
     # low cutoff and k-points keep this to about a minute; the physics checks still bite
     oracle = make_oracle("gpaw", ecut=250, kpts=[3, 3, 3], width=0.2, maxiter=80)

@@ -18,8 +18,8 @@ import pytest
 from ase.build import bulk
 
 from potforge.data.store import Store
-from potforge.labelling import dask_client, label
 from potforge.oracles import make_oracle
+from potforge.oracles.labelling import dask_client, label
 
 W_SNAP = "lammps:W_2940_2017_2.snap"
 CLI = "import sys, potforge.cli as c; c.COMMANDS = ('label', 'db'); sys.exit(c.main())"
@@ -325,7 +325,7 @@ def test_a_hung_oracle_is_one_timeout_and_blames_no_other_structure(tmp_path):
 
 def test_options_are_checked_before_any_work(tmp_path):
     from potforge.errors import DataError
-    from potforge.labelling import DEFAULT_TIMEOUT, check_options
+    from potforge.oracles.labelling import DEFAULT_TIMEOUT, check_options
 
     assert DEFAULT_TIMEOUT == 3600.0
     check_options(workers=None, timeout=None)  # no limit is allowed

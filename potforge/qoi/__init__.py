@@ -1,0 +1,5 @@
+"""Layer 5, where model × properties × uq meet: exact QoI sensitivities dQ/dθ
+(:mod:`~potforge.qoi.sensitivity`), implicit differentiation of relaxed structures
+(:mod:`~potforge.qoi.implicit`) and the propagation of a posterior to material properties
+(:mod:`~potforge.qoi.propagation`).
+"""
