@@ -8,14 +8,9 @@ search of the fit's weights.
 
 from __future__ import annotations
 
-from potforge.model.estimator import (
-    MODEL_FILE,
-    POSTERIOR_FILE,
-    UQ_PROPERTIES,
-    LinearPotential,
-    PotentialCalculator,
-    structure_list,
-)
+from potforge.model.calculator import UQ_PROPERTIES, PotentialCalculator
+from potforge.model.estimator import LinearPotential, structure_list
+from potforge.model.io import MODEL_FILE, POSTERIOR_FILE
 from potforge.options import DEFAULT_SPEC
 
 __all__ = [

@@ -10,18 +10,15 @@
 from __future__ import annotations
 
 import inspect
-import json
 import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from potforge import __version__
 from potforge.data.structures import (
     check_labels,
     check_structure,
@@ -38,22 +35,15 @@ from potforge.model.rows import (
     assemble,
     compute_designs,
     design_rows,
-    structure_design,
 )
 from potforge.options import DEFAULT_SPEC, MODEL_PARAMETERS
 from potforge.params import validate
-from potforge.terms import Constant, Term, check_terms, parse_spec, term_from_dict, term_to_dict
-from potforge.terms.base import write_files
+from potforge.terms import Term, check_terms, parse_spec
 from potforge.uq.centred import METHODS as POSTERIOR_METHODS
 from potforge.uq.centred import ParameterPosterior, fit_centred_posterior
 
-MODEL_FILE = "model.json"
-POSTERIOR_FILE = "posterior.npz"
-UQ_PROPERTIES = (
-    "energy_std", "forces_std", "stress_std", "energy_bounds", "forces_bounds", "stress_bounds",
-)
-"""Extra calculator properties of a model with a posterior (std: (), (N, 3), (6,); bounds: a
-leading axis of 2, lower then upper)."""
+if TYPE_CHECKING:
+    from potforge.model.calculator import PotentialCalculator
 
 
 def structure_list(structures: Atoms | Sequence[Atoms]) -> list[Atoms]:
@@ -80,6 +70,7 @@ def _label_summary(structures: Sequence[Atoms]) -> list[list[float]]:
     Compared with a tolerance (:func:`_same_labels`), so labels that went through a file with
     8 decimals still match; a hash of rounded labels did not (values on a rounding edge).
     """
+
     def sq(lab: dict, key: str) -> float:
         return float(np.sum(np.asarray(lab[key], dtype=float) ** 2)) if key in lab else np.nan
 
@@ -113,8 +104,16 @@ def _checked_training(structures: Sequence[Atoms], empty: str) -> list[Atoms]:
 
 
 _PARAM_NAMES = (
-    "terms", "elements", "sigma_energy", "sigma_force", "sigma_stress", "group_weights", "alpha",
-    "n_jobs", "loss", "huber_delta",
+    "terms",
+    "elements",
+    "sigma_energy",
+    "sigma_force",
+    "sigma_stress",
+    "group_weights",
+    "alpha",
+    "n_jobs",
+    "loss",
+    "huber_delta",
 )
 """Constructor parameters of :class:`LinearPotential` (``get_params`` order)."""
 
@@ -412,16 +411,28 @@ class LinearPotential:
                 f"the {len(structures)} structures ({int(dm.n_atoms.sum())} atoms) given to "
                 f"fit_posterior are not those the model was fitted on "
                 f"({fit_info['n_structures']} structures, {fit_info['n_atoms']} atoms"
-                + ("; same sizes, other labels" if len(structures) == fit_info["n_structures"]
-                   and int(dm.n_atoms.sum()) == fit_info["n_atoms"] else "")
+                + (
+                    "; same sizes, other labels"
+                    if len(structures) == fit_info["n_structures"]
+                    and int(dm.n_atoms.sum()) == fit_info["n_atoms"]
+                    else ""
+                )
                 + "): the posterior is centred on coef_, fitted to other data, so its training "
                 "rows need not lie inside their bounds",
-                UserWarning, stacklevel=2,
+                UserWarning,
+                stacklevel=2,
             )
         w = self._fit_weights(dm)
         post = fit_centred_posterior(
-            dm.A, dm.y, w, dm.row_type, self.coef_, alpha=self.alpha, method=method,
-            column_names=self.param_names, **options,
+            dm.A,
+            dm.y,
+            w,
+            dm.row_type,
+            self.coef_,
+            alpha=self.alpha,
+            method=method,
+            column_names=self.param_names,
+            **options,
         )
         t2 = time.perf_counter()
         post.info.update(
@@ -580,8 +591,11 @@ class LinearPotential:
         blocks = []
         for d in designs:
             vol = d.volume if np.isfinite(d.volume) else 1.0
-            blocks += [d.rows.energy[None, :], d.rows.forces.reshape(-1, d.rows.energy.size),
-                       -d.rows.virial / vol]
+            blocks += [
+                d.rows.energy[None, :],
+                d.rows.forces.reshape(-1, d.rows.energy.size),
+                -d.rows.virial / vol,
+            ]
         std, lo, hi = self.posterior_.summary(np.vstack(blocks))
         start = 0
         for d, r in zip(designs, out, strict=True):
@@ -625,6 +639,8 @@ class LinearPotential:
 
     def as_calculator(self, coef: np.ndarray | None = None) -> PotentialCalculator:
         """An ASE calculator evaluating this model (optionally with other parameters)."""
+        from potforge.model.calculator import PotentialCalculator
+
         self._check_fitted()
         return PotentialCalculator(self, coef)
 
@@ -636,71 +652,11 @@ class LinearPotential:
         coef: np.ndarray | None = None,
         folder_variable: str | None = None,
     ) -> list[str]:
-        """Write the potential files into ``directory``; return its pair_style/pair_coeff lines.
+        """Write the potential files into ``directory``; return its pair_style/pair_coeff lines
+        (:func:`potforge.model.lammps.lammps_commands`)."""
+        from potforge.model.lammps import lammps_commands
 
-        File names in the lines are relative to ``directory`` or, with ``folder_variable``
-        (e.g. ``"potforge_dir"``), written ``${potforge_dir}/name`` for LAMMPS to substitute
-        (:meth:`to_lammps` defines that variable).
-        """
-        import re
-
-        from potforge.terms.base import LammpsPart
-
-        self._check_fitted()
-        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", prefix):
-            raise ModelError(
-                f"LAMMPS file prefix {prefix!r}: use letters, digits and _ . + - only"
-            )
-        coef = self.coef_ if coef is None else np.asarray(coef, dtype=float)
-        blocks, start = {}, 0
-        for t in self.linear_terms:
-            blocks[id(t)] = coef[start : start + t.n_params]
-            start += t.n_params
-        const = [t for t in self.linear_terms if isinstance(t, Constant)]
-        offsets = const[0].offsets(blocks[id(const[0])]) if const else None
-        absorber = next((t for t in self.linear_terms if t.absorbs_offsets), None)
-
-        def refer(words: str, files: dict[str, str]) -> str:
-            """``words`` with each file name of ``files`` written against ``folder_variable``."""
-            if folder_variable is None:
-                return words
-            var = "${" + folder_variable + "}"  # unquoted: LAMMPS does not substitute in quotes
-            return " ".join(f"{var}/{w}" if w in files else w for w in words.split())
-
-        parts = []
-        for k, t in enumerate(self.terms_):
-            if isinstance(t, Constant) and absorber is not None:
-                continue
-            part = t.lammps(
-                blocks.get(id(t), np.zeros(0)),
-                f"{prefix}_{k}_{t.kind}",
-                offsets if t is absorber else None,
-            )
-            named = {w for line in [part.style, *part.coeffs] for w in line.split()}
-            if set(part.files) - named:
-                raise ModelError(
-                    f"{t.kind}: its LAMMPS export writes {sorted(set(part.files) - named)} "
-                    "but its pair_style/pair_coeff arguments do not name them"
-                )
-            write_files(directory, part.files)
-            parts.append(
-                LammpsPart(
-                    refer(part.style, part.files), [refer(c, part.files) for c in part.coeffs]
-                )
-            )
-        if len(parts) == 1:
-            p = parts[0]
-            return [f"pair_style {p.style}"] + [f"pair_coeff {c}" for c in p.coeffs]
-        styles = [p.style.split()[0] for p in parts]
-        lines = ["pair_style hybrid/overlay " + " ".join(p.style for p in parts)]
-        for k, p in enumerate(parts):
-            name = styles[k]
-            if styles.count(name) > 1:
-                name += f" {styles[: k + 1].count(name)}"
-            for c in p.coeffs:
-                i, j, *rest = c.split()
-                lines.append(f"pair_coeff {i} {j} {name} {' '.join(rest)}".rstrip())
-        return lines
+        return lammps_commands(self, directory, prefix, coef, folder_variable)
 
     def to_lammps(
         self,
@@ -708,69 +664,11 @@ class LinearPotential:
         prefix: str = "potforge",
         location: str | Path | None = None,
     ) -> Path:
-        """Write LAMMPS files and ``potential.in`` (an ``include``-able file) into ``directory``.
+        """Write LAMMPS files and an ``include``-able ``potential.in`` into ``directory``, read
+        from ``location`` (default ``directory``) — :func:`potforge.model.lammps.write_lammps`."""
+        from potforge.model.lammps import write_lammps
 
-        ``potential.in`` starts with ``variable potforge_dir index <absolute folder>`` and names
-        every file ``${potforge_dir}/file``, so ``include /path/to/potential.in`` works from any
-        working directory; after moving the folder, run LAMMPS with
-        ``-var potforge_dir /new/place`` (a command-line ``-var`` takes precedence over an
-        ``index`` variable of the input).  It sets the ``mass`` of every type
-        (``ase.data.atomic_masses``) and the pair style.  Include it after ``read_data`` (or
-        ``create_box``) in an input with ``units metal`` whose atom types are the elements
-        ``elements_``, in that order.  LAMMPS splits file names at blanks: for a folder with a
-        blank (or a double quote) ``potforge_dir`` is ``.`` (the working directory), with a
-        warning.
-
-        Parameters
-        ----------
-        directory : path
-            Folder to write into (created if needed).
-        prefix : str
-            Stem of the coefficient files' names.
-        location : path, optional
-            Folder LAMMPS will read the files from, when it is not ``directory`` (a staging
-            folder renamed afterwards, say); default ``directory``.
-
-        Returns
-        -------
-        Path
-            ``directory/potential.in``.
-        """
-        import re
-
-        from ase.data import atomic_masses, atomic_numbers
-
-        directory = Path(directory)
-        folder = str(Path(directory if location is None else location).resolve())
-        if re.search(r'[\s"]', folder):
-            # ${potforge_dir}/file is split at blanks; fall back to the working directory
-            warnings.warn(
-                f"LAMMPS cannot take the folder {folder!r} (a blank or a double quote) in a file "
-                "name: potential.in reads its files from the working directory "
-                "(potforge_dir = .); run LAMMPS in that folder, or pass "
-                "-var potforge_dir <path without blanks>, e.g. a symbolic link",
-                UserWarning,
-                stacklevel=2,
-            )
-            folder = "."
-        # quoted when it has '#', '$' or "'" (no comment, no substitution inside quotes)
-        word = folder if re.fullmatch(r"[^#$']+", folder) else f'"{folder}"'
-        directory.mkdir(parents=True, exist_ok=True)
-        lines = self.lammps_commands(directory, prefix, folder_variable="potforge_dir")
-        masses = [
-            f"mass {k + 1} {float(atomic_masses[atomic_numbers[el]])!r}"
-            for k, el in enumerate(self.elements_)
-        ]
-        head = [
-            f"# potforge {__version__} linear potential; units metal; atom types: "
-            f"{' '.join(self.elements_)}",
-            "# Include after read_data or create_box. Files are read from ${potforge_dir}; after",
-            "# moving this folder run LAMMPS with: -var potforge_dir /new/place",
-            f"variable potforge_dir index {word}",
-        ]
-        path = directory / "potential.in"
-        path.write_text("\n".join(head + masses + lines) + "\n")
-        return path
+        return write_lammps(self, directory, prefix, location)
 
     # --- persistence ----------------------------------------------------------------------------
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -805,116 +703,16 @@ class LinearPotential:
         return self
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``model.json`` (exact: floats are written with full precision).
+        """Write ``model.json`` (and ``posterior.npz``) into ``directory``
+        (:func:`potforge.model.io.save_model`)."""
+        from potforge.model.io import save_model
 
-        A posterior (:meth:`fit_posterior`) goes to ``posterior.npz`` (exact float64 arrays)
-        with its method, kind and diagnostics under ``"posterior"`` in ``model.json``; a stale
-        ``posterior.npz`` of a model without one is removed.
-        """
-        self._check_fitted()
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        if self.has_posterior:
-            self.posterior_.save_arrays(directory / POSTERIOR_FILE)
-        elif (directory / POSTERIOR_FILE).exists():
-            (directory / POSTERIOR_FILE).unlink()
-        doc = {
-            "potforge_version": __version__,
-            "elements": self.elements_,
-            "terms": [term_to_dict(t) for t in self.terms_],
-            "spec": self.terms if isinstance(self.terms, str) else None,
-            "params": {k: v for k, v in self.get_params().items() if k != "terms"},
-            "coef": [float(c) for c in self.coef_],
-            "param_names": self.param_names,
-            "fit_info": getattr(self, "fit_info_", {}),
-        }
-        if self.has_posterior:
-            doc["posterior"] = {"file": POSTERIOR_FILE, **self.posterior_.meta()}
-        tmp = directory / (MODEL_FILE + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        tmp.replace(directory / MODEL_FILE)
-        return directory / MODEL_FILE
+        return save_model(self, directory)
 
     @classmethod
     def load(cls, directory: str | Path, posterior: bool = True) -> LinearPotential:
-        """Read a model written by :meth:`save`; ``posterior=False`` skips its posterior (e.g.
-        to replace an unreadable one)."""
-        path = Path(directory) / MODEL_FILE
-        if not path.exists():
-            raise DataError(f"{path}: no such file (is {directory} a potforge model folder?)")
-        try:
-            doc = json.loads(path.read_text())
-            terms = [term_from_dict(d) for d in doc["terms"]]
-            model = cls(doc.get("spec") or terms, **doc["params"])
-            model.elements = doc["params"].get("elements")
-            for t in terms:
-                t.setup(doc["elements"])
-            model.terms_, model.elements_ = terms, list(doc["elements"])
-            model.coef_ = np.array(doc["coef"], dtype=float)
-            model.fit_info_ = doc.get("fit_info", {})
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{path}: malformed model file ({exc!r})") from exc
-        if len(model.coef_) != model.n_params:
-            raise DataError(
-                f"{path}: {len(model.coef_)} coefficients for {model.n_params} parameters"
-            )
-        meta = doc.get("posterior")
-        if meta is not None and posterior:
-            if not isinstance(meta, dict) or not isinstance(meta.get("file"), str):
-                raise DataError(f"{path}: malformed 'posterior' entry (needs a 'file' name)")
-            post = ParameterPosterior.load(Path(directory) / meta["file"], meta)
-            if post.n_params != model.n_params:
-                raise DataError(
-                    f"{Path(directory) / meta['file']}: posterior has {post.n_params} "
-                    f"parameters, the model {model.n_params}"
-                )
-            model.posterior_ = post
-        return model
+        """Read a model written by :meth:`save`; ``posterior=False`` skips its posterior
+        (:func:`potforge.model.io.load_model`)."""
+        from potforge.model.io import load_model
 
-
-class PotentialCalculator(Calculator):
-    """ASE calculator of a fitted :class:`LinearPotential` (descriptors from LAMMPS/numpy).
-
-    Implements ``energy``, ``free_energy``, ``forces`` and ``stress`` (eV, eV/Å, eV/Å³); when
-    the model has a posterior (and ``coef`` is not overridden) also :data:`UQ_PROPERTIES`:
-    ``energy_std`` (eV), ``forces_std`` (N, 3), ``stress_std`` (6,), ``energy_bounds`` (2,),
-    ``forces_bounds`` (2, N, 3), ``stress_bounds`` (2, 6) — lower then upper, exact over the
-    posterior — read with ``atoms.calc.get_property("energy_bounds", atoms)``. They are computed
-    only when asked for, so plain energy/force calls cost nothing extra.
-    """
-
-    implemented_properties = ["energy", "free_energy", "forces", "stress"]
-
-    def __init__(self, model: LinearPotential, coef: np.ndarray | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.model = model
-        self.coef = None if coef is None else np.asarray(coef, dtype=float)
-        self.implemented_properties = list(type(self).implemented_properties)
-        if self.coef is None and model.has_posterior:
-            self.implemented_properties += list(UQ_PROPERTIES)
-
-    def get_property(self, name, atoms=None, allow_calculation=True):
-        if name in UQ_PROPERTIES and name not in self.implemented_properties:
-            why = ("its parameters were given explicitly (the posterior describes coef_)"
-                   if self.coef is not None else
-                   "the model has no posterior (run `potforge uq` or "
-                   "LinearPotential.fit_posterior)")
-            raise PropertyNotImplementedError(f"{name} is not available from this calculator: "
-                                              f"{why}")
-        return super().get_property(name, atoms, allow_calculation)
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        d = structure_design(self.model.terms_, self.atoms)
-        uq = any(p in UQ_PROPERTIES for p in properties)
-        r = self.model.predict_designs(
-            [d], self.coef, return_std=uq, return_bounds=uq, names=[describe(self.atoms)]
-        )[0]
-        self.results = {
-            "energy": float(r["energy"]),
-            "free_energy": float(r["energy"]),
-            "forces": r["forces"],
-            "stress": r["stress"],
-        }
-        if uq:
-            self.results.update({p: r[p] for p in UQ_PROPERTIES})
+        return load_model(cls, directory, posterior)

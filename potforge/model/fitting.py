@@ -159,8 +159,7 @@ def robust_lstsq(
     delta = np.asarray(huber_delta, dtype=float)
     if delta.ndim and delta.shape != (len(y),):
         raise ModelError(
-            f"huber_delta must be a number or one value per row ({len(y)}), got shape "
-            f"{delta.shape}"
+            f"huber_delta must be a number or one value per row ({len(y)}), got shape {delta.shape}"
         )
     X, b, scale = _normalised(A, y, w, alpha, names)
     coef = _ridge_solve(X, b, scale, alpha, names, rcond)
@@ -183,8 +182,10 @@ def robust_lstsq(
             step = None  # normal equations too ill-conditioned: solve by SVD instead
         if step is None:
             su = np.sqrt(u)
-            step = _ridge_solve(Xs * su[:, None], b * su, np.ones_like(scale), alpha, names,
-                                rcond) - phi
+            step = (
+                _ridge_solve(Xs * su[:, None], b * su, np.ones_like(scale), alpha, names, rcond)
+                - phi
+            )
         n_iter += 1
         phi = phi + step
         size = np.linalg.norm(phi)
@@ -261,9 +262,7 @@ def _decreases(
     return q(phi + step) <= before * (1 + 1e-10) + 1e-300
 
 
-def loss_value(
-    r: np.ndarray, loss: str, huber_delta: float | np.ndarray = 1.345
-) -> np.ndarray:
+def loss_value(r: np.ndarray, loss: str, huber_delta: float | np.ndarray = 1.345) -> np.ndarray:
     """``ρ(r)`` of each normalised residual, shape of ``r`` (dimensionless); ``huber_delta``
     scalar or broadcastable to ``r`` (``inf``: quadratic)."""
     check_loss(loss, huber_delta)

@@ -54,15 +54,21 @@ def group_error_plot(path: str | Path, report: dict[str, dict]) -> Path:
     sets = {k: v for k, v in report.items() if isinstance(v, dict) and "groups" in v}
     groups = sorted({g for m in sets.values() for g in m["groups"]})
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    keys = (("energy_mae_meV_per_atom", "energy MAE (meV/atom)"),
-            ("force_mae_eV_per_A", "force MAE (eV/Å)"))
+    keys = (
+        ("energy_mae_meV_per_atom", "energy MAE (meV/atom)"),
+        ("force_mae_eV_per_A", "force MAE (eV/Å)"),
+    )
     width = 0.8 / max(len(sets), 1)
     x = np.arange(len(groups))
     for ax, (key, title) in zip(axes, keys, strict=True):
         for j, (name, m) in enumerate(sets.items()):
             vals = [m["groups"].get(g, {}).get(key) for g in groups]
-            ax.bar(x + (j - (len(sets) - 1) / 2) * width,
-                   [np.nan if v is None else v for v in vals], width, label=name)
+            ax.bar(
+                x + (j - (len(sets) - 1) / 2) * width,
+                [np.nan if v is None else v for v in vals],
+                width,
+                label=name,
+            )
         ax.set_xticks(x, groups, rotation=30, ha="right", fontsize=8)
         ax.set_title(title)
         ax.legend(fontsize=8)
