@@ -3,3 +3,8 @@
 (:mod:`~potforge.qoi.implicit`) and the propagation of a posterior to material properties
 (:mod:`~potforge.qoi.propagation`).
 """
+
+from potforge.qoi.propagation import property_uncertainty
+from potforge.qoi.sensitivity import Sensitivity
+
+__all__ = ["Sensitivity", "property_uncertainty"]
