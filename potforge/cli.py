@@ -19,6 +19,7 @@ COMMANDS = ("fit", "eval", "uq", "demo", "label", "db", "properties")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``potforge`` parser with every verb's subparser (imports no numerical package)."""
     from potforge import __version__
 
     parser = argparse.ArgumentParser(prog="potforge", description=__doc__.splitlines()[0])

@@ -34,6 +34,7 @@ class Constraint:
     allow_none: bool = False
 
     def describe(self) -> str:  # pragma: no cover - every subclass defines it
+        """What the constraint accepts, for messages (``a number > 0``)."""
         raise NotImplementedError
 
     def _accepts(self, value: Any) -> bool:  # pragma: no cover
@@ -91,6 +92,7 @@ class Real(Constraint):
     allow_none: bool = False
 
     def describe(self) -> str:
+        """``a number ≥ low and ≤ high`` (``or none`` when None is allowed)."""
         parts = []
         if self.low is not None:
             parts.append(f"{'>' if self.low_open else '≥'} {self.low:g}")
@@ -108,9 +110,11 @@ class Real(Constraint):
         return self.high is None or (v < self.high if self.high_open else v <= self.high)
 
     def convert(self, value: Any) -> float:
+        """The value as a float."""
         return float(value)
 
     def parse(self, text: str) -> Any:
+        """A command-line string as a float (or None for ``none`` when allowed)."""
         value = super().parse(text)
         return value if value is None else float(value)
 
@@ -124,6 +128,7 @@ class Integer(Constraint):
     allow_none: bool = False
 
     def describe(self) -> str:
+        """``an integer ≥ low and ≤ high`` (``or none`` when None is allowed)."""
         parts = [f"≥ {self.low}"] if self.low is not None else []
         parts += [f"≤ {self.high}"] if self.high is not None else []
         text = "an integer" + (" " + " and ".join(parts) if parts else "")
@@ -135,9 +140,11 @@ class Integer(Constraint):
         return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
     def convert(self, value: Any) -> int:
+        """The value as an int."""
         return int(value)
 
     def parse(self, text: str) -> Any:
+        """A command-line string as an int (or None for ``none`` when allowed)."""
         value = super().parse(text)
         return value if value is None else int(value)
 
@@ -150,6 +157,7 @@ class Options(Constraint):
     allow_none: bool = False
 
     def describe(self) -> str:
+        """``one of a, b, c``."""
         return (
             "one of " + ", ".join(map(str, self.values)) + (" or none" if self.allow_none else "")
         )
@@ -158,6 +166,7 @@ class Options(Constraint):
         return any(value == v and type(value) is type(v) for v in self.values)
 
     def check(self, name: str, value: Any) -> Any:
+        """``value`` when it is one of the options, else a ModelError naming the closest."""
         try:
             return super().check(name, value)
         except ModelError:
@@ -173,12 +182,14 @@ class Boolean(Constraint):
     allow_none: bool = False
 
     def describe(self) -> str:
+        """``true or false``."""
         return "true or false"
 
     def _accepts(self, value: Any) -> bool:
         return isinstance(value, bool)
 
     def parse(self, text: str) -> Any:
+        """true/yes/1 and false/no/0 (any case) as booleans."""
         words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
         return words.get(text.strip().lower(), text)
 
@@ -191,12 +202,14 @@ class MappingOf(Constraint):
     allow_none: bool = False
 
     def describe(self) -> str:
+        """``a mapping of names to <values>``."""
         return f"a mapping of names to {self.values.describe()}"
 
     def _accepts(self, value: Any) -> bool:
         return isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
 
     def check(self, name: str, value: Any) -> Any:
+        """The mapping with every value checked by ``values`` (messages name the key)."""
         value = super().check(name, value)
         if value is None:
             return None

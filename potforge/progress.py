@@ -39,15 +39,18 @@ class Progress:
             print(f"{desc}: {count} …", file=sys.stderr, flush=True)
 
     def update(self, n: int = 1) -> None:
+        """Count ``n`` more done."""
         self.n += n
         if self._bar is not None:
             self._bar.update(n)
 
     def set_postfix_str(self, text: str) -> None:
+        """Text after the bar (terminal only)."""
         if self._bar is not None:
             self._bar.set_postfix_str(text)
 
     def close(self) -> None:
+        """End the bar, or print the stage's done line in a log."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None

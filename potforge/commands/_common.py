@@ -152,6 +152,7 @@ def _config_value(path: Path, key: str, value: Any, action: argparse.Action) -> 
 
 
 def write_json(path: str | Path, doc: dict) -> None:
+    """Write ``doc`` as indented JSON (numpy scalars as floats) to ``path``."""
     Path(path).write_text(json.dumps(doc, indent=2, default=float) + "\n")
 
 

@@ -61,6 +61,7 @@ def pipe_safe() -> Iterator[_Pipe]:
 
 
 def register(subparsers) -> None:
+    """Add the ``db`` verb (``summary``, ``export``) to ``subparsers``."""
     p = subparsers.add_parser(
         "db",
         help="summarise or export a campaign database",
@@ -118,6 +119,7 @@ def _failure_table(failures: list[dict]) -> list[str]:
 
 
 def run_summary(args: argparse.Namespace) -> int:
+    """``potforge db summary``: row counts (and with ``--failures`` every failed row)."""
     from potforge.data.store import format_summary
 
     store = _open(args.file)
@@ -140,6 +142,7 @@ def run_summary(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """``potforge db export``: write the chosen rows to a file, never over a database."""
     store = _open(args.file)
     to_stdout = args.output == "-"
     if not to_stdout:  # before reading anything

@@ -18,6 +18,7 @@ REFERENCE = "lammps:W_2940_2017_2.snap"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` verb to ``sub``."""
     p = sub.add_parser(
         "demo", help="fit W to the shipped W SNAP (no input files)", description=__doc__
     )
@@ -37,6 +38,7 @@ def default_out(base: str = "runs/demo") -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``potforge demo``: label, fit, compare with the reference and write the folder."""
     from potforge.commands._common import write_json
     from potforge.commands._output import OutputFolder
     from potforge.data import write_extxyz

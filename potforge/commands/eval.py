@@ -17,6 +17,7 @@ from potforge.commands._common import (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` verb to ``sub``."""
     p = sub.add_parser("eval", help="evaluate a saved model on labelled data", description=__doc__)
     p.add_argument("--model", required=True, metavar="DIR", help="folder written by potforge fit")
     p.add_argument("--data", nargs="+", required=True, metavar="FILE", help="labelled data")
@@ -31,6 +32,7 @@ def set_name(files: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``potforge eval``: errors (and coverage) of a saved model on labelled data."""
     from potforge.commands._output import OutputFolder
     from potforge.errors import DataError
     from potforge.model import LinearPotential

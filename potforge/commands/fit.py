@@ -24,6 +24,7 @@ from potforge.params import Real
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``fit`` verb to ``sub``."""
     p = sub.add_parser("fit", help="fit a linear potential", description=__doc__)
     p.add_argument(
         "--train",
@@ -122,6 +123,7 @@ def group_weights(pairs: list[str] | None) -> dict[str, float] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``potforge fit``: read, fit (and a posterior with ``--uq``), evaluate, write the folder."""
     if args.config:
         load_config(args.config, args.parser, args)
     for flag in ("train", "out"):

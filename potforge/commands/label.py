@@ -81,6 +81,7 @@ def parse_timeout(text: str | None) -> float | None:
 
 
 def register(subparsers) -> None:
+    """Add the ``label`` verb to ``subparsers``."""
     p = subparsers.add_parser(
         "label",
         help="label structures with an oracle into a campaign database",
@@ -161,6 +162,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``potforge label``: label structures into the store; exit 0 all labelled, 1 some failed."""
     from potforge.commands.db import pipe_safe
     from potforge.data.readers import read_structures
     from potforge.data.store import Store

@@ -20,6 +20,7 @@ from potforge.options import N_CANDIDATES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``properties`` verb to ``sub``."""
     p = sub.add_parser(
         "properties",
         help="material properties (QoIs) of a calculator",
@@ -124,6 +125,7 @@ def _list() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``potforge properties``: QoIs of a calculator or model (with bounds from a posterior)."""
     from potforge.properties.settings import cli_vocabulary
 
     if args.list:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``uq`` verb to ``sub``."""
     p = sub.add_parser(
         "uq",
         help="fit an uncertainty posterior (POPS, BLR, bootstrap) on a model",
@@ -86,6 +87,7 @@ def summary(model: LinearPotential, train_metrics: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``potforge uq``: fit a posterior on a saved model and store it in the model's folder."""
     import warnings
 
     from potforge.commands._output import replace_files

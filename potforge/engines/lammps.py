@@ -394,6 +394,7 @@ class LammpsCalculator(Calculator):
         self._lmp = None
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Energy, forces and stress of ``atoms`` from one LAMMPS ``run 0``."""
         super().calculate(atoms, properties, system_changes)
         if self._lmp is None:
             self._lmp = new_lammps()

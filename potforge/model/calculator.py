@@ -48,6 +48,7 @@ class PotentialCalculator(Calculator):
             self.implemented_properties += list(UQ_PROPERTIES)
 
     def get_property(self, name, atoms=None, allow_calculation=True):
+        """As ASE's, with a sentence saying why an uncertainty property is missing."""
         if name in UQ_PROPERTIES and name not in self.implemented_properties:
             why = (
                 "its parameters were given explicitly (the posterior describes coef_)"
@@ -61,6 +62,7 @@ class PotentialCalculator(Calculator):
         return super().get_property(name, atoms, allow_calculation)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Energy (eV), forces (eV/Å), stress (eV/Å³); with a posterior, their std and bounds."""
         super().calculate(atoms, properties, system_changes)
         d = structure_design(self.model.terms_, self.atoms)
         uq = any(p in UQ_PROPERTIES for p in properties)

@@ -211,19 +211,23 @@ class LinearPotential:
 
     @property
     def linear_terms(self) -> list[Term]:
+        """The fitted (non-fixed) terms, in column order."""
         self._check_built()
         return [t for t in self.terms_ if not t.fixed]
 
     @property
     def param_names(self) -> list[str]:
+        """Name of each parameter, e.g. ``snap[W].B3``, length ``n_params``."""
         return [n for t in self.linear_terms for n in t.param_names]
 
     @property
     def n_params(self) -> int:
+        """Number of fitted parameters P (the design's columns)."""
         return len(self.param_names)
 
     @property
     def cutoff(self) -> float:
+        """Largest cutoff of the terms, Å."""
         self._check_built()
         return max(t.cutoff for t in self.terms_)
 
@@ -235,6 +239,7 @@ class LinearPotential:
 
     @property
     def sigma(self) -> tuple[float, float, float]:
+        """``(sigma_energy, sigma_force, sigma_stress)``: eV/atom, eV/Å, eV/Å³."""
         return (self.sigma_energy, self.sigma_force, self.sigma_stress)
 
     # --- design ---------------------------------------------------------------------------------

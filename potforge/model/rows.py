@@ -35,6 +35,7 @@ class StructureDesign:
 
     @property
     def n_atoms(self) -> int:
+        """Number of atoms N of the structure."""
         return self.rows.forces.shape[0]
 
 

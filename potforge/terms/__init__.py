@@ -183,10 +183,12 @@ def _split(spec: str) -> list[str]:
 
 
 def term_to_dict(term: Term) -> dict[str, Any]:
+    """A term as JSON-able ``{kind, params, state}`` (``model.json``)."""
     return {"kind": term.kind, "params": term.get_params(), "state": term.state()}
 
 
 def term_from_dict(d: dict[str, Any]) -> Term:
+    """The term :func:`term_to_dict` wrote."""
     term = make_term(d["kind"], **d.get("params", {}))
     term.set_state(d.get("state", {}))
     return term

@@ -134,6 +134,7 @@ class Term(ABC):
     # --- evaluation ----------------------------------------------------------------------------
     @property
     def n_params(self) -> int:
+        """Number of this term's fitted parameters."""
         return len(self.param_names)
 
     @property

@@ -63,6 +63,7 @@ class Embedding(Term):
         self._basis: CubicBasis | None = None
 
     def get_params(self) -> dict[str, Any]:
+        """Constructor settings by name (a spec can be rebuilt from them)."""
         return {
             "n_basis": self.n_basis,
             "rcut": self.rcut,
@@ -71,18 +72,22 @@ class Embedding(Term):
         }
 
     def state(self) -> dict[str, Any]:
+        """Data-dependent settings (set by :meth:`prepare`) to store with the model."""
         return {"rho_max_": self.rho_max_}
 
     def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned."""
         self.rho_max_ = state.get("rho_max_")
         self._basis = None
 
     @property
     def cutoff(self) -> float:
+        """Cutoff radius, Å."""
         return self.rcut
 
     @property
     def param_names(self) -> list[str]:
+        """Name of each of this term's parameters, e.g. ``snap[W].B3``."""
         return [f"embed[{el}].g{k}" for el in self.elements for k in range(1, self.n_basis)]
 
     def density_shape(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +103,7 @@ class Embedding(Term):
         return np.bincount(nl.i, weights=phi, minlength=len(atoms))
 
     def prepare(self, structures: Sequence[Atoms]) -> None:
+        """Set the density range from the training structures."""
         if self.rho_max is None:
             top = max((self.densities(a).max(initial=0.0) for a in structures), default=0.0)
             self.rho_max_ = 1.2 * top if top > 0 else 1.0
@@ -105,6 +111,7 @@ class Embedding(Term):
 
     @property
     def basis(self) -> CubicBasis:
+        """The embedding's basis functions over its density range."""
         if self.rho_max_ is None:
             raise ModelError("embed: rho_max is unknown; fit the model (or give rho_max) first")
         if self._basis is None:
@@ -114,6 +121,7 @@ class Embedding(Term):
         return self._basis
 
     def rows(self, atoms: Atoms, nl: Neighbors | None = None) -> Rows:
+        """Design rows of ``atoms``: energy (P,), forces (N, 3, P), virial (6, P); eV, eV/Å, eV."""
         nl = nl or Neighbors(atoms, self.rcut)
         t = np.array([self.elements.index(s) for s in atoms.get_chemical_symbols()])
         rho = self.densities(atoms, nl)
@@ -127,6 +135,7 @@ class Embedding(Term):
         return radial_rows(nl, len(atoms), energy, deriv, t[nl.i], len(self.elements))
 
     def lammps(self, coef: np.ndarray, prefix: str, offsets: dict[str, float] | None) -> LammpsPart:
+        """Pair style, pair_coeff lines and files of this term for parameters ``coef``."""
         nb = self.basis.n
         funcs = []
         for e, el in enumerate(self.elements):

@@ -57,22 +57,27 @@ class PairSpline(Term):
         self.basis = CubicBasis(self.r_min, self.rcut, self.n_basis, keep=slice(0, -TRAILING))
 
     def get_params(self) -> dict[str, Any]:
+        """Constructor settings by name (a spec can be rebuilt from them)."""
         return {"n_basis": self.n_basis, "r_min": self.r_min, "rcut": self.rcut}
 
     @property
     def cutoff(self) -> float:
+        """Cutoff radius, Å."""
         return self.rcut
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
+        """Element pairs ``(a, b)``, a ≤ b, each with its own spline."""
         e = self.elements
         return [(e[i], e[j]) for i in range(len(e)) for j in range(i, len(e))]
 
     @property
     def param_names(self) -> list[str]:
+        """Name of each of this term's parameters, e.g. ``snap[W].B3``."""
         return [f"pair[{a}-{b}].B{k}" for a, b in self.pairs for k in range(self.basis.n)]
 
     def rows(self, atoms: Atoms, nl: Neighbors | None = None) -> Rows:
+        """Design rows of ``atoms``: energy (P,), forces (N, 3, P), virial (6, P); eV, eV/Å, eV."""
         nl = nl or Neighbors(atoms, self.rcut)
         nb = self.basis.n
         block = pair_index(nl, atoms, self.elements)
@@ -82,6 +87,7 @@ class PairSpline(Term):
         return pair_rows(nl, len(atoms), 0.5 * val, 0.5 * der, block, n_blocks, nb)
 
     def lammps(self, coef: np.ndarray, prefix: str, offsets: dict[str, float] | None) -> LammpsPart:
+        """Pair style, pair_coeff lines and files of this term for parameters ``coef``."""
         nb = self.basis.n
         knots = " ".join(repr(float(k)) for k in self.basis.knots)
         blocks = []

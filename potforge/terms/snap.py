@@ -109,6 +109,7 @@ class SNAP(Term):
             )
 
     def get_params(self) -> dict[str, Any]:
+        """Constructor settings by name (a spec can be rebuilt from them)."""
         return {
             "twojmax": self.twojmax,
             "rcutfac": self.rcutfac,
@@ -127,16 +128,19 @@ class SNAP(Term):
 
     @property
     def cutoff(self) -> float:
+        """Cutoff radius, Å."""
         r = max((self._radius(e) for e in self.elements), default=0.5)
         return 2.0 * r * self.rcutfac
 
     @property
     def n_per_element(self) -> int:
+        """Number of bispectrum components (plus constant) per element."""
         nb = n_bispectrum(self.twojmax)
         return nb + (nb * (nb + 1) // 2 if self.quadratic else 0)
 
     @property
     def param_names(self) -> list[str]:
+        """Name of each of this term's parameters, e.g. ``snap[W].B3``."""
         nb = n_bispectrum(self.twojmax)
         names = [f"B{k}" for k in range(nb)]
         if self.quadratic:
@@ -152,6 +156,7 @@ class SNAP(Term):
         )
 
     def rows(self, atoms: Atoms) -> Rows:
+        """Design rows of ``atoms``: energy (P,), forces (N, 3, P), virial (6, P); eV, eV/Å, eV."""
         lmp = _instance()
         lmp.command("clear")
         frame = setup_structure(lmp, atoms, self.elements)
@@ -184,6 +189,7 @@ class SNAP(Term):
         return Rows(a[0].copy(), np.ascontiguousarray(forces), virial)
 
     def lammps(self, coef: np.ndarray, prefix: str, offsets: dict[str, float] | None) -> LammpsPart:
+        """Pair style, pair_coeff lines and files of this term for parameters ``coef``."""
         m = self.n_per_element
         coeff_lines = [f"{len(self.elements)} {m + 1}"]
         for i, el in enumerate(self.elements):
@@ -207,19 +213,23 @@ class Constant(Term):
 
     @property
     def cutoff(self) -> float:
+        """Cutoff radius, Å."""
         return 0.0
 
     @property
     def param_names(self) -> list[str]:
+        """Name of each of this term's parameters, e.g. ``snap[W].B3``."""
         return [f"const[{el}]" for el in self.elements]
 
     def rows(self, atoms: Atoms) -> Rows:
+        """Design rows of ``atoms``: energy (P,), forces (N, 3, P), virial (6, P); eV, eV/Å, eV."""
         symbols = atoms.get_chemical_symbols()
         counts = np.array([symbols.count(el) for el in self.elements], dtype=float)
         p = len(self.elements)
         return Rows(counts, np.zeros((len(atoms), 3, p)), np.zeros((6, p)))
 
     def lammps(self, coef: np.ndarray, prefix: str, offsets: dict[str, float] | None) -> LammpsPart:
+        """Pair style, pair_coeff lines and files of this term for parameters ``coef``."""
         from potforge.terms.embedding import eam_fs_file
 
         text = eam_fs_file(
@@ -264,10 +274,12 @@ class ZBL(Term):
             )
 
     def get_params(self) -> dict[str, Any]:
+        """Constructor settings by name (a spec can be rebuilt from them)."""
         return {"inner": self.inner, "outer": self.outer}
 
     @property
     def cutoff(self) -> float:
+        """Cutoff radius, Å."""
         return self.outer
 
     def _coeffs(self) -> list[str]:
@@ -278,10 +290,12 @@ class ZBL(Term):
         return [f"{i + 1} {j + 1} {z[i]} {z[j]}" for i in range(n) for j in range(i, n)]
 
     def values(self, atoms: Atoms) -> Values:
+        """Energy (eV), forces (eV/Å) and virial (eV) of this fixed term on ``atoms``."""
         cmds = [f"pair_style zbl {self.inner!r} {self.outer!r}"]
         cmds += [f"pair_coeff {c}" for c in self._coeffs()]
         e, f, w = static_point(_instance(), atoms, self.elements, cmds)
         return Values(e, f, w)
 
     def lammps(self, coef: np.ndarray, prefix: str, offsets: dict[str, float] | None) -> LammpsPart:
+        """Pair style, pair_coeff lines and files of this term for parameters ``coef``."""
         return LammpsPart(f"zbl {self.inner!r} {self.outer!r}", self._coeffs())
