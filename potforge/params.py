@@ -137,7 +137,10 @@ class Integer(Constraint):
     def _accepts(self, value: Any) -> bool:
         if not isinstance(value, numbers.Integral) or isinstance(value, bool):
             return False
-        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+        number = int(value)  # exact for any Integral
+        return (self.low is None or number >= self.low) and (
+            self.high is None or number <= self.high
+        )
 
     def convert(self, value: Any) -> int:
         """The value as an int."""

@@ -139,8 +139,11 @@ def _config_value(path: Path, key: str, value: Any, action: argparse.Action) -> 
     out = []
     for v in items:
         text = str(v).lower() if isinstance(v, bool) else str(v)
+        convert = action.type
+        if isinstance(convert, str):  # a name registered with parser.register: potforge has none
+            raise TypeError(f"--config cannot resolve the registered type {convert!r} of {key}")
         try:
-            v = action.type(text) if action.type else text
+            v = convert(text) if convert else text
         except (argparse.ArgumentTypeError, ValueError) as exc:
             raise DataError(f"{where}: {exc}") from None
         if action.choices is not None and v not in action.choices:

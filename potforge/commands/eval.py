@@ -53,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
     report, sets = evaluate(model, {"test": data}, progress(args))
     name = set_name(args.data)
     with folder.staged() as out:
-        parity_plot(out / "parity.png", {name: sets["test"]})
-        write_residuals(out / "residuals.csv", structure_residuals(*sets["test"], name))
+        structs, preds = sets["test"]
+        parity_plot(out / "parity.png", {name: (structs, preds)})
+        write_residuals(out / "residuals.csv", structure_residuals(structs, preds, name))
         report.update(n_params=model.n_params, model=args.model, data=list(args.data))
         write_json(out / "metrics.json", report)
         print(format_table({name: report["test"]}, {name: report["test"]["groups"]}))

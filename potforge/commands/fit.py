@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import cast
 
 from potforge.commands._common import (
     add_output_options,
@@ -163,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - t0
         model.fit(train, designs=designs)
         model.fit_info_["descriptor_seconds"] = seconds
-        model.fit_info_["fit_seconds"] += seconds
+        # fit() set fit_seconds to a float (fit_info_ is typed by its mixed values)
+        model.fit_info_["fit_seconds"] = cast(float, model.fit_info_["fit_seconds"]) + seconds
         model.fit_posterior(train, args.uq, designs=designs, **post_kw)
     with folder.staged() as out:
         model.save(out)

@@ -88,13 +88,13 @@ MIN_R2 = 0.5
 
 
 def vasp_kbar_to_ase(
-    stress_kbar: Sequence[float], order: Sequence[int] = VASP_TO_ASE_VOIGT
+    stress_kbar: Sequence[float] | np.ndarray, order: Sequence[int] = VASP_TO_ASE_VOIGT
 ) -> np.ndarray:
     """Convert a VASP stress (kbar, compression > 0) to ASE's (eV/Å³, tension > 0).
 
     Parameters
     ----------
-    stress_kbar : sequence of float, length 6
+    stress_kbar : sequence of float or ndarray, length 6
     order : sequence of int, length 6
         Indices into ``stress_kbar`` giving ASE's xx yy zz yz xz xy.
 
@@ -208,7 +208,7 @@ def _small_strain(reference: np.ndarray, cells: np.ndarray) -> np.ndarray:
 def detect_stress_order(
     cells: Sequence[np.ndarray],
     families: Sequence[Hashable],
-    raw_stress: Sequence[Sequence[float]],
+    raw_stress: Sequence[Sequence[float]] | np.ndarray,
     where: str = "data",
 ) -> StressOrder:
     """Decide which shear component each of the columns 4-6 of a VASP-sign stress holds.
@@ -237,7 +237,7 @@ def detect_stress_order(
         Lattice vectors (rows), Å.
     families : sequence of hashable
         Family key of each structure (group label and composition).
-    raw_stress : sequence of six floats
+    raw_stress : sequence of six floats, or ndarray, shape (n, 6)
         The file's stresses as stored (VASP sign: compression positive; any unit).
     where : str
         The file, for messages.
@@ -327,10 +327,10 @@ def detect_stress_order(
         if unclear:
             why = f"the {' and '.join(unclear)} shear strain drives no single column clearly"
         else:
-            rest = [SHEAR[k] for k in range(3) if k not in found]
+            untold = [SHEAR[k] for k in range(3) if k not in found]
             why = (
                 f"its {n_sheared} sheared cells strain only {SHEAR[strained[0]]}, so the "
-                f"{' and '.join(rest)} columns cannot be told apart"
+                f"{' and '.join(untold)} columns cannot be told apart"
             )
         raise DataError(f"{where}: cannot tell the order of the shear stress columns: {why}{ask}")
     slots = [""] * 3
@@ -572,9 +572,20 @@ def read_json(
         else:
             ase_stress = vasp_kbar_to_ase(s, order.ase_index)
             atoms.info.update(stress_order=order.text, stress_order_from=order.how)
-        lab = labels(atoms)
-        attach_labels(atoms, lab.get("energy"), lab.get("forces"), ase_stress)
+        _attach(atoms, {**labels(atoms), "stress": ase_stress})
     return out
+
+
+def _attach(atoms: Atoms, lab: dict[str, np.ndarray | float]) -> None:
+    """:func:`attach_labels` with what :func:`labels` returned (a float energy, array forces and
+    stress; absent keys stay absent)."""
+    energy, forces, stress = lab.get("energy"), lab.get("forces"), lab.get("stress")
+    attach_labels(
+        atoms,
+        None if energy is None else float(energy),
+        None if forces is None else np.asarray(forces),
+        None if stress is None else np.asarray(stress),
+    )
 
 
 def _file_stress_order(
@@ -620,6 +631,7 @@ def read_ase(path: str | os.PathLike, group: str | None = None) -> list[Atoms]:
     import ase.io
 
     path = Path(path)
+    frames: Atoms | list[Atoms]  # ase.io.read gives one Atoms for a single frame
     try:
         if path.suffix == ".db":
             import ase.db
@@ -647,7 +659,7 @@ def read_ase(path: str | os.PathLike, group: str | None = None) -> list[Atoms]:
         a.info.pop("stress_order_from", None)
         lab = labels(a)  # freeze whatever labels came with the file
         if lab:
-            attach_labels(a, **lab)
+            _attach(a, lab)
     return frames
 
 

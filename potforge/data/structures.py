@@ -43,7 +43,7 @@ def attach_labels(
     stress : ndarray, shape (6,), optional
         eV/Å³, ASE Voigt order and sign.
     """
-    results = {}
+    results: dict[str, float | np.ndarray] = {}
     if energy is not None:
         results["energy"] = float(energy)
     if forces is not None:

@@ -49,10 +49,24 @@ def mpich_library() -> Path | None:
         return None
     for f in dist.files or []:
         if str(f).endswith(MPI_LIBRARY):
-            path = Path(dist.locate_file(f)).resolve()
+            path = _on_disk(dist.locate_file(f), "mpich").resolve()
             if path.exists():
                 return path
     return None
+
+
+def _on_disk(located: object, name: str) -> Path:
+    """A path that ``Distribution.locate_file`` returned, as a :class:`~pathlib.Path`.
+
+    Installed wheels give a filesystem path; any other kind of location (a zip archive) cannot
+    be loaded or written to, so it is refused.
+    """
+    if not isinstance(located, os.PathLike):
+        raise EngineError(
+            f"the {name} distribution is not installed as files on disk ({located!r}); "
+            "potforge cannot use its MPI library from there"
+        )
+    return Path(located)
 
 
 @lru_cache(maxsize=1)
@@ -128,7 +142,7 @@ def install_mpi_preload(site_packages: str | os.PathLike | None = None) -> Path 
         site = Path(site_packages)
     else:
         try:
-            site = Path(importlib.metadata.distribution("mpich").locate_file(""))
+            site = _on_disk(importlib.metadata.distribution("mpich").locate_file(""), "mpich")
         except importlib.metadata.PackageNotFoundError:
             return None
     pth = site / PRELOAD_PTH
@@ -215,7 +229,14 @@ def lammps_frame(atoms: Atoms) -> Frame:
     frac[:, pbc] -= np.floor(frac[:, pbc])
     frac[:, pbc] = np.where(frac[:, pbc] >= 1.0, 0.0, frac[:, pbc])
     positions = frac @ lower
-    box = tuple(float(lower[i, j]) for i, j in ((0, 0), (1, 1), (2, 2), (1, 0), (2, 0), (2, 1)))
+    box = (
+        float(lower[0, 0]),
+        float(lower[1, 1]),
+        float(lower[2, 2]),
+        float(lower[1, 0]),
+        float(lower[2, 0]),
+        float(lower[2, 1]),
+    )
     return Frame(q, box, positions, float(abs(np.linalg.det(cell))))
 
 
@@ -396,16 +417,17 @@ class LammpsCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """Energy, forces and stress of ``atoms`` from one LAMMPS ``run 0``."""
         super().calculate(atoms, properties, system_changes)
+        current = self.atoms
+        if current is None:
+            raise DataError("LammpsCalculator.calculate needs a structure: pass atoms")
         if self._lmp is None:
             self._lmp = new_lammps()
-        e, f, w = static_point(
-            self._lmp, self.atoms, self.elements, self.pair_commands, self.workdir
-        )
+        e, f, w = static_point(self._lmp, current, self.elements, self.pair_commands, self.workdir)
         self.results = {
             "energy": e,
             "free_energy": e,
             "forces": f,
-            "stress": -w / self.atoms.get_volume(),
+            "stress": -w / current.get_volume(),
         }
 
     def __getstate__(self):  # picklable for process pools and Dask workers

@@ -9,6 +9,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from potforge.data.structures import describe
+from potforge.errors import DataError
 from potforge.model.rows import structure_design
 
 if TYPE_CHECKING:
@@ -64,10 +65,13 @@ class PotentialCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """Energy (eV), forces (eV/Å), stress (eV/Å³); with a posterior, their std and bounds."""
         super().calculate(atoms, properties, system_changes)
-        d = structure_design(self.model.terms_, self.atoms)
+        current = self.atoms
+        if current is None:
+            raise DataError("PotentialCalculator.calculate needs a structure: pass atoms")
+        d = structure_design(self.model.terms_, current)
         uq = any(p in UQ_PROPERTIES for p in properties)
         r = self.model.predict_designs(
-            [d], self.coef, return_std=uq, return_bounds=uq, names=[describe(self.atoms)]
+            [d], self.coef, return_std=uq, return_bounds=uq, names=[describe(current)]
         )[0]
         self.results = {
             "energy": float(r["energy"]),

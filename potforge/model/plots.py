@@ -24,7 +24,7 @@ def parity_plot(path: str | Path, sets: dict[str, tuple[Sequence[Atoms], Sequenc
         ref_e = [labels(a)["energy"] / len(a) for a in structs]
         pred_e = [float(p["energy"]) / len(a) for a, p in zip(structs, preds, strict=True)]
         ax_e.scatter(ref_e, pred_e, s=10, alpha=0.7, label=name)
-        ref_f = np.concatenate([labels(a)["forces"].ravel() for a in structs])
+        ref_f = np.concatenate([np.asarray(labels(a)["forces"]).ravel() for a in structs])
         pred_f = np.concatenate([np.asarray(p["forces"]).ravel() for p in preds])
         ax_f.scatter(ref_f, pred_f, s=3, alpha=0.35, label=name)
     for ax, title, unit in ((ax_e, "energy", "eV/atom"), (ax_f, "force components", "eV/Å")):

@@ -381,16 +381,16 @@ def _lammps_commands(
         els = elements or [chemical_symbols[z]]
         return ["pair_style eam", f"pair_coeff 1 1 {f}"], list(els)
     if style == "uf3":
-        found: list[str] = []
+        named: list[str] = []
         body = 2
         for ln in lines:
             m = re.match(r"\s*([23])B\s+(.*)", ln)
             if m:
                 body = max(body, int(m.group(1)))
                 for t in m.group(2).split():
-                    if t in atomic_numbers and t not in found:
-                        found.append(t)
-        els = elements or _symbols(found, path)
+                    if t in atomic_numbers and t not in named:
+                        named.append(t)
+        els = elements or _symbols(named, path)
         return [f"pair_style uf3 {body}", f"pair_coeff * * {f} {' '.join(els)}"], list(els)
     if style == "meam":
         return _meam_commands(path, lines, elements)
@@ -421,10 +421,21 @@ def _meam_commands(
         raise OracleError(
             f"cannot tell which {library.name} entries {path.name} uses; give an elements= setting"
         )
-    els = elements or [re.match(r"[A-Z][a-z]?", t).group(0) for t in labels]
+    els = elements or [_meam_element(t, library.name, path) for t in labels]
     _symbols(list(els), path)
     lab = " ".join(labels)
     return ["pair_style meam", f"pair_coeff * * {library.name} {lab} {path.name} {lab}"], list(els)
+
+
+def _meam_element(entry: str, library: str, path: Path) -> str:
+    """The element symbol an entry name of a MEAM library starts with (``AlS`` → ``Al``)."""
+    m = re.match(r"[A-Z][a-z]?", entry)
+    if m is None:
+        raise OracleError(
+            f"the {library} entry '{entry}' that {path.name} uses does not start with an element "
+            "symbol; give an elements= setting"
+        )
+    return m.group(0)
 
 
 def _build_lammps(oracle: Oracle) -> Calculator:
@@ -517,6 +528,8 @@ def _load_class(module: str, cls: str):
         mod = importlib.import_module(name) if name in sys.modules else None
         if mod is None:
             spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                raise OracleError(f"calculator file {module} cannot be loaded as a Python module")
             mod = importlib.util.module_from_spec(spec)
             sys.modules[name] = mod
             spec.loader.exec_module(mod)

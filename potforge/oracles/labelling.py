@@ -96,7 +96,7 @@ def check_options(
             isinstance(value, numbers.Real)
             and not isinstance(value, bool)
             and math.isfinite(value)
-            and value > 0
+            and float(value) > 0
         )
 
     if workers is not None and not (whole(workers) and workers >= 1):
@@ -185,7 +185,9 @@ def run_oracle(oracle: Oracle, atoms: Atoms, max_force: float = MAX_FORCE) -> di
         return out
     _STARTED.pop(key, None)
     out["wall_time"] = time.perf_counter() - t0
-    values = [energy, forces] + ([stress] if stress is not None else [])
+    values: list[float | np.ndarray] = [energy, forces]
+    if stress is not None:
+        values.append(stress)
     if not all(np.all(np.isfinite(v)) for v in values):
         out.update(
             status="failed",
@@ -330,16 +332,16 @@ def dask_client(
         return
     if scheduler is not None:
         try:
-            c = Client(scheduler, timeout="10s")
+            remote = Client(scheduler, timeout="10s")
         except (OSError, TimeoutError) as exc:
             raise EngineError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
         try:
-            yield c
+            yield remote
         except KeyboardInterrupt:
             quiet_dask()
             raise
         finally:
-            c.close()
+            remote.close()
         return
     n = int(workers or os.cpu_count() or 1)
     if n < 1:
@@ -348,7 +350,8 @@ def dask_client(
         "distributed.scheduler.allowed-failures": int(allowed_failures),
         "distributed.scheduler.worker-saturation": 1.0,
     }
-    cluster = c = None
+    cluster: LocalCluster | None = None
+    c: Client | None = None
     try:
         with dask.config.set(config):
             cluster = LocalCluster(

@@ -137,6 +137,9 @@ class Embedding(Term):
     def lammps(self, coef: np.ndarray, prefix: str, offsets: dict[str, float] | None) -> LammpsPart:
         """Pair style, pair_coeff lines and files of this term for parameters ``coef``."""
         nb = self.basis.n
+        rho_max = self.rho_max_
+        if rho_max is None:  # self.basis has raised already; this names it for the type checker
+            raise ModelError("embed: rho_max is unknown; fit the model (or give rho_max) first")
         funcs = []
         for e, el in enumerate(self.elements):
             c = coef[e * nb : (e + 1) * nb]
@@ -146,7 +149,7 @@ class Embedding(Term):
             self.elements,
             funcs,
             lambda r: self.density_shape(r)[0],
-            rho_max=self.rho_max_,
+            rho_max=rho_max,
             cutoff=self.rcut,
         )
         return LammpsPart(

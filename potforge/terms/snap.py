@@ -9,6 +9,7 @@ with the same settings, so the two paths agree to round-off.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -234,7 +235,7 @@ class Constant(Term):
 
         text = eam_fs_file(
             self.elements,
-            [lambda rho, c=c: np.full_like(rho, c) for c in coef],
+            [_constant_embedding(c) for c in coef],
             lambda r: np.zeros_like(r),
             rho_max=1.0,
             cutoff=1.0,
@@ -248,6 +249,11 @@ class Constant(Term):
     def offsets(self, coef: np.ndarray) -> dict[str, float]:
         """Per-element energies (eV) of parameters ``coef``."""
         return {el: float(c) for el, c in zip(self.elements, coef, strict=True)}
+
+
+def _constant_embedding(c: float) -> Callable[[np.ndarray], np.ndarray]:
+    """``F(ρ) = c`` on any ρ grid (eV)."""
+    return lambda rho: np.full_like(rho, c)
 
 
 class ZBL(Term):
