@@ -11,6 +11,7 @@ import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 import numpy as np
 from ase import Atoms
@@ -23,6 +24,12 @@ from potforge.terms.neighbors import Neighbors
 
 ROW_ENERGY, ROW_FORCE, ROW_STRESS = 0, 1, 2
 ROW_TYPES = ("energy", "force", "stress")
+
+
+class _RadialTerm(Protocol):
+    """What a term with ``radial = True`` provides: rows from a given neighbour list."""
+
+    def rows(self, atoms: Atoms, nl: Neighbors | None = None) -> Rows: ...
 
 
 @dataclass
@@ -54,8 +61,8 @@ def structure_design(terms: Sequence[Term], atoms: Atoms) -> StructureDesign:
             fixed = Values(
                 fixed.energy + v.energy, fixed.forces + v.forces, fixed.virial + v.virial
             )
-        elif t in radial:
-            parts.append(t.rows(atoms, nl.within(t.cutoff)))
+        elif nl is not None and t in radial:  # nl exists whenever a term is radial
+            parts.append(cast(_RadialTerm, t).rows(atoms, nl.within(t.cutoff)))
         else:
             parts.append(t.rows(atoms))
     volume = float(atoms.get_volume()) if atoms.cell.rank == 3 else float("nan")
