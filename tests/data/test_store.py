@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from potforge.data.store import Store, format_summary, label_key
+from potforge.data.checkpoint import Checkpoint
+from potforge.data.store import Selection, Store, format_summary, label_key
+from potforge.data.structures import structure_hash
 from potforge.errors import DataError
 
 
@@ -206,6 +208,171 @@ def test_concurrent_writers_neither_corrupt_nor_duplicate(tmp_path):
     assert energies == pytest.approx([-float(i) for i in range(44, -1, -1)])
 
 
+# ---------------------------------------------------------------- candidates and selections
+def _label(store: Store, atoms, oracle_key: str, status: str = "ok") -> None:
+    """A label row as the labelling path writes it (keyed by structure hash + oracle key)."""
+    shash = structure_hash(atoms)
+    prov = {"structure_hash": shash, "oracle": "emt", "oracle_key": oracle_key}
+    energy = -1.0 if status == "ok" else None
+    assert store.write(atoms, label_key(shash, oracle_key), status, prov, energy) is not None
+
+
+def _check_candidates(store: Store) -> None:
+    frames = [_structure(i) for i in range(4)]
+    frames[1].set_momenta(np.full((4, 3), 0.01))
+    frames[2].info["parent_note"] = {"not": "scalar"}  # non-scalar info is not kept
+    prov = [{"parent": None, "seed": i, "explorer": "md"} for i in range(4)]
+    hashes = store.add_candidates(frames, "md", loop="al", iteration=3, provenance=prov)
+    assert hashes == [structure_hash(a) for a in frames]
+    again = store.add_candidates([frames[0], _structure(9)], "entropy", provenance={"seed": 5})
+    assert again[0] == hashes[0]
+    back = store.candidates()
+    assert [a.info["structure_hash"] for a in back] == hashes + [again[1]]  # oldest first
+    first = back[0].info  # stored once: the first provenance is kept
+    assert (first["method"], first["loop"], first["iteration"], first["seed"]) == ("md", "al", 3, 0)
+    assert first["explorer"] == "md" and first["parent"] is None and first["status"] == "candidate"
+    assert first["group"] == "strained" and first["source"] == "unit"
+    assert back[4].info["method"] == "entropy" and back[4].info["loop"] == ""
+    assert "parent_note" not in back[2].info
+    for a, b in zip(frames, back, strict=False):
+        np.testing.assert_array_equal(b.positions, a.positions)
+        np.testing.assert_array_equal(b.cell.array, a.cell.array)
+        assert structure_hash(b) == structure_hash(a) and b.calc is None
+    np.testing.assert_allclose(back[1].get_momenta(), 0.01)
+    # the label rows are a separate thing: ase.db, exports and summaries see none of this
+    assert len(store) == 0 and store.statuses() == {} and store.summary()["status"] == {}
+    assert [a.info["seed"] for a in store.candidates(method="md", loop="al", iteration=3)] == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    assert store.candidates(iteration=4) == []
+    picked = store.candidates(hashes=[hashes[2], hashes[0]])
+    assert [a.info["structure_hash"] for a in picked] == [hashes[2], hashes[0]]
+    with pytest.raises(DataError, match="1 of 2 structure hash.* are not candidates in"):
+        store.candidates(hashes=[hashes[0], "f" * 64])
+
+    # statuses follow the label rows of the same structure hash (per oracle when asked)
+    _label(store, frames[0], "oracleA")
+    _label(store, frames[1], "oracleA", "failed")
+    _label(store, frames[1], "oracleB")
+    assert list(store.candidate_statuses().values()) == [
+        "ok",
+        "ok",
+        "candidate",
+        "candidate",
+        "candidate",
+    ]
+    by_a = store.candidate_statuses("oracleA")
+    assert [by_a[h] for h in hashes] == ["ok", "failed", "candidate", "candidate"]
+    by_b = store.candidate_statuses("oracleB")
+    assert [by_b[h] for h in hashes] == ["candidate", "ok", "candidate", "candidate"]
+    todo = store.candidates("candidate", "oracleA")
+    assert [a.info["structure_hash"] for a in todo] == hashes[2:] + [again[1]]
+    [failed] = store.candidates("failed", "oracleA", hashes=hashes)
+    assert failed.info["structure_hash"] == hashes[1] and failed.info["status"] == "failed"
+    assert len(store) == 3 and store.summary()["status"] == {"ok": 2, "failed": 1}
+
+
+def _check_selections(store: Store) -> None:
+    assert store.add_selection(["h3", "h1", "h2"], "information-matching", 3, [0.5, 0.2, 0.3])
+    assert not store.add_selection(  # the same again: nothing written
+        ["h3", "h1", "h2"], "information-matching", 3, [0.5, 0.2, 0.3]
+    )
+    assert store.add_selection(["h1"], "information-matching", 4, loop="im")
+    assert store.add_selection(["h9", "h8"], "uncertainty", 3, [1, 2], loop="al")
+    with pytest.raises(DataError, match="information-matching already recorded another selection"):
+        store.add_selection(["h3", "h1"], "information-matching", 3, [0.5, 0.5])
+    got = store.selections(method="information-matching", iteration=3)
+    assert got == [Selection("", "information-matching", 3, ("h3", "h1", "h2"), (0.5, 0.2, 0.3))]
+    assert store.selections(loop="im") == [
+        Selection("im", "information-matching", 4, ("h1",), (None,))
+    ]
+    assert [s.method for s in store.selections(iteration=3)] == [
+        "information-matching",
+        "uncertainty",
+    ]
+    assert store.selections(loop="al")[0].weights == (1.0, 2.0)
+
+
+def test_candidates_stored_once_with_provenance_and_status_from_labels(tmp_path):
+    _check_candidates(Store(tmp_path / "c.db"))
+
+
+def test_selections_keep_order_and_weights_and_refuse_another(tmp_path):
+    _check_selections(Store(tmp_path / "c.db"))
+
+
+@pytest.mark.parametrize(
+    "call, pattern",
+    [
+        (lambda s: s.add_candidates([_structure(0)], ""), "method must be a non-empty string"),
+        (lambda s: s.add_candidates([_structure(0)], "md", iteration=-2), "0 or more"),
+        (lambda s: s.add_candidates(["POSCAR"], "md"), "must be ase.Atoms"),
+        (lambda s: s.add_candidates([_structure(0)], "md", provenance=[{}, {}]), "2 entries for 1"),
+        (
+            lambda s: s.add_candidates([_structure(0)], "md", provenance={"iteration": 2}),
+            "provenance key.* iteration are set by the store",
+        ),
+        (
+            lambda s: s.add_candidates([_structure(0)], "md", provenance={"x": object()}),
+            "candidate provenance must be plain JSON",
+        ),
+        (lambda s: s.candidates(status="done"), "candidate status must be one of"),
+        (lambda s: s.add_selection(["a", "a"], "m", 0), "distinct non-empty"),
+        (lambda s: s.add_selection(["a"], "m", 0, [float("nan")]), "must be finite"),
+        (lambda s: s.add_selection(["a"], "m", 0, ["heavy"]), "must be numbers"),
+        (lambda s: s.add_selection(["a"], "m", 1.5), "whole number"),
+    ],
+)
+def test_bad_candidates_and_selections_are_one_sentence(tmp_path, call, pattern):
+    store = Store(tmp_path / "c.db")
+    with pytest.raises(DataError, match=pattern):
+        call(store)
+    assert store.candidates() == [] and store.selections() == []
+
+
+def test_a_transaction_is_all_or_nothing(tmp_path):
+    store = Store(tmp_path / "c.db")
+    with pytest.raises(DataError, match="another selection"):
+        with store.transaction() as execute:
+            store._insert_candidates(
+                execute, store._candidate_rows([_structure(1)], "md", "", 0, None)
+            )
+            store._insert_selection(execute, store._selection_rows(["a"], "m", 0, None, ""))
+            store._insert_selection(execute, store._selection_rows(["b"], "m", 0, None, ""))
+    assert store.candidates() == [] and store.selections() == []
+    assert store.integrity_ok() and len(Store(tmp_path / "c.db")) == 0
+
+
+def test_candidates_labelled_by_the_labelling_path_become_ok(tmp_path):
+    from potforge.oracles import make_oracle
+    from potforge.oracles.labelling import dask_client, label
+
+    store = Store(tmp_path / "c.db")
+    frames = []
+    for i in range(3):
+        a = bulk("Cu", "fcc", a=3.6, cubic=True)
+        a.rattle(0.05, seed=i)
+        frames.append(a)
+    hashes = store.add_candidates(frames, "rattle", loop="toy", iteration=0)
+    emt = make_oracle("emt")
+    with dask_client(workers=1) as client:
+        report = label(
+            store.candidates(hashes=hashes[:2]), emt, store, client=client, progress=False
+        )
+        assert report.ok == 2 and report.complete
+        states = store.candidate_statuses(emt.key)
+        assert [states[h] for h in hashes] == ["ok", "ok", "candidate"]
+        todo = store.candidates("candidate", emt.key)
+        assert [a.info["structure_hash"] for a in todo] == hashes[2:]
+        assert sorted(a.info["structure_hash"] for a in store.to_atoms()) == sorted(hashes[:2])
+        again = label(store.candidates(hashes=hashes), emt, store, client=client, progress=False)
+        assert (again.ok, again.skipped) == (1, 2)
+    assert set(store.candidate_statuses(emt.key).values()) == {"ok"}
+
+
 # ---------------------------------------------------------------------------- PostgreSQL
 def _free_port() -> int:
     with socket.socket() as s:
@@ -284,3 +451,33 @@ def test_postgresql_store_behaves_like_sqlite(postgres_url):
     again = Store(postgres_url)  # a second client sees the same rows and refuses duplicates
     assert again.done_keys() == store.done_keys()
     assert again.write(_structure(3), label_key("3", "oracle"), "ok", {}, energy=0.0) is None
+
+
+def test_postgresql_candidates_selections_and_checkpoint(postgres_url):
+    import psycopg2
+
+    con = psycopg2.connect(postgres_url)  # a database of its own, apart from the other test's
+    con.autocommit = True
+    with con.cursor() as cur:
+        cur.execute("CREATE DATABASE loops")
+    con.close()
+    postgres_url = postgres_url.rsplit("/", 1)[0] + "/loops"
+    store = Store(postgres_url)
+    _check_candidates(store)
+    _check_selections(store)
+    ck = Checkpoint(store, "al", {"select": 2})
+    calls = []
+
+    def select(st):
+        calls.append(1)
+        return st.record_selection(["p", "q"], [0.25, 0.75], "uncertainty")
+
+    assert ck.run("select", 0, select) == ["p", "q"]
+    assert Checkpoint(Store(postgres_url), "al", {"select": 2}).run("select", 0, select) == [
+        "p",
+        "q",
+    ]
+    assert calls == [1] and ck.state().done == (("select", 0),)
+    assert store.selections(loop="al")[0].weights == (0.25, 0.75)
+    with pytest.raises(DataError, match="started with other settings"):
+        Checkpoint(store, "al", {"select": 3})
