@@ -1,14 +1,25 @@
-"""Weighted ridge core shared by every UQ estimator: input checks, chunked normal equations,
-Cholesky solve, and a rank-deficiency diagnosis that names the unidentifiable columns.
+"""Layer-0 linear algebra shared by fitting and every UQ estimator (numpy/scipy only): the row-type
+vocabulary, input checks, chunked normal equations, the weighted ridge solvers and the one
+rank-deficiency diagnosis that names the unidentifiable columns.
 
-Conventions (shared by all of ``potforge.uq``)
-----------------------------------------------
+Conventions (shared by all of ``potforge.uq`` and ``potforge.model``)
+-------------------------------------------------------------------
 ``A`` is a design matrix of shape ``(n_rows, P)`` (rows: energy per atom in eV/atom, force
-components in eV/Å, virial components in eV — whatever the caller put in), ``y`` the matching
+components in eV/Å, stress components in eV/Å³ — whatever the caller put in), ``y`` the matching
 labels ``(n_rows,)`` in the same units, ``weights`` ``(n_rows,)`` the row weights ``w`` (units of
 1/label²), so that rows are whitened by ``sqrt(w)``; the weighted ridge loss is
-``Σ_n w_n (y_n − x_n·θ)² + α |θ|²``. ``row_type`` ``(n_rows,)`` int tags rows as energy (0),
-force (1) or virial/stress (2) — any small non-negative ints are accepted.
+``Σ_n w_n (y_n − x_n·θ)² + α |θ|²``. ``row_type`` ``(n_rows,)`` int tags rows as
+:data:`ENERGY` (0), :data:`FORCE` (1) or :data:`STRESS` (2, also called the virial row type:
+:data:`VIRIAL` is the same number) — any small non-negative ints are accepted.
+
+Solvers
+-------
+:func:`solve_ridge` factors the Gram matrix ``AᵀWA + αI`` by Cholesky (the UQ estimators need
+the factor and the inverse); :func:`lstsq_ridge` solves the same problem from the (whitened,
+column-normalised) rows by SVD least squares, which keeps the conditioning of the rows rather
+than of their Gram matrix (the potential fit, with ``α`` as small as 1e-10). Both diagnose rank
+deficiency in one place, :func:`rank_deficiency_error`, which names the columns that take part
+in a null direction.
 """
 
 from __future__ import annotations
@@ -17,12 +28,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.linalg
 from scipy.linalg import LinAlgError, cho_solve, cholesky, solve_triangular
 
 from potforge.errors import DataError, ModelError
 
-ENERGY, FORCE, VIRIAL = 0, 1, 2
-ROW_TYPE_NAMES = {ENERGY: "energy", FORCE: "force", VIRIAL: "virial"}
+ENERGY, FORCE, STRESS = 0, 1, 2
+"""Row types of a design matrix: one energy row per structure, 3N force rows, six stress rows."""
+VIRIAL = STRESS  # the same row type under its other name (kept for code that imports it)
+ROW_TYPES = ("energy", "force", "stress")
+"""Row-type names, indexed by row type."""
+ROW_TYPE_NAMES = dict(enumerate(ROW_TYPES))
+
+
+def row_type_name(row_type: int) -> str:
+    """The name of a row type (``"energy"``, ``"force"``, ``"stress"``; other ints as text)."""
+    return ROW_TYPE_NAMES.get(int(row_type), str(int(row_type)))
 
 
 def check_rows(
@@ -213,17 +234,16 @@ def solve_ridge(
     Raises
     ------
     ModelError
-        When ``alpha == 0`` and some columns are not identifiable from the data.
+        When ``alpha == 0`` and some columns are not identifiable from the data
+        (:func:`rank_deficiency_error`).
     """
-    if alpha < 0:
-        raise ModelError(f"ridge alpha must be non-negative, got {alpha}.")
+    _check_alpha(alpha)
     P = G.shape[0]
-    if column_names is not None and len(column_names) != P:
-        raise ModelError(f"column_names has {len(column_names)} entries but A has {P} columns.")
+    _check_names(column_names, P)
     if alpha == 0:
-        bad, rank = _null_analysis(G, rtol)
-        if bad.size:
-            raise ModelError(_rank_message(bad, rank, P, column_names))
+        null, zero, rank = _null_analysis(G, rtol)
+        if null.shape[1]:
+            raise rank_deficiency_error(null, rank, column_names, zero)
     try:
         L = cholesky(G + alpha * np.eye(P), lower=True, check_finite=False)
     except LinAlgError as exc:
@@ -235,17 +255,121 @@ def solve_ridge(
     return RidgeSolution(cho_solve((L, True), b), L, float(alpha), inv)
 
 
+def lstsq_ridge(
+    X: np.ndarray,
+    b: np.ndarray,
+    alpha: float = 0.0,
+    column_names: Sequence[str] | None = None,
+    rcond: float = 1e-12,
+) -> np.ndarray:
+    """``θ`` minimising ``|X θ − b|² + α |θ|²`` by SVD least squares on the rows (LAPACK gelsd).
+
+    The rows are the whitened design ``sqrt(w) A`` (normally with columns scaled to unit norm,
+    :func:`potforge.model.fitting.weighted_lstsq`); the ridge enters as ``P`` extra rows
+    ``sqrt(α) I``. Solving from the rows keeps their conditioning (the square root of the
+    Gram matrix's), which :func:`solve_ridge` does not.
+
+    Parameters
+    ----------
+    X : ndarray, shape (R, P)
+    b : ndarray, shape (R,)
+    alpha : float
+        Ridge strength (dimensionless for column-normalised rows).
+    column_names : sequence of str, optional
+        Names of the columns used in the error message.
+    rcond : float
+        Relative singular-value threshold for the numerical rank.
+
+    Returns
+    -------
+    ndarray, shape (P,)
+
+    Raises
+    ------
+    ModelError
+        When the rows (with the ridge rows) have numerical rank below ``P``
+        (:func:`rank_deficiency_error`).
+    """
+    _check_alpha(alpha)
+    P = X.shape[1]
+    _check_names(column_names, P)
+    if alpha > 0:
+        X = np.vstack([X, np.sqrt(alpha) * np.eye(P)])
+        b = np.concatenate([b, np.zeros(P)])
+    coef, _, rank, _ = scipy.linalg.lstsq(X, b, cond=rcond, lapack_driver="gelsd")
+    if rank < P:
+        _, _, vt = np.linalg.svd(X, full_matrices=False)
+        raise rank_deficiency_error(vt[rank:].T, int(rank), column_names)
+    return coef
+
+
 def unidentifiable_columns(G: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
     """Indices of columns that take part in a (near-)null direction of ``G`` (see below)."""
-    return _null_analysis(G, rtol)[0]
+    null, zero, _ = _null_analysis(G, rtol)
+    return _columns_in(null, zero)
 
 
-def _null_analysis(G: np.ndarray, rtol: float) -> tuple[np.ndarray, int]:
-    """Return (unidentifiable column indices, numerical rank) of the Gram matrix ``G``.
+def rank_deficiency_error(
+    null: np.ndarray,
+    rank: int,
+    column_names: Sequence[str] | None = None,
+    zero: np.ndarray | None = None,
+) -> ModelError:
+    """The one diagnosis of a rank-deficient design, as a :class:`ModelError` to raise.
+
+    Parameters
+    ----------
+    null : ndarray, shape (P, k)
+        Orthonormal basis of the (near-)null directions, in column-normalised coordinates (so
+        the diagnosis does not depend on column units).
+    rank : int
+        Numerical rank of the design.
+    column_names : sequence of str, optional
+    zero : ndarray of bool, shape (P,), optional
+        Columns without any data (flagged outright).
+
+    A column is named when its weight in the null space, ``sqrt(Σ_k null_jk²)``, exceeds 1e-6:
+    every column that takes part in a direction the data cannot fix.
+    """
+    bad = _columns_in(null, zero)
+    P = null.shape[0]
+    label = [f"{j} ({column_names[j]!r})" if column_names is not None else str(j) for j in bad]
+    shown = ", ".join(label[:20]) + (f", ... ({len(label)} in all)" if len(label) > 20 else "")
+    return ModelError(
+        f"the weighted design matrix is rank-deficient (rank {rank} of {P}): "
+        f"columns {shown} are not identifiable from these rows; add data that constrains them, "
+        "remove those columns (drop a term) or set ridge alpha > 0."
+    )
+
+
+def column_list(idx: Sequence[int] | np.ndarray, names: Sequence[str] | None = None) -> str:
+    """``"a, b, c, d, e, f and 3 more"``: the first six of the columns ``idx`` by name."""
+    shown = [names[i] if names is not None else f"column {i}" for i in idx[:6]]
+    return ", ".join(shown) + (f" and {len(idx) - 6} more" if len(idx) > 6 else "")
+
+
+def _check_alpha(alpha: float) -> None:
+    if alpha < 0:
+        raise ModelError(f"ridge alpha must be non-negative, got {alpha}.")
+
+
+def _check_names(column_names: Sequence[str] | None, P: int) -> None:
+    if column_names is not None and len(column_names) != P:
+        raise ModelError(f"column_names has {len(column_names)} entries but A has {P} columns.")
+
+
+def _columns_in(null: np.ndarray, zero: np.ndarray | None = None) -> np.ndarray:
+    weight = np.sqrt((null**2).sum(axis=1))
+    flagged = weight > 1e-6
+    return np.flatnonzero(flagged if zero is None else zero | flagged)
+
+
+def _null_analysis(G: np.ndarray, rtol: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Return (null-space basis (P, k), zero-column mask (P,), numerical rank) of the Gram
+    matrix ``G``.
 
     ``G`` is first normalised by its diagonal so the test does not depend on column units;
-    a zero column is unidentifiable outright. A column is flagged when its weight in the null
-    space (eigenvalues below ``rtol × max``) exceeds 1e-6.
+    a zero column is unidentifiable outright. Null directions: eigenvalues below ``rtol × max``.
     """
     d = np.diag(G).copy()
     zero = d <= 0
@@ -255,15 +379,5 @@ def _null_analysis(G: np.ndarray, rtol: float) -> tuple[np.ndarray, int]:
     Gn[:, zero] = 0.0
     evals, evecs = np.linalg.eigh(Gn)
     is_null = evals <= rtol * max(evals.max(), 1.0)
-    weight = np.sqrt((evecs[:, is_null] ** 2).sum(axis=1))
-    return np.flatnonzero(zero | (weight > 1e-6)), int((~is_null).sum())
+    return evecs[:, is_null], zero, int((~is_null).sum())
 
-
-def _rank_message(bad: np.ndarray, rank: int, P: int, names: Sequence[str] | None) -> str:
-    label = [f"{j} ({names[j]!r})" if names is not None else str(j) for j in bad]
-    shown = ", ".join(label[:20]) + (f", ... ({len(label)} in all)" if len(label) > 20 else "")
-    return (
-        f"the weighted design matrix is rank-deficient (rank {rank} of {P}): "
-        f"columns {shown} are not identifiable from these rows; "
-        "set ridge alpha > 0 or remove those columns."
-    )

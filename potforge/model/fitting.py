@@ -1,5 +1,9 @@
 """Weighted (ridge) least squares on a design matrix, with identifiability checks, and robust
-(Huber / L1) losses on the same weighted design solved by iteratively reweighted least squares."""
+(Huber / L1) losses on the same weighted design solved by iteratively reweighted least squares.
+
+The solve itself and its rank-deficiency diagnosis are :mod:`potforge.linalg`'s
+(:func:`~potforge.linalg.lstsq_ridge`); this module adds the whitening, the column normalisation
+and the losses."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import numpy as np
 import scipy.linalg
 
 from potforge.errors import ModelError
+from potforge.linalg import column_list, lstsq_ridge
 from potforge.options import LOSSES  # loss functions of robust_lstsq on normalised residuals
 
 
@@ -295,7 +300,7 @@ def _normalised(
     dead = np.flatnonzero(scale == 0)
     if dead.size and alpha == 0:
         raise ModelError(
-            f"parameter(s) {_names(dead, names)} have no data: their design columns "
+            f"parameter(s) {column_list(dead, names)} have no data: their design columns "
             "are all zero (no atoms in range / no such element)"
         )
     scale[scale == 0] = 1.0
@@ -310,24 +315,6 @@ def _ridge_solve(
     names: Sequence[str] | None,
     rcond: float,
 ) -> np.ndarray:
-    """θ minimising ``|X θ − b|² + α |S θ|²`` (columns divided by S for conditioning)."""
-    Xs = X / scale
-    if alpha > 0:
-        Xs = np.vstack([Xs, np.sqrt(alpha) * np.eye(Xs.shape[1])])
-        b = np.concatenate([b, np.zeros(Xs.shape[1])])
-    coef, _, rank, sv = scipy.linalg.lstsq(Xs, b, cond=rcond, lapack_driver="gelsd")
-    if rank < Xs.shape[1]:
-        _, _, vt = np.linalg.svd(Xs, full_matrices=False)
-        null = vt[rank:]
-        worst = np.argsort(-np.abs(null).max(axis=0))[: max(1, len(null))]
-        raise ModelError(
-            f"the design is rank-deficient (rank {rank} of {Xs.shape[1]}): "
-            f"{_names(np.sort(worst), names)} cannot be identified from this data; "
-            "drop a term, add data, or set a ridge alpha > 0"
-        )
-    return coef / scale
-
-
-def _names(idx: np.ndarray, names: Sequence[str] | None) -> str:
-    shown = [names[i] if names is not None else f"column {i}" for i in idx[:6]]
-    return ", ".join(shown) + (f" and {len(idx) - 6} more" if len(idx) > 6 else "")
+    """θ minimising ``|X θ − b|² + α |S θ|²``: :func:`potforge.linalg.lstsq_ridge` on the columns
+    divided by S (for conditioning), which also diagnoses rank deficiency."""
+    return lstsq_ridge(X / scale, b, alpha, names, rcond) / scale

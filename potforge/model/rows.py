@@ -18,12 +18,15 @@ from ase import Atoms
 
 from potforge.data.structures import check_elements, labels
 from potforge.errors import DataError
+from potforge.linalg import ENERGY as ROW_ENERGY
+from potforge.linalg import FORCE as ROW_FORCE
+from potforge.linalg import ROW_TYPES
+from potforge.linalg import STRESS as ROW_STRESS
 from potforge.progress import Progress
 from potforge.terms.base import Rows, Term, Values
 from potforge.terms.neighbors import Neighbors
 
-ROW_ENERGY, ROW_FORCE, ROW_STRESS = 0, 1, 2
-ROW_TYPES = ("energy", "force", "stress")
+# the row types (ROW_ENERGY, ROW_FORCE, ROW_STRESS, ROW_TYPES) are potforge.linalg's vocabulary
 
 
 class _RadialTerm(Protocol):

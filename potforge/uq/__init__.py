@@ -3,10 +3,13 @@
 Every estimator takes design rows ``X`` (n, P), labels ``y`` (n,) and row weights (n,) and
 follows one contract (:class:`~potforge.uq._base.UQRegressor`): ``fit`` returns self,
 ``predict(X, return_std, return_bounds)`` gives mean, std and ``(lower, upper)``, ``sample(K)``
-gives ``(K, P)`` parameter vectors for brute-force propagation.
+gives ``(K, P)`` parameter vectors for brute-force propagation. Row types (:data:`ENERGY`,
+:data:`FORCE`, :data:`STRESS` — alias :data:`VIRIAL` — and their names :data:`ROW_TYPES`) are
+:mod:`potforge.linalg`'s.
 
 * :class:`POPSRegressor` — misspecification-aware POPS (ensemble or hypercube), streaming-capable
-  through :func:`fit_pops_streaming` / ``POPSRegressor.fit_chunks``.
+  through :func:`fit_pops_streaming` / ``POPSRegressor.fit_chunks``: the one POPS engine, which a
+  fitted model's posterior (:mod:`potforge.uq.centred`) uses too.
 * :class:`BayesianLinearRegressor`, :class:`TemperedBayesRegressor` — BLR baselines.
 * :class:`ResampledEnsembleRegressor` — bootstrap / subsample ensembles.
 """
@@ -16,6 +19,8 @@ from __future__ import annotations
 from potforge.linalg import (
     ENERGY,
     FORCE,
+    ROW_TYPES,
+    STRESS,
     VIRIAL,
     NormalEquations,
     RidgeSolution,
@@ -44,6 +49,8 @@ __all__ = [
     "ENERGY",
     "FORCE",
     "POOLED",
+    "ROW_TYPES",
+    "STRESS",
     "VIRIAL",
     "BayesianLinearRegressor",
     "EnsemblePosterior",

@@ -9,7 +9,9 @@ is the scalar ``α`` of the fit and the conditioning is that of the fit.
 * ``"pops"`` — POPS corrections about ``θ₀`` itself: residual ``e_n = y_n − x_n·θ₀``,
   ``H = X̃ᵀWX̃ + αI``, ``δφ_n = e_n H⁻¹x̃_n / (x̃_nᵀH⁻¹x̃_n)``, so ``x_n·(θ₀ + δθ_n) = y_n``
   exactly: every training row with non-zero leverage lies inside its own bounds. Posterior: the
-  ensemble ``{δθ_n}`` or a box over its principal components (hypercube).
+  ensemble ``{δθ_n}`` or a box over its principal components (hypercube). Computed by the one
+  POPS engine (:func:`potforge.uq.fit_pops` given the fit's metric and centre, ``solution=``),
+  the same that :class:`~potforge.uq.POPSRegressor` and streamed fits use.
 * ``"bayes"`` — the parameter covariance of evidence-maximised Bayesian linear regression
   (optionally temperature-inflated), bounds ``± n_sigma·std``.
 * ``"bootstrap"`` — deviations ``θ_k − θ̄`` of bootstrap refits from the all-rows refit.
@@ -29,27 +31,19 @@ from pathlib import Path
 import numpy as np
 
 from potforge.errors import DataError, ModelError
-from potforge.linalg import RidgeSolution, check_rows, solve_ridge
+from potforge.linalg import ROW_TYPE_NAMES as ROW_TYPE_NAMES  # the one vocabulary, re-exported
+from potforge.linalg import RidgeSolution, check_rows, column_list, row_type_name, solve_ridge
 from potforge.options import POSTERIOR_METHODS
-from potforge.uq._passes import corrections_block
-from potforge.uq.pops import check_pops_options
-from potforge.uq.posteriors import (
-    BoxAccumulator,
-    EnsemblePosterior,
-    HypercubePosterior,
-    MomentAccumulator,
-    select_components,
-)
+from potforge.uq.pops import POOLED, check_pops_options, fit_pops
+from potforge.uq.posteriors import EnsemblePosterior, HypercubePosterior
 
 METHODS = POSTERIOR_METHODS
 KINDS = ("ensemble", "hypercube", "gaussian")
-ROW_TYPE_NAMES = {0: "energy", 1: "force", 2: "stress"}
 _ARRAYS = {
     "ensemble": ("members",),
     "hypercube": ("components", "low", "high", "offset"),
     "gaussian": ("covariance",),
 }
-_ROW_CHUNK = 8192  # rows per chunk when forming POPS corrections
 
 
 @dataclass
@@ -269,8 +263,7 @@ def fit_centred_posterior(
     scale = np.sqrt(np.einsum("ij,ij,i->j", A, A, w))
     dead = np.flatnonzero(scale == 0)
     if dead.size:
-        shown = ", ".join(names[j] for j in dead[:6]) + (
-            f" and {dead.size - 6} more" if dead.size > 6 else "")
+        shown = column_list(dead, names)
         block = [n.rsplit(".", 1)[0] for n in names]  # "pair[W-W].B0" → "pair[W-W]"
         live_blocks = {block[j] for j in np.flatnonzero(scale > 0)}
         whole = [j for j in dead if block[j] not in live_blocks]
@@ -293,16 +286,14 @@ def fit_centred_posterior(
     info: dict = {
         "n_rows": int(A.shape[0]),
         "n_params": int(P),
-        "rows_by_type": {ROW_TYPE_NAMES.get(int(k), str(k)): int((t == k).sum())
-                         for k in np.unique(t)},
+        "rows_by_type": {row_type_name(k): int((t == k).sum()) for k in np.unique(t)},
         "alpha": float(alpha),
     }
-    rng = np.random.default_rng(random_state)
     if method == "pops":
         opts = dict(posterior=posterior, max_members=max_members, threshold=leverage_threshold,
                     leverage_percentile=leverage_percentile,
                     residual_percentile=residual_percentile, clip=percentile_clipping)
-        kind, arrays = _pops(An, y, w, t, coef * scale, alpha, names, opts, rng, info)
+        kind, arrays = _pops(An, y, w, t, coef * scale, alpha, names, opts, random_state, info)
     elif method == "bayes":
         from potforge.uq.bayes import BayesianLinearRegressor, TemperedBayesRegressor
 
@@ -329,80 +320,38 @@ def fit_centred_posterior(
     return ParameterPosterior(method, kind, scale, arrays, info)
 
 
-def _pops(An, y, w, t, phi, alpha, names, opts, rng, info):
-    posterior, threshold = opts["posterior"], opts["threshold"]
-    check_pops_options(posterior, None, opts["clip"])
-    if posterior == "hypercube" and opts["max_members"] is not None:
-        raise ModelError(
-            f"max_members={opts['max_members']} subsamples the ensemble posterior; the hypercube "
-            "is a box over all corrections (use posterior='ensemble')."
-        )
-    lev_p, res_p = float(opts["leverage_percentile"]), float(opts["residual_percentile"])
-    if not 0.0 <= lev_p < 100.0:
-        raise ModelError(f"leverage_percentile must lie in [0, 100), got {lev_p}.")
-    if not 0.0 < res_p <= 100.0:
-        raise ModelError(f"residual_percentile must lie in (0, 100], got {res_p}.")
+def _pops(An, y, w, t, phi, alpha, names, opts, random_state, info):
+    """POPS about ``φ₀ = S θ₀`` on the normalised rows: the one engine
+    (:func:`potforge.uq.fit_pops`, the rows in memory as one chunk) given the fit's metric
+    ``(X̃ᵀWX̃ + αI)⁻¹`` with ``φ₀`` as its centre."""
+    posterior, clip = opts["posterior"], opts["clip"]
+    check_pops_options(posterior, None, clip, max_members=opts["max_members"],
+                       leverage_percentile=opts["leverage_percentile"],
+                       residual_percentile=opts["residual_percentile"])
     Xw = An * np.sqrt(w)[:, None]
     sol = solve_ridge(Xw.T @ Xw, An.T @ (w * y), alpha=alpha, column_names=names)
     del Xw
-    centred = RidgeSolution(phi, sol.chol, sol.alpha, sol.inverse)
-    kept, n_excl, n_excl_resid = [], 0, 0
-    rows_kept, lev, resid = [], [], []
-    for s in range(0, An.shape[0], _ROW_CHUNK):
-        sl = slice(s, s + _ROW_CHUNK)
-        r = corrections_block(An[sl], y[sl], w[sl], centred, threshold)
-        kept.append(r.corrections[r.keep])
-        rows_kept.append(np.flatnonzero(r.keep) + s)
-        lev.append(r.leverages[r.keep])
-        resid.append(np.sqrt(w[sl][r.keep]) * np.abs(r.residuals[r.keep]))
-        n_excl += int((~r.keep).sum())
-        n_excl_resid += int(((~r.keep) & (np.abs(r.residuals) > 0) & (w[sl] > 0)).sum())
-    C = np.concatenate(kept)
-    rows = np.concatenate(rows_kept)
-    if C.shape[0] == 0:
-        raise ModelError(
-            f"none of the {An.shape[0]} training rows has leverage above {threshold} (their "
-            "design rows are zero or have zero weight): POPS has no corrections to use."
-        )
-    use = np.ones(C.shape[0], bool)
+    res = fit_pops(
+        An, y, w, t, posterior=posterior,
+        max_members=opts["max_members"], leverage_threshold=opts["threshold"],
+        leverage_percentile=opts["leverage_percentile"],
+        residual_percentile=opts["residual_percentile"], percentile_clipping=clip,
+        random_state=random_state, keep_row_diagnostics=False, cache_bytes=None,
+        solution=RidgeSolution(phi, sol.chol, sol.alpha, sol.inverse),
+    )
+    lev_p, res_p = float(opts["leverage_percentile"]), float(opts["residual_percentile"])
     if lev_p > 0:
-        h = np.concatenate(lev)
-        top = h >= np.percentile(h, lev_p)
-        use &= top
-        info.update(leverage_percentile=lev_p, n_filtered=int((~top).sum()))
+        info.update(leverage_percentile=lev_p, n_filtered=res.n_filtered)
     if res_p < 100:
-        rr = np.concatenate(resid)
-        small = rr <= np.percentile(rr, res_p)
-        use &= small
-        info.update(residual_percentile=res_p, n_filtered_residual=int((~small).sum()))
-    if not use.any():
-        raise ModelError(
-            f"leverage_percentile={lev_p:g} and residual_percentile={res_p:g} together leave no "
-            f"correction: the rows with the largest leverages all have large residuals; relax "
-            "one of the two filters."
-        )
-    C, rows = C[use], rows[use]
-    info.update(posterior=posterior, n_used=int(C.shape[0]), n_excluded=n_excl,
-                n_excluded_with_residual=n_excl_resid, leverage_threshold=float(threshold),
-                used_by_type={ROW_TYPE_NAMES.get(int(k), str(k)): int((t[rows] == k).sum())
-                              for k in np.unique(t[rows])})
-    max_members, clip = opts["max_members"], opts["clip"]
-    if posterior == "ensemble":
-        if max_members is not None:
-            if int(max_members) < 1:
-                raise ModelError(f"max_members must be a positive integer, got {max_members}.")
-            if int(max_members) < C.shape[0]:
-                C = C[np.sort(rng.choice(C.shape[0], int(max_members), replace=False))]
-        info["n_members"] = int(C.shape[0])
-        return "ensemble", {"members": C}
-    moments = MomentAccumulator(C.shape[1])
-    moments.update(C)
-    evals, evecs, offset = moments.principal_axes(center=False)
-    k = select_components(evals, 1.0, 1e-8)
-    box = BoxAccumulator(evecs[:, :k], offset, clip)
-    box.update(C)
-    low, high = box.bounds()
-    info.update(n_components=int(k), percentile_clipping=float(clip))
-    return "hypercube", {"components": box.components, "low": low, "high": high,
-                         "offset": offset}
-
+        info.update(residual_percentile=res_p, n_filtered_residual=res.n_filtered_residual)
+    info.update(posterior=posterior, n_used=res.n_used, n_excluded=res.n_excluded,
+                n_excluded_with_residual=res.n_excluded_with_residual,
+                leverage_threshold=float(opts["threshold"]),
+                used_by_type={row_type_name(k): n for k, n in res.used_by_type.items()})
+    post = res.posteriors[POOLED]
+    if isinstance(post, EnsemblePosterior):
+        info["n_members"] = int(post.members.shape[0])
+        return "ensemble", {"members": post.members}
+    info.update(n_components=int(post.components.shape[1]), percentile_clipping=float(clip))
+    return "hypercube", {"components": post.components, "low": post.low, "high": post.high,
+                         "offset": post.offset}

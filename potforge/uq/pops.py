@@ -16,7 +16,11 @@ The posterior over ``θ − θ̄`` is the ensemble ``{δθ_n}`` or a box over it
 K ensemble members kept): pass 1 accumulates ``AᵀWA, AᵀWy`` per row type, pass 2 forms the
 corrections and accumulates their moments and a bounded random subsample, pass 3 (hypercube only)
 takes the min/max of their projections (or, with ``percentile_clipping``, their percentiles, which
-needs the projections in memory). The in-memory functions are the one-chunk case.
+needs the projections in memory). The leverage / residual percentile filters and ``max_members``
+keep O(n_rows) scalars and take one pass more (:mod:`potforge.uq._passes`, the one engine). The
+in-memory functions are the one-chunk case; a fitted model's posterior
+(:func:`potforge.uq.centred.fit_centred_posterior`) is this engine about the model's ``coef_``
+(``solution=``).
 
 Rows with ``h_n ≤ leverage_threshold`` (e.g. all-zero rows, zero-weight rows) have no usable
 correction: they are excluded and counted, never turned into NaN.
@@ -117,7 +121,10 @@ def fit_pops_streaming(
     alpha: float = 0.0,
     posterior: str = "ensemble",
     n_samples: int | None = None,
+    max_members: int | None = None,
     leverage_threshold: float = 1e-12,
+    leverage_percentile: float = 0.0,
+    residual_percentile: float = 100.0,
     whiten_by_type: bool = False,
     per_type: bool = False,
     variance_fraction: float = 1.0,
@@ -128,7 +135,8 @@ def fit_pops_streaming(
     column_names: Sequence[str] | None = None,
     keep_row_diagnostics: bool = False,
     progress: bool = False,
-    cache_bytes: int = 0,
+    cache_bytes: int | None = 0,
+    solution: RidgeSolution | None = None,
     _validated: bool = False,
 ) -> PopsResult:
     """POPS over row chunks in O(P²) memory (plus ``n_samples`` ensemble members).
@@ -143,9 +151,26 @@ def fit_pops_streaming(
         Ridge strength added to ``AᵀWA``; 0 raises ModelError on rank-deficient designs.
     posterior : {"ensemble", "hypercube"}
     n_samples : int, optional
-        Ensemble: keep a uniform random subsample of this many corrections (all when None).
+        Ensemble: keep a uniform random subsample of this many corrections (all when None),
+        streamed (one uniform key per row, so the subsample does not depend on the chunking).
+    max_members : int, optional
+        Ensemble: keep a uniform random subsample of this many of the used corrections, drawn as
+        ``sort(rng.choice(N, max_members, replace=False))`` once their number N is known (a
+        fitted model's rule, :func:`~potforge.uq.centred.fit_centred_posterior`, so a saved
+        seed keeps its members); one pass more than ``n_samples``, with which it cannot be
+        combined. Refused with the hypercube (a box over all corrections).
     leverage_threshold : float
         Rows with ``h_n ≤ leverage_threshold`` are excluded and counted.
+    leverage_percentile : float
+        Also drop the corrections of rows whose leverage is below this percentile (in [0, 100))
+        of the usable rows' leverages — popsregression's filter (its default is 50): low-leverage
+        rows give the largest corrections ``e_n/h_n``, so this narrows the bounds, but dropped
+        rows are no longer guaranteed to lie inside their own bounds. 0 (default) keeps all.
+    residual_percentile : float
+        Also drop the corrections of rows whose whitened residual ``√w_n |e_n|`` lies above this
+        percentile (in (0, 100]) of the usable rows' — a filter against outlying labels. 100
+        (default) keeps all. Either filter keeps the usable rows' leverages and residuals,
+        O(n_rows) floats, in memory and takes one pass more.
     whiten_by_type : bool
         Rescale each row type's weights so all types have the same weighted mean squared
         residual (iterated to self-consistency on the accumulated moments, no extra pass).
@@ -168,24 +193,50 @@ def fit_pops_streaming(
         Keep per-row residuals, leverages and the keep mask (O(n_rows) memory).
     progress : bool
         Show tqdm bars over the chunks.
-    cache_bytes : int
-        Hypercube only: keep pass-2 corrections in memory up to this many bytes so pass 3 need
-        not recompute them (it re-reads the chunks once the cache would exceed it). 0 here (true
-        O(P²) streaming); :func:`fit_pops` uses 256 MiB since its rows are in memory anyway.
+    cache_bytes : int or None
+        Keep pass-2 corrections in memory up to this many bytes (None: no limit) so the later
+        passes (hypercube box, filters, ``max_members``) need not recompute them (they re-read
+        the chunks once the cache would exceed it). 0 here (true O(P²) streaming);
+        :func:`fit_pops` uses 256 MiB since its rows are in memory anyway.
+    solution : RidgeSolution, optional
+        Take the corrections about this fit instead of the ridge fit of the chunks: its ``coef``
+        is the centre (e.g. a fitted model's parameters), its factor and inverse the metric
+        ``(AᵀWA + αI)⁻¹`` (:func:`potforge.linalg.solve_ridge`). Skips pass 1; ``alpha`` and
+        ``whiten_by_type`` do not apply.
     """
-    check_pops_options(posterior, n_samples, percentile_clipping)
-    cfg = dict(alpha=alpha, posterior=posterior, n_samples=n_samples, threshold=leverage_threshold,
+    check_pops_options(posterior, n_samples, percentile_clipping, max_members=max_members,
+                       leverage_percentile=leverage_percentile,
+                       residual_percentile=residual_percentile)
+    if solution is not None and whiten_by_type:
+        raise ModelError(
+            "whiten_by_type refits the row-type weights, so it cannot keep a given solution "
+            "(fit without solution=, or without whiten_by_type)."
+        )
+    cfg = dict(alpha=alpha, posterior=posterior, n_samples=n_samples,
+               max_members=None if max_members is None else int(max_members),
+               threshold=leverage_threshold, leverage_percentile=float(leverage_percentile),
+               residual_percentile=float(residual_percentile),
                whiten=whiten_by_type, per_type=per_type, fraction=variance_fraction,
                mode_threshold=mode_threshold, center=center, names=column_names,
-               clip=float(percentile_clipping),
-               keep_diag=keep_row_diagnostics, progress=progress, cache_bytes=cache_bytes)
+               clip=float(percentile_clipping), keep_diag=keep_row_diagnostics,
+               progress=progress, cache_bytes=cache_bytes, solution=solution)
     rng = np.random.default_rng(random_state)
     return PopsPasses(cfg, _reopener(chunks), rng, validate=not _validated).run()
 
 
-def check_pops_options(posterior: str, n_samples: int | None, clip: float) -> None:
-    """Raise :class:`ModelError` for an unknown posterior form, a non-positive ``n_samples``
-    or a ``percentile_clipping`` outside [0, 50) or given without the hypercube."""
+def check_pops_options(
+    posterior: str,
+    n_samples: int | None,
+    clip: float,
+    *,
+    max_members: int | None = None,
+    leverage_percentile: float = 0.0,
+    residual_percentile: float = 100.0,
+) -> None:
+    """Raise :class:`ModelError` for an unknown posterior form, a non-positive ``n_samples`` or
+    ``max_members`` (or both given), ``max_members`` with the hypercube, a
+    ``percentile_clipping`` outside [0, 50) or given without the hypercube, or a percentile
+    filter out of its range."""
     if posterior not in ("ensemble", "hypercube"):
         raise ModelError(f"posterior must be 'ensemble' or 'hypercube', got {posterior!r}.")
     if check_percentile_clipping(clip) > 0 and posterior != "hypercube":
@@ -195,6 +246,24 @@ def check_pops_options(posterior: str, n_samples: int | None, clip: float) -> No
         )
     if n_samples is not None and int(n_samples) < 1:
         raise ModelError(f"n_samples must be a positive integer or None, got {n_samples}.")
+    if max_members is not None:
+        if posterior == "hypercube":
+            raise ModelError(
+                f"max_members={max_members} subsamples the ensemble posterior; the hypercube "
+                "is a box over all corrections (use posterior='ensemble')."
+            )
+        if int(max_members) < 1:
+            raise ModelError(f"max_members must be a positive integer, got {max_members}.")
+        if n_samples is not None:
+            raise ModelError(
+                f"n_samples={n_samples} and max_members={max_members} are two rules for the "
+                "same subsample; give one."
+            )
+    lev_p, res_p = float(leverage_percentile), float(residual_percentile)
+    if not 0.0 <= lev_p < 100.0:
+        raise ModelError(f"leverage_percentile must lie in [0, 100), got {lev_p}.")
+    if not 0.0 < res_p <= 100.0:
+        raise ModelError(f"residual_percentile must lie in (0, 100], got {res_p}.")
 
 
 def _reopener(chunks: Chunks) -> Callable[[], Iterable[tuple]]:
@@ -221,6 +290,11 @@ class POPSRegressor(UQRegressor):
         Ensemble members kept (random subsample of the corrections); all when None.
     leverage_threshold : float, default 1e-12
         Rows with leverage at or below it are excluded (``n_excluded_``).
+    leverage_percentile : float, default 0.0
+        Drop the corrections of rows below this percentile of the usable leverages
+        (popsregression's ``leverage_percentile``; see :func:`fit_pops_streaming`).
+    residual_percentile : float, default 100.0
+        Drop the corrections of rows whose whitened residual lies above this percentile.
     whiten_by_type, per_type : bool, default False
         Equalise the weighted MSE of the row types; build one posterior per row type too.
     variance_fraction, mode_threshold, center, percentile_clipping
@@ -262,6 +336,8 @@ class POPSRegressor(UQRegressor):
         posterior: str = "ensemble",
         n_samples: int | None = None,
         leverage_threshold: float = 1e-12,
+        leverage_percentile: float = 0.0,
+        residual_percentile: float = 100.0,
         whiten_by_type: bool = False,
         per_type: bool = False,
         variance_fraction: float = 1.0,
@@ -277,6 +353,8 @@ class POPSRegressor(UQRegressor):
         self.posterior = posterior
         self.n_samples = n_samples
         self.leverage_threshold = leverage_threshold
+        self.leverage_percentile = leverage_percentile
+        self.residual_percentile = residual_percentile
         self.whiten_by_type = whiten_by_type
         self.per_type = per_type
         self.variance_fraction = variance_fraction
@@ -294,6 +372,8 @@ class POPSRegressor(UQRegressor):
             "posterior",
             "n_samples",
             "leverage_threshold",
+            "leverage_percentile",
+            "residual_percentile",
             "whiten_by_type",
             "per_type",
             "variance_fraction",

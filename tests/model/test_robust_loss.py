@@ -165,3 +165,33 @@ def test_model_robust_fit_params_and_round_trip(tmp_path):
     assert np.array_equal(back.coef_, huber.coef_)
     refit = back.fit(data)
     np.testing.assert_allclose(refit.coef_, huber.coef_, rtol=1e-12, atol=1e-14)
+
+
+def test_weighted_lstsq_is_lstsq_on_the_normalised_rows_and_names_null_columns():
+    """The fit's solve (potforge.linalg.lstsq_ridge, the one solver's row form): SVD least
+    squares on the whitened, column-normalised rows with the ridge as extra rows, unchanged by
+    the move to linalg; a rank-deficient design gets linalg's one message."""
+    import scipy.linalg
+
+    A, y, w, _ = _problem()
+    X = A * np.sqrt(w)[:, None]
+    s = np.linalg.norm(X, axis=0)
+    alpha = 1e-6
+    Xa = np.vstack([X / s, np.sqrt(alpha) * np.eye(5)])
+    ref = scipy.linalg.lstsq(Xa, np.concatenate([y * np.sqrt(w), np.zeros(5)]), cond=1e-12,
+                             lapack_driver="gelsd")[0] / s
+    assert np.array_equal(weighted_lstsq(A, y, w, alpha=alpha), ref)
+    names = [f"p{j}" for j in range(6)]
+    dup = np.column_stack([A, 2.0 * A[:, 1]])
+    with pytest.raises(ModelError) as fit_error:
+        weighted_lstsq(dup, y, w, names=names)
+    message = str(fit_error.value)
+    assert "rank-deficient (rank 5 of 6): columns 1 ('p1'), 5 ('p5') are not identifiable" in (
+        message
+    )
+    from potforge.linalg import solve_ridge
+
+    G = (dup * w[:, None]).T @ dup
+    with pytest.raises(ModelError) as gram_error:
+        solve_ridge(G, dup.T @ (w * y), column_names=names)
+    assert str(gram_error.value) == message

@@ -136,6 +136,98 @@ def test_filters_keep_a_subset_of_the_corrections(fitted, mo, tmp_path):
         m.fit_posterior(train, "bayes", designs=designs, n_sigma=0)
 
 
+def _in_memory_pops(A, y, w, t, coef, alpha, posterior="ensemble", threshold=1e-12,
+                    leverage_percentile=0.0, residual_percentile=100.0, max_members=None,
+                    percentile_clipping=0.0, random_state=None):
+    """The model's POPS posterior as its own in-memory code computed it before the one engine
+    (issue 15): every row at once, in the fit's normalised coordinates, about ``coef``."""
+    from potforge.linalg import solve_ridge
+
+    scale = np.sqrt(np.einsum("ij,ij,i->j", A, A, w))
+    An = A / scale
+    Xw = An * np.sqrt(w)[:, None]
+    Ainv = solve_ridge(Xw.T @ Xw, An.T @ (w * y), alpha=alpha).inverse
+    C = An @ Ainv
+    q = np.einsum("ij,ij->i", C, An)
+    e = y - An @ (coef * scale)
+    h = w * q
+    keep = h > threshold
+    C = C[keep] * (e[keep] / q[keep])[:, None]
+    rows = np.flatnonzero(keep)
+    use = np.ones(C.shape[0], bool)
+    if leverage_percentile > 0:
+        use &= h[keep] >= np.percentile(h[keep], leverage_percentile)
+    if residual_percentile < 100:
+        r = np.sqrt(w[keep]) * np.abs(e[keep])
+        use &= r <= np.percentile(r, residual_percentile)
+    C, rows = C[use], rows[use]
+    info = {"n_used": C.shape[0], "n_excluded": int((~keep).sum()),
+            "used_by_type": {n: int((t[rows] == k).sum())
+                             for k, n in enumerate(("energy", "force", "stress"))
+                             if (t[rows] == k).any()}}
+    if posterior == "ensemble":
+        if max_members is not None and max_members < C.shape[0]:
+            rng = np.random.default_rng(random_state)
+            C = C[np.sort(rng.choice(C.shape[0], max_members, replace=False))]
+        return {"members": C}, scale, info
+    evals, evecs = np.linalg.eigh(C.T @ C / C.shape[0])
+    order = np.argsort(evals)[::-1]
+    evals, V = evals[order], evecs[:, order]
+    V = V[:, : int((evals > 1e-8 * evals.max()).sum())]
+    proj = C @ V
+    c = percentile_clipping
+    low, high = np.percentile(proj, c, axis=0), np.percentile(proj, 100 - c, axis=0)
+    return {"components": V, "low": low, "high": high}, scale, info
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"leverage_percentile": 50.0, "max_members": 500, "random_state": 1},
+    {"residual_percentile": 90.0, "leverage_percentile": 10.0},
+    {"posterior": "hypercube"},
+    {"posterior": "hypercube", "percentile_clipping": 5.0, "leverage_percentile": 1.0},
+    {"posterior": "hypercube", "residual_percentile": 95.0, "leverage_threshold": 1e-6},
+])
+def test_pops_posterior_is_the_in_memory_posterior(fitted, mo, tmp_path, options):
+    """fit_posterior through the one (streaming) POPS engine gives the posterior the model's
+    former in-memory path gave, option by option, to rounding."""
+    model, designs = fitted
+    train, test = mo
+    m = _copy_without_posterior(model, tmp_path / "m")
+    post = m.fit_posterior(train, designs=designs, **options).posterior_
+    dm = m.design(train, designs=designs)
+    ref = dict(options)
+    if "leverage_threshold" in ref:
+        ref["threshold"] = ref.pop("leverage_threshold")
+    arrays, scale, info = _in_memory_pops(dm.A, dm.y, m._fit_weights(dm), dm.row_type,
+                                          m.coef_, m.alpha, **ref)
+    assert np.array_equal(post.scale, scale)
+    assert {k: post.info[k] for k in info} == info
+    assert post.info["rows_by_type"] == {"energy": len(train), "force": int(3 * dm.n_atoms.sum()),
+                                         "stress": int((dm.row_type == 2).sum())}
+    G = m.design(test).A / scale
+    if post.kind == "ensemble":
+        np.testing.assert_allclose(post.arrays["members"], arrays["members"], rtol=0,
+                                   atol=1e-10 * np.abs(arrays["members"]).max())
+        d = G @ arrays["members"].T
+        ref_lo, ref_hi = d.min(axis=1), d.max(axis=1)
+    else:
+        V, lo, hi = post.arrays["components"], post.arrays["low"], post.arrays["high"]
+        assert V.shape == arrays["components"].shape and not post.arrays["offset"].any()
+        sign = np.sign(np.einsum("ij,ij->j", V, arrays["components"]))
+        np.testing.assert_allclose(V * sign, arrays["components"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(np.where(sign > 0, lo, -hi), arrays["low"], rtol=1e-10)
+        np.testing.assert_allclose(np.where(sign > 0, hi, -lo), arrays["high"], rtol=1e-10)
+        a = G @ arrays["components"]
+        mid, half = a @ (0.5 * (arrays["low"] + arrays["high"])), np.abs(a) @ (
+            0.5 * (arrays["high"] - arrays["low"]))
+        ref_lo, ref_hi = mid - half, mid + half
+    _, lo, hi = post.summary(G * scale)
+    scale_b = np.abs(np.concatenate([ref_lo, ref_hi])).max()
+    np.testing.assert_allclose(lo, np.minimum(ref_lo, 0.0), rtol=0, atol=1e-10 * scale_b)
+    np.testing.assert_allclose(hi, np.maximum(ref_hi, 0.0), rtol=0, atol=1e-10 * scale_b)
+
+
 @pytest.mark.parametrize("method, options", METHODS)
 def test_every_method_saves_and_loads_exactly(fitted, mo, tmp_path, method, options):
     model, designs = fitted

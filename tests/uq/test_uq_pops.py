@@ -336,3 +336,140 @@ def test_bad_percentile_clipping_is_refused(problem, kw, match):
     X, y, w, _, _, _ = problem
     with pytest.raises(ModelError, match=match):
         POPSRegressor(alpha=ALPHA, **kw).fit(X, y, w)
+
+
+# ---- the one engine: filters, max_members and a given centre, streamed or in memory ------------
+def _selected_rows(h, e, w, keep, lev_p, res_p):
+    """Rows a leverage / residual percentile filter keeps, by hand (percentiles of usable rows)."""
+    ok = keep.copy()
+    if lev_p > 0:
+        ok &= h >= np.percentile(h[keep], lev_p)
+    if res_p < 100:
+        r = np.sqrt(w) * np.abs(e)
+        ok &= r <= np.percentile(r[keep], res_p)
+    return np.flatnonzero(ok & keep)
+
+
+@pytest.mark.parametrize("lev_p, res_p", [(30.0, 100.0), (0.0, 80.0), (10.0, 90.0)])
+def test_percentile_filters_keep_the_rows_they_name(problem, lev_p, res_p):
+    X, y, w, _, _, _ = problem
+    theta, e, h, corr = direct_pops(X, y, w, ALPHA)
+    m = POPSRegressor(alpha=ALPHA, leverage_percentile=lev_p, residual_percentile=res_p)
+    m.fit(X, y, w)
+    rows = _selected_rows(h, e, w, h > 1e-12, lev_p, res_p)
+    assert np.array_equal(m.member_rows_, rows)
+    assert np.allclose(m.corrections_, corr[rows], atol=1e-9 * np.abs(corr).max())
+    assert m.result_.n_used == rows.size
+    if lev_p > 0:
+        assert m.result_.n_filtered == pytest.approx((lev_p / 100) * len(y), abs=1)
+    if res_p < 100:
+        assert m.result_.n_filtered_residual == pytest.approx((1 - res_p / 100) * len(y), abs=1)
+
+
+@pytest.mark.parametrize("posterior, opts", [
+    ("ensemble", {"leverage_percentile": 20.0, "residual_percentile": 90.0}),
+    ("ensemble", {"max_members": 40, "random_state": 3}),
+    ("ensemble", {"max_members": 40, "random_state": 3, "leverage_percentile": 50.0,
+                  "per_type": True}),
+    ("ensemble", {"n_samples": 40, "random_state": 3, "residual_percentile": 70.0}),
+    ("hypercube", {"leverage_percentile": 20.0, "residual_percentile": 90.0, "per_type": True}),
+    ("hypercube", {"residual_percentile": 90.0, "percentile_clipping": 5.0}),
+])
+@pytest.mark.parametrize("chunk", [37, 250])
+def test_filters_and_subsamples_streamed_equal_in_memory(problem, posterior, opts, chunk):
+    """Every option of the one engine gives the same posterior in memory, streamed from chunks
+    (with the cache) and streamed with the corrections recomputed (no cache)."""
+    X, y, w, t, Xt, _ = problem
+    kw = dict(alpha=ALPHA, posterior=posterior, **opts)
+    ref = fit_pops(X, y, w, t, **kw)
+    chunks = [(X[s : s + chunk], y[s : s + chunk], w[s : s + chunk], t[s : s + chunk])
+              for s in range(0, len(y), chunk)]
+    for cache in (None, 0):
+        streamed = fit_pops_streaming(chunks, cache_bytes=cache, **kw)
+        assert set(streamed.posteriors) == set(ref.posteriors)
+        assert streamed.n_filtered == ref.n_filtered
+        assert streamed.n_filtered_residual == ref.n_filtered_residual
+        assert streamed.used_by_type == ref.used_by_type
+        for g, post in ref.posteriors.items():
+            other = streamed.posteriors[g]
+            assert other.n_rows == post.n_rows
+            if posterior == "ensemble":
+                assert np.array_equal(other.member_rows, post.member_rows)
+            for a, b in zip(post.summary(Xt), other.summary(Xt), strict=True):
+                assert np.allclose(a, b, rtol=0, atol=1e-10 * max(1.0, np.abs(a).max()))
+
+
+def test_max_members_draws_from_the_counted_corrections(problem):
+    X, y, w, _, Xt, _ = problem
+    full = fit_pops(X, y, w, alpha=ALPHA, leverage_percentile=25.0).posteriors[POOLED]
+    res = fit_pops(X, y, w, alpha=ALPHA, leverage_percentile=25.0, max_members=60,
+                   random_state=5)
+    post = res.posteriors[POOLED]
+    pick = np.sort(np.random.default_rng(5).choice(full.n_rows, 60, replace=False))
+    assert np.array_equal(post.member_rows, full.member_rows[pick])
+    assert np.array_equal(post.members, full.members[pick])
+    # std is the RMS over all the used corrections, not over the 60 members
+    assert post.n_rows == full.n_rows and not post.complete
+    assert np.allclose(post.std(Xt), full.std(Xt), rtol=1e-10)
+    big = fit_pops(X, y, w, alpha=ALPHA, max_members=10**6, random_state=5).posteriors[POOLED]
+    assert big.complete and big.members.shape[0] == len(y)
+
+
+def test_given_solution_centres_the_corrections_on_it(problem):
+    """``solution=`` takes the corrections about a given fit (a model's coef_): each row's
+    correction makes it fit exactly, whatever the centre."""
+    X, y, w, t, Xt, _ = problem
+    sol = ridge_fit(X, y, w, alpha=ALPHA)
+    centre = sol.coef + 1e-3 * np.random.default_rng(0).standard_normal(sol.coef.size)
+    given = type(sol)(centre, sol.chol, sol.alpha, sol.inverse)
+    res = fit_pops(X, y, w, t, solution=given, per_type=True, leverage_percentile=10.0)
+    post = res.posteriors[POOLED]
+    rows = post.member_rows
+    fitted = np.einsum("ij,ij->i", X[rows], centre + post.members)
+    assert np.max(np.abs(fitted - y[rows])) < 1e-10
+    assert np.array_equal(res.solution.coef, centre)
+    assert set(res.posteriors) == {POOLED, 0, 1, 2}
+    assert sum(res.used_by_type.values()) == post.n_rows
+    # about its own ridge solution, a given solution is the plain fit
+    same = fit_pops(X, y, w, solution=sol).posteriors[POOLED]
+    plain = fit_pops(X, y, w, alpha=ALPHA).posteriors[POOLED]
+    assert np.array_equal(same.members, plain.members)
+    with pytest.raises(ModelError, match="whiten_by_type .* cannot keep a given solution"):
+        fit_pops(X, y, w, t, solution=sol, whiten_by_type=True)
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"posterior": "hypercube", "max_members": 5}, "max_members=5 subsamples the ensemble"),
+    ({"max_members": 0}, "max_members must be a positive integer, got 0"),
+    ({"max_members": 5, "n_samples": 5}, "two rules for the same subsample"),
+    ({"leverage_percentile": 100.0}, r"leverage_percentile must lie in \[0, 100\), got 100.0"),
+    ({"residual_percentile": 0.0}, r"residual_percentile must lie in \(0, 100\], got 0.0"),
+])
+def test_bad_engine_options_are_refused(problem, kw, match):
+    X, y, w, _, _, _ = problem
+    with pytest.raises(ModelError, match=match):
+        fit_pops(X, y, w, alpha=ALPHA, **kw)
+
+
+def test_filters_that_leave_nothing_are_refused():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 3))
+    X[:25] *= 100.0  # the 25 rows of largest leverage ...
+    y = X @ np.ones(3) + np.where(np.arange(50) < 25, 10.0, 0.0)  # ... have the largest residuals
+    with pytest.raises(ModelError, match="together leave no correction"):
+        fit_pops(X, y, alpha=ALPHA, leverage_percentile=60.0, residual_percentile=40.0)
+
+
+def test_agrees_with_popsregression_leverage_filter():
+    """popsregression's default leverage_percentile=50 through the one engine."""
+    X, y, Xt, _ = misspecified_problem(800, 20, n_test=100, random_state=9)
+    ref = popsregression.POPSRegression(posterior="ensemble").fit(X, y)  # leverage_percentile=50
+    ours = POPSRegressor(alpha=ref.lambda_ / ref.alpha_, leverage_percentile=50.0).fit(X, y)
+    scale = np.abs(ours.corrections_).max()
+    assert np.array_equal(ours.member_rows_, np.flatnonzero(ref._leverage_mask))
+    assert np.allclose(ours.corrections_, ref.posterior_samples_.T, rtol=0, atol=1e-9 * scale)
+    M = ref.misspecification_sigma_
+    assert np.allclose(ours.misspecification_cov_, M, rtol=0, atol=1e-9 * np.abs(M).max())
+    _, hi_ref, lo_ref = ref.predict(Xt, return_bounds=True)
+    _, lo, hi = ours.predict(Xt, return_bounds=True)
+    assert np.allclose(lo, lo_ref, atol=1e-9) and np.allclose(hi, hi_ref, atol=1e-9)
