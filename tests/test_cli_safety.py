@@ -271,3 +271,28 @@ def test_uq_updates_its_two_files_together_or_not_at_all(work, capsys):
     (work / "m" / "zz.json").rmdir()
     _kept(before, work / "m")
     assert not [p for p in (work / "m").iterdir() if "staging" in p.name]
+
+
+def test_sigterm_removes_the_staging_folder_and_keeps_the_old_output(work):
+    """A batch system's SIGTERM (sent here by the process to itself while it writes the staged
+    folder) ends the command with status 143 and leaves the earlier output as it was."""
+    assert fit("--out", "run") == 0
+    before = _snapshot(work)
+    code = (
+        "import os, signal, sys\n"
+        "import potforge.plots as plots\n"
+        "plots.parity_plot = lambda *a, **k: os.kill(os.getpid(), signal.SIGTERM)\n"
+        "from potforge.cli import main\n"
+        f"sys.exit(main(['fit', '--train', 'data/cu.extxyz', '--model', '{SPEC}', "
+        "'--out', 'run', '--force', '--quiet']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True)
+    assert out.returncode == 143, out.stderr
+    assert "terminated" in out.stderr and "Traceback" not in out.stderr
+    _kept(before, work)
+    assert not [p for p in work.iterdir() if "staging" in p.name]
+
+
+def test_more_jobs_than_cores_is_capped_with_a_warning(work, capsys):
+    assert fit("--out", "run", "--jobs", str((os.cpu_count() or 1) + 7)) == 0
+    assert "cores here: using" in capsys.readouterr().err

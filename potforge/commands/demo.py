@@ -155,8 +155,8 @@ def run(args: argparse.Namespace) -> int:
         )
         write_json(out / "metrics.json", report)
         print(
-            f"\nwrote {out_dir}/ (model.json, train/test.extxyz, metrics.json, residuals.csv, parity.png, "
-            f"group_errors.png, lammps/potential.in, provenance.json, log.txt) in "
+            f"\nwrote {out_dir}/ (model.json, train/test.extxyz, metrics.json, residuals.csv, "
+            f"parity.png, group_errors.png, lammps/potential.in, provenance.json, log.txt) in "
             f"{time.perf_counter() - t0:.0f} s"
         )
     return 0
