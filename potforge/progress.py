@@ -49,15 +49,15 @@ class Progress:
         if self._bar is not None:
             self._bar.set_postfix_str(text)
 
-    def close(self) -> None:
-        """End the bar, or print the stage's done line in a log."""
+    def close(self, finished: bool = True) -> None:
+        """End the bar, or print the stage's done (or stopped) line in a log."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
         if self._lines:
             self._lines = False
             print(
-                f"{self.desc}: done, {self.n} {self.unit} in "
+                f"{self.desc}: {'done' if finished else 'stopped'}, {self.n} {self.unit} in "
                 f"{time.perf_counter() - self._t0:.1f} s",
                 file=sys.stderr,
                 flush=True,
@@ -66,8 +66,8 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(finished=exc_type is None)
 
 
 def track(

@@ -29,12 +29,13 @@ def add_output_options(p: argparse.ArgumentParser, default: str | None = None) -
     add_quiet(p)
 
 
-def add_quiet(p: argparse.ArgumentParser) -> None:
+def add_quiet(p: argparse.ArgumentParser, log: bool = True) -> None:
     """``--quiet``: no progress bars, nothing on the terminal but warnings and errors."""
     p.add_argument(
         "--quiet",
         action="store_true",
-        help="print nothing but warnings and errors (output folders still get log.txt)",
+        help="print nothing but warnings and errors"
+        + (" (output folders still get log.txt)" if log else ""),
     )
 
 
@@ -60,6 +61,21 @@ def read_labelled(files: list[str], stress_order: str | None, show: bool = True)
         for source, how in stress_orders(structures).items():
             print(f"{source}: stress shear order {how}")
     return structures
+
+
+def capped_jobs(jobs: int) -> int:
+    """``--jobs``, at most the machine's cores (with a warning): more processes than cores
+    only slow the descriptor pass down."""
+    import os
+    import warnings
+
+    cores = os.cpu_count() or 1
+    if jobs > cores:
+        warnings.warn(
+            f"--jobs {jobs} is more than the {cores} cores here: using {cores}", stacklevel=2
+        )
+        return cores
+    return jobs
 
 
 def progress(args: argparse.Namespace) -> bool | None:
@@ -95,6 +111,8 @@ def load_config(
         text = path.read_text()
     except OSError as exc:
         raise DataError(f"--config {path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"--config {path}: not a text file (expected TOML or YAML)") from None
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml

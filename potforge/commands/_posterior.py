@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from potforge.commands._common import method_options
+from potforge.errors import DataError
 from potforge.options import POSTERIOR_METHODS as METHODS
 from potforge.params import Integer, Real
 
@@ -129,6 +130,13 @@ def posterior_options(args: argparse.Namespace, method: str, flag: str = "--meth
     """Keyword options of :meth:`LinearPotential.fit_posterior` for ``method`` from ``args``;
     an option given for another method is an error (``flag`` names the method option)."""
     out = method_options(args, _APPLIES, method, flag)
+    form = out.get("posterior") or "ensemble"
+    if out.get("percentile_clipping") is not None and form != "hypercube":
+        raise DataError("--percentile-clipping applies to --posterior hypercube only")
+    if out.get("max_members") is not None and form != "ensemble":
+        raise DataError(
+            "--max-members applies to the ensemble posterior only, not --posterior hypercube"
+        )
     if method in ("pops", "bootstrap"):
         out["random_state"] = out.pop("seed", 0)
     return out

@@ -9,6 +9,7 @@ from typing import cast
 from potforge.commands._common import (
     add_output_options,
     add_stress_order,
+    capped_jobs,
     load_config,
     parse_pairs,
     posterior_size_line,
@@ -123,6 +124,17 @@ def group_weights(pairs: list[str] | None) -> dict[str, float] | None:
     return out
 
 
+def check_groups(structures: list, weights: dict[str, float] | None) -> None:
+    """A ``--group-weight`` for a group no structure has (a typo) is an error naming them."""
+    have = {str(a.info.get("group", "all")) for a in structures}
+    unknown = sorted(set(weights or {}) - have)
+    if unknown:
+        raise DataError(
+            f"--group-weight {unknown[0]}: no training structure has this group; the groups "
+            f"are {', '.join(sorted(have))}"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """``potforge fit``: read, fit (and a posterior with ``--uq``), evaluate, write the folder."""
     if args.config:
@@ -138,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
     from potforge.model import LinearPotential
     from potforge.model.metrics import evaluate, format_table, structure_residuals, write_residuals
     from potforge.model.plots import group_error_plot, parity_plot
+    from potforge.terms import parse_spec
+
+    parse_spec(args.model)  # a bad spec fails before any file is read
+    jobs = capped_jobs(args.jobs)
 
     inputs = [*args.train, *args.test, *([args.config] if args.config else [])]
     folder = OutputFolder(
@@ -151,26 +167,27 @@ def run(args: argparse.Namespace) -> int:
     names = ("sigma_energy", "sigma_force", "sigma_stress", "alpha", "loss", "huber_delta")
     kw = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     model = LinearPotential(
-        args.model, n_jobs=args.jobs, group_weights=group_weights(args.group_weight), **kw
+        args.model, n_jobs=jobs, group_weights=group_weights(args.group_weight), **kw
     )
     post_kw = posterior_options(args, args.uq, "--uq")  # misplaced options fail before the fit
     train = read_labelled(args.train, args.stress_order)
     test = read_labelled(args.test, args.stress_order) if args.test else []
-    if args.uq == "none":
-        model.fit(train, progress=progress(args))
-    else:  # one descriptor pass for the fit and the posterior
-        t0 = time.perf_counter()
-        designs = model.setup(train).structure_designs(train, progress(args))
-        seconds = time.perf_counter() - t0
-        model.fit(train, designs=designs)
-        model.fit_info_["descriptor_seconds"] = seconds
-        # fit() set fit_seconds to a float (fit_info_ is typed by its mixed values)
-        model.fit_info_["fit_seconds"] = cast(float, model.fit_info_["fit_seconds"]) + seconds
+    check_groups(train, model.group_weights)
+    t0 = time.perf_counter()  # one descriptor pass for the fit, the posterior and the errors
+    designs = model.setup(train).structure_designs(train, progress(args))
+    seconds = time.perf_counter() - t0
+    model.fit(train, designs=designs)
+    model.fit_info_["descriptor_seconds"] = seconds
+    # fit() set fit_seconds to a float (fit_info_ is typed by its mixed values)
+    model.fit_info_["fit_seconds"] = cast(float, model.fit_info_["fit_seconds"]) + seconds
+    if args.uq != "none":
         model.fit_posterior(train, args.uq, designs=designs, **post_kw)
     with folder.staged() as out:
         model.save(out)
         model.to_lammps(out / "lammps", location=folder.path.resolve() / "lammps")
-        report, sets = evaluate(model, {"train": train, "test": test}, progress(args))
+        report, sets = evaluate(
+            model, {"train": train, "test": test}, progress(args), designs={"train": designs}
+        )
         rows = [r for name, (s, p) in sets.items() for r in structure_residuals(s, p, name)]
         write_residuals(out / "residuals.csv", rows)
         report.update(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from potforge.commands._common import (
     add_quiet,
     add_stress_order,
+    capped_jobs,
     posterior_size_line,
     progress,
     read_labelled,
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=1,
         help="processes for descriptors (default 1)",
     )
-    add_quiet(p)
+    add_quiet(p, log=False)
     p.set_defaults(func=run)
 
 
@@ -97,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = posterior_options(args, args.method)  # misplaced options fail before any work
     folder = Path(args.model)
+    if folder.is_file():
+        raise DataError(f"--model {folder}: give the model's folder, not a file in it")
     if not (folder / MODEL_FILE).is_file():
         raise DataError(f"--model {folder}: no {MODEL_FILE} there (is it a potforge model folder?)")
     try:
@@ -108,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         old = "unreadable"
     if not os.access(folder, os.W_OK | os.X_OK):
         raise DataError(f"--model {folder}: cannot write in this folder (permission denied)")
-    model.n_jobs = args.jobs
+    model.n_jobs = capped_jobs(args.jobs)
     train = read_labelled(args.train, args.stress_order, not args.quiet)
     t0 = time.perf_counter()
     designs = model.structure_designs(train, progress(args))  # for posterior and coverage

@@ -38,6 +38,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sqlite3
 import sys
 import tempfile
@@ -390,6 +391,9 @@ class Store:
         try:
             with os.fdopen(fd, "w") as fh:
                 ase.io.write(fh, frames, format="extxyz")
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; exports get the user's umask
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -819,7 +823,8 @@ def check_export_target(
         own = Path(store.url)
         if path.exists() and own.exists() and os.path.samefile(path, own):
             raise DataError(f"cannot export {own} into itself: give another output file")
-    if path.suffix.lower() == ".db" or _is_sqlite(path):
+    side_file = re.search(r"\.db-(journal|wal|shm)$", path.name)  # SQLite deletes these
+    if path.suffix.lower() == ".db" or _is_sqlite(path) or side_file:
         raise DataError(
             f"will not write extxyz to {path}: it is named or made like a database "
             f"(give an .extxyz file)"

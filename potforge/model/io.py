@@ -71,8 +71,10 @@ def load_model(
         model.terms_, model.elements_ = terms, list(doc["elements"])
         model.coef_ = np.array(doc["coef"], dtype=float)
         model.fit_info_ = doc.get("fit_info", {})
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file (expected potforge's JSON)") from None
     except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{path}: malformed model file ({exc!r})") from exc
+        raise DataError(f"{path}: malformed model file ({str(exc)[:200]!r})") from exc
     if len(model.coef_) != model.n_params:
         raise DataError(f"{path}: {len(model.coef_)} coefficients for {model.n_params} parameters")
     meta = doc.get("posterior")

@@ -142,6 +142,7 @@ RESIDUAL_COLUMNS = (
     "set",
     "index",
     "name",
+    "description",
     "group",
     "n_atoms",
     "energy_error_meV_per_atom",
@@ -158,7 +159,8 @@ def structure_residuals(
 
     The energy error is prediction minus label per atom (meV/atom); the force columns are the
     RMSE over the structure's components and the largest component error (eV/Å); None where
-    the label is absent. ``name`` is ``atoms.info["name"]`` (else the source and index).
+    the label is absent. ``name`` is ``atoms.info["name"]``, else the file and the index in it
+    (``training.json #17``); ``description`` the file's own (mlearn's "Snapshot 1 of 12 …").
     """
     rows = []
     for k, (a, p) in enumerate(zip(structures, predictions, strict=True)):
@@ -166,7 +168,11 @@ def structure_residuals(
         row: dict = {
             "set": set_name,
             "index": k,
-            "name": str(a.info.get("name") or a.info.get("source") or f"structure {k}"),
+            "name": str(
+                a.info.get("name")
+                or f"{a.info.get('source', 'structure')} #{a.info.get('index', k)}"
+            ),
+            "description": str(a.info.get("description", "")),
             "group": str(a.info.get("group", "all")),
             "n_atoms": len(a),
             "energy_error_meV_per_atom": None,
@@ -196,7 +202,9 @@ def write_residuals(path, rows: Sequence[dict]) -> None:
             w.writerow({k: ("" if r[k] is None else r[k]) for k in RESIDUAL_COLUMNS})
 
 
-def evaluate(model, sets: dict, progress: bool | None = None) -> tuple[dict, dict]:
+def evaluate(
+    model, sets: dict, progress: bool | None = None, designs: dict | None = None
+) -> tuple[dict, dict]:
     """Metrics of ``model`` (a fitted :class:`~potforge.model.LinearPotential`; overall and per
     group) for each named, non-empty set of structures; with a
     posterior also coverage and bound widths (:func:`potforge.model.metrics.uncertainty_metrics`),
@@ -209,7 +217,10 @@ def evaluate(model, sets: dict, progress: bool | None = None) -> tuple[dict, dic
     for name, structs in sets.items():
         if not structs:
             continue
-        preds = model.predict(structs, return_bounds=model.has_posterior, progress=progress)
+        if designs and name in designs:  # the set's descriptors are at hand
+            preds = model.predict_designs(designs[name], return_bounds=model.has_posterior)
+        else:
+            preds = model.predict(structs, return_bounds=model.has_posterior, progress=progress)
         report[name] = {**error_metrics(structs, preds), "groups": grouped_metrics(structs, preds)}
         if model.has_posterior:
             report[name].update(uncertainty_metrics(structs, preds))

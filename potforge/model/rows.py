@@ -88,11 +88,13 @@ def compute_designs(
     structures = list(structures)
     bar = Progress(len(structures), desc, "structures", progress, leave=False)
     out: list[StructureDesign] = []
+    finished = False
     try:
         if n_jobs <= 1 or len(structures) < 8:
             for a in structures:
                 out.append(structure_design(terms, a))
                 bar.update()
+            finished = True
             return out
         size = max(1, len(structures) // (4 * n_jobs))
         chunks = [structures[i : i + size] for i in range(0, len(structures), size)]
@@ -101,9 +103,10 @@ def compute_designs(
             for res in pool.map(_chunk_designs, [(list(terms), c) for c in chunks]):
                 out.extend(res)
                 bar.update(len(res))
+        finished = True
         return out
     finally:
-        bar.close()
+        bar.close(finished)
 
 
 @dataclass

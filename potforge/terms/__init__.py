@@ -36,6 +36,12 @@ def make_term(kind: str, **params: Any) -> Term:
     """
     if kind in ALIASES:
         base, extra = ALIASES[kind]
+        for key, value in extra.items():
+            if key in params and params[key] != value:
+                raise ModelError(
+                    f"{kind} means {base} with {key}={value!r}; {kind}({key}={params[key]!r}) "
+                    f"contradicts it: write {base}({key}={params[key]!r})"
+                )
         return make_term(base, **{**extra, **params})
     if kind not in REGISTRY:
         known = [*REGISTRY, *ALIASES]

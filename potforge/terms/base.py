@@ -20,6 +20,10 @@ from ase import Atoms
 
 from potforge.params import Constraint
 
+MAX_CUTOFF = 20.0
+"""Largest cutoff a term takes, Å: beyond it neighbour lists explode (``rcut=1e6`` is a typo
+that would otherwise run for hours)."""
+
 
 @dataclass
 class Rows:

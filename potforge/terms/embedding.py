@@ -18,7 +18,7 @@ from ase.data import atomic_masses, atomic_numbers
 
 from potforge.errors import ModelError
 from potforge.params import Integer, Real
-from potforge.terms.base import LammpsPart, Rows, Term
+from potforge.terms.base import MAX_CUTOFF, LammpsPart, Rows, Term
 from potforge.terms.bspline import CubicBasis
 from potforge.terms.neighbors import Neighbors, radial_rows
 
@@ -46,7 +46,7 @@ class Embedding(Term):
     absorbs_offsets = True
     parameters = {
         "n_basis": Integer(low=4),
-        "rcut": Real(low=0, low_open=True),
+        "rcut": Real(low=0, low_open=True, high=MAX_CUTOFF),
         "power": Real(low=3),
         "rho_max": Real(low=0, low_open=True, allow_none=True),
     }

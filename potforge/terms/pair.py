@@ -15,7 +15,7 @@ from ase import Atoms
 
 from potforge.errors import ModelError
 from potforge.params import Integer, Real
-from potforge.terms.base import LammpsPart, Rows, Term
+from potforge.terms.base import MAX_CUTOFF, LammpsPart, Rows, Term
 from potforge.terms.bspline import CubicBasis
 from potforge.terms.neighbors import Neighbors, pair_index, pair_rows
 
@@ -41,7 +41,7 @@ class PairSpline(Term):
     parameters = {
         "n_basis": Integer(low=TRAILING + 2),
         "r_min": Real(low=0),
-        "rcut": Real(low=0, low_open=True),
+        "rcut": Real(low=0, low_open=True, high=MAX_CUTOFF),
     }
 
     def __init__(self, n_basis: int = 12, r_min: float = 1.0, rcut: float = 5.5):

@@ -24,7 +24,7 @@ from potforge.engines.lammps import (
 )
 from potforge.errors import EngineError, ModelError
 from potforge.params import Boolean, Integer, MappingOf, Real
-from potforge.terms.base import LammpsPart, Rows, Term, Values, check_element_keys
+from potforge.terms.base import MAX_CUTOFF, LammpsPart, Rows, Term, Values, check_element_keys
 
 _LAMMPS = None
 
@@ -74,7 +74,7 @@ class SNAP(Term):
     absorbs_offsets = True
     parameters = {
         "twojmax": Integer(low=0),
-        "rcutfac": Real(low=0, low_open=True),
+        "rcutfac": Real(low=0, low_open=True, high=MAX_CUTOFF),
         "rfac0": Real(low=0, high=1, low_open=True),
         "rmin0": Real(low=0),
         "quadratic": Boolean(),

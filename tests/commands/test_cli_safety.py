@@ -19,6 +19,7 @@ from ase.calculators.emt import EMT
 from potforge.cli import main
 from potforge.commands._output import MARKER
 from potforge.data import attach_labels, write_extxyz
+from potforge.errors import DataError
 
 SPEC = "snap(twojmax=2,rcutfac=4.0)+const"
 
@@ -75,7 +76,7 @@ def test_fit_writes_a_marked_folder_with_provenance_log_and_residuals(work, caps
     run = work / "run"
     marker = json.loads((run / MARKER).read_text())
     assert {"model.json", "metrics.json", "residuals.csv", "parity.png", "group_errors.png",
-            "provenance.json", "log.txt", "lammps"} <= set(marker["files"])
+            "provenance.json", "log.txt", "lammps/potential.in"} <= set(marker["files"])
     prov = json.loads((run / "provenance.json").read_text())
     assert prov["argv"][:3] == ["fit", "--train", "data/cu.extxyz"]
     assert {"potforge", "numpy", "ase", "lammps"} <= set(prov["versions"])
@@ -132,6 +133,12 @@ def test_potforge_folder_needs_force_and_keeps_files_the_user_added(work, capsys
     assert "my_analysis.txt" in capsys.readouterr().err
     _kept(before, work)
     (work / "run" / "my_analysis.txt").unlink()
+    (work / "run" / "lammps" / "mine.in").write_text("mine")  # files in sub-folders count too
+    before = _snapshot(work)
+    assert fit("--out", "run", "--force") == 2
+    assert "lammps/mine.in" in capsys.readouterr().err
+    _kept(before, work)
+    (work / "run" / "lammps" / "mine.in").unlink()
     assert fit("--out", "run", "--force", "--alpha", "1e-6") == 0
     assert json.loads((work / "run" / "model.json").read_text())["params"]["alpha"] == 1e-6
     assert (work / "notes.txt").read_text() == "my notes\n"
@@ -154,6 +161,8 @@ def test_eval_and_uq_never_delete_the_model(work, capsys):
     assert (work / "m" / "my_notes.txt").read_text() == "mine"
     assert (work / "m" / "posterior.npz").is_file()
     assert not [p for p in (work / "m").iterdir() if "staging" in p.name]
+    (work / "m" / "my_notes.txt").unlink()
+    assert fit("--out", "m", "--force") == 0  # uq's files are named in the marker
 
 
 def test_eval_names_its_data_set(work, capsys):
@@ -242,3 +251,48 @@ def test_demo_uq_properties_chain_and_default_folder_numbering(tmp_path, monkeyp
     assert "a0" in capsys.readouterr().out
     assert main(["demo", "--out", str(first), "--force", "--quiet"]) == 0
     assert not (first / "posterior.npz").exists()  # replaced by a fresh demo folder
+
+
+def test_uq_updates_its_two_files_together_or_not_at_all(work, capsys):
+    """A model.json that cannot be replaced (here: a folder in its way) leaves the previous
+    posterior and model.json in place, with one sentence."""
+    from potforge.commands._output import replace_files
+
+    assert fit("--out", "m", "--uq", "pops") == 0
+    before = _snapshot(work / "m")
+
+    def write(tmp):
+        (tmp / "posterior.npz").write_bytes(b"new")
+        (tmp / "zz.json").write_text("{}")
+
+    (work / "m" / "zz.json").mkdir()  # cannot be replaced by a file
+    with pytest.raises(DataError, match="cannot replace zz.json .*the folder is as it was"):
+        replace_files(work / "m", write)
+    (work / "m" / "zz.json").rmdir()
+    _kept(before, work / "m")
+    assert not [p for p in (work / "m").iterdir() if "staging" in p.name]
+
+
+def test_sigterm_removes_the_staging_folder_and_keeps_the_old_output(work):
+    """A batch system's SIGTERM (sent here by the process to itself while it writes the staged
+    folder) ends the command with status 143 and leaves the earlier output as it was."""
+    assert fit("--out", "run") == 0
+    before = _snapshot(work)
+    code = (
+        "import os, signal, sys\n"
+        "import potforge.model.plots as plots\n"
+        "plots.parity_plot = lambda *a, **k: os.kill(os.getpid(), signal.SIGTERM)\n"
+        "from potforge.cli import main\n"
+        f"sys.exit(main(['fit', '--train', 'data/cu.extxyz', '--model', '{SPEC}', "
+        "'--out', 'run', '--force', '--quiet']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True)
+    assert out.returncode == 143, out.stderr
+    assert "terminated" in out.stderr and "Traceback" not in out.stderr
+    _kept(before, work)
+    assert not [p for p in work.iterdir() if "staging" in p.name]
+
+
+def test_more_jobs_than_cores_is_capped_with_a_warning(work, capsys):
+    assert fit("--out", "run", "--jobs", str((os.cpu_count() or 1) + 7)) == 0
+    assert "cores here: using" in capsys.readouterr().err
