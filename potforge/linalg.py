@@ -381,3 +381,94 @@ def _null_analysis(G: np.ndarray, rtol: float) -> tuple[np.ndarray, np.ndarray, 
     is_null = evals <= rtol * max(evals.max(), 1.0)
     return evecs[:, is_null], zero, int((~is_null).sum())
 
+
+# --- central finite differences (numpy only: the callers own the physics) ------------------------
+from collections.abc import Callable  # noqa: E402  (appended section, issue 15)
+
+
+def fd_jacobian(
+    func: Callable[[np.ndarray], np.ndarray | float],
+    x0: np.ndarray,
+    step: float | np.ndarray,
+    *,
+    columns: Iterable[int] | None = None,
+) -> np.ndarray:
+    """Central-difference Jacobian ``J[..., k] = (f(x0 + h_k e_k) − f(x0 − h_k e_k)) / 2h_k``.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(x) -> array`` of any shape ``S`` (a float: ``S = ()``); called with a fresh
+        copy of ``x0`` changed in entry ``k`` only, the ``+`` side first, for each column in
+        turn.
+    x0 : ndarray, shape (n,)
+    step : float or ndarray, shape (n,)
+        ``h_k``, per entry or one for all.
+    columns : iterable of int, optional
+        Entries to differentiate in (default: all); the other columns are zero (e.g.
+        coordinates known to be free translations), and cost no call.
+
+    Returns
+    -------
+    ndarray, shape ``S + (n,)``
+    """
+    x0 = np.array(x0, dtype=float)
+    if x0.ndim != 1:
+        raise ValueError(f"fd_jacobian needs a 1-d point, got shape {x0.shape}")
+    n = x0.size
+    h = np.broadcast_to(np.asarray(step, dtype=float), x0.shape)
+    jac = None
+    for k in range(n) if columns is None else columns:
+        values = []
+        for sign in (1.0, -1.0):
+            x = x0.copy()
+            x[k] = x0[k] + sign * h[k]
+            values.append(np.array(func(x), dtype=float))
+        column = (values[0] - values[1]) / (2 * h[k])
+        if jac is None:
+            jac = np.zeros((*column.shape, n))
+        jac[..., k] = column
+    if jac is None:  # no column to differentiate in: zeros of the output's shape
+        jac = np.zeros((*np.shape(func(x0.copy())), n))
+    return jac
+
+
+def fd_hessian(
+    gradient: Callable[[np.ndarray], np.ndarray],
+    x0: np.ndarray,
+    step: float | np.ndarray,
+    *,
+    columns: Iterable[int] | None = None,
+    symmetrize: bool = False,
+) -> np.ndarray:
+    """Central-difference Hessian of a scalar from its gradient: :func:`fd_jacobian` of
+    ``gradient`` (``H[:, k] = (g(x0 + h_k e_k) − g(x0 − h_k e_k)) / 2h_k``).
+
+    Parameters
+    ----------
+    gradient : callable
+        ``gradient(x)``: the gradient, shape (n,) (e.g. minus the forces) — or (n + m,): the
+        gradient followed by m further quantities evaluated at the same displaced point (e.g.
+        the stress), whose Jacobian comes back below the Hessian, one call per displacement.
+    x0 : ndarray, shape (n,)
+    step : float or ndarray, shape (n,)
+    columns : iterable of int, optional
+        As for :func:`fd_jacobian` (the other columns are zero).
+    symmetrize : bool
+        Return ``½(H + Hᵀ)`` for the Hessian block (the further rows are left as they are).
+
+    Returns
+    -------
+    ndarray, shape (n + m, n)
+        The Hessian (rows ``:n``), then the further quantities' Jacobian (rows ``n:``).
+    """
+    jac = fd_jacobian(gradient, x0, step, columns=columns)
+    if jac.ndim != 2 or jac.shape[0] < jac.shape[1]:
+        raise ValueError(
+            f"fd_hessian: the gradient must be a vector of at least {jac.shape[-1]} entries, "
+            f"got a Jacobian of shape {jac.shape}"
+        )
+    if symmetrize:
+        n = jac.shape[1]
+        jac[:n] = 0.5 * (jac[:n] + jac[:n].T)
+    return jac

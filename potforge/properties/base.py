@@ -10,8 +10,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextlib import AbstractContextManager, contextmanager
 
 import numpy as np
 from ase import Atoms, units
@@ -149,26 +148,27 @@ def warn_at_caller(message: str | Warning, category: type[Warning] = UserWarning
     warnings.warn(message, category, stacklevel=level)
 
 
-_SERIAL: ContextVar[bool] = ContextVar("potforge_serial_blas", default=False)
-
-
 @contextmanager
-def serial_blas() -> Iterator[None]:
-    """BLAS on one thread inside (outermost call only): property work is many small matrices
-    (3×3 cell maps, BFGS Hessians of ≤ a few hundred coordinates), where OpenBLAS's threads
-    only add overhead — on a loaded 2-core machine they made ``potforge properties`` 2–3× slower
-    (user time doubled by spinning threads)."""
-    if _SERIAL.get():
+def blas_threads(limit: int | None) -> Iterator[None]:
+    """BLAS thread pools limited to ``limit`` threads inside (``None``: left as they are, for a
+    caller that already limits them)."""
+    if limit is None:
         yield
         return
     from threadpoolctl import threadpool_limits
 
-    token = _SERIAL.set(True)
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield
-    finally:
-        _SERIAL.reset(token)
+    with threadpool_limits(limits=limit, user_api="blas"):
+        yield
+
+
+def serial_blas() -> AbstractContextManager[None]:
+    """BLAS on one thread inside: property work is many small matrices (3×3 cell maps, BFGS
+    Hessians of ≤ a few hundred coordinates), where OpenBLAS's threads only add overhead — on a
+    loaded 2-core machine they made ``potforge properties`` 2–3× slower (user time doubled by
+    spinning threads).  Work that runs inside one (e.g. the many
+    :func:`~potforge.properties.registry.run_suite` calls of property uncertainty) passes
+    ``blas_threads=None`` instead of limiting again."""
+    return blas_threads(1)
 
 
 def progress_bar(iterable, *, desc: str, unit: str, progress: bool | None):

@@ -12,6 +12,7 @@ from potforge.properties.base import PropertyError
 from potforge.properties.relax import (
     FMAX,
     STEPS,
+    RelaxationHook,
     keep_structure,
     relax_cell,
     relax_positions,
@@ -55,6 +56,7 @@ def relax_bulk(
     fmax: float = FMAX,
     steps: int = STEPS,
     volume_per_atom: float | None = None,
+    hook: RelaxationHook | None = None,
 ) -> BulkState:
     """Relax ``element`` in ``phase`` to zero stress (cubic phases keep cubic symmetry).
 
@@ -66,6 +68,8 @@ def relax_bulk(
         Tolerance on atomic and cell generalized forces, eV/Å.
     volume_per_atom : float, optional
         Starting volume, Å³/atom (default: ASE reference data, or scaled from it).
+    hook : RelaxationHook, optional
+        Stands in for every relaxation (:data:`~potforge.properties.relax.RelaxationHook`).
 
     Returns
     -------
@@ -80,6 +84,7 @@ def relax_bulk(
         fmax=fmax,
         steps=steps,
         hydrostatic=phase != "hcp",
+        hook=hook,
     )
     n = len(atoms)
     vol = atoms.get_volume() / n
@@ -208,6 +213,7 @@ def energy_volume_curve(
     fmax: float = FMAX,
     steps: int = STEPS,
     keep: list | None = None,
+    hook: RelaxationHook | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Energy per atom along a homogeneous scaling of the relaxed cell (ions relaxed).
 
@@ -220,6 +226,8 @@ def energy_volume_curve(
         Number of points.
     keep : list, optional
         Receives the relaxed structure(s) behind the value, in order.
+    hook : RelaxationHook, optional
+        Stands in for every relaxation (:data:`~potforge.properties.relax.RelaxationHook`).
 
     Returns
     -------
@@ -242,6 +250,7 @@ def energy_volume_curve(
                 label=f"{state.element} {state.phase} at {v:.2f} Å³/atom",
                 fmax=fmax,
                 steps=steps,
+                hook=hook,
             )
         else:
             atoms.calc = calc

@@ -6,7 +6,13 @@ from collections.abc import Iterable
 
 from potforge.properties.base import InstabilityError
 from potforge.properties.bulk import BulkState
-from potforge.properties.relax import FMAX, STEPS, keep_structure, relax_positions
+from potforge.properties.relax import (
+    FMAX,
+    STEPS,
+    RelaxationHook,
+    keep_structure,
+    relax_positions,
+)
 from potforge.properties.structures import cubic_supercell, interstitial_supercell
 
 
@@ -23,6 +29,7 @@ def vacancy_formation_energy(
     fmax: float = FMAX,
     steps: int = STEPS,
     keep: list | None = None,
+    hook: RelaxationHook | None = None,
 ) -> float:
     """Relaxed mono-vacancy formation energy at the bulk equilibrium cell, eV.
 
@@ -37,6 +44,8 @@ def vacancy_formation_energy(
         eV/Å.
     keep : list, optional
         Receives the relaxed structure(s) behind the value, in order.
+    hook : RelaxationHook, optional
+        Stands in for every relaxation (:data:`~potforge.properties.relax.RelaxationHook`).
 
     Returns
     -------
@@ -53,7 +62,7 @@ def vacancy_formation_energy(
     n = len(atoms)
     del atoms[n // 2]
     label = f"{state.element} vacancy"
-    relaxed, e = relax_positions(atoms, calc, label=label, fmax=fmax, steps=steps)
+    relaxed, e = relax_positions(atoms, calc, label=label, fmax=fmax, steps=steps, hook=hook)
     keep_structure(keep, relaxed)
     e_f = formation_energy(e, n - 1, state.energy_per_atom)
     if e_f <= 0.0:
@@ -71,6 +80,7 @@ def vacancy_convergence(
     *,
     fmax: float = FMAX,
     steps: int = STEPS,
+    hook: RelaxationHook | None = None,
 ) -> dict[int, float]:
     """Vacancy formation energy for each supercell size, to judge size convergence.
 
@@ -82,7 +92,8 @@ def vacancy_convergence(
     out = {}
     for size in sizes:
         sites = len(cubic_supercell(state.element, state.phase, state.a, size, state.c_over_a))
-        out[sites] = vacancy_formation_energy(calc, state, size=size, fmax=fmax, steps=steps)
+        out[sites] = vacancy_formation_energy(calc, state, size=size, fmax=fmax, steps=steps,
+                                              hook=hook)
     return out
 
 
@@ -95,6 +106,7 @@ def interstitial_formation_energy(
     fmax: float = FMAX,
     steps: int = STEPS,
     keep: list | None = None,
+    hook: RelaxationHook | None = None,
 ) -> float:
     """Relaxed self-interstitial formation energy at the bulk equilibrium cell, eV.
 
@@ -109,6 +121,8 @@ def interstitial_formation_energy(
         Supercell of ``size³`` conventional cubic cells.
     keep : list, optional
         Receives the relaxed structure(s) behind the value, in order.
+    hook : RelaxationHook, optional
+        Stands in for every relaxation (:data:`~potforge.properties.relax.RelaxationHook`).
 
     Returns
     -------
@@ -117,6 +131,6 @@ def interstitial_formation_energy(
     """
     atoms = interstitial_supercell(state.element, state.phase, state.a, size, kind)
     label = f"{state.element} {kind} self-interstitial"
-    relaxed, e = relax_positions(atoms, calc, label=label, fmax=fmax, steps=steps)
+    relaxed, e = relax_positions(atoms, calc, label=label, fmax=fmax, steps=steps, hook=hook)
     keep_structure(keep, relaxed)
     return formation_energy(e, len(atoms), state.energy_per_atom)

@@ -6,7 +6,13 @@ import numpy as np
 from ase import Atoms
 
 from potforge.properties.base import EV_A3_TO_GPA, InstabilityError, PropertyError, warn_unstable
-from potforge.properties.relax import FMAX, STEPS, keep_structure, relax_positions
+from potforge.properties.relax import (
+    FMAX,
+    STEPS,
+    RelaxationHook,
+    keep_structure,
+    relax_positions,
+)
 
 VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 """ASE Voigt order: xx, yy, zz, yz, xz, xy."""
@@ -78,6 +84,7 @@ def elastic_tensor(
     steps: int = STEPS,
     label: str = "crystal",
     keep: list | None = None,
+    hook: RelaxationHook | None = None,
 ) -> np.ndarray:
     """6×6 stiffness of a relaxed crystal by stress–strain central differences.
 
@@ -94,6 +101,8 @@ def elastic_tensor(
         eV/Å.
     keep : list, optional
         Receives the 12 strained (relaxed) cells, in the order of :func:`strain_set`.
+    hook : RelaxationHook, optional
+        Stands in for every relaxation (:data:`~potforge.properties.relax.RelaxationHook`).
 
     Returns
     -------
@@ -108,7 +117,7 @@ def elastic_tensor(
         strained.set_cell(atoms.cell.array @ deform, scale_atoms=True)
         if relax_ions and len(strained) > 1:
             strained, _ = relax_positions(
-                strained, calc, label=f"strained {label}", fmax=fmax, steps=steps
+                strained, calc, label=f"strained {label}", fmax=fmax, steps=steps, hook=hook
             )
         else:
             strained.calc = calc

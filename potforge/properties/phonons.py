@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -54,7 +55,7 @@ class PhononResult:
         No frequency below ``-imag_tol``.
     """
 
-    phonon: object
+    phonon: Any  # phonopy.Phonopy (phonopy is imported only when phonons are computed)
     lattice: str
     conventional_a: float | None
     min_frequency: float

@@ -1,8 +1,11 @@
 """The registry of quantities of interest (QoIs): names shared by the CLI, configs and benchmarks.
 
 Each :class:`QoI` maps ``(calc, element, **settings)`` to one float in its reporting unit
-(Å, eV, GPa, J/m², THz, eV/atom).  Work is shared through one memoising
-:class:`~potforge.properties.suite.PropertySuite` per (calculator, element, bulk settings).
+(Å, eV, GPa, J/m², THz, eV/atom).  Work is shared through a memoising
+:class:`~potforge.properties.suite.PropertySuite` owned by the caller: :func:`run_suite` makes
+one per call (shared by its QoIs), and both :func:`run_suite` and :func:`compute_qoi` take one
+as ``suite=`` to share work across calls (:func:`suite_for` makes it from the settings).  There
+is no module-level cache.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import difflib
 import time
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -19,13 +21,15 @@ from potforge.properties.base import (
     EV_A2_TO_J_M2,
     EV_A3_TO_GPA,
     NotApplicableError,
+    SettingError,
     UnknownQoIError,
     UnstableWarning,
     ground_state,
-    serial_blas,
     warn_at_caller,
 )
+from potforge.properties.base import blas_threads as limit_blas
 from potforge.properties.elastic import cubic_constants
+from potforge.properties.relax import RelaxationHook
 from potforge.properties.settings import option_name, validate_settings
 from potforge.properties.suite import PropertySuite
 
@@ -44,7 +48,8 @@ class QoI:
         Reporting unit.
     description : str
     func : callable
-        ``func(calc, element, **settings) -> float`` in ``unit``.
+        ``func(suite, settings) -> float`` in ``unit``: the value from a
+        :class:`PropertySuite` and the full, checked settings (:func:`resolve_settings`).
     lattices : tuple of str
         Ground-state lattices where it is defined.
     """
@@ -52,17 +57,16 @@ class QoI:
     name: str
     unit: str
     description: str
-    func: Callable[..., float]
+    func: Callable[[PropertySuite, dict[str, Any]], float]
     lattices: tuple[str, ...] = ALL
 
-    def __call__(self, calc, element: str, **settings) -> float:
-        return float(self.func(calc, element, **settings))
-
-
-MAX_SUITES = 8
-"""Suites kept for sharing (least recently used dropped first): enough for model + reference."""
-
-_SUITES: OrderedDict[tuple, PropertySuite] = OrderedDict()
+    def __call__(self, calc, element: str, *, suite: PropertySuite | None = None,
+                 **settings) -> float:
+        """The value for ``element`` under ``calc``, in :attr:`unit`: from ``suite`` (a
+        :class:`PropertySuite` of ``calc``, ``element`` and these bulk settings, sharing its
+        memoised work) when given, else from a new one."""
+        s = resolve_settings(settings)
+        return float(self.func(_suite_of(calc, element, suite, s), s))
 
 
 def resolve_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -71,36 +75,42 @@ def resolve_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return validate_settings(settings)
 
 
-def suite_for(calc, element: str, **settings) -> PropertySuite:
-    """The shared :class:`PropertySuite` of ``calc`` and ``element`` for these bulk settings.
+def suite_for(calc, element: str, *, hook: RelaxationHook | None = None,
+              **settings) -> PropertySuite:
+    """A new :class:`PropertySuite` of ``calc`` and ``element`` with the bulk settings
+    (``structure``, ``fmax``, ``steps``) of ``settings`` (checked; the others are ignored).
 
-    Suites are kept (with their memoised results) for the :data:`MAX_SUITES` most recently used
-    (calculator, element, settings); a calculator whose parameters change in place needs a new
-    :class:`PropertySuite` (or a new calculator object).
+    Keep it and pass it as ``suite=`` to :func:`run_suite` or :func:`compute_qoi` to share its
+    memoised work between calls; a calculator whose parameters change in place needs a new
+    suite.  ``hook`` stands in for its relaxations
+    (:data:`~potforge.properties.relax.RelaxationHook`).
     """
     s = resolve_settings(settings)
-    key = (element, s["structure"], s["fmax"], s["steps"])
-    key = (id(calc), *key)
-    suite = _SUITES.get(key)
-    if suite is None or suite.calc is not calc:  # id reused by a new calculator
-        suite = PropertySuite(
-            calc, element, structure=s["structure"], fmax=s["fmax"], steps=s["steps"]
+    return PropertySuite(calc, element, structure=s["structure"], fmax=s["fmax"],
+                         steps=s["steps"], hook=hook)
+
+
+def _suite_of(calc, element: str, suite: PropertySuite | None,
+              s: dict[str, Any]) -> PropertySuite:
+    """``suite`` after checking it is the suite of ``calc``, ``element`` and the bulk settings
+    ``s``; a new one when None."""
+    if suite is None:
+        return suite_for(calc, element, **s)
+    if suite.calc is not calc or suite.element != element:
+        raise SettingError(
+            f"the suite given is that of {suite.element} under {type(suite.calc).__name__} "
+            f"object {id(suite.calc):#x}, not of {element} under this calculator "
+            f"({type(calc).__name__} object {id(calc):#x})"
         )
-    _SUITES[key] = suite
-    _SUITES.move_to_end(key)
-    while len(_SUITES) > MAX_SUITES:
-        _SUITES.popitem(last=False)
+    differ = [f"{k}={getattr(suite, k)!r} (settings: {s[k]!r})"
+              for k in ("structure", "fmax", "steps") if getattr(suite, k) != s[k]]
+    if differ:
+        raise SettingError(f"the suite given has other bulk settings: {', '.join(differ)}")
     return suite
 
 
-def _suite(calc, element, settings) -> tuple[PropertySuite, dict[str, Any]]:
-    s = resolve_settings(settings)
-    return suite_for(calc, element, structure=s["structure"], fmax=s["fmax"], steps=s["steps"]), s
-
-
 def _elastic(index: int) -> Callable[..., float]:
-    def func(calc, element, **settings):
-        suite, s = _suite(calc, element, settings)
+    def func(suite, s):
         c = suite.elastic_tensor(s["strain"], s["check_stability"])
         if suite.lattice in CUBIC:
             return cubic_constants(c)[index] * EV_A3_TO_GPA
@@ -111,24 +121,21 @@ def _elastic(index: int) -> Callable[..., float]:
 
 
 def _sia(kind: str) -> Callable[..., float]:
-    def func(calc, element, **settings):
-        suite, s = _suite(calc, element, settings)
+    def func(suite, s):
         return suite.interstitial_formation_energy(kind, s["sia_size"])
 
     return func
 
 
 def _surface(miller: str) -> Callable[..., float]:
-    def func(calc, element, **settings):
-        suite, s = _suite(calc, element, settings)
+    def func(suite, s):
         return suite.surface_energy(miller, s["slab_thickness"], s["vacuum"]) * EV_A2_TO_J_M2
 
     return func
 
 
 def _usf(plane: str) -> Callable[..., float]:
-    def func(calc, element, **settings):
-        suite, s = _suite(calc, element, settings)
+    def func(suite, s):
         return (
             suite.unstable_fault_energy(plane, s["gsf_points"], s["gsf_thickness"]) * EV_A2_TO_J_M2
         )
@@ -136,50 +143,44 @@ def _usf(plane: str) -> Callable[..., float]:
     return func
 
 
-def _isf(calc, element, **settings):
-    suite, s = _suite(calc, element, settings)
+def _isf(suite, s):
     _, energies = suite.gsf_curve("111", s["gsf_points"], s["gsf_thickness"])
     return float(energies[-1]) * EV_A2_TO_J_M2
 
 
 def _nu(point: str) -> Callable[..., float]:
-    def func(calc, element, **settings):
-        suite, s = _suite(calc, element, settings)
+    def func(suite, s):
         return float(suite.phonons(s["phonon_supercell"], s["check_stability"]).at(point)[-1])
 
     return func
 
 
 def _phase(phase: str) -> Callable[..., float]:
-    def func(calc, element, **settings):
-        suite, _ = _suite(calc, element, settings)
+    def func(suite, s):
         return suite.phase_energy(phase)
 
     return func
 
 
-def _a0(calc, element, **settings):
-    return _suite(calc, element, settings)[0].lattice_constant()
+def _a0(suite, s):
+    return suite.lattice_constant()
 
 
-def _coa(calc, element, **settings):
-    suite = _suite(calc, element, settings)[0]
+def _coa(suite, s):
     if suite.lattice != "hcp":
-        raise NotApplicableError(f"c/a is an hcp quantity; {element} is {suite.lattice}")
+        raise NotApplicableError(f"c/a is an hcp quantity; {suite.element} is {suite.lattice}")
     return suite.ground().c_over_a
 
 
-def _ecoh(calc, element, **settings):
-    return _suite(calc, element, settings)[0].cohesive_energy()
+def _ecoh(suite, s):
+    return suite.cohesive_energy()
 
 
-def _bmod(calc, element, **settings):
-    suite, s = _suite(calc, element, settings)
+def _bmod(suite, s):
     return suite.bulk_modulus(s["ev_span"]) * EV_A3_TO_GPA
 
 
-def _evac(calc, element, **settings):
-    suite, s = _suite(calc, element, settings)
+def _evac(suite, s):
     return suite.vacancy_formation_energy(s["vacancy_size"])
 
 
@@ -258,9 +259,14 @@ def default_qois(lattice: str) -> list[str]:
     return [q.name for q in _ENTRIES if lattice in q.lattices]
 
 
-def compute_qoi(name: str, calc, element: str, **settings) -> float:
-    """Value of QoI ``name`` for ``element`` under ``calc``, in the QoI's unit."""
-    return get_qoi(name)(calc, element, **settings)
+def compute_qoi(name: str, calc, element: str, *, suite: PropertySuite | None = None,
+                **settings) -> float:
+    """Value of QoI ``name`` for ``element`` under ``calc``, in the QoI's unit.
+
+    ``suite``: a :class:`PropertySuite` of ``calc``, ``element`` and these bulk settings
+    (:func:`suite_for`) whose memoised work is shared (default: a new one, for this value
+    alone)."""
+    return get_qoi(name)(calc, element, suite=suite, **settings)
 
 
 def check_request(element: str, qois: Iterable[str] | None, settings: dict[str, Any]
@@ -296,6 +302,9 @@ def run_suite(
     *,
     progress: bool | None = None,
     desc: str | None = None,
+    suite: PropertySuite | None = None,
+    hook: RelaxationHook | None = None,
+    blas_threads: int | None = 1,
     **settings,
 ) -> dict[str, dict[str, Any]]:
     """Compute a set of QoIs, sharing work, with a progress bar.
@@ -311,6 +320,17 @@ def run_suite(
         terminal only, with a start and a done line in a log (None).
     desc : str, optional
         Name of the bar (default ``"<element> properties"``).
+    suite : PropertySuite, optional
+        The suite of ``calc``, ``element`` and these bulk settings (:func:`suite_for`) to
+        compute with, sharing its memoised work with the caller's other calls (default: a new
+        one, shared by this call's QoIs only).
+    hook : RelaxationHook, optional
+        Stands in for every relaxation of the new suite
+        (:data:`~potforge.properties.relax.RelaxationHook`; e.g. a
+        :class:`~potforge.qoi.implicit.RelaxationRecord`); with ``suite``, give it to the suite.
+    blas_threads : int or None
+        BLAS threads during the call (:func:`~potforge.properties.base.serial_blas`: 1);
+        None leaves the thread pools as they are (a caller that limits them already).
     **settings
         See :data:`~potforge.properties.settings.SETTINGS`; checked, with the QoI names and
         their lattices, before any work (:func:`check_request`).
@@ -331,24 +351,32 @@ def run_suite(
     """
     from potforge.progress import Progress
 
-    names, _ = check_request(element, qois, settings)
+    names, s = check_request(element, qois, settings)
+    if hook is not None:
+        if suite is not None:
+            raise SettingError("give the relaxation hook to the suite (PropertySuite(..., "
+                               "hook=...)), not to run_suite beside suite=")
+        suite = suite_for(calc, element, hook=hook, **s)
+    suite = _suite_of(calc, element, suite, s)
     entries = [get_qoi(n) for n in names]
     out: dict[str, dict[str, Any]] = {}
-    with serial_blas(), Progress(len(entries), desc or f"{element} properties", "QoI",
-                                 progress if entries else False) as bar:
+    with limit_blas(blas_threads), Progress(len(entries), desc or f"{element} properties",
+                                            "QoI", progress if entries else False) as bar:
         for q in entries:
             bar.set_postfix_str(q.name)
-            out[q.name] = _one(q, calc, element, settings)
+            out[q.name] = _one(q, calc, element, suite, settings)
             bar.update()
     return out
 
 
-def _one(q: QoI, calc, element: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """:func:`run_suite`'s entry of one QoI (its warnings re-issued at the caller's line)."""
+def _one(q: QoI, calc, element: str, suite: PropertySuite,
+         settings: dict[str, Any]) -> dict[str, Any]:
+    """:func:`run_suite`'s entry of one QoI from ``suite`` (its warnings re-issued at the
+    caller's line)."""
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnstableWarning)
-        value = q(calc, element, **settings)
+        value = q(calc, element, suite=suite, **settings)
     entry: dict[str, Any] = {
         "value": value,
         "unit": q.unit,

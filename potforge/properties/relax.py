@@ -10,9 +10,7 @@ atoms fall into each other (shortest distance below :data:`COLLAPSE` × the star
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -54,24 +52,14 @@ RelaxationHook = Callable[..., tuple[Atoms, float]]
 
 ``kind`` is ``"positions"`` (options ``z_only``) or ``"cell"`` (options ``hydrostatic``,
 ``mask``); ``run()`` performs the real relaxation.  A hook may call it (and record the result)
-or replace it (e.g. :class:`potforge.qoi.implicit.NewtonRelaxer`)."""
-
-_HOOK: ContextVar[RelaxationHook | None] = ContextVar("relaxation_hook", default=None)
-
-
-@contextmanager
-def relaxation_hook(hook: RelaxationHook | None) -> Iterator[RelaxationHook | None]:
-    """Route every :func:`relax_positions`/:func:`relax_cell` call in this context through
-    ``hook`` (``None``: relax normally)."""
-    token = _HOOK.set(hook)
-    try:
-        yield hook
-    finally:
-        _HOOK.reset(token)
+or replace it (e.g. :class:`potforge.qoi.implicit.NewtonRelaxer`).  It is passed explicitly,
+as ``hook=`` of :func:`relax_positions` and :func:`relax_cell`, of every property function that
+relaxes, and of :class:`~potforge.properties.suite.PropertySuite` (which hands it to all of its
+relaxations) — the way an observer is attached to one ASE optimiser, never set globally."""
 
 
-def _hooked(kind: str, atoms: Atoms, calc, run, **options) -> tuple[Atoms, float]:
-    hook = _HOOK.get()
+def _hooked(hook: RelaxationHook | None, kind: str, atoms: Atoms, calc, run,
+            **options) -> tuple[Atoms, float]:
     return run() if hook is None else hook(kind, atoms, calc, run, **options)
 
 
@@ -149,6 +137,7 @@ def relax_positions(
     steps: int = STEPS,
     optimizer: str = "BFGS",
     z_only: bool = False,
+    hook: RelaxationHook | None = None,
 ) -> tuple[Atoms, float]:
     """Relax atomic positions at fixed cell.
 
@@ -167,6 +156,8 @@ def relax_positions(
     z_only : bool
         Constrain every atom to move along z only (:class:`ase.constraints.FixedLine`), as
         for generalized stacking-fault energies.
+    hook : RelaxationHook, optional
+        Stands in for the relaxation (:data:`RelaxationHook`; None: relax normally).
 
     Returns
     -------
@@ -191,7 +182,7 @@ def relax_positions(
         _run(work, work, atoms, label, fmax, steps, optimizer, lambda: max_force(work))
         return work, float(work.get_potential_energy())
 
-    return _hooked("positions", atoms, calc, run, z_only=z_only)
+    return _hooked(hook, "positions", atoms, calc, run, z_only=z_only)
 
 
 def relax_cell(
@@ -204,6 +195,7 @@ def relax_cell(
     optimizer: str = "BFGS",
     hydrostatic: bool = False,
     mask: Sequence[int] | None = None,
+    hook: RelaxationHook | None = None,
 ) -> tuple[Atoms, float]:
     """Relax positions and cell to zero stress (:class:`ase.filters.FrechetCellFilter`).
 
@@ -223,6 +215,8 @@ def relax_cell(
         Allow only a uniform scaling of the cell (keeps cubic symmetry exactly).
     mask : sequence of 6 int, optional
         Voigt components of strain that may relax (ASE order xx, yy, zz, yz, xz, xy).
+    hook : RelaxationHook, optional
+        Stands in for the relaxation (:data:`RelaxationHook`; None: relax normally).
 
     Returns
     -------
@@ -244,4 +238,4 @@ def relax_cell(
         _run(filt, work, atoms, label, fmax, steps, optimizer, residual)
         return work, float(work.get_potential_energy())
 
-    return _hooked("cell", atoms, calc, run, hydrostatic=hydrostatic, mask=mask)
+    return _hooked(hook, "cell", atoms, calc, run, hydrostatic=hydrostatic, mask=mask)

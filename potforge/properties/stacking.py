@@ -11,7 +11,13 @@ import numpy as np
 
 from potforge.properties.base import NotApplicableError, PropertyError
 from potforge.properties.bulk import BulkState
-from potforge.properties.relax import FMAX, STEPS, keep_structure, relax_positions
+from potforge.properties.relax import (
+    FMAX,
+    STEPS,
+    RelaxationHook,
+    keep_structure,
+    relax_positions,
+)
 from potforge.properties.structures import GSF_PERIOD, GSF_SYSTEMS, oriented_cell
 
 
@@ -55,6 +61,7 @@ def gsf_curve(
     fmax: float = FMAX,
     steps: int = STEPS,
     keep: list | None = None,
+    hook: RelaxationHook | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Relaxed generalized stacking-fault energy along the slip direction.
 
@@ -72,6 +79,8 @@ def gsf_curve(
         Minimum slab thickness, Å.
     keep : list, optional
         Receives the relaxed structure(s) behind the value, in order.
+    hook : RelaxationHook, optional
+        Stands in for every relaxation (:data:`~potforge.properties.relax.RelaxationHook`).
 
     Returns
     -------
@@ -95,6 +104,7 @@ def gsf_curve(
             fmax=fmax,
             steps=steps,
             z_only=True,
+            hook=hook,
         )
         keep_structure(keep, relaxed)
     return shifts, (energies - energies[0]) / area

@@ -2,7 +2,10 @@
 
 The relaxed ground state, the isolated-atom energy, the elastic tensor, phonons and each GSF
 curve are computed once and memoised, so asking for ``C11``, ``C12`` and ``C44`` (or ``nu_H``,
-``nu_N``, ``nu_P``) costs one calculation.
+``nu_N``, ``nu_P``) costs one calculation.  The memo lives on the suite object: whoever keeps the
+suite shares its work (:func:`~potforge.properties.registry.run_suite` and
+:func:`~potforge.properties.registry.compute_qoi` take it as ``suite=``); there is no global
+cache.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 from potforge.properties import bulk as _bulk
 from potforge.properties import defects, elastic, phonons, stacking, surfaces
 from potforge.properties.base import check_element, ground_state
-from potforge.properties.relax import FMAX, STEPS
+from potforge.properties.relax import FMAX, STEPS, RelaxationHook
 from potforge.properties.structures import PHASES, bulk_phase
 
 
@@ -33,6 +36,11 @@ class PropertySuite:
         Force tolerance of every relaxation, eV/Å.
     steps : int
         Maximum optimiser steps of every relaxation.
+    hook : RelaxationHook, optional
+        Stands in for every relaxation the suite runs
+        (:data:`~potforge.properties.relax.RelaxationHook`: e.g. a
+        :class:`~potforge.qoi.implicit.RelaxationRecord` recording them); an attribute, read at
+        each relaxation.
 
     Notes
     -----
@@ -48,12 +56,14 @@ class PropertySuite:
         structure: str | None = None,
         fmax: float = FMAX,
         steps: int = STEPS,
+        hook: RelaxationHook | None = None,
     ):
         self.calc = calc
         self.element = element
         self.structure = structure
         self.fmax = fmax
         self.steps = steps
+        self.hook = hook
         self._memo: dict[Hashable, Any] = {}
         self.structures: dict[Hashable, list] = {}
         """Memo key → the relaxed structures behind that result (for sensitivities)."""
@@ -64,7 +74,7 @@ class PropertySuite:
         return self._memo[key]
 
     def _cached_relaxed(self, key: Hashable, func: Callable[..., Any], *args, **kwargs) -> Any:
-        """:meth:`_cached` of ``func(*args, keep=..., **kwargs, fmax, steps)``, recording the
+        """:meth:`_cached` of ``func(*args, keep=..., **kwargs, fmax, steps, hook)``, recording the
         relaxed structures behind the value in :attr:`structures` under the same ``key``."""
 
         def compute():
@@ -75,7 +85,7 @@ class PropertySuite:
 
     @property
     def _relax_kw(self) -> dict:
-        return {"fmax": self.fmax, "steps": self.steps}
+        return {"fmax": self.fmax, "steps": self.steps, "hook": self.hook}
 
     # --- bulk -----------------------------------------------------------------------------
     @property

@@ -7,7 +7,13 @@ from ase import Atoms
 
 from potforge.properties.base import EV_A2_TO_J_M2, InstabilityError, NotApplicableError
 from potforge.properties.bulk import BulkState
-from potforge.properties.relax import FMAX, STEPS, keep_structure, relax_positions
+from potforge.properties.relax import (
+    FMAX,
+    STEPS,
+    RelaxationHook,
+    keep_structure,
+    relax_positions,
+)
 from potforge.properties.structures import SURFACE_ORIENTATIONS, oriented_cell
 
 
@@ -72,6 +78,7 @@ def surface_energy(
     keep: list | None = None,
     fmax: float = FMAX,
     steps: int = STEPS,
+    hook: RelaxationHook | None = None,
 ) -> float:
     """Surface energy ``(E_slab − N e_bulk) / 2A`` of a relaxed slab, eV/Å².
 
@@ -88,6 +95,8 @@ def surface_energy(
         eV/Å.
     keep : list, optional
         Receives the relaxed structure(s) behind the value, in order.
+    hook : RelaxationHook, optional
+        Stands in for every relaxation (:data:`~potforge.properties.relax.RelaxationHook`).
 
     Returns
     -------
@@ -103,7 +112,8 @@ def surface_energy(
     atoms, _ = slab(state, miller, thickness=thickness, vacuum=vacuum, repeats=repeats)
     if relax:
         atoms, e = relax_positions(
-            atoms, calc, label=f"{state.element} ({miller}) slab", fmax=fmax, steps=steps
+            atoms, calc, label=f"{state.element} ({miller}) slab", fmax=fmax, steps=steps,
+            hook=hook,
         )
     else:
         atoms.calc = calc

@@ -7,28 +7,29 @@ theorem gives ``dX*/dθ = H⁻¹ ∂F/∂θ`` with ``H = −∂F/∂X`` at ``X*`
 
     X(θ) ≈ X* + H⁻¹ F(X*; θ)          (one Newton step; error O(|θ − θ̄|²)).
 
-``H`` is computed once per structure (central differences of the fitted model's forces) and its
-pseudo-inverse reused by every sample; a sample then costs one force and one energy/stress call
-per structure.  The position Hessian of a periodic structure is assembled by phonopy from its
-symmetry-irreducible displacements only (14 displaced cells instead of 318 for the 53-atom bcc
-vacancy; the same central differences, to ~1e-8 relative), and the force calls go to the
-model's own LAMMPS pair style where it is the same potential (:mod:`potforge.qoi.fast`:
-SNAP, ZBL, constant; to ~1e-14, about 3× faster than the descriptor rows).  Properties are
-evaluated **nonlinearly** in θ at the predicted structures, so relaxed energies are right to
-second order (the relaxation energy ``−½ FᵀH⁻¹F`` is included).
+``H`` is computed once per structure (central differences of the fitted model's forces,
+:func:`potforge.linalg.fd_hessian`) and its pseudo-inverse reused by every sample; a sample then
+costs one force and one energy/stress call per structure.  The position Hessian of a periodic
+structure is assembled by phonopy from its symmetry-irreducible displacements only (14
+displaced cells instead of 318 for the 53-atom bcc vacancy; the same central differences, to
+~1e-8 relative), and the force calls go to the model's own LAMMPS pair style where it is the
+same potential (:mod:`potforge.qoi.fast`: SNAP, ZBL, constant; to ~1e-14, about 3× faster than
+the descriptor rows).  Properties are evaluated **nonlinearly** in θ at the predicted
+structures, so relaxed energies are right to second order (the relaxation energy ``−½ FᵀH⁻¹F``
+is included).
 
 Structures built on the ground-state lattice follow the sample's own predicted lattice: the
 recorded relaxation displacement (fractional coordinates) is added to the sample's starting
 structure before the Newton step.  Cell relaxations (ground state, competing phases) step in the
 generalized coordinates of :class:`ase.filters.FrechetCellFilter`.
 
-Usage (what :func:`potforge.qoi.propagation.property_uncertainty` does for ``"implicit"``)::
+Both are relaxation hooks (:data:`~potforge.properties.relax.RelaxationHook`), passed explicitly
+to the runs they stand in for.  Usage (what :func:`potforge.qoi.propagation.property_uncertainty`
+does for ``"implicit"``)::
 
     record = RelaxationRecord()
-    with relaxation_hook(record):
-        run_suite(calc0, "W", qois)                  # real relaxations, recorded
-    with relaxation_hook(NewtonRelaxer(record, calc0)):
-        run_suite(calc_k, "W", qois)                 # same calls, one Newton step each
+    run_suite(calc0, "W", qois, hook=record)                          # real relaxations, recorded
+    run_suite(calc_k, "W", qois, hook=NewtonRelaxer(record, calc0))   # one Newton step each
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ase import Atoms
 from ase.filters import FrechetCellFilter
 
 from potforge.errors import ModelError
+from potforge.linalg import fd_hessian
 from potforge.qoi.fast import twin_of
 
 HESSIAN_STEP = 1e-4
@@ -125,7 +127,11 @@ class _Coordinates:
 def _position_hessian(atoms: Atoms, calc) -> np.ndarray | None:
     """``−∂F/∂X`` (3N, 3N) of a periodic structure from phonopy's symmetry-irreducible ±
     displacements of :data:`HESSIAN_STEP` (central differences, symmetry-completed), or None
-    for a structure that is not periodic in all three directions."""
+    for a structure that is not periodic in all three directions.
+
+    This variant stays here rather than beside :func:`potforge.linalg.fd_hessian`: which
+    displacements are irreducible, and how the force constants of the others follow, is
+    phonopy's crystal-symmetry analysis of the structure — not an operation on arrays."""
     if not atoms.pbc.all():
         return None
     from phonopy import Phonopy
@@ -167,16 +173,14 @@ def _step_matrix(rec: RecordedRelaxation, calc) -> np.ndarray:
             work.calc = fast
             coords = _Coordinates(rec.kind, work, rec.options)
             q0 = coords.get()
-            jac = np.zeros((q0.size, q0.size))
+
+            def gradient(q: np.ndarray) -> np.ndarray:  # −(generalized forces)
+                coords.set(q)
+                return -coords.forces()
+
             # a one-atom cell's position coordinates are translations: no force changes
-            for k in range(3 if len(work) == 1 else 0, q0.size):
-                f = []
-                for sign in (1.0, -1.0):
-                    q = q0.copy()
-                    q[k] += sign * HESSIAN_STEP
-                    coords.set(q)
-                    f.append(coords.forces())
-                jac[:, k] = -(f[0] - f[1]) / (2.0 * HESSIAN_STEP)
+            jac = fd_hessian(gradient, q0, HESSIAN_STEP,
+                             columns=range(3 if len(work) == 1 else 0, q0.size))
         rec.step_matrix = np.linalg.pinv(jac, rcond=RCOND)
     return rec.step_matrix
 

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -69,7 +68,8 @@ from potforge.qoi.fast import fast_calculator
 class _Stability:
     """Posterior parameter vectors evaluated, and those at which some QoI came out mechanically
     or dynamically unstable (the QoI exists, but is flagged), with each such QoI's first
-    message — summarised in one :class:`UnstableWarning` instead of one per vector."""
+    message — summarised in one :class:`UnstableWarning` instead of one per vector.  One per
+    :func:`property_uncertainty` call, passed explicitly to every :func:`_evaluate` of it."""
 
     vectors: int = 0
     flagged: int = 0
@@ -85,9 +85,6 @@ class _Stability:
                 f"{next(iter(self.qois.values()))})", UnstableWarning,
             )
 
-
-_STABILITY: ContextVar[_Stability | None] = ContextVar("potforge_stability", default=None)
-"""The summary that :func:`_evaluate` adds to (one per :func:`property_uncertainty` call)."""
 
 METHODS = ("auto", "linear", "implicit", "resample")
 """Propagation methods (``"auto"`` picks one of the others per QoI)."""
@@ -219,31 +216,30 @@ def property_uncertainty(
                          newton_steps=newton_steps, tol=tol)
     names, _ = check_request(element, qois, settings)
     stability = _Stability()
-    token = _STABILITY.set(stability)
     try:
         with serial_blas():
             return _propagate(model, element, names, method, opts["n_samples"], seed,
                               opts["newton_steps"], opts["tol"], opts["n_candidates"],
-                              progress, settings)
+                              progress, settings, stability)
     finally:
-        _STABILITY.reset(token)
         stability.warn()
 
 
 def _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol, n_candidates,
-               progress, settings):
-    """:func:`property_uncertainty` after its argument checks."""
+               progress, settings, stability):
+    """:func:`property_uncertainty` after its argument checks (BLAS limited by it);
+    ``stability``: the call's :class:`_Stability` summary."""
     from potforge.properties import run_suite
-    from potforge.properties.relax import relaxation_hook
     from potforge.qoi.implicit import NewtonRelaxer, RelaxationRecord
     from potforge.qoi.sensitivity import Sensitivity
 
-    sens = Sensitivity(model, element, **settings)
     # the fitted model's relaxations, recorded once: the Newton steps of every posterior vector
     # start from them, and each QoI's own record (one single-QoI suite) takes them over
     record = RelaxationRecord() if method in ("implicit", "auto") else None
-    with relaxation_hook(record):
-        out = run_suite(sens.calc, element, qois, progress=progress, **settings)
+    sens = Sensitivity(model, element, hook=record, **settings)
+    # the values from the sensitivities' own suite: the gradients reuse its relaxed structures
+    out = run_suite(sens.calc, element, qois, progress=progress, suite=sens.suite,
+                    blas_threads=None, **settings)
     names = list(out)
     if method != "resample":
         grads = sens.gradients(names, progress=progress)
@@ -252,18 +248,20 @@ def _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol,
         return _linear_bounds(model, out, G)
     if method == "auto":
         return _auto(model, element, out, G, sens.calc, newton_steps, tol, n_candidates,
-                     progress, settings, record)
+                     progress, settings, record, stability)
     thetas = model.sample_coef(n_samples, seed)
     implicit = method == "implicit"
     make_hook = partial(NewtonRelaxer, record, sens.calc, newton_steps) if implicit else None
     unstable = []
     values, max_step = _evaluate(model, element, names, thetas, make_hook, progress, settings,
-                                 unstable, desc=f"posterior samples ({method})")
+                                 unstable, desc=f"posterior samples ({method})",
+                                 stability=stability)
     if implicit:  # each QoI at its candidate members for the extremes
         cands = model.candidate_coef(G, n_candidates)
         own, ext_step = _extreme_values(
             model, element, names, cands.reshape(len(names), -1, cands.shape[-1]), sens.calc,
             newton_steps, progress, settings, {}, record, desc="candidate members (implicit)",
+            stability=stability,
         )
         max_step = max(max_step, ext_step)
     spread = _spread_words(model, method, n_samples,
@@ -294,16 +292,16 @@ def _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol,
 
 
 def _extreme_values(model, element, names, members, calc0, newton_steps, progress, settings,
-                    records: dict, reuse, desc: str):
+                    records: dict, reuse, desc: str, stability: _Stability | None = None):
     """Each QoI at its own posterior members ``members`` (len(names), C, P), alone (one
     single-QoI suite per member), implicitly: its relaxations recorded under ``calc0`` and
     replaced by Newton steps.  ``records`` ({qoi: RelaxationRecord}) keeps each QoI's record
     for a later call on the same QoI; a QoI's record is made by a single-QoI suite at the fitted
     parameters that takes over the relaxations (and Hessians) of ``reuse``, the record of the
     fitted model's run.  Returns (len(names), C) values (NaN where the QoI does not exist at
-    that member: its structure collapses) and the largest Newton step (Å)."""
+    that member: its structure collapses) and the largest Newton step (Å); ``stability``: as
+    for :func:`_evaluate`."""
     from potforge.properties import run_suite
-    from potforge.properties.relax import relaxation_hook
     from potforge.qoi.implicit import NewtonRelaxer, RelaxationRecord
 
     values = np.empty(members.shape[:2])
@@ -312,28 +310,31 @@ def _extreme_values(model, element, names, members, calc0, newton_steps, progres
         record = records.get(q)
         if record is None:
             record = RelaxationRecord(reuse=reuse)
-            with relaxation_hook(record):  # a fresh calculator: no shared work cached
-                run_suite(fast_calculator(model), element, [q], progress=False,
-                          **settings)
+            # a fresh calculator and suite: no shared work cached
+            run_suite(fast_calculator(model), element, [q], progress=False, hook=record,
+                      blas_threads=None, **settings)
             records[q] = record
         make_hook = partial(NewtonRelaxer, record, calc0, newton_steps)
-        vals, step = _evaluate(model, element, [q], members[k], make_hook, False, settings, [])
+        vals, step = _evaluate(model, element, [q], members[k], make_hook, False, settings, [],
+                               stability=stability)
         values[k] = vals[:, 0]
         max_step = max(max_step, step)
     return values, max_step
 
 
 def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progress, settings,
-          reuse):
+          reuse, stability: _Stability | None = None):
     """``"auto"``: per QoI the cheapest method that agrees with the next-more-exact one at the
-    QoI's extreme members (module docstring); ``reuse``: the fitted model's relaxations."""
+    QoI's extreme members (module docstring); ``reuse``: the fitted model's relaxations;
+    ``stability``: as for :func:`_evaluate`."""
     names = list(out)
     linear = _linear_bounds(model, {q: dict(out[q]) for q in names}, G)
     cands = model.candidate_coef(G, n_candidates)  # (Q, 2, k, P)
     records = {}  # each QoI's relaxations at θ̄, recorded once for both implicit passes
     implicit, _ = _extreme_values(model, element, names, cands[:, :, 0], calc0, newton_steps,
                                   progress, settings, records, reuse,
-                                  desc="auto: implicit check at the linear extremes")
+                                  desc="auto: implicit check at the linear extremes",
+                                  stability=stability)
     lin = np.array([[linear[q]["lower"], linear[q]["upper"]] for q in names])
     half = np.maximum(0.5 * (lin[:, 1] - lin[:, 0]), np.finfo(float).tiny)
     # a QoI that does not exist at a linearised extreme (NaN) is as nonlinear as it gets
@@ -341,7 +342,8 @@ def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progre
     nonlinear = [k for k in range(len(names)) if lin_err[k] > tol]
     ends, relaxed, skipped = _nonlinear_extremes(model, element, [names[k] for k in nonlinear],
                                                  cands[nonlinear], implicit[nonlinear], calc0,
-                                                 newton_steps, progress, settings, records, reuse)
+                                                 newton_steps, progress, settings, records, reuse,
+                                                 stability)
     spread = _spread_words(model, "auto", 0, cands.shape[2])
     notes = []
     for k, q in enumerate(names):
@@ -377,12 +379,13 @@ def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progre
 
 
 def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_steps, progress,
-                        settings, records, reuse):
+                        settings, records, reuse, stability: _Stability | None = None):
     """``"auto"`` for the nonlinear QoIs ``names``: the implicit values at all candidates
     ``cands`` (n, 2, k, P) (those at the linearised extremes ``[:, :, 0]`` are given,
     ``at_linear`` (n, 2)), then per side the candidate with the most extreme implicit value
     re-relaxed — or, where its relaxation fails or turns unstable (the property does not exist
-    at that member), the next most extreme.  ``records``: as for :func:`_extreme_values`.
+    at that member), the next most extreme.  ``records``: as for :func:`_extreme_values`;
+    ``stability``: as for :func:`_evaluate`.
     Returns the implicit and re-relaxed values at the chosen members, each (n, 2) (NaN where
     no candidate could be relaxed), and the number of candidates skipped per QoI (n,)."""
     from potforge.properties.base import InstabilityError, RelaxationError
@@ -395,7 +398,8 @@ def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_s
     if names and more.any():
         values[:, more], _ = _extreme_values(model, element, names, members[:, more], calc0,
                                              newton_steps, progress, settings, records, reuse,
-                                             desc="auto: implicit values at all candidates")
+                                             desc="auto: implicit values at all candidates",
+                                             stability=stability)
     ends, relaxed = np.empty((len(names), 2)), np.empty((len(names), 2))
     skipped = np.zeros(len(names), int)
     for i, q in enumerate(progress_bar(names, desc="auto: re-relaxing the extreme candidates",
@@ -404,7 +408,8 @@ def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_s
             for j in order:
                 try:
                     relaxed[i, side] = _evaluate(model, element, [q], members[i, j][None], None,
-                                                 False, settings)[0][0, 0]
+                                                 False, settings,
+                                                 stability=stability)[0][0, 0]
                 except (RelaxationError, InstabilityError):
                     skipped[i] += 1
                     continue
@@ -418,28 +423,27 @@ def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_s
 
 
 def _evaluate(model, element, names, thetas, make_hook, progress, settings, unstable=None,
-              desc: str = "posterior samples"):
+              desc: str = "posterior samples", stability: _Stability | None = None):
     """QoI values (len(thetas), len(names)) for each parameter vector, relaxations replaced by
     ``make_hook()`` (a fresh :class:`NewtonRelaxer` per vector) when given; and the largest
     Newton step (Å).  ``unstable`` (a list): a QoI whose relaxation fails or turns unstable at a
     vector is NaN there and ``(vector, qoi, message)`` is appended; otherwise the error
     propagates.  Lattices that are mechanically or dynamically unstable at some vectors (the
-    QoI exists, but flagged) are counted in the :class:`_Stability` summary of the enclosing
-    :func:`property_uncertainty` (one warning per call), or summarised here when called alone."""
+    QoI exists, but flagged) are counted in ``stability``, the :class:`_Stability` summary of
+    the calling :func:`property_uncertainty` (one warning per call), or summarised here when
+    it is None (BLAS: left as property_uncertainty limited it, else one thread per suite)."""
     from potforge.properties import run_suite
     from potforge.properties.base import InstabilityError, RelaxationError, UnstableWarning
-    from potforge.properties.relax import relaxation_hook
 
-    stats = _STABILITY.get()
-    own = stats is None  # called outside property_uncertainty: summarise here
-    stats = _Stability() if own else stats
+    own = stability is None  # not given by property_uncertainty: summarise here
+    stats = stability if stability is not None else _Stability()
 
     def suite(theta, qois):
         hook = None if make_hook is None else make_hook()
-        with relaxation_hook(hook), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnstableWarning)  # summarised instead
             res = run_suite(fast_calculator(model, theta), element, qois, progress=False,
-                            **settings)
+                            hook=hook, blas_threads=1 if own else None, **settings)
         flagged = [q for q in qois if res[q].get("stable") is False]
         for q in flagged:
             stats.qois.setdefault(q, res[q]["warning"])

@@ -21,7 +21,8 @@ produced (:attr:`PropertySuite.structures`):
 
 Structure-space derivatives at fixed θ (the stiffness of the lattice, the change of a phonon
 frequency with the lattice constant) are central differences of the model itself with small
-steps; no derivative is ever taken by perturbing θ.
+steps (:func:`potforge.linalg.fd_jacobian`, :func:`potforge.linalg.fd_hessian`); no
+derivative is ever taken by perturbing θ.
 
 Examples
 --------
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from potforge.linalg import fd_hessian, fd_jacobian
 from potforge.model.rows import structure_design
 from potforge.properties.base import (
     EV_A2_TO_J_M2,
@@ -53,6 +55,7 @@ from potforge.properties.registry import (
     resolve_settings,
     suite_for,
 )
+from potforge.properties.relax import RelaxationHook
 from potforge.properties.stacking import unstable_fault_energy
 from potforge.qoi.fast import twin_of
 
@@ -101,9 +104,22 @@ class Sensitivity:
     element : str
     coef : ndarray, shape (P,), optional
         Parameters at which to differentiate (default ``model.coef_``).
+    hook : RelaxationHook, optional
+        Stands in for the relaxations of its suite
+        (:data:`~potforge.properties.relax.RelaxationHook`; e.g. a
+        :class:`~potforge.qoi.implicit.RelaxationRecord` of the fitted model's relaxations).
     **settings
         Property settings (:data:`~potforge.properties.registry.SETTINGS`); the values are the
         ones :func:`~potforge.properties.registry.run_suite` computes with the same settings.
+
+    Attributes
+    ----------
+    calc : PotentialCalculator
+        The model at ``coef``.
+    suite : PropertySuite
+        The suite of ``calc`` that the values and gradients come from; pass it as ``suite=``
+        to :func:`~potforge.properties.registry.run_suite` to compute the values first
+        (``run_suite(sens.calc, element, qois, suite=sens.suite)``) without repeating work.
 
     Notes
     -----
@@ -114,13 +130,15 @@ class Sensitivity:
     comparing against finite differences in θ.
     """
 
-    def __init__(self, model, element: str, coef: np.ndarray | None = None, **settings):
+    def __init__(self, model, element: str, coef: np.ndarray | None = None, *,
+                 hook: RelaxationHook | None = None, **settings):
         model._check_fitted()
         self.model = model
         self.coef = model.coef_ if coef is None else np.asarray(coef, dtype=float)
         self.calc = model.as_calculator(self.coef)
         self.element = element
         self.settings = resolve_settings(settings)
+        self.suite = suite_for(self.calc, element, hook=hook, **self.settings)
         self._memo: dict[Any, Any] = {}
 
     @property
@@ -128,15 +146,6 @@ class Sensitivity:
         """The calculator of the finite differences in structure: the model's LAMMPS twin where
         it is the same potential (:mod:`potforge.qoi.fast`), else :attr:`calc`."""
         return twin_of(self.calc)
-
-    @property
-    def suite(self):
-        """The shared suite of ``calc`` — looked up on every use, since the registry keeps only
-        the most recently used suites and the values must come from the same one."""
-        s = self.settings
-        return suite_for(
-            self.calc, self.element, structure=s["structure"], fmax=s["fmax"], steps=s["steps"]
-        )
 
     # --- rows at one structure ---------------------------------------------------------------
     def _rows(self, atoms: Atoms):
@@ -173,14 +182,13 @@ class Sensitivity:
         """d quantity/dε_m at fixed θ and fractional coordinates, shape (len(q), n_modes), for
         ``atoms`` whose cell is ``ground cell @ deform``."""
         ground = self.suite.ground().atoms.cell.array
-        cols = []
-        for m in range(len(self.modes)):
-            step = np.zeros(len(self.modes))
-            step[m] = LATTICE_STEP
-            plus = _with_cell(atoms, self._strained_cell(ground, deform, step), self.fd_calc)
-            minus = _with_cell(atoms, self._strained_cell(ground, deform, -step), self.fd_calc)
-            cols.append((quantity(plus) - quantity(minus)) / (2 * LATTICE_STEP))
-        return np.column_stack(cols)
+        return fd_jacobian(
+            lambda strain: quantity(
+                _with_cell(atoms, self._strained_cell(ground, deform, strain), self.fd_calc)
+            ),
+            np.zeros(len(self.modes)),
+            LATTICE_STEP,
+        )
 
     def _lattice_stress_derivative(self, atoms: Atoms, deform: np.ndarray) -> np.ndarray:
         """∂σ/∂ε_m (affine, fixed θ), shape (6, n_modes)."""
@@ -209,24 +217,21 @@ class Sensitivity:
     # --- relaxed-ion response (non-Bravais cells only) ---------------------------------------
     def _ion_corrected(self, atoms: Atoms, dstress: np.ndarray, dforce: np.ndarray) -> np.ndarray:
         """``dstress + Λ H⁺ dforce``: stress derivatives (6, K) with the ions following the
-        force derivatives ``dforce`` (3N, K); H and Λ = ∂σ/∂X by central differences."""
+        force derivatives ``dforce`` (3N, K); H (symmetrised) and Λ = ∂σ/∂X by central
+        differences (:func:`~potforge.linalg.fd_hessian`, the stress beside the gradient −F,
+        from the same displaced cells)."""
         n = len(atoms)
-        hess = np.empty((3 * n, 3 * n))
-        lam = np.empty((6, 3 * n))
         work = atoms.copy()
         work.set_constraint()
         work.calc = self.fd_calc
-        for k in range(3 * n):
-            i, c = divmod(k, 3)
-            fs, ss = [], []
-            for sign in (1.0, -1.0):
-                work.positions[i, c] += sign * ION_STEP
-                fs.append(work.get_forces().ravel())
-                ss.append(work.get_stress())
-                work.positions[i, c] -= sign * ION_STEP
-            hess[:, k] = -(fs[0] - fs[1]) / (2 * ION_STEP)
-            lam[:, k] = (ss[0] - ss[1]) / (2 * ION_STEP)
-        hess = 0.5 * (hess + hess.T)
+
+        def gradient_and_stress(x: np.ndarray) -> np.ndarray:  # (3N + 6,): −F, then σ
+            work.positions = x.reshape(n, 3)
+            return np.concatenate([-work.get_forces().ravel(), work.get_stress()])
+
+        both = fd_hessian(gradient_and_stress, atoms.positions.ravel(), ION_STEP,
+                          symmetrize=True)
+        hess, lam = both[: 3 * n], both[3 * n :]
         return dstress + lam @ (np.linalg.pinv(hess, rcond=1e-8) @ dforce)
 
     def relaxed_stress_gradient(self, atoms: Atoms, deform: np.ndarray) -> np.ndarray:
@@ -255,7 +260,7 @@ class Sensitivity:
             raise NotApplicableError(
                 f"{name} is not defined for {self.element} {self.suite.lattice}"
             )
-        value = compute_qoi(name, self.calc, self.element, **self.settings)
+        value = compute_qoi(name, self.calc, self.element, suite=self.suite, **self.settings)
         kind = next(k for k in _GRADIENTS if name == k or name.startswith(k + "_"))
         grad = _GRADIENTS[kind](self, name)
         return value, np.asarray(grad, dtype=float)
@@ -387,20 +392,15 @@ class Sensitivity:
 
 
 def _explicit_jacobian(func: Callable, x: np.ndarray, y: np.ndarray, rel: float = 1e-7):
-    """Central-difference Jacobians of a cheap explicit ``func(x, y) -> float`` w.r.t. x and y."""
-    out = []
-    for arg in (0, 1):
-        base = [np.array(x, dtype=float), np.array(y, dtype=float)]
-        h = rel * max(1e-12, float(np.abs(base[arg]).max()))
-        jac = np.empty(len(base[arg]))
-        for k in range(len(base[arg])):
-            plus = [b.copy() for b in base]
-            minus = [b.copy() for b in base]
-            plus[arg][k] += h
-            minus[arg][k] -= h
-            jac[k] = (func(*plus) - func(*minus)) / (2 * h)
-        out.append(jac)
-    return out[0], out[1]
+    """Central-difference Jacobians of a cheap explicit ``func(x, y) -> float`` w.r.t. x and y
+    (steps ``rel`` × the largest |entry| of each)."""
+    x, y = np.array(x, dtype=float), np.array(y, dtype=float)
+
+    def step(v: np.ndarray) -> float:
+        return rel * max(1e-12, float(np.abs(v).max()))
+
+    return (fd_jacobian(lambda v: func(v, y), x, step(x)),
+            fd_jacobian(lambda v: func(x, v), y, step(y)))
 
 
 def _bm_jacobian(vols: np.ndarray, energies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -420,26 +420,16 @@ def _bm_jacobian(vols: np.ndarray, energies: np.ndarray) -> tuple[np.ndarray, np
     def stationarity(p: np.ndarray, v: np.ndarray, e: np.ndarray) -> np.ndarray:
         return grad_p(p, v) @ (birch_murnaghan(v, *p) - e)
 
-    # polish p0 to the exact stationary point (Newton on G)
+    # polish p0 to the exact stationary point (Newton on G, the gradient of ½|r|² in p)
     def dG_dp(p):
-        cols = []
-        for k in range(4):
-            dp = np.eye(4)[k] * 1e-6 * max(abs(p[k]), 1e-3)
-            g_plus = stationarity(p + dp, vols, energies)
-            cols.append((g_plus - stationarity(p - dp, vols, energies)) / (2 * dp[k]))
-        return np.column_stack(cols)
+        return fd_hessian(lambda q: stationarity(q, vols, energies), p,
+                          1e-6 * np.maximum(np.abs(p), 1e-3))
 
     for _ in range(3):
         p0 = p0 - np.linalg.solve(dG_dp(p0), stationarity(p0, vols, energies))
     hess = dG_dp(p0)
     jac_e = -grad_p(p0, vols)  # ∂G/∂E_i = −∂BM_i/∂p
-    jac_v = np.empty((4, len(vols)))
-    for i in range(len(vols)):
-        h = 1e-6 * vols[i]
-        vp, vm = vols.copy(), vols.copy()
-        vp[i] += h
-        vm[i] -= h
-        jac_v[:, i] = (stationarity(p0, vp, energies) - stationarity(p0, vm, energies)) / (2 * h)
+    jac_v = fd_jacobian(lambda v: stationarity(p0, v, energies), vols, 1e-6 * vols)
     dp_de = -np.linalg.solve(hess, jac_e)
     dp_dv = -np.linalg.solve(hess, jac_v)
     return dp_de[2], dp_dv[2]

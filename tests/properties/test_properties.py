@@ -337,6 +337,35 @@ def test_run_suite_shares_work_and_flags_instability(snap):
     assert set(REGISTRY) >= {"a0", "Ecoh", "B", "Evac", "usf_110", "nu_P", "dE_A15"}
 
 
+def test_a_suite_kept_by_the_caller_shares_work_and_takes_the_hook():
+    """No global cache: a suite the caller keeps (``suite=``) shares its work between calls, is
+    refused for another calculator or other bulk settings, and hands its relaxation hook to
+    every relaxation it runs."""
+    from potforge.properties import suite_for
+
+    calc = EMT()
+    seen = []
+
+    def hook(kind, atoms, calc, run, **options):
+        seen.append((kind, len(atoms)))
+        return run()
+
+    suite = suite_for(calc, "Cu", hook=hook, vacancy_size=2)
+    a0 = compute_qoi("a0", calc, "Cu", suite=suite, vacancy_size=2)
+    assert seen == [("cell", 1)]
+    res = run_suite(calc, "Cu", ["a0", "Evac"], progress=False, suite=suite, vacancy_size=2)
+    assert res["a0"]["value"] == a0 and seen == [("cell", 1), ("positions", 31)]
+    assert res["a0"]["seconds"] < 0.5 * res["Evac"]["seconds"]  # memoised: no relaxation
+    assert compute_qoi("a0", EMT(), "Cu") == pytest.approx(a0, rel=1e-12)  # a new suite
+    with pytest.raises(SettingError, match="not of Cu under this calculator"):
+        compute_qoi("a0", EMT(), "Cu", suite=suite)
+    with pytest.raises(SettingError, match=r"other bulk settings: fmax=0\.0001 \(settings: 0\.001"):
+        run_suite(calc, "Cu", ["a0"], progress=False, suite=suite, fmax=1e-3)
+    with pytest.raises(SettingError, match="give the relaxation hook to the suite"):
+        run_suite(calc, "Cu", ["a0"], progress=False, suite=suite, hook=hook)
+    assert len(seen) == 2
+
+
 # --- CLI --------------------------------------------------------------------------------------
 def test_cli_table_json_and_plot(tmp_path, capsys):
     pytest.importorskip("potforge.oracles")

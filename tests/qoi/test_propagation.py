@@ -244,24 +244,21 @@ def test_newton_relaxer_at_the_fitted_parameters_changes_nothing(model):
     """At θ̄ itself every force at the recorded minima vanishes: the Newton steps are ~0 and
     the values are the reference's; a different property list is refused by name."""
     from potforge.properties import run_suite
-    from potforge.properties.relax import relaxation_hook
     from potforge.qoi.implicit import NewtonRelaxer, RelaxationRecord
 
     calc0 = model.as_calculator()
     record = RelaxationRecord()
-    with relaxation_hook(record):
-        ref = run_suite(calc0, "W", QOIS, progress=False, **SETTINGS)
+    ref = run_suite(calc0, "W", QOIS, progress=False, hook=record, **SETTINGS)
     assert [(c.kind, len(c.start)) for c in record.calls] == [("cell", 1), ("positions", 15)]
     hook = NewtonRelaxer(record, calc0)
-    with relaxation_hook(hook):
-        again = run_suite(model.as_calculator(), "W", QOIS, progress=False, **SETTINGS)
+    again = run_suite(model.as_calculator(), "W", QOIS, progress=False, hook=hook, **SETTINGS)
     assert hook.max_step < 1e-5 and hook.index == len(record.calls)
     for q in QOIS:
         assert again[q]["value"] == pytest.approx(ref[q]["value"], rel=1e-6), q  # fmax 1e-6
     with pytest.raises(ModelError, match="relaxation 2 .* does not match"):
-        with relaxation_hook(NewtonRelaxer(record, calc0)):
-            calc = model.as_calculator()
-            run_suite(calc, "W", ["a0", "gamma_surf_100"], progress=False, **SETTINGS)
+        calc = model.as_calculator()
+        run_suite(calc, "W", ["a0", "gamma_surf_100"], progress=False,
+                  hook=NewtonRelaxer(record, calc0), **SETTINGS)
 
 
 def test_no_posterior_and_unknown_method(w_data, model):
@@ -465,15 +462,12 @@ def test_symmetry_reduced_hessian_and_reused_relaxations(model):
     brute-force central differences over every coordinate; a single-QoI record made with
     ``reuse`` takes over the fitted run's relaxations (same objects) instead of relaxing."""
     from potforge.properties import run_suite
-    from potforge.properties.relax import relaxation_hook
     from potforge.qoi.fast import fast_calculator
     from potforge.qoi.implicit import HESSIAN_STEP, RelaxationRecord, _position_hessian
 
     record = RelaxationRecord()
-    with relaxation_hook(record):
-        run_suite(
-            model.as_calculator(), "W", ["a0", "Evac", "gamma_surf_110"], progress=False, **SETTINGS
-        )
+    run_suite(model.as_calculator(), "W", ["a0", "Evac", "gamma_surf_110"], progress=False,
+              hook=record, **SETTINGS)
     twin = fast_calculator(model)
     for rec in record.calls[1:]:  # the 15-atom vacancy and the (110) slab
         atoms = rec.relaxed.copy()
@@ -490,8 +484,8 @@ def test_symmetry_reduced_hessian_and_reused_relaxations(model):
         sym = _position_hessian(rec.relaxed, twin)
         assert np.abs(sym - brute).max() < 1e-6 * np.abs(brute).max(), len(atoms)
     again = RelaxationRecord(reuse=record)
-    with relaxation_hook(again):
-        value = run_suite(fast_calculator(model), "W", ["Evac"], progress=False, **SETTINGS)
+    value = run_suite(fast_calculator(model), "W", ["Evac"], progress=False, hook=again,
+                      **SETTINGS)
     assert [id(c) for c in again.calls] == [id(record.calls[0]), id(record.calls[1])]
     assert value["Evac"]["value"] == pytest.approx(
         compute_qoi("Evac", model.as_calculator(), "W", **SETTINGS), rel=1e-9

@@ -110,6 +110,39 @@ def test_hcp_lattice_and_relaxed_ion_elastic_constants():
     assert max(errors.values()) < TOL, errors
 
 
+def test_fd_hessian_is_the_central_difference_of_the_gradient():
+    """The one finite-difference Hessian (potforge.linalg) that the sensitivities and the
+    implicit Newton steps share: central differences, per-entry steps, columns left out (zero,
+    no call), further quantities differentiated beside the gradient, optional symmetrisation."""
+    from potforge.linalg import fd_hessian, fd_jacobian
+
+    a = np.array([[2.0, 0.3, 0.0], [0.3, 1.0, -0.2], [0.0, -0.2, 3.0]])
+    x0 = np.array([0.1, -0.4, 0.7])
+    calls = []
+
+    def gradient(x):  # E = ½ xᵀAx + Σ x⁴/4 (so H = A + diag 3x²), then q = sin(x)
+        calls.append(x.copy())
+        return np.concatenate([a @ x + x**3, np.sin(x)])
+
+    h = np.array([1e-4, 2e-4, 1e-4])
+    both = fd_hessian(gradient, x0, h, symmetrize=True)
+    assert both.shape == (6, 3) and len(calls) == 6
+    np.testing.assert_allclose(both[:3], a + np.diag(3 * x0**2), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(both[3:], np.diag(np.cos(x0)), rtol=1e-7, atol=1e-9)
+    assert np.array_equal(both[:3], both[:3].T)
+    k = 1  # column k is exactly (g(x0 + h e_k) − g(x0 − h e_k)) / 2h, + side first
+    assert np.array_equal(calls[2], x0 + h[k] * np.eye(3)[k])
+    plus, minus = gradient(calls[2]), gradient(calls[3])
+    raw = fd_hessian(gradient, x0, h)
+    assert np.array_equal(raw[:, k], (plus - minus) / (2 * h[k]))
+    calls.clear()
+    part = fd_hessian(gradient, x0, 1e-4, columns=[2])
+    assert len(calls) == 2 and not part[:, :2].any() and part[2, 2] > 0
+    assert fd_jacobian(lambda x: float(x @ x), x0, 1e-5).shape == (3,)
+    with pytest.raises(ValueError, match="at least 3 entries"):
+        fd_hessian(lambda x: x[:2], x0, 1e-4)
+
+
 def test_gradient_errors(w_data):
     model = LinearPotential("pair(n_basis=6,rcut=5.0)+const")
     with pytest.raises(NotFittedError):
@@ -120,17 +153,17 @@ def test_gradient_errors(w_data):
 
 
 def test_gradient_after_the_suite_cache_moved_on(w_data):
-    """The registry keeps only the most recently used suites; a Sensitivity whose suite was
-    evicted (many calculators used in between) must still give the same value and gradient."""
-    from potforge.properties.registry import MAX_SUITES, suite_for
+    """A Sensitivity owns its suite: many other suites made in between (they once evicted it
+    from the registry's former 8-suite cache) leave its value and gradient unchanged."""
+    from potforge.properties.registry import suite_for
 
     model = LinearPotential("pair(n_basis=6,rcut=5.0)+const").fit(w_data)
     fresh = Sensitivity(model, "W", vacancy_size=2).gradient("Evac")
     sens = Sensitivity(model, "W", vacancy_size=2)
     sens.gradient("a0")
-    for _ in range(MAX_SUITES + 1):
+    for _ in range(9):
         suite_for(model.as_calculator(), "W")
-    late = sens.gradient("Evac")  # its first structures are made after the eviction
+    late = sens.gradient("Evac")  # its first structures are made after the other suites
     assert late[0] == pytest.approx(fresh[0], rel=1e-6)
     np.testing.assert_allclose(late[1], fresh[1], rtol=1e-5, atol=1e-12)
 
