@@ -49,176 +49,109 @@ HUBER_DELTA_GRID = (1.0, 3.0, 10.0)
 HUBER_DELTA_REFINE = (0.3, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 
 
-def cv_folds(structures, k: int, seed: int = 0) -> np.ndarray:
-    """Fold index of each structure, stratified by group (shuffled within each group)."""
-    rng = np.random.default_rng(seed)
-    fold = np.empty(len(structures), dtype=int)
-    groups = np.array([str(a.info.get("group", "all")) for a in structures])
-    offset = 0
-    for g in sorted(set(groups)):
-        idx = np.flatnonzero(groups == g)
-        rng.shuffle(idx)
-        fold[idx] = (np.arange(len(idx)) + offset) % k
-        offset += len(idx)
-    return fold
-
-
-def cv_score(
-    model,
-    designs,
-    structures,
-    dm,
-    fold,
-    sigma,
-    group_weights,
-    alpha,
-    loss="squared",
-    huber_delta=1.345,
-):
-    """Pooled held-out MAE (meV/atom, eV/Å) over the folds for one weighting (and loss)."""
-    from potforge.model.fitting import robust_lstsq
-    from potforge.model.metrics import residuals
-
-    w = dm.weights(sigma, group_weights)
-    e_res, f_res = [], []
-    for k in range(fold.max() + 1):
-        rows = fold[dm.structure] != k
-        coef = robust_lstsq(
-            dm.A[rows], dm.y[rows], w[rows], loss, huber_delta=huber_delta, alpha=alpha
-        ).coef
-        held = np.flatnonzero(fold == k)
-        pred = model.predict_designs([designs[i] for i in held], coef)
-        r = residuals([structures[i] for i in held], pred)
-        e_res.append(r["energy"])
-        f_res.append(r["forces"])
-    e = np.concatenate(e_res)
-    f = np.concatenate(f_res)
-    return float(np.mean(np.abs(e)) * 1000.0), float(np.mean(np.abs(f)))
-
-
-def objective(e_mae: float, f_mae: float) -> float:
-    """Worse of the two MAEs relative to the published SNAP (a fixed scale, not test data)."""
-    return max(e_mae / PUBLISHED_MAE["SNAP"][0], f_mae / PUBLISHED_MAE["SNAP"][1])
-
-
-def cv_context(train, n_folds: int) -> tuple:
-    """(model, designs, design matrix, fold of each structure) of the linear SNAP on the
-    training set: one descriptor pass shared by every CV search."""
+def descriptor_context(train) -> tuple:
+    """(model, designs, design matrix) of the linear SNAP on the training set: one descriptor
+    pass shared by both CV searches and :func:`published_in_potforge`."""
     from potforge.model import LinearPotential
     from potforge.model.rows import assemble
 
     model = LinearPotential(terms=LINEAR_SPEC).setup(train)
     designs = model.structure_designs(train)
-    return model, designs, assemble(designs, train), cv_folds(train, n_folds)
+    return model, designs, assemble(designs, train)
 
 
-def scored_row(ctx, train, sigma, group_weights, **loss) -> dict:
-    """One CV-scored weighting: σ (E, F, S), group factors and the loss options as a row."""
-    model, designs, dm, fold = ctx
-    e, f = cv_score(
-        model, designs, train, dm, fold, sigma, group_weights or None, model.alpha, **loss
-    )
-    return {
-        "sigma_energy": sigma[0],
-        "sigma_force": sigma[1],
-        "sigma_stress": sigma[2],
-        "group_weights": dict(group_weights) if group_weights else None,
-        "cv_energy_mae": e,
-        "cv_force_mae": f,
-        "objective": objective(e, f),
-    }
+HUBER_STAGES = {"grid": "sigma×delta", "groups": "groups", "delta": "delta"}
+"""This benchmark's names of the search stages of potforge.model.cv (JSON and printout)."""
 
 
-def group_search(train, start: dict, score) -> tuple[dict, dict]:
-    """Coordinate search over per-group factors (one group at a time, GROUP_FACTORS) from the
-    scored row ``start``; ``score(group_weights) -> row``. Returns the best row and its factors."""
-    best, gw = start, {}
-    for g in sorted({str(a.info.get("group", "all")) for a in train}):
-        current = dict(gw)
-        for fac in GROUP_FACTORS:
-            row = score({**current, g: fac})
-            if row["objective"] < best["objective"]:
-                best, gw = row, {**current, g: fac}
-    return best, gw
-
-
-def weight_search(train, n_folds: int, with_groups: bool, ctx=None) -> dict:
-    """Choose σ_E, σ_F (then per-group factors) for the linear SNAP by CV on the training set."""
-    t0 = time.perf_counter()
-    ctx = ctx or cv_context(train, n_folds)
+def search_doc(search, criterion: str, huber: bool = False) -> dict:
+    """A :class:`potforge.model.cv.WeightSearch` as this benchmark's JSON: ``grid`` (one row
+    per scored setting), ``best`` (the same object as its row in ``grid``), timing."""
     rows = []
-
-    def score(sigma, gw):
-        rows.append(scored_row(ctx, train, sigma, gw))
-        return rows[-1]
-
-    for ss in SIGMA_S_GRID:
-        for se in SIGMA_E_GRID:
-            for sf in SIGMA_F_GRID:
-                score((se, sf, ss), None)
-    best = min(rows, key=lambda r: r["objective"])
-    if with_groups:
-        sigma = (best["sigma_energy"], best["sigma_force"], best["sigma_stress"])
-        best, _ = group_search(train, best, lambda gw: score(sigma, gw))
+    for r in search.rows:
+        row = {
+            "sigma_energy": r.sigma_energy,
+            "sigma_force": r.sigma_force,
+            "sigma_stress": r.sigma_stress,
+            "group_weights": dict(r.group_weights) if r.group_weights else None,
+            "cv_energy_mae": r.cv_energy_mae,
+            "cv_force_mae": r.cv_force_mae,
+            "objective": r.objective,
+        }
+        if huber:
+            row = {
+                "stage": HUBER_STAGES[r.stage],
+                "loss": r.loss,
+                "huber_delta": r.huber_delta,
+                **row,
+            }
+        rows.append(row)
     return {
-        "n_folds": n_folds,
+        "n_folds": search.n_folds,
         "grid": rows,
-        "best": best,
-        "seconds": time.perf_counter() - t0,
-        "criterion": "min over configs of max(CV E-MAE/5.48 meV/atom, CV F-MAE/0.207 eV/Å); "
-        "5-fold CV over training.json structures, stratified by group",
+        "best": rows[search.best_index],
+        "seconds": search.seconds,
+        "criterion": criterion,
     }
 
 
-def huber_search(train, n_folds: int, with_groups: bool, sigma_stress: float, ctx=None) -> dict:
+def weight_search(ctx, train, n_folds: int, with_groups: bool):
+    """Choose σ_E, σ_F, σ_S (then per-group factors) for the linear SNAP by CV on the training
+    set (:func:`potforge.model.search_weights`); the search and its JSON."""
+    from potforge.model import search_weights
+
+    model, designs, _ = ctx
+    search = search_weights(
+        model,
+        train,
+        n_folds=n_folds,
+        sigma_energy=SIGMA_E_GRID,
+        sigma_force=SIGMA_F_GRID,
+        sigma_stress=SIGMA_S_GRID,
+        group_factors=GROUP_FACTORS if with_groups else (),
+        energy_scale=PUBLISHED_MAE["SNAP"][0],
+        force_scale=PUBLISHED_MAE["SNAP"][1],
+        random_state=0,
+        designs=designs,
+    )
+    criterion = (
+        "min over configs of max(CV E-MAE/5.48 meV/atom, CV F-MAE/0.207 eV/Å); "
+        "5-fold CV over training.json structures, stratified by group"
+    )
+    return search, search_doc(search, criterion)
+
+
+def huber_search(ctx, train, n_folds: int, with_groups: bool, sigma_stress: float):
     """Choose σ_E, σ_F, Huber δ and per-group factors of the Huber-loss linear SNAP by CV on the
     training set only (same folds and criterion as :func:`weight_search`; σ_S is taken from it).
 
-    Stages: grid over σ_E × σ_F × δ; from the best (σ_E, σ_F) of each δ a coordinate search
-    over per-group factors (one group at a time, as for the squared loss); δ refined on a finer
-    grid at the best weights found.
+    Stages (:func:`potforge.model.search_weights`): grid over σ_E × σ_F × δ; from the best
+    (σ_E, σ_F) of each δ a coordinate search over per-group factors (one group at a time, as
+    for the squared loss); δ refined on a finer grid at the best weights found.
     """
-    t0 = time.perf_counter()
-    ctx = ctx or cv_context(train, n_folds)
-    rows = []
+    from potforge.model import LinearPotential, search_weights
 
-    def score(se, sf, gw, delta, stage):
-        row = scored_row(ctx, train, (se, sf, sigma_stress), gw, loss="huber", huber_delta=delta)
-        rows.append({"stage": stage, "loss": "huber", "huber_delta": delta, **row})
-        return rows[-1]
-
-    for se in HUBER_SIGMA_E_GRID:
-        for sf in HUBER_SIGMA_F_GRID:
-            for delta in HUBER_DELTA_GRID:
-                score(se, sf, None, delta, "sigma×delta")
-    best, gw = min(rows, key=lambda r: r["objective"]), {}
-    # the best (σ_E, σ_F) of each δ
-    starts = [
-        min((r for r in rows if r["huber_delta"] == d), key=lambda r: r["objective"])
-        for d in HUBER_DELTA_GRID
-    ]
-    if with_groups:  # coordinate search over group factors from each start
-        for start in starts:
-            se, sf, delta = start["sigma_energy"], start["sigma_force"], start["huber_delta"]
-            local, local_gw = group_search(
-                train, start, lambda g, se=se, sf=sf, delta=delta: score(se, sf, g, delta, "groups")
-            )
-            if local["objective"] < best["objective"]:
-                best, gw = local, local_gw
-    se, sf, delta = best["sigma_energy"], best["sigma_force"], best["huber_delta"]
-    for d in HUBER_DELTA_REFINE:
-        if d != delta:
-            row = score(se, sf, gw, d, "delta")
-            if row["objective"] < best["objective"]:
-                best = row
-    return {
-        "n_folds": n_folds,
-        "grid": rows,
-        "best": best,
-        "seconds": time.perf_counter() - t0,
-        "criterion": "as weight_search (min of max(CV E-MAE/5.48, CV F-MAE/0.207)), Huber loss "
-        "by IRLS; σ_S fixed to the squared-loss choice",
-    }
+    _, designs, _ = ctx
+    search = search_weights(
+        LinearPotential(terms=LINEAR_SPEC, loss="huber"),
+        train,
+        n_folds=n_folds,
+        sigma_energy=HUBER_SIGMA_E_GRID,
+        sigma_force=HUBER_SIGMA_F_GRID,
+        sigma_stress=sigma_stress,
+        group_factors=GROUP_FACTORS if with_groups else (),
+        huber_delta=HUBER_DELTA_GRID,
+        huber_delta_refine=HUBER_DELTA_REFINE,
+        energy_scale=PUBLISHED_MAE["SNAP"][0],
+        force_scale=PUBLISHED_MAE["SNAP"][1],
+        random_state=0,
+        designs=designs,
+    )
+    criterion = (
+        "as weight_search (min of max(CV E-MAE/5.48, CV F-MAE/0.207)), Huber loss "
+        "by IRLS; σ_S fixed to the squared-loss choice"
+    )
+    return search, search_doc(search, criterion, huber=True)
 
 
 def evaluate_published(test, train) -> tuple[dict, dict]:
@@ -266,7 +199,7 @@ def published_in_potforge(ctx, train, published_pred_train) -> dict:
     from potforge.engines.lammps import potentials_dir
     from potforge.model.rows import ROW_ENERGY, ROW_FORCE
 
-    model, designs, dm, _ = ctx
+    model, designs, dm = ctx
     tokens = (potentials_dir() / "Mo_Zuo_JPCA2020.snapcoeff").read_text().split()
     pub = np.array(tokens[-model.n_params :], dtype=float)
     # snapcoeff order: β0 (the per-atom constant) first; potforge: bispectrum then const
@@ -305,15 +238,6 @@ def published_in_potforge(ctx, train, published_pred_train) -> dict:
         "closest_energy": min(sweep, key=lambda r: r["energy_rms_diff_meV_per_atom"]),
         "closest_force": min(sweep, key=lambda r: r["force_rms_diff_eV_per_A"]),
     }
-
-
-WEIGHTS = ("sigma_energy", "sigma_force", "sigma_stress", "group_weights")
-"""The fit weights a search row carries (LinearPotential keyword arguments)."""
-
-
-def weights_of(row: dict) -> dict:
-    """The :data:`WEIGHTS` of a search row, as LinearPotential keyword arguments."""
-    return {k: row[k] for k in WEIGHTS}
 
 
 def fit_potforge(name, spec, train, test, **kw) -> tuple[dict, list]:
@@ -420,8 +344,8 @@ def main(argv=None) -> int:
     published, published_pred = evaluate_published(test, train)
 
     n_folds = 3 if args.quick else 5
-    ctx = cv_context(train, n_folds)
-    search = weight_search(train, n_folds, with_groups=not args.quick, ctx=ctx)
+    ctx = descriptor_context(train)
+    found, search = weight_search(ctx, train, n_folds, with_groups=not args.quick)
     b = search["best"]
     print(
         f"\nlinear SNAP weight search ({search['n_folds']}-fold CV on training.json only, "
@@ -429,8 +353,8 @@ def main(argv=None) -> int:
     )
     print_grid(search["grid"], b, f"{'σ_S eV/Å³':>9}", lambda r: f"{r['sigma_stress']:>9.3g}")
 
-    hsearch = huber_search(
-        train, n_folds, with_groups=not args.quick, sigma_stress=b["sigma_stress"], ctx=ctx
+    hfound, hsearch = huber_search(
+        ctx, train, n_folds, with_groups=not args.quick, sigma_stress=b["sigma_stress"]
     )
     hb = hsearch["best"]
     print(
@@ -446,16 +370,14 @@ def main(argv=None) -> int:
 
     fitted = [
         fit_potforge(
-            "potforge linear SNAP 2J=6 (CV weights)", LINEAR_SPEC, train, test, **weights_of(b)
-        ),
-        fit_potforge(
-            "potforge linear SNAP 2J=6 Huber (CV)",
+            "potforge linear SNAP 2J=6 (CV weights)",
             LINEAR_SPEC,
             train,
             test,
-            **weights_of(hb),
-            loss="huber",
-            huber_delta=hb["huber_delta"],
+            **found.best_params,
+        ),
+        fit_potforge(
+            "potforge linear SNAP 2J=6 Huber (CV)", LINEAR_SPEC, train, test, **hfound.best_params
         ),
         fit_potforge("potforge quadratic SNAP 2J=6", QUAD_SPEC, train, test),
         fit_potforge("potforge default (DEFAULT_SPEC)", DEFAULT_SPEC, train, test),

@@ -9,16 +9,22 @@ search of the fit's weights.
 from __future__ import annotations
 
 from potforge.model.calculator import UQ_PROPERTIES, PotentialCalculator
+from potforge.model.cv import CVScore, WeightSearch, cv_folds, cv_score, search_weights
 from potforge.model.estimator import LinearPotential, structure_list
 from potforge.model.io import MODEL_FILE, POSTERIOR_FILE
 from potforge.options import DEFAULT_SPEC
 
 __all__ = [
+    "CVScore",
     "DEFAULT_SPEC",
     "MODEL_FILE",
     "POSTERIOR_FILE",
     "UQ_PROPERTIES",
     "LinearPotential",
     "PotentialCalculator",
+    "WeightSearch",
+    "cv_folds",
+    "cv_score",
+    "search_weights",
     "structure_list",
 ]
