@@ -23,7 +23,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad option is one line (``potforge fit: error: argument --alpha: ...
     (see potforge fit --help)``) with exit status 2, not the usage block."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, overload
 
 import numpy as np
 import scipy.linalg
@@ -44,6 +45,26 @@ ROW_TYPE_NAMES = dict(enumerate(ROW_TYPES))
 def row_type_name(row_type: int) -> str:
     """The name of a row type (``"energy"``, ``"force"``, ``"stress"``; other ints as text)."""
     return ROW_TYPE_NAMES.get(int(row_type), str(int(row_type)))
+
+
+@overload
+def check_rows(
+    A: np.ndarray,
+    y: None = None,
+    weights: np.ndarray | None = None,
+    row_type: np.ndarray | None = None,
+    n_features: int | None = None,
+) -> tuple[np.ndarray, None, np.ndarray, np.ndarray]: ...
+
+
+@overload
+def check_rows(
+    A: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+    row_type: np.ndarray | None = None,
+    n_features: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 def check_rows(
@@ -154,7 +175,10 @@ def accumulate(chunks: Iterable[tuple], n_features: int | None = None) -> Normal
     """Accumulate :class:`NormalEquations` over chunks ``(A, y[, weights[, row_type]])``."""
     neq = None
     for chunk in chunks:
-        A, y, w, t = check_rows(*unpack_chunk(chunk), n_features=n_features)
+        A0, y0, w0, t0 = unpack_chunk(chunk)
+        if y0 is None:
+            raise DataError("each chunk needs labels y: (A, y[, weights[, row_type]]).")
+        A, y, w, t = check_rows(A0, y0, w0, t0, n_features=n_features)
         if neq is None:
             neq = NormalEquations(A.shape[1])
             n_features = A.shape[1]
@@ -164,7 +188,7 @@ def accumulate(chunks: Iterable[tuple], n_features: int | None = None) -> Normal
     return neq
 
 
-def unpack_chunk(chunk: tuple | Sequence) -> tuple:
+def unpack_chunk(chunk: tuple | Sequence) -> tuple[Any, Any, Any, Any]:
     """Pad a chunk tuple ``(A, y[, weights[, row_type]])`` to four entries."""
     chunk = tuple(chunk)
     if not 2 <= len(chunk) <= 4:

@@ -207,7 +207,9 @@ class PopsPasses:
             self._select()
             self._start_accumulators()
             self._accumulate_pass()
-        posts = self._ensembles() if cfg["posterior"] == "ensemble" else self._boxes_pass()
+        posts: dict[int, EnsemblePosterior | HypercubePosterior] = dict(
+            self._ensembles() if cfg["posterior"] == "ensemble" else self._boxes_pass()
+        )
         return PopsResult(
             solution=self.sol, posteriors=posts,
             type_scales={k: self.scales.get(k, 1.0) for k in sorted(self.types)},

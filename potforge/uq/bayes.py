@@ -15,6 +15,7 @@ badly under-covered on misspecified problems. :class:`TemperedBayesRegressor` in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -141,17 +142,17 @@ class BayesianLinearRegressor(UQRegressor):
     def _scale(self) -> float:
         return 1.0
 
-    def _std(self, X: np.ndarray) -> np.ndarray:
+    def _std(self, X: np.ndarray, **kw: Any) -> np.ndarray:
         var = np.einsum("ij,jk,ik->i", X, self.covariance_, X)
         if self.include_noise:
             var = var + 1.0 / self.noise_precision_
         return np.sqrt(np.maximum(var, 0.0))
 
-    def _bounds(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _bounds(self, X: np.ndarray, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
         s = self.n_sigma * self._std(X)
         return -s, s
 
-    def _sample_deltas(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def _sample_deltas(self, n: int, rng: np.random.Generator, **kw: Any) -> np.ndarray:
         L = np.linalg.cholesky(self.covariance_ + 1e-300 * np.eye(self.n_features_in_))
         return rng.standard_normal((n, self.n_features_in_)) @ L.T
 

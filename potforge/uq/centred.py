@@ -27,6 +27,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -160,7 +161,8 @@ class ParameterPosterior:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
-            np.savez(fh, scale=self.scale, **self.arrays)
+            arrays: dict[str, Any] = {"scale": self.scale, **self.arrays}
+            np.savez(fh, **arrays)
         tmp.replace(path)
 
     @classmethod

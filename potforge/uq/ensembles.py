@@ -9,6 +9,7 @@ ignores misspecification; it is the common practical baseline.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -108,16 +109,16 @@ class ResampledEnsembleRegressor(UQRegressor):
         sol = solve_ridge(As.T @ As, A.T @ (w * y), self.alpha, self.column_names)
         return sol.coef
 
-    def _std(self, X: np.ndarray) -> np.ndarray:
+    def _std(self, X: np.ndarray, **kw: Any) -> np.ndarray:
         return (X @ self.members_.T).std(axis=1)
 
-    def _bounds(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _bounds(self, X: np.ndarray, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
         if self.bounds == "sigma":
             s = self.n_sigma * self._std(X)
             return -s, s
         d = X @ (self.members_ - self.coef_).T
         return d.min(axis=1), d.max(axis=1)
 
-    def _sample_deltas(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def _sample_deltas(self, n: int, rng: np.random.Generator, **kw: Any) -> np.ndarray:
         K = self.members_.shape[0]
         return self.members_[rng.choice(K, size=n, replace=n > K)] - self.coef_

@@ -29,6 +29,7 @@ correction: they are excluded and counted, never turned into NaN.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -414,7 +415,10 @@ class POPSRegressor(UQRegressor):
     def misspecification_cov_(self) -> np.ndarray:
         """Second moment ``(1/N) Σ δθ_n δθ_nᵀ`` of the pooled corrections, shape (P, P)."""
         self._check_fitted()
-        return self.posterior_.second_moment
+        moment = self.posterior_.second_moment
+        if moment is None:
+            raise ModelError("this POPS posterior kept no second moment of its corrections")
+        return moment
 
     def _post(self, row_type: int | None):
         if row_type is None:
@@ -426,21 +430,21 @@ class POPSRegressor(UQRegressor):
             )
         return self.posteriors_[int(row_type)]
 
-    def predict(self, X, return_std=False, return_bounds=False, row_type=None):
+    def predict(self, X, return_std=False, return_bounds=False, row_type=None, **kw: Any):
         """Mean ``X @ coef_`` (m,), optional RMS std (m,) and exact ``(lower, upper)`` (m,).
 
         ``row_type`` (an int) selects that row type's posterior (``per_type=True`` fits).
         """
         return super().predict(X, return_std, return_bounds, row_type=row_type)
 
-    def _std(self, X, row_type=None):
+    def _std(self, X, row_type=None, **kw: Any):
         return self._post(row_type).std(X)
 
-    def _bounds(self, X, row_type=None):
+    def _bounds(self, X, row_type=None, **kw: Any):
         return self._post(row_type).bounds(X)
 
-    def _summary(self, X, row_type=None):
+    def _summary(self, X, row_type=None, **kw: Any):
         return self._post(row_type).summary(X)
 
-    def _sample_deltas(self, n, rng, row_type=None):
+    def _sample_deltas(self, n, rng, row_type=None, **kw: Any):
         return self._post(row_type).sample(n, rng)

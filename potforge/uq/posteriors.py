@@ -304,4 +304,4 @@ def select_components(
     if variance_fraction >= 1.0:
         return n_ok
     share = np.cumsum(lam[:n_ok]) / lam.sum()
-    return int(min(np.searchsorted(share, variance_fraction - 1e-12) + 1, n_ok))
+    return min(int(np.searchsorted(share, variance_fraction - 1e-12)) + 1, n_ok)
