@@ -11,6 +11,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from types import FrameType
 
 import numpy as np
 from ase import Atoms, units
@@ -142,7 +143,8 @@ _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 def warn_at_caller(message: str | Warning, category: type[Warning] = UserWarning) -> None:
     """:func:`warnings.warn`, attributed to the first frame outside potforge: the user's line
     that called into the package, however deep inside it the warning arose."""
-    frame, level = sys._getframe(1), 2
+    frame: FrameType | None = sys._getframe(1)
+    level = 2
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)

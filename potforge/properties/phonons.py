@@ -29,7 +29,7 @@ SPECIAL_POINTS = {
 }
 """High-symmetry points in units of 2π/a of the conventional cubic cell (Cartesian)."""
 
-PRIMITIVE_MATRIX = {
+PRIMITIVE_MATRIX: dict[str, Any] = {
     "bcc": [[-0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.5, 0.5, -0.5]],
     "fcc": [[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]],
     "hcp": "P",
@@ -201,10 +201,14 @@ def compute_phonons(
         return atoms.get_forces()
 
     f0 = forces(ph.supercell)
-    ph.forces = [forces(sc) - f0 for sc in ph.supercells_with_displacements]
+    displaced = ph.supercells_with_displacements
+    if displaced is None:  # generate_displacements above always makes them
+        raise RuntimeError("phonopy made no displaced supercells")
+    ph.forces = [forces(sc) - f0 for sc in displaced]
     ph.produce_force_constants()
     ph.run_mesh([mesh] * 3, is_gamma_center=True)
-    fmin = float(np.min(ph.get_mesh_dict()["frequencies"]))
+    mesh_dict: dict[str, Any] = dict(ph.get_mesh_dict())
+    fmin = float(np.min(mesh_dict["frequencies"]))
     result = PhononResult(ph, lattice, conventional_a, fmin, True)
     for name in SPECIAL_POINTS.get(lattice, {}):
         result.min_frequency = min(result.min_frequency, float(result.at(name)[0]))

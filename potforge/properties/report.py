@@ -152,7 +152,8 @@ def deviation_plot(
     import matplotlib.pyplot as plt
 
     names = list(doc)
-    devs, errs = [], [[], []]
+    devs: list[float] = []
+    errs: list[list[float]] = [[], []]
     for n in names:
         r = doc[n]
         ref = r.get("reference")

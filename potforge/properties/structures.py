@@ -6,6 +6,8 @@ a potforge cell and a native LAMMPS cell built from the same triplet hold the sa
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from ase import Atoms
 from ase.build import bulk
@@ -82,7 +84,7 @@ def guess_lattice(
         Å (cubic edge for bcc, fcc, A15; basal edge for hcp).
     c_over_a : float or None
     """
-    ref = reference_states[atomic_numbers[element]] or {}
+    ref: dict[str, Any] = reference_states[atomic_numbers[element]] or {}
     sym = ref.get("symmetry")
     coa = float(ref.get("c/a", IDEAL_C_OVER_A)) if sym == "hcp" else IDEAL_C_OVER_A
     if volume_per_atom is None:
@@ -95,8 +97,8 @@ def guess_lattice(
     return float((ATOMS_PER_CUBE[phase] * volume_per_atom) ** (1.0 / 3.0)), None
 
 
-def _reference_volume(ref: dict) -> float:
-    sym, a = ref.get("symmetry"), ref.get("a")
+def _reference_volume(ref: dict[str, Any]) -> float:
+    sym, a = str(ref.get("symmetry")), ref.get("a")
     if a is None:
         return 16.0
     if sym == "hcp":

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -147,7 +148,8 @@ def _position_hessian(atoms: Atoms, calc) -> np.ndarray | None:
     work = _bare(atoms)
     work.calc = calc
     forces = []
-    for d in ph.dataset["first_atoms"]:
+    dataset: dict[str, Any] = dict(ph.dataset or {})
+    for d in dataset["first_atoms"]:
         pos = atoms.positions.copy()
         pos[d["number"]] += d["displacement"]
         work.positions = pos
@@ -155,7 +157,10 @@ def _position_hessian(atoms: Atoms, calc) -> np.ndarray | None:
     ph.forces = np.array(forces)
     ph.produce_force_constants()
     n = len(atoms)
-    return ph.force_constants.transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)
+    fc = ph.force_constants
+    if fc is None:  # produce_force_constants above always sets them
+        raise RuntimeError("phonopy produced no force constants")
+    return fc.transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)
 
 
 def _step_matrix(rec: RecordedRelaxation, calc) -> np.ndarray:
@@ -206,7 +211,7 @@ class RelaxationRecord:
 
     def __call__(self, kind: str, atoms: Atoms, calc, run, **options) -> tuple[Atoms, float]:
         done = None if self.reuse is None else self.reuse.find(kind, atoms, options)
-        if done is not None and done.returned is not None:
+        if done is not None and done.returned is not None and done.energy is not None:
             self.calls.append(done)
             out = done.returned.copy()
             out.calc = calc

@@ -251,8 +251,11 @@ def _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol,
                      progress, settings, record, stability)
     thetas = model.sample_coef(n_samples, seed)
     implicit = method == "implicit"
-    make_hook = partial(NewtonRelaxer, record, sens.calc, newton_steps) if implicit else None
-    unstable = []
+    make_hook = None
+    if implicit:
+        assert record is not None  # made above for the implicit and auto methods
+        make_hook = partial(NewtonRelaxer, record, sens.calc, newton_steps)
+    unstable: list = []
     values, max_step = _evaluate(model, element, names, thetas, make_hook, progress, settings,
                                  unstable, desc=f"posterior samples ({method})",
                                  stability=stability)
@@ -330,7 +333,7 @@ def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progre
     names = list(out)
     linear = _linear_bounds(model, {q: dict(out[q]) for q in names}, G)
     cands = model.candidate_coef(G, n_candidates)  # (Q, 2, k, P)
-    records = {}  # each QoI's relaxations at θ̄, recorded once for both implicit passes
+    records: dict[str, Any] = {}  # each QoI's relaxations at θ̄, once for both implicit passes
     implicit, _ = _extreme_values(model, element, names, cands[:, :, 0], calc0, newton_steps,
                                   progress, settings, records, reuse,
                                   desc="auto: implicit check at the linear extremes",
