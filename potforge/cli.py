@@ -24,6 +24,7 @@ class OneLineParser(argparse.ArgumentParser):
     (see potforge fit --help)``) with exit status 2, not the usage block."""
 
     def error(self, message: str):
+        """Print ``message`` as one line and exit with status 2."""
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

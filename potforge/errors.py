@@ -27,8 +27,9 @@ class OracleError(PotforgeError, RuntimeError):
     """A reference calculator could not be built or failed on a structure."""
 
 
-def check_is_fitted(obj: object, attributes: str | tuple[str, ...] = "coef_",
-                    hint: str = "call fit() first") -> None:
+def check_is_fitted(
+    obj: object, attributes: str | tuple[str, ...] = "coef_", hint: str = "call fit() first"
+) -> None:
     """Raise :class:`NotFittedError` unless ``obj`` has every one of ``attributes`` (fitted
     state, as scikit-learn's ``check_is_fitted``); ``hint`` says how to get it."""
     names = (attributes,) if isinstance(attributes, str) else attributes

@@ -24,7 +24,7 @@ in a null direction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -407,7 +407,6 @@ def _null_analysis(G: np.ndarray, rtol: float) -> tuple[np.ndarray, np.ndarray, 
 
 
 # --- central finite differences (numpy only: the callers own the physics) ------------------------
-from collections.abc import Callable  # noqa: E402  (appended section, issue 15)
 
 
 def fd_jacobian(

@@ -29,12 +29,15 @@ def test_layer_contract_is_kept():
 
 
 def test_layer_contract_catches_a_wrong_way_import(tmp_path):
-    shutil.copytree(ROOT / "potforge", tmp_path / "potforge",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "potforge", tmp_path / "potforge", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     target = tmp_path / "potforge" / "uq" / "_base.py"  # uq (arrays only) must not know the model
-    target.write_text(target.read_text() + "\n\ndef _bad():\n    from potforge.model import "
-                      "LinearPotential\n\n    return LinearPotential\n")
+    target.write_text(
+        target.read_text() + "\n\ndef _bad():\n    from potforge.model import "
+        "LinearPotential\n\n    return LinearPotential\n"
+    )
     out = _lint(tmp_path)
     assert out.returncode != 0
     assert "BROKEN" in out.stdout and "potforge.uq._base -> potforge.model" in out.stdout

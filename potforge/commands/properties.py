@@ -150,8 +150,10 @@ def _run(args: argparse.Namespace) -> int:
     settings = parse_settings(args.set)
     if args.structure:
         if settings.get("structure") not in (None, args.structure):
-            raise ModelError(f"--structure {args.structure} and --set structure="
-                             f"{settings['structure']} disagree: give the lattice once")
+            raise ModelError(
+                f"--structure {args.structure} and --set structure="
+                f"{settings['structure']} disagree: give the lattice once"
+            )
         settings["structure"] = args.structure
     qois = [q.strip() for q in args.qoi.split(",") if q.strip()] if args.qoi else None
     names, _ = check_request(args.element, qois, settings)
@@ -160,8 +162,12 @@ def _run(args: argparse.Namespace) -> int:
         from potforge.qoi.propagation import N_SAMPLES, check_options
 
         uq = args.uq or "auto"
-        method_options(args, {"samples": ("implicit", "resample"),
-                              "candidates": ("auto", "implicit")}, uq, "--uq")
+        method_options(
+            args,
+            {"samples": ("implicit", "resample"), "candidates": ("auto", "implicit")},
+            uq,
+            "--uq",
+        )
         opts = check_options(
             n_samples=N_SAMPLES if args.samples is None else args.samples,
             n_candidates=N_CANDIDATES if args.candidates is None else args.candidates,
@@ -174,17 +180,28 @@ def _run(args: argparse.Namespace) -> int:
                 f"(with a posterior), not --calc {args.calc}"
             )
         calc = make_calculator(args.calc)
-        results = run_suite(calc, args.element, names, progress=progress,
-                            desc=f"{args.element} properties ({args.calc})", **settings)
+        results = run_suite(
+            calc,
+            args.element,
+            names,
+            progress=progress,
+            desc=f"{args.element} properties ({args.calc})",
+            **settings,
+        )
     reference = None
     if args.ref:
         if args.ref.endswith(".json") or Path(args.ref).is_file():
             reference = rep.load_reference(args.ref)
         else:
             ref_calc = make_calculator(args.ref)
-            ref = run_suite(ref_calc, args.element, list(results), progress=progress,
-                            desc=f"{args.element} reference properties ({args.ref})",
-                            **settings)
+            ref = run_suite(
+                ref_calc,
+                args.element,
+                list(results),
+                progress=progress,
+                desc=f"{args.element} reference properties ({args.ref})",
+                **settings,
+            )
             reference = {k: v["value"] for k, v in ref.items()}
     doc = rep.merge(results, reference)
     print(rep.format_table(doc))
@@ -213,9 +230,16 @@ def _model_results(args, names, uq, opts, progress, settings) -> dict:
             "(or leave out --uq for values only)"
         )
     if model.has_posterior and args.uq != "none":
-        return property_uncertainty(model, args.element, names, method=uq, progress=progress,
-                                    **opts, **settings)
+        return property_uncertainty(
+            model, args.element, names, method=uq, progress=progress, **opts, **settings
+        )
     if not model.has_posterior and not args.quiet:
         print(f"note: {args.model} has no posterior; values only (run `potforge uq`)")
-    return run_suite(model.as_calculator(), args.element, names, progress=progress,
-                     desc=f"{args.element} properties ({args.model})", **settings)
+    return run_suite(
+        model.as_calculator(),
+        args.element,
+        names,
+        progress=progress,
+        desc=f"{args.element} properties ({args.model})",
+        **settings,
+    )

@@ -433,7 +433,10 @@ def _pymatgen_structure(d: Any, where: str) -> Atoms:
         raise DataError(f"{where}: 'structure' must be a pymatgen Structure dict, got {_short(d)}")
     cell = _numbers(
         _field(d, ("lattice", "matrix"), where, "structure.lattice.matrix"),
-        (3, 3), where, "structure.lattice.matrix", "Å",
+        (3, 3),
+        where,
+        "structure.lattice.matrix",
+        "Å",
     )
     sites = _field(d, ("sites",), where, "structure.sites")
     if not isinstance(sites, list) or not sites:
@@ -516,8 +519,9 @@ def read_json(
     for i, e in enumerate(entries):
         where = f"{path} entry {i}"
         if not isinstance(e, dict):
-            raise DataError(f"{where}: expected an object with 'structure' and 'outputs', got "
-                            f"{_short(e)}")
+            raise DataError(
+                f"{where}: expected an object with 'structure' and 'outputs', got {_short(e)}"
+            )
         if "structure" not in e:
             raise DataError(f"{where}: no 'structure' field")
         atoms = _pymatgen_structure(e["structure"], where)
@@ -533,9 +537,7 @@ def read_json(
             if square:
                 stress = _numbers(stress, (3, 3), where, f"outputs.{key}", "kbar")
             else:
-                stress = _numbers(
-                    stress, (6,), where, f"outputs.{key}", "kbar", " or a 3×3 matrix"
-                )
+                stress = _numbers(stress, (6,), where, f"outputs.{key}", "kbar", " or a 3×3 matrix")
         raw.append(stress)
         forces = outputs.get("forces")
         attach_labels(

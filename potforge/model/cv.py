@@ -81,6 +81,7 @@ class Grid(Constraint):
     allow_none: bool = False
 
     def describe(self) -> str:
+        """``<value constraint> or a non-empty sequence of them``."""
         what = "a sequence" if self.min_len == 0 else "a non-empty sequence"
         return f"{self.values.describe()} or {what} of them"
 
@@ -92,6 +93,7 @@ class Grid(Constraint):
         return len(list(value)) >= self.min_len
 
     def check(self, name: str, value: Any) -> Any:
+        """A grid as a tuple, each value checked (a single value is a grid of one)."""
         if not _is_real(value) and isinstance(value, Iterable):
             if not isinstance(value, str | bytes | Mapping):
                 value = tuple(value)  # an iterator is read once

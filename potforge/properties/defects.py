@@ -92,8 +92,9 @@ def vacancy_convergence(
     out = {}
     for size in sizes:
         sites = len(cubic_supercell(state.element, state.phase, state.a, size, state.c_over_a))
-        out[sites] = vacancy_formation_energy(calc, state, size=size, fmax=fmax, steps=steps,
-                                              hook=hook)
+        out[sites] = vacancy_formation_energy(
+            calc, state, size=size, fmax=fmax, steps=steps, hook=hook
+        )
     return out
 
 

@@ -60,8 +60,9 @@ class QoI:
     func: Callable[[PropertySuite, dict[str, Any]], float]
     lattices: tuple[str, ...] = ALL
 
-    def __call__(self, calc, element: str, *, suite: PropertySuite | None = None,
-                 **settings) -> float:
+    def __call__(
+        self, calc, element: str, *, suite: PropertySuite | None = None, **settings
+    ) -> float:
         """The value for ``element`` under ``calc``, in :attr:`unit`: from ``suite`` (a
         :class:`PropertySuite` of ``calc``, ``element`` and these bulk settings, sharing its
         memoised work) when given, else from a new one."""
@@ -75,8 +76,9 @@ def resolve_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return validate_settings(settings)
 
 
-def suite_for(calc, element: str, *, hook: RelaxationHook | None = None,
-              **settings) -> PropertySuite:
+def suite_for(
+    calc, element: str, *, hook: RelaxationHook | None = None, **settings
+) -> PropertySuite:
     """A new :class:`PropertySuite` of ``calc`` and ``element`` with the bulk settings
     (``structure``, ``fmax``, ``steps``) of ``settings`` (checked; the others are ignored).
 
@@ -86,12 +88,12 @@ def suite_for(calc, element: str, *, hook: RelaxationHook | None = None,
     (:data:`~potforge.properties.relax.RelaxationHook`).
     """
     s = resolve_settings(settings)
-    return PropertySuite(calc, element, structure=s["structure"], fmax=s["fmax"],
-                         steps=s["steps"], hook=hook)
+    return PropertySuite(
+        calc, element, structure=s["structure"], fmax=s["fmax"], steps=s["steps"], hook=hook
+    )
 
 
-def _suite_of(calc, element: str, suite: PropertySuite | None,
-              s: dict[str, Any]) -> PropertySuite:
+def _suite_of(calc, element: str, suite: PropertySuite | None, s: dict[str, Any]) -> PropertySuite:
     """``suite`` after checking it is the suite of ``calc``, ``element`` and the bulk settings
     ``s``; a new one when None."""
     if suite is None:
@@ -102,8 +104,11 @@ def _suite_of(calc, element: str, suite: PropertySuite | None,
             f"object {id(suite.calc):#x}, not of {element} under this calculator "
             f"({type(calc).__name__} object {id(calc):#x})"
         )
-    differ = [f"{k}={getattr(suite, k)!r} (settings: {s[k]!r})"
-              for k in ("structure", "fmax", "steps") if getattr(suite, k) != s[k]]
+    differ = [
+        f"{k}={getattr(suite, k)!r} (settings: {s[k]!r})"
+        for k in ("structure", "fmax", "steps")
+        if getattr(suite, k) != s[k]
+    ]
     if differ:
         raise SettingError(f"the suite given has other bulk settings: {', '.join(differ)}")
     return suite
@@ -259,8 +264,9 @@ def default_qois(lattice: str) -> list[str]:
     return [q.name for q in _ENTRIES if lattice in q.lattices]
 
 
-def compute_qoi(name: str, calc, element: str, *, suite: PropertySuite | None = None,
-                **settings) -> float:
+def compute_qoi(
+    name: str, calc, element: str, *, suite: PropertySuite | None = None, **settings
+) -> float:
     """Value of QoI ``name`` for ``element`` under ``calc``, in the QoI's unit.
 
     ``suite``: a :class:`PropertySuite` of ``calc``, ``element`` and these bulk settings
@@ -269,8 +275,9 @@ def compute_qoi(name: str, calc, element: str, *, suite: PropertySuite | None = 
     return get_qoi(name)(calc, element, suite=suite, **settings)
 
 
-def check_request(element: str, qois: Iterable[str] | None, settings: dict[str, Any]
-                  ) -> tuple[list[str], dict[str, Any]]:
+def check_request(
+    element: str, qois: Iterable[str] | None, settings: dict[str, Any]
+) -> tuple[list[str], dict[str, Any]]:
     """Check a request before any work: every setting (:mod:`~potforge.properties.settings`),
     every QoI name (unknown ones name the closest) and that each QoI is defined for the
     ground-state lattice.  Returns the QoI names (default: all of that lattice) and the full
@@ -354,14 +361,20 @@ def run_suite(
     names, s = check_request(element, qois, settings)
     if hook is not None:
         if suite is not None:
-            raise SettingError("give the relaxation hook to the suite (PropertySuite(..., "
-                               "hook=...)), not to run_suite beside suite=")
+            raise SettingError(
+                "give the relaxation hook to the suite (PropertySuite(..., "
+                "hook=...)), not to run_suite beside suite="
+            )
         suite = suite_for(calc, element, hook=hook, **s)
     suite = _suite_of(calc, element, suite, s)
     entries = [get_qoi(n) for n in names]
     out: dict[str, dict[str, Any]] = {}
-    with limit_blas(blas_threads), Progress(len(entries), desc or f"{element} properties",
-                                            "QoI", progress if entries else False) as bar:
+    with (
+        limit_blas(blas_threads),
+        Progress(
+            len(entries), desc or f"{element} properties", "QoI", progress if entries else False
+        ) as bar,
+    ):
         for q in entries:
             bar.set_postfix_str(q.name)
             out[q.name] = _one(q, calc, element, suite, settings)
@@ -369,8 +382,9 @@ def run_suite(
     return out
 
 
-def _one(q: QoI, calc, element: str, suite: PropertySuite,
-         settings: dict[str, Any]) -> dict[str, Any]:
+def _one(
+    q: QoI, calc, element: str, suite: PropertySuite, settings: dict[str, Any]
+) -> dict[str, Any]:
     """:func:`run_suite`'s entry of one QoI from ``suite`` (its warnings re-issued at the
     caller's line)."""
     t0 = time.perf_counter()

@@ -58,8 +58,9 @@ relaxes, and of :class:`~potforge.properties.suite.PropertySuite` (which hands i
 relaxations) — the way an observer is attached to one ASE optimiser, never set globally."""
 
 
-def _hooked(hook: RelaxationHook | None, kind: str, atoms: Atoms, calc, run,
-            **options) -> tuple[Atoms, float]:
+def _hooked(
+    hook: RelaxationHook | None, kind: str, atoms: Atoms, calc, run, **options
+) -> tuple[Atoms, float]:
     return run() if hook is None else hook(kind, atoms, calc, run, **options)
 
 
@@ -88,8 +89,9 @@ COLLAPSE_CHECK_INTERVAL = 25
 stopped early instead of running to the step limit)."""
 
 
-def _check_collapse(start: Atoms, relaxed: Atoms, label: str, cause: str = "",
-                    d0: float | None = None) -> None:
+def _check_collapse(
+    start: Atoms, relaxed: Atoms, label: str, cause: str = "", d0: float | None = None
+) -> None:
     d0 = nearest_distance(start) if d0 is None else d0
     d1 = nearest_distance(relaxed, min(d0, 6.0))
     if d1 < COLLAPSE * d0:
@@ -101,7 +103,13 @@ def _check_collapse(start: Atoms, relaxed: Atoms, label: str, cause: str = "",
 
 
 def _run(
-    target, work: Atoms, start: Atoms, label: str, fmax: float, steps: int, optimizer: str,
+    target,
+    work: Atoms,
+    start: Atoms,
+    label: str,
+    fmax: float,
+    steps: int,
+    optimizer: str,
     residual,
 ) -> int:
     """Optimise ``target`` (``work`` or a cell filter on it) from ``start``; a collapse
@@ -110,8 +118,10 @@ def _run(
     neighbour lists overflow as the cell shrinks)."""
     opt = _optimizer(optimizer)(target, logfile=None)
     d0 = nearest_distance(start)
-    opt.attach(lambda: _check_collapse(start, work, label, f" (after {opt.nsteps} steps)", d0),
-               interval=COLLAPSE_CHECK_INTERVAL)
+    opt.attach(
+        lambda: _check_collapse(start, work, label, f" (after {opt.nsteps} steps)", d0),
+        interval=COLLAPSE_CHECK_INTERVAL,
+    )
     try:
         converged = opt.run(fmax=fmax, steps=steps)
     except EngineError as exc:

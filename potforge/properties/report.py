@@ -9,8 +9,18 @@ from typing import Any
 
 from potforge.errors import DataError
 
-OUTPUT_KEYS = ("value", "unit", "reference", "std", "lower", "upper", "method", "std_meaning",
-               "bounds_meaning", "check")
+OUTPUT_KEYS = (
+    "value",
+    "unit",
+    "reference",
+    "std",
+    "lower",
+    "upper",
+    "method",
+    "std_meaning",
+    "bounds_meaning",
+    "check",
+)
 """Keys of one QoI entry in the JSON document, in order (all but value and unit optional).
 ``std_meaning`` and ``bounds_meaning`` say in words what ``std`` and ``lower``/``upper`` are
 (:func:`~potforge.qoi.propagation.property_uncertainty`): both describe the same posterior, but
@@ -122,12 +132,17 @@ def _footnotes(doc: dict[str, dict[str, Any]]) -> list[str]:
     out += [f"¹ std: {text}" for text in stds] or ["¹ std: spread of the QoI over the posterior"]
     for text, method in bounds.items():
         out.append(f"² lower/upper{f' ({method})' if len(bounds) > 1 else ''}: {text}")
-    far = [max(r["upper"] - r["value"], r["value"] - r["lower"]) / r["std"]
-           for r in doc.values() if "lower" in r and r.get("std", 0) > 0]
+    far = [
+        max(r["upper"] - r["value"], r["value"] - r["lower"]) / r["std"]
+        for r in doc.values()
+        if "lower" in r and r.get("std", 0) > 0
+    ]
     if far:
         span = f"{min(far):.1f}" if len(far) == 1 else f"{min(far):.1f}–{max(far):.1f}"
-        out.append(f"  the farther bound lies {span} std from the value: the bounds are the "
-                   "posterior's extremes, not ± k std")
+        out.append(
+            f"  the farther bound lies {span} std from the value: the bounds are the "
+            "posterior's extremes, not ± k std"
+        )
     return out
 
 

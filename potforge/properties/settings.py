@@ -62,8 +62,7 @@ class Setting:
         """``value`` (numbers as int or float) if allowed, else one :class:`SettingError`
         sentence naming the setting, the value (``text``: as the user typed it) and what is
         allowed."""
-        label = (option_name(self.option) if self.option
-                 else f"{option_name('setting')} {self.name}")
+        label = option_name(self.option) if self.option else f"{option_name('setting')} {self.name}"
         try:
             return self.constraint.check(label, value)
         except ModelError as exc:
@@ -84,29 +83,47 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in (
-        Setting("structure", None, Options(values=GROUND_STATES, allow_none=True),
-                "ground-state lattice (default: ASE reference state)"),
-        Setting("fmax", FMAX, Real(low=0, high=1, low_open=True),
-                "force tolerance of relaxations, eV/Å"),
+        Setting(
+            "structure",
+            None,
+            Options(values=GROUND_STATES, allow_none=True),
+            "ground-state lattice (default: ASE reference state)",
+        ),
+        Setting(
+            "fmax", FMAX, Real(low=0, high=1, low_open=True), "force tolerance of relaxations, eV/Å"
+        ),
         Setting("steps", STEPS, Integer(low=1), "maximum optimiser steps"),
-        Setting("strain", 0.005, Real(low=0, high=0.1, low_open=True),
-                "elastic strain amplitude"),
-        Setting("ev_span", 0.05, Real(low=0, high=0.3, low_open=True),
-                "relative volume range ± of the E–V curve"),
-        Setting("vacancy_size", 3, Integer(low=2),
-                "vacancy supercell, conventional cells per edge"),
-        Setting("sia_size", 3, Integer(low=2),
-                "self-interstitial supercell, conventional cells per edge"),
-        Setting("slab_thickness", 12.0, Real(low=0, low_open=True),
-                "minimum surface slab thickness, Å"),
+        Setting("strain", 0.005, Real(low=0, high=0.1, low_open=True), "elastic strain amplitude"),
+        Setting(
+            "ev_span",
+            0.05,
+            Real(low=0, high=0.3, low_open=True),
+            "relative volume range ± of the E–V curve",
+        ),
+        Setting(
+            "vacancy_size", 3, Integer(low=2), "vacancy supercell, conventional cells per edge"
+        ),
+        Setting(
+            "sia_size",
+            3,
+            Integer(low=2),
+            "self-interstitial supercell, conventional cells per edge",
+        ),
+        Setting(
+            "slab_thickness", 12.0, Real(low=0, low_open=True), "minimum surface slab thickness, Å"
+        ),
         Setting("vacuum", 15.0, Real(low=0, low_open=True), "vacuum gap of slabs, Å"),
         Setting("gsf_points", 11, Integer(low=3), "shifts per generalized stacking-fault curve"),
-        Setting("gsf_thickness", 20.0, Real(low=0, low_open=True),
-                "minimum GSF slab thickness, Å"),
-        Setting("phonon_supercell", 4, Integer(low=1),
-                "phonon supercell, conventional cells per edge"),
-        Setting("check_stability", False, Boolean(),
-                "raise on Born or phonon instability instead of warning"),
+        Setting("gsf_thickness", 20.0, Real(low=0, low_open=True), "minimum GSF slab thickness, Å"),
+        Setting(
+            "phonon_supercell", 4, Integer(low=1), "phonon supercell, conventional cells per edge"
+        ),
+        Setting(
+            "check_stability",
+            False,
+            Boolean(),
+            "raise on Born or phonon instability instead of warning",
+        ),
     )
 }
 """Every setting a QoI accepts, by name."""
@@ -173,8 +190,7 @@ CLI_NAMES: dict[str, str] = {
 }
 """How messages name the same options under ``potforge properties``."""
 
-_VOCABULARY: ContextVar[Mapping[str, str]] = ContextVar("potforge_vocabulary",
-                                                        default=PYTHON_NAMES)
+_VOCABULARY: ContextVar[Mapping[str, str]] = ContextVar("potforge_vocabulary", default=PYTHON_NAMES)
 
 
 def option_name(key: str, value: Any = None) -> str:

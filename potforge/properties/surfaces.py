@@ -112,7 +112,11 @@ def surface_energy(
     atoms, _ = slab(state, miller, thickness=thickness, vacuum=vacuum, repeats=repeats)
     if relax:
         atoms, e = relax_positions(
-            atoms, calc, label=f"{state.element} ({miller}) slab", fmax=fmax, steps=steps,
+            atoms,
+            calc,
+            label=f"{state.element} ({miller}) slab",
+            fmax=fmax,
+            steps=steps,
             hook=hook,
         )
     else:

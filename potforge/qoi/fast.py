@@ -57,7 +57,7 @@ def _twin(model, coef: np.ndarray | None):
     twin = LammpsCalculator(lines, model.elements_, folder)
     weakref.finalize(twin, shutil.rmtree, folder, True)
     if getattr(twin, "_lmp", False) is None:  # one LAMMPS instance for every twin (each call
-        twin._lmp = _instance()               # clears it first): 3 ms saved per parameter vector
+        twin._lmp = _instance()  # clears it first): 3 ms saved per parameter vector
     return twin
 
 
@@ -88,8 +88,7 @@ def _exact(model) -> bool:
             probe.calc = _twin(model, None)
             e1, f1 = probe.get_potential_energy(), probe.get_forces()
             scale = max(1.0, float(np.abs(f0).max()))
-            ok = (np.abs(f1 - f0).max() <= TOL * scale
-                  and abs(e1 - e0) <= TOL * scale * len(probe))
+            ok = np.abs(f1 - f0).max() <= TOL * scale and abs(e1 - e0) <= TOL * scale * len(probe)
         except (PotforgeError, NotImplementedError, OSError):
             ok = False
     _EXACT[model] = (kinds, ok)

@@ -56,6 +56,7 @@ SYMPREC = 1e-5
 """Symmetry tolerance (Å) of the symmetry-reduced position Hessian (relaxed structures keep the
 symmetry of their start to far better than this)."""
 
+
 def _bare(atoms: Atoms) -> Atoms:
     out = atoms.copy()
     out.calc = None
@@ -138,12 +139,20 @@ def _position_hessian(atoms: Atoms, calc) -> np.ndarray | None:
     from phonopy import Phonopy
     from phonopy.structure.atoms import PhonopyAtoms
 
-    cell = PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=atoms.cell.array,
-                        scaled_positions=atoms.get_scaled_positions(wrap=False))
+    cell = PhonopyAtoms(
+        symbols=atoms.get_chemical_symbols(),
+        cell=atoms.cell.array,
+        scaled_positions=atoms.get_scaled_positions(wrap=False),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # phonopy's notes on its primitive-cell defaults
-        ph = Phonopy(cell, supercell_matrix=np.eye(3, dtype=int), primitive_matrix=np.eye(3),
-                     symprec=SYMPREC, log_level=0)
+        ph = Phonopy(
+            cell,
+            supercell_matrix=np.eye(3, dtype=int),
+            primitive_matrix=np.eye(3),
+            symprec=SYMPREC,
+            log_level=0,
+        )
     ph.generate_displacements(distance=HESSIAN_STEP, is_plusminus=True)
     work = _bare(atoms)
     work.calc = calc
@@ -184,8 +193,9 @@ def _step_matrix(rec: RecordedRelaxation, calc) -> np.ndarray:
                 return -coords.forces()
 
             # a one-atom cell's position coordinates are translations: no force changes
-            jac = fd_hessian(gradient, q0, HESSIAN_STEP,
-                             columns=range(3 if len(work) == 1 else 0, q0.size))
+            jac = fd_hessian(
+                gradient, q0, HESSIAN_STEP, columns=range(3 if len(work) == 1 else 0, q0.size)
+            )
         rec.step_matrix = np.linalg.pinv(jac, rcond=RCOND)
     return rec.step_matrix
 
@@ -217,8 +227,16 @@ class RelaxationRecord:
             out.calc = calc
             return out, float(done.energy)
         relaxed, energy = run()
-        self.calls.append(RecordedRelaxation(kind, dict(options), _bare(atoms), _bare(relaxed),
-                                             returned=relaxed.copy(), energy=float(energy)))
+        self.calls.append(
+            RecordedRelaxation(
+                kind,
+                dict(options),
+                _bare(atoms),
+                _bare(relaxed),
+                returned=relaxed.copy(),
+                energy=float(energy),
+            )
+        )
         return relaxed, energy
 
 

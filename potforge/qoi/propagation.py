@@ -82,7 +82,8 @@ class _Stability:
             warn_at_caller(
                 f"{self.flagged} of {self.vectors} posterior parameter vectors evaluated give an "
                 f"unstable lattice for {', '.join(self.qois)} (values kept; first: "
-                f"{next(iter(self.qois.values()))})", UnstableWarning,
+                f"{next(iter(self.qois.values()))})",
+                UnstableWarning,
             )
 
 
@@ -98,12 +99,19 @@ N_SAMPLES = 16
 """``"implicit"``/``"resample"``: default number of random posterior samples."""
 
 OPTIONS: dict[str, Setting] = {
-    "n_samples": Setting("n_samples", N_SAMPLES, Integer(low=1), "posterior samples",
-                         option="n_samples"),
-    "n_candidates": Setting("n_candidates", N_CANDIDATES, Integer(low=1),
-                            "candidate members per side", option="n_candidates"),
-    "newton_steps": Setting("newton_steps", 1, Integer(low=1), "Newton steps per relaxation",
-                            option="newton_steps"),
+    "n_samples": Setting(
+        "n_samples", N_SAMPLES, Integer(low=1), "posterior samples", option="n_samples"
+    ),
+    "n_candidates": Setting(
+        "n_candidates",
+        N_CANDIDATES,
+        Integer(low=1),
+        "candidate members per side",
+        option="n_candidates",
+    ),
+    "newton_steps": Setting(
+        "newton_steps", 1, Integer(low=1), "Newton steps per relaxation", option="newton_steps"
+    ),
     "tol": Setting("tol", AUTO_TOL, Real(low=0), "auto's accuracy threshold", option="tol"),
 }
 """The propagation options of :func:`property_uncertainty`, each with its allowed range."""
@@ -212,21 +220,45 @@ def property_uncertainty(
     from potforge.properties.registry import check_request
 
     _check(model, method)
-    opts = check_options(n_samples=n_samples, n_candidates=n_candidates,
-                         newton_steps=newton_steps, tol=tol)
+    opts = check_options(
+        n_samples=n_samples, n_candidates=n_candidates, newton_steps=newton_steps, tol=tol
+    )
     names, _ = check_request(element, qois, settings)
     stability = _Stability()
     try:
         with serial_blas():
-            return _propagate(model, element, names, method, opts["n_samples"], seed,
-                              opts["newton_steps"], opts["tol"], opts["n_candidates"],
-                              progress, settings, stability)
+            return _propagate(
+                model,
+                element,
+                names,
+                method,
+                opts["n_samples"],
+                seed,
+                opts["newton_steps"],
+                opts["tol"],
+                opts["n_candidates"],
+                progress,
+                settings,
+                stability,
+            )
     finally:
         stability.warn()
 
 
-def _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol, n_candidates,
-               progress, settings, stability):
+def _propagate(
+    model,
+    element,
+    qois,
+    method,
+    n_samples,
+    seed,
+    newton_steps,
+    tol,
+    n_candidates,
+    progress,
+    settings,
+    stability,
+):
     """:func:`property_uncertainty` after its argument checks (BLAS limited by it);
     ``stability``: the call's :class:`_Stability` summary."""
     from potforge.properties import run_suite
@@ -238,8 +270,9 @@ def _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol,
     record = RelaxationRecord() if method in ("implicit", "auto") else None
     sens = Sensitivity(model, element, hook=record, **settings)
     # the values from the sensitivities' own suite: the gradients reuse its relaxed structures
-    out = run_suite(sens.calc, element, qois, progress=progress, suite=sens.suite,
-                    blas_threads=None, **settings)
+    out = run_suite(
+        sens.calc, element, qois, progress=progress, suite=sens.suite, blas_threads=None, **settings
+    )
     names = list(out)
     if method != "resample":
         grads = sens.gradients(names, progress=progress)
@@ -247,8 +280,20 @@ def _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol,
     if method == "linear":
         return _linear_bounds(model, out, G)
     if method == "auto":
-        return _auto(model, element, out, G, sens.calc, newton_steps, tol, n_candidates,
-                     progress, settings, record, stability)
+        return _auto(
+            model,
+            element,
+            out,
+            G,
+            sens.calc,
+            newton_steps,
+            tol,
+            n_candidates,
+            progress,
+            settings,
+            record,
+            stability,
+        )
     thetas = model.sample_coef(n_samples, seed)
     implicit = method == "implicit"
     make_hook = None
@@ -256,25 +301,43 @@ def _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol,
         assert record is not None  # made above for the implicit and auto methods
         make_hook = partial(NewtonRelaxer, record, sens.calc, newton_steps)
     unstable: list = []
-    values, max_step = _evaluate(model, element, names, thetas, make_hook, progress, settings,
-                                 unstable, desc=f"posterior samples ({method})",
-                                 stability=stability)
+    values, max_step = _evaluate(
+        model,
+        element,
+        names,
+        thetas,
+        make_hook,
+        progress,
+        settings,
+        unstable,
+        desc=f"posterior samples ({method})",
+        stability=stability,
+    )
     if implicit:  # each QoI at its candidate members for the extremes
         cands = model.candidate_coef(G, n_candidates)
         own, ext_step = _extreme_values(
-            model, element, names, cands.reshape(len(names), -1, cands.shape[-1]), sens.calc,
-            newton_steps, progress, settings, {}, record, desc="candidate members (implicit)",
+            model,
+            element,
+            names,
+            cands.reshape(len(names), -1, cands.shape[-1]),
+            sens.calc,
+            newton_steps,
+            progress,
+            settings,
+            {},
+            record,
+            desc="candidate members (implicit)",
             stability=stability,
         )
         max_step = max(max_step, ext_step)
-    spread = _spread_words(model, method, n_samples,
-                           cands.shape[2] if implicit else n_candidates)
+    spread = _spread_words(model, method, n_samples, cands.shape[2] if implicit else n_candidates)
     for k, q in enumerate(names):
         v, col = out[q]["value"], values[:, k]
         lost = [msg for _, name, msg in unstable if name == q]
         if len(lost) == len(col):
-            raise ModelError(f"{q} does not exist at any of the {len(col)} posterior samples: "
-                             f"{lost[0]}")
+            raise ModelError(
+                f"{q} does not exist at any of the {len(col)} posterior samples: {lost[0]}"
+            )
         ext = own[k][np.isfinite(own[k])] if implicit else np.empty(0)
         ok = col[np.isfinite(col)]
         out[q].update(
@@ -289,13 +352,26 @@ def _propagate(model, element, qois, method, n_samples, seed, newton_steps, tol,
         if implicit:
             k_side = cands.shape[2]
             cand = [float(c) if np.isfinite(c) else None for c in own[k]]  # None: no structure
-            out[q].update(extremes=[cand[0], cand[k_side]], candidates=cand,
-                          max_newton_step=max_step)
+            out[q].update(
+                extremes=[cand[0], cand[k_side]], candidates=cand, max_newton_step=max_step
+            )
     return out
 
 
-def _extreme_values(model, element, names, members, calc0, newton_steps, progress, settings,
-                    records: dict, reuse, desc: str, stability: _Stability | None = None):
+def _extreme_values(
+    model,
+    element,
+    names,
+    members,
+    calc0,
+    newton_steps,
+    progress,
+    settings,
+    records: dict,
+    reuse,
+    desc: str,
+    stability: _Stability | None = None,
+):
     """Each QoI at its own posterior members ``members`` (len(names), C, P), alone (one
     single-QoI suite per member), implicitly: its relaxations recorded under ``calc0`` and
     replaced by Newton steps.  ``records`` ({qoi: RelaxationRecord}) keeps each QoI's record
@@ -314,19 +390,39 @@ def _extreme_values(model, element, names, members, calc0, newton_steps, progres
         if record is None:
             record = RelaxationRecord(reuse=reuse)
             # a fresh calculator and suite: no shared work cached
-            run_suite(fast_calculator(model), element, [q], progress=False, hook=record,
-                      blas_threads=None, **settings)
+            run_suite(
+                fast_calculator(model),
+                element,
+                [q],
+                progress=False,
+                hook=record,
+                blas_threads=None,
+                **settings,
+            )
             records[q] = record
         make_hook = partial(NewtonRelaxer, record, calc0, newton_steps)
-        vals, step = _evaluate(model, element, [q], members[k], make_hook, False, settings, [],
-                               stability=stability)
+        vals, step = _evaluate(
+            model, element, [q], members[k], make_hook, False, settings, [], stability=stability
+        )
         values[k] = vals[:, 0]
         max_step = max(max_step, step)
     return values, max_step
 
 
-def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progress, settings,
-          reuse, stability: _Stability | None = None):
+def _auto(
+    model,
+    element,
+    out,
+    G,
+    calc0,
+    newton_steps,
+    tol,
+    n_candidates,
+    progress,
+    settings,
+    reuse,
+    stability: _Stability | None = None,
+):
     """``"auto"``: per QoI the cheapest method that agrees with the next-more-exact one at the
     QoI's extreme members (module docstring); ``reuse``: the fitted model's relaxations;
     ``stability``: as for :func:`_evaluate`."""
@@ -334,19 +430,39 @@ def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progre
     linear = _linear_bounds(model, {q: dict(out[q]) for q in names}, G)
     cands = model.candidate_coef(G, n_candidates)  # (Q, 2, k, P)
     records: dict[str, Any] = {}  # each QoI's relaxations at θ̄, once for both implicit passes
-    implicit, _ = _extreme_values(model, element, names, cands[:, :, 0], calc0, newton_steps,
-                                  progress, settings, records, reuse,
-                                  desc="auto: implicit check at the linear extremes",
-                                  stability=stability)
+    implicit, _ = _extreme_values(
+        model,
+        element,
+        names,
+        cands[:, :, 0],
+        calc0,
+        newton_steps,
+        progress,
+        settings,
+        records,
+        reuse,
+        desc="auto: implicit check at the linear extremes",
+        stability=stability,
+    )
     lin = np.array([[linear[q]["lower"], linear[q]["upper"]] for q in names])
     half = np.maximum(0.5 * (lin[:, 1] - lin[:, 0]), np.finfo(float).tiny)
     # a QoI that does not exist at a linearised extreme (NaN) is as nonlinear as it gets
     lin_err = np.nan_to_num(np.abs(implicit - lin).max(axis=1) / half, nan=np.inf)
     nonlinear = [k for k in range(len(names)) if lin_err[k] > tol]
-    ends, relaxed, skipped = _nonlinear_extremes(model, element, [names[k] for k in nonlinear],
-                                                 cands[nonlinear], implicit[nonlinear], calc0,
-                                                 newton_steps, progress, settings, records, reuse,
-                                                 stability)
+    ends, relaxed, skipped = _nonlinear_extremes(
+        model,
+        element,
+        [names[k] for k in nonlinear],
+        cands[nonlinear],
+        implicit[nonlinear],
+        calc0,
+        newton_steps,
+        progress,
+        settings,
+        records,
+        reuse,
+        stability,
+    )
     spread = _spread_words(model, "auto", 0, cands.shape[2])
     notes = []
     for k, q in enumerate(names):
@@ -358,31 +474,53 @@ def _auto(model, element, out, G, calc0, newton_steps, tol, n_candidates, progre
             v = entry["value"]
             if np.isnan(relaxed[i]).any():
                 flag = "no_relaxable_candidate"
-                notes.append(f"{q}: the structure exists at none of its {n_skipped} candidate "
-                             "members, so its linear bounds are kept unchecked")
+                notes.append(
+                    f"{q}: the structure exists at none of its {n_skipped} candidate "
+                    "members, so its linear bounds are kept unchecked"
+                )
             else:
                 imp_err = float(np.abs(ends[i] - relaxed[i]).max() / half[k])
                 chosen, at = ("implicit", ends[i]) if imp_err <= tol else ("resample", relaxed[i])
                 imp_err = imp_err if np.isfinite(imp_err) else None  # no implicit value there
-                entry.update(lower=float(min(v, *at)), upper=float(max(v, *at)), method=chosen,
-                             **spread[chosen])
+                entry.update(
+                    lower=float(min(v, *at)),
+                    upper=float(max(v, *at)),
+                    method=chosen,
+                    **spread[chosen],
+                )
                 if (at >= v).all() or (at <= v).all():
                     flag = "one_sided"
-                    notes.append(f"{q}: both extreme candidates lie on one side of the fitted "
-                                 "value (strongly nonlinear: inner bounds; more "
-                                 f"{option_name('n_candidates')} or "
-                                 f"{option_name('method', 'resample')} may widen them)")
-        entry["check"] = {"linear_vs_implicit": float(lin_err[k]) if np.isfinite(lin_err[k])
-                          else None,
-                          "implicit_vs_relaxed": imp_err, "unrelaxable_candidates": n_skipped,
-                          "flag": flag}
+                    notes.append(
+                        f"{q}: both extreme candidates lie on one side of the fitted "
+                        "value (strongly nonlinear: inner bounds; more "
+                        f"{option_name('n_candidates')} or "
+                        f"{option_name('method', 'resample')} may widen them)"
+                    )
+        entry["check"] = {
+            "linear_vs_implicit": float(lin_err[k]) if np.isfinite(lin_err[k]) else None,
+            "implicit_vs_relaxed": imp_err,
+            "unrelaxable_candidates": n_skipped,
+            "flag": flag,
+        }
     if notes:
         warn_at_caller("auto propagation: " + "; ".join(notes), UserWarning)
     return linear
 
 
-def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_steps, progress,
-                        settings, records, reuse, stability: _Stability | None = None):
+def _nonlinear_extremes(
+    model,
+    element,
+    names,
+    cands,
+    at_linear,
+    calc0,
+    newton_steps,
+    progress,
+    settings,
+    records,
+    reuse,
+    stability: _Stability | None = None,
+):
     """``"auto"`` for the nonlinear QoIs ``names``: the implicit values at all candidates
     ``cands`` (n, 2, k, P) (those at the linearised extremes ``[:, :, 0]`` are given,
     ``at_linear`` (n, 2)), then per side the candidate with the most extreme implicit value
@@ -399,20 +537,40 @@ def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_s
     more = np.ones(2 * k, bool)
     more[::k] = False  # the linearised extremes are evaluated already
     if names and more.any():
-        values[:, more], _ = _extreme_values(model, element, names, members[:, more], calc0,
-                                             newton_steps, progress, settings, records, reuse,
-                                             desc="auto: implicit values at all candidates",
-                                             stability=stability)
+        values[:, more], _ = _extreme_values(
+            model,
+            element,
+            names,
+            members[:, more],
+            calc0,
+            newton_steps,
+            progress,
+            settings,
+            records,
+            reuse,
+            desc="auto: implicit values at all candidates",
+            stability=stability,
+        )
     ends, relaxed = np.empty((len(names), 2)), np.empty((len(names), 2))
     skipped = np.zeros(len(names), int)
-    for i, q in enumerate(progress_bar(names, desc="auto: re-relaxing the extreme candidates",
-                                       unit="QoI", progress=progress)):
+    for i, q in enumerate(
+        progress_bar(
+            names, desc="auto: re-relaxing the extreme candidates", unit="QoI", progress=progress
+        )
+    ):
         for side, order in enumerate((np.argsort(values[i]), np.argsort(-values[i]))):
             for j in order:
                 try:
-                    relaxed[i, side] = _evaluate(model, element, [q], members[i, j][None], None,
-                                                 False, settings,
-                                                 stability=stability)[0][0, 0]
+                    relaxed[i, side] = _evaluate(
+                        model,
+                        element,
+                        [q],
+                        members[i, j][None],
+                        None,
+                        False,
+                        settings,
+                        stability=stability,
+                    )[0][0, 0]
                 except (RelaxationError, InstabilityError):
                     skipped[i] += 1
                     continue
@@ -425,8 +583,18 @@ def _nonlinear_extremes(model, element, names, cands, at_linear, calc0, newton_s
     return ends, relaxed, skipped
 
 
-def _evaluate(model, element, names, thetas, make_hook, progress, settings, unstable=None,
-              desc: str = "posterior samples", stability: _Stability | None = None):
+def _evaluate(
+    model,
+    element,
+    names,
+    thetas,
+    make_hook,
+    progress,
+    settings,
+    unstable=None,
+    desc: str = "posterior samples",
+    stability: _Stability | None = None,
+):
     """QoI values (len(thetas), len(names)) for each parameter vector, relaxations replaced by
     ``make_hook()`` (a fresh :class:`NewtonRelaxer` per vector) when given; and the largest
     Newton step (Å).  ``unstable`` (a list): a QoI whose relaxation fails or turns unstable at a
@@ -445,8 +613,15 @@ def _evaluate(model, element, names, thetas, make_hook, progress, settings, unst
         hook = None if make_hook is None else make_hook()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnstableWarning)  # summarised instead
-            res = run_suite(fast_calculator(model, theta), element, qois, progress=False,
-                            hook=hook, blas_threads=1 if own else None, **settings)
+            res = run_suite(
+                fast_calculator(model, theta),
+                element,
+                qois,
+                progress=False,
+                hook=hook,
+                blas_threads=1 if own else None,
+                **settings,
+            )
         flagged = [q for q in qois if res[q].get("stable") is False]
         for q in flagged:
             stats.qois.setdefault(q, res[q]["warning"])
@@ -454,8 +629,7 @@ def _evaluate(model, element, names, thetas, make_hook, progress, settings, unst
 
     values = np.empty((len(thetas), len(names)))
     max_step = 0.0
-    for s, theta in enumerate(progress_bar(thetas, desc=desc, unit="sample",
-                                           progress=progress)):
+    for s, theta in enumerate(progress_bar(thetas, desc=desc, unit="sample", progress=progress)):
         try:
             values[s], step, flagged = suite(theta, names)
         except (RelaxationError, InstabilityError):
@@ -509,8 +683,9 @@ def _spread_words(model, method: str, n_samples: int, per_side: int) -> dict[str
     posterior, but ``std`` is a typical deviation and the bounds are its extremes — for a POPS
     ensemble, whose members are heavy-tailed, the bounds lie many std from the value."""
     post = model.posterior_
-    name = {"pops": "POPS", "bootstrap": "bootstrap", "bayes": "Bayesian"}.get(post.method,
-                                                                               post.method)
+    name = {"pops": "POPS", "bootstrap": "bootstrap", "bayes": "Bayesian"}.get(
+        post.method, post.method
+    )
     if post.kind == "ensemble":
         n = int(post.arrays["members"].shape[0])
         over = f"the {n} {name} ensemble members"
@@ -526,28 +701,41 @@ def _spread_words(model, method: str, n_samples: int, per_side: int) -> dict[str
         bounds = f"±{float(post.info.get('n_sigma', 2.0)):g} std of {over}"
     first = ", to first order (dQ/dθ·δθ)"
     linear = {"std_meaning": std + first, "bounds_meaning": bounds + first}
-    cands = (f"the QoI's {2 * per_side} candidate members (the members of {over} with the most "
-             "extreme linearised values)")
+    cands = (
+        f"the QoI's {2 * per_side} candidate members (the members of {over} with the most "
+        "extreme linearised values)"
+    )
     if method in ("linear", "auto"):
         return {
             "linear": linear,
-            "implicit": {"std_meaning": linear["std_meaning"],
-                         "bounds_meaning": "min/max of the fitted value and the implicit values "
-                                           f"(one Newton step per relaxation) at {cands}"},
-            "resample": {"std_meaning": linear["std_meaning"],
-                         "bounds_meaning": "min/max of the fitted value and the fully "
-                                           "re-relaxed values at the two of the QoI's "
-                                           f"{2 * per_side} candidate members whose implicit "
-                                           "values are extreme"},
+            "implicit": {
+                "std_meaning": linear["std_meaning"],
+                "bounds_meaning": "min/max of the fitted value and the implicit values "
+                f"(one Newton step per relaxation) at {cands}",
+            },
+            "resample": {
+                "std_meaning": linear["std_meaning"],
+                "bounds_meaning": "min/max of the fitted value and the fully "
+                "re-relaxed values at the two of the QoI's "
+                f"{2 * per_side} candidate members whose implicit "
+                "values are extreme",
+            },
         }
-    how = "implicit values (one Newton step per relaxation)" if method == "implicit" else \
-        "fully re-relaxed values"
-    sampled = {"std_meaning": f"standard deviation of the {how} at {n_samples} random samples "
-                              f"of {over} (where the QoI exists)"}
+    how = (
+        "implicit values (one Newton step per relaxation)"
+        if method == "implicit"
+        else "fully re-relaxed values"
+    )
+    sampled = {
+        "std_meaning": f"standard deviation of the {how} at {n_samples} random samples "
+        f"of {over} (where the QoI exists)"
+    }
     if method == "implicit":
-        sampled["bounds_meaning"] = (f"min/max of the fitted value and the {how} at the "
-                                     f"{n_samples} samples and at {cands}")
+        sampled["bounds_meaning"] = (
+            f"min/max of the fitted value and the {how} at the {n_samples} samples and at {cands}"
+        )
     else:
-        sampled["bounds_meaning"] = (f"min/max of the fitted value and the {how} at the "
-                                     f"{n_samples} samples")
+        sampled["bounds_meaning"] = (
+            f"min/max of the fitted value and the {how} at the {n_samples} samples"
+        )
     return {method: sampled}

@@ -130,8 +130,15 @@ class Sensitivity:
     comparing against finite differences in θ.
     """
 
-    def __init__(self, model, element: str, coef: np.ndarray | None = None, *,
-                 hook: RelaxationHook | None = None, **settings):
+    def __init__(
+        self,
+        model,
+        element: str,
+        coef: np.ndarray | None = None,
+        *,
+        hook: RelaxationHook | None = None,
+        **settings,
+    ):
         model._check_fitted()
         self.model = model
         self.coef = model.coef_ if coef is None else np.asarray(coef, dtype=float)
@@ -158,6 +165,7 @@ class Sensitivity:
     # --- the ground-state lattice ------------------------------------------------------------
     @property
     def modes(self) -> np.ndarray:
+        """The lattice's independent strain modes (rows of Voigt strain directions)."""
         return _modes(self.suite.lattice)
 
     def lattice_strain_gradient(self) -> np.ndarray:
@@ -229,8 +237,7 @@ class Sensitivity:
             work.positions = x.reshape(n, 3)
             return np.concatenate([-work.get_forces().ravel(), work.get_stress()])
 
-        both = fd_hessian(gradient_and_stress, atoms.positions.ravel(), ION_STEP,
-                          symmetrize=True)
+        both = fd_hessian(gradient_and_stress, atoms.positions.ravel(), ION_STEP, symmetrize=True)
         hess, lam = both[: 3 * n], both[3 * n :]
         return dstress + lam @ (np.linalg.pinv(hess, rcond=1e-8) @ dforce)
 
@@ -269,8 +276,7 @@ class Sensitivity:
         """``{name: {"value", "unit", "gradient" (P,)}}`` for several QoIs (shared work);
         ``progress``: a bar (None: only on a terminal)."""
         out = {}
-        for name in progress_bar(names, desc="sensitivities dQ/dθ", unit="QoI",
-                                 progress=progress):
+        for name in progress_bar(names, desc="sensitivities dQ/dθ", unit="QoI", progress=progress):
             value, grad = self.gradient(name)
             out[name] = {"value": value, "unit": get_qoi(name).unit, "gradient": grad}
         return out
@@ -325,8 +331,9 @@ class Sensitivity:
             key = ("dsigma", strain, j)
             if key not in self._memo:
                 plus, minus = (
-                    self.relaxed_stress_gradient(structures[m],
-                                                 np.eye(3) + voigt_strain_matrix(strains[m]))
+                    self.relaxed_stress_gradient(
+                        structures[m], np.eye(3) + voigt_strain_matrix(strains[m])
+                    )
                     for m in (j, j + 6)
                 )
                 self._memo[key] = (plus - minus) / (strains[j, j] - strains[j + 6, j])
@@ -399,8 +406,10 @@ def _explicit_jacobian(func: Callable, x: np.ndarray, y: np.ndarray, rel: float 
     def step(v: np.ndarray) -> float:
         return rel * max(1e-12, float(np.abs(v).max()))
 
-    return (fd_jacobian(lambda v: func(v, y), x, step(x)),
-            fd_jacobian(lambda v: func(x, v), y, step(y)))
+    return (
+        fd_jacobian(lambda v: func(v, y), x, step(x)),
+        fd_jacobian(lambda v: func(x, v), y, step(y)),
+    )
 
 
 def _bm_jacobian(vols: np.ndarray, energies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -422,8 +431,9 @@ def _bm_jacobian(vols: np.ndarray, energies: np.ndarray) -> tuple[np.ndarray, np
 
     # polish p0 to the exact stationary point (Newton on G, the gradient of ½|r|² in p)
     def dG_dp(p):
-        return fd_hessian(lambda q: stationarity(q, vols, energies), p,
-                          1e-6 * np.maximum(np.abs(p), 1e-3))
+        return fd_hessian(
+            lambda q: stationarity(q, vols, energies), p, 1e-6 * np.maximum(np.abs(p), 1e-3)
+        )
 
     for _ in range(3):
         p0 = p0 - np.linalg.solve(dG_dp(p0), stationarity(p0, vols, energies))

@@ -148,8 +148,11 @@ def check_terms(terms: Sequence[Term], spec: str | None = None) -> None:
     for t in terms:
         if t.kind in seen:
             alias = [a for a, (base, _) in ALIASES.items() if base == t.kind]
-            also = f" ({', '.join(alias)} counts as {t.kind})" if alias and spec and any(
-                a in spec for a in alias) else ""
+            also = (
+                f" ({', '.join(alias)} counts as {t.kind})"
+                if alias and spec and any(a in spec for a in alias)
+                else ""
+            )
             harm = "counts it twice" if t.fixed else "duplicates its columns"
             raise ModelError(
                 f"{what} uses term {t.kind!r} twice{also}: a repeat {harm}, so use each term once"

@@ -182,9 +182,7 @@ def check_element_keys(name: str, mapping: dict[str, Any]) -> None:
 
     for key in mapping:
         if key not in chemical_symbols[1:]:
-            raise ModelError(
-                f"{name} has key {key!r}, which is not an element symbol (e.g. 'Mo')"
-            )
+            raise ModelError(f"{name} has key {key!r}, which is not an element symbol (e.g. 'Mo')")
 
 
 def write_files(directory: str | Path, files: dict[str, str]) -> None:

@@ -166,8 +166,11 @@ class PopsPasses:
 
     def __init__(self, cfg: dict, source: Callable, rng: np.random.Generator, validate: bool):
         self.cfg, self.source, self.rng, self.validate = cfg, source, rng, validate
-        self.deferred = (cfg["max_members"] is not None or cfg["leverage_percentile"] > 0
-                         or cfg["residual_percentile"] < 100)
+        self.deferred = (
+            cfg["max_members"] is not None
+            or cfg["leverage_percentile"] > 0
+            or cfg["residual_percentile"] < 100
+        )
         keep_cache = self.deferred or cfg["posterior"] == "hypercube"
         self.cache: list[tuple[PopsRows, np.ndarray]] | None = [] if keep_cache else None
         self.cached_bytes = 0
@@ -187,6 +190,8 @@ class PopsPasses:
                 yield parts
 
     def run(self) -> PopsResult:
+        """All passes over the chunks: the fit's normal equations, the corrections and the
+        posterior(s)."""
         cfg = self.cfg
         if cfg["solution"] is None:
             neq = self._normal_equations()
@@ -211,14 +216,29 @@ class PopsPasses:
             self._ensembles() if cfg["posterior"] == "ensemble" else self._boxes_pass()
         )
         return PopsResult(
-            solution=self.sol, posteriors=posts,
+            solution=self.sol,
+            posteriors=posts,
             type_scales={k: self.scales.get(k, 1.0) for k in sorted(self.types)},
-            n_rows=self.n_rows, n_excluded=self.n_excluded,
-            residuals=self.diag[0], leverages=self.diag[1], keep=self.diag[2],
-            settings={k: cfg[k] for k in ("alpha", "posterior", "n_samples", "max_members",
-                                          "leverage_percentile", "residual_percentile", "clip")},
+            n_rows=self.n_rows,
+            n_excluded=self.n_excluded,
+            residuals=self.diag[0],
+            leverages=self.diag[1],
+            keep=self.diag[2],
+            settings={
+                k: cfg[k]
+                for k in (
+                    "alpha",
+                    "posterior",
+                    "n_samples",
+                    "max_members",
+                    "leverage_percentile",
+                    "residual_percentile",
+                    "clip",
+                )
+            },
             n_excluded_with_residual=self.n_excluded_with_residual,
-            n_filtered=self.n_filtered, n_filtered_residual=self.n_filtered_residual,
+            n_filtered=self.n_filtered,
+            n_filtered_residual=self.n_filtered_residual,
             used_by_type={k: v for k, v in sorted(self.used_by_type.items()) if v},
         )
 
@@ -256,12 +276,16 @@ class PopsPasses:
 
     @property
     def groups(self) -> list[int]:
+        """The pooled group, then every row type seen."""
         return [POOLED] + sorted(g for g in self.counts if g != POOLED)
 
     def _need_moments(self, g: int) -> bool:
         cfg = self.cfg
-        return (cfg["posterior"] == "hypercube" or cfg["n_samples"] is not None
-                or self.members.get(g) is not None)
+        return (
+            cfg["posterior"] == "hypercube"
+            or cfg["n_samples"] is not None
+            or self.members.get(g) is not None
+        )
 
     # --- pass 2: corrections (and, unless deferred, the posteriors' moments and members) ------
     def _corrections_pass(self) -> None:
@@ -274,9 +298,11 @@ class PopsPasses:
             w_eff = _scaled(w, t, self.scales)
             rows = corrections_block(A, y, w_eff, self.sol, cfg["threshold"])
             if self.deferred:
-                for lst, arr in zip(screen, (rows.keep, rows.leverages,
-                                             np.sqrt(w_eff) * np.abs(rows.residuals), t),
-                                    strict=True):
+                for lst, arr in zip(
+                    screen,
+                    (rows.keep, rows.leverages, np.sqrt(w_eff) * np.abs(rows.residuals), t),
+                    strict=True,
+                ):
                     lst.append(arr)
             else:
                 self._accumulate(rows, rows.keep, t, self.n_rows)
@@ -289,7 +315,8 @@ class PopsPasses:
             self.n_kept += int(rows.keep.sum())
             self.n_excluded += int((~rows.keep).sum())
             self.n_excluded_with_residual += int(
-                ((~rows.keep) & (np.abs(rows.residuals) > 0) & (w_eff > 0)).sum())
+                ((~rows.keep) & (np.abs(rows.residuals) > 0) & (w_eff > 0)).sum()
+            )
         self.diag = [np.concatenate(d) if cfg["keep_diag"] else None for d in diag]
         self.screen = [np.concatenate(s) for s in screen] if self.deferred else []
         self.n_filtered = self.n_filtered_residual = 0
@@ -405,7 +432,13 @@ class PopsPasses:
                 box.update(_take(rows.corrections, _group_mask(use, t, g)))
             start += rows.keep.size
         return {
-            g: HypercubePosterior(box.components, *box.bounds(), box.offset, axes[g],
-                                  self.moments[g].second_moment(), self.counts[g])
+            g: HypercubePosterior(
+                box.components,
+                *box.bounds(),
+                box.offset,
+                axes[g],
+                self.moments[g].second_moment(),
+                self.counts[g],
+            )
             for g, box in boxes.items()
         }

@@ -73,6 +73,7 @@ class ParameterPosterior:
 
     @property
     def n_params(self) -> int:
+        """Number of parameters P the posterior is over."""
         return int(self.scale.size)
 
     def _normalised(self, G: np.ndarray) -> np.ndarray:
@@ -292,9 +293,14 @@ def fit_centred_posterior(
         "alpha": float(alpha),
     }
     if method == "pops":
-        opts = dict(posterior=posterior, max_members=max_members, threshold=leverage_threshold,
-                    leverage_percentile=leverage_percentile,
-                    residual_percentile=residual_percentile, clip=percentile_clipping)
+        opts = dict(
+            posterior=posterior,
+            max_members=max_members,
+            threshold=leverage_threshold,
+            leverage_percentile=leverage_percentile,
+            residual_percentile=residual_percentile,
+            clip=percentile_clipping,
+        )
         kind, arrays = _pops(An, y, w, t, coef * scale, alpha, names, opts, random_state, info)
     elif method == "bayes":
         from potforge.uq.bayes import BayesianLinearRegressor, TemperedBayesRegressor
@@ -302,20 +308,27 @@ def fit_centred_posterior(
         if not float(n_sigma) > 0:
             raise ModelError(f"n_sigma must be positive (bounds are ± n_sigma·std), got {n_sigma}.")
 
-        est = (BayesianLinearRegressor(n_sigma=n_sigma, column_names=names)
-               if temperature is None else
-               TemperedBayesRegressor(temperature=temperature, n_sigma=n_sigma,
-                                      column_names=names))
+        est = (
+            BayesianLinearRegressor(n_sigma=n_sigma, column_names=names)
+            if temperature is None
+            else TemperedBayesRegressor(
+                temperature=temperature, n_sigma=n_sigma, column_names=names
+            )
+        )
         est.fit(An, y, w)
         kind, arrays = "gaussian", {"covariance": est.covariance_}
-        info.update(n_sigma=float(n_sigma), prior_precision=est.prior_precision_,
-                    noise_precision=est.noise_precision_,
-                    temperature=float(getattr(est, "temperature_", 1.0)))
+        info.update(
+            n_sigma=float(n_sigma),
+            prior_precision=est.prior_precision_,
+            noise_precision=est.noise_precision_,
+            temperature=float(getattr(est, "temperature_", 1.0)),
+        )
     else:
         from potforge.uq.ensembles import ResampledEnsembleRegressor
 
-        est = ResampledEnsembleRegressor(n_members=n_members, alpha=alpha,
-                                         random_state=random_state, column_names=names)
+        est = ResampledEnsembleRegressor(
+            n_members=n_members, alpha=alpha, random_state=random_state, column_names=names
+        )
         est.fit(An, y, w)
         kind, arrays = "ensemble", {"members": est.members_ - est.coef_}
         info.update(n_members=int(n_members))
@@ -327,18 +340,31 @@ def _pops(An, y, w, t, phi, alpha, names, opts, random_state, info):
     (:func:`potforge.uq.fit_pops`, the rows in memory as one chunk) given the fit's metric
     ``(X̃ᵀWX̃ + αI)⁻¹`` with ``φ₀`` as its centre."""
     posterior, clip = opts["posterior"], opts["clip"]
-    check_pops_options(posterior, None, clip, max_members=opts["max_members"],
-                       leverage_percentile=opts["leverage_percentile"],
-                       residual_percentile=opts["residual_percentile"])
+    check_pops_options(
+        posterior,
+        None,
+        clip,
+        max_members=opts["max_members"],
+        leverage_percentile=opts["leverage_percentile"],
+        residual_percentile=opts["residual_percentile"],
+    )
     Xw = An * np.sqrt(w)[:, None]
     sol = solve_ridge(Xw.T @ Xw, An.T @ (w * y), alpha=alpha, column_names=names)
     del Xw
     res = fit_pops(
-        An, y, w, t, posterior=posterior,
-        max_members=opts["max_members"], leverage_threshold=opts["threshold"],
+        An,
+        y,
+        w,
+        t,
+        posterior=posterior,
+        max_members=opts["max_members"],
+        leverage_threshold=opts["threshold"],
         leverage_percentile=opts["leverage_percentile"],
-        residual_percentile=opts["residual_percentile"], percentile_clipping=clip,
-        random_state=random_state, keep_row_diagnostics=False, cache_bytes=None,
+        residual_percentile=opts["residual_percentile"],
+        percentile_clipping=clip,
+        random_state=random_state,
+        keep_row_diagnostics=False,
+        cache_bytes=None,
         solution=RidgeSolution(phi, sol.chol, sol.alpha, sol.inverse),
     )
     lev_p, res_p = float(opts["leverage_percentile"]), float(opts["residual_percentile"])
@@ -346,14 +372,22 @@ def _pops(An, y, w, t, phi, alpha, names, opts, random_state, info):
         info.update(leverage_percentile=lev_p, n_filtered=res.n_filtered)
     if res_p < 100:
         info.update(residual_percentile=res_p, n_filtered_residual=res.n_filtered_residual)
-    info.update(posterior=posterior, n_used=res.n_used, n_excluded=res.n_excluded,
-                n_excluded_with_residual=res.n_excluded_with_residual,
-                leverage_threshold=float(opts["threshold"]),
-                used_by_type={row_type_name(k): n for k, n in res.used_by_type.items()})
+    info.update(
+        posterior=posterior,
+        n_used=res.n_used,
+        n_excluded=res.n_excluded,
+        n_excluded_with_residual=res.n_excluded_with_residual,
+        leverage_threshold=float(opts["threshold"]),
+        used_by_type={row_type_name(k): n for k, n in res.used_by_type.items()},
+    )
     post = res.posteriors[POOLED]
     if isinstance(post, EnsemblePosterior):
         info["n_members"] = int(post.members.shape[0])
         return "ensemble", {"members": post.members}
     info.update(n_components=int(post.components.shape[1]), percentile_clipping=float(clip))
-    return "hypercube", {"components": post.components, "low": post.low, "high": post.high,
-                         "offset": post.offset}
+    return "hypercube", {
+        "components": post.components,
+        "low": post.low,
+        "high": post.high,
+        "offset": post.offset,
+    }

@@ -39,8 +39,16 @@ from potforge.uq._base import UQRegressor
 from potforge.uq._passes import POOLED, PopsPasses, PopsResult, PopsRows, corrections_block
 from potforge.uq.posteriors import EnsemblePosterior, check_percentile_clipping
 
-__all__ = ["POOLED", "POPSRegressor", "PopsResult", "PopsRows", "fit_pops", "fit_pops_streaming",
-           "pops_corrections", "ridge_fit"]
+__all__ = [
+    "POOLED",
+    "POPSRegressor",
+    "PopsResult",
+    "PopsRows",
+    "fit_pops",
+    "fit_pops_streaming",
+    "pops_corrections",
+    "ridge_fit",
+]
 Chunks = Iterable[tuple] | Callable[[], Iterable[tuple]]
 
 
@@ -205,22 +213,39 @@ def fit_pops_streaming(
         ``(AᵀWA + αI)⁻¹`` (:func:`potforge.linalg.solve_ridge`). Skips pass 1; ``alpha`` and
         ``whiten_by_type`` do not apply.
     """
-    check_pops_options(posterior, n_samples, percentile_clipping, max_members=max_members,
-                       leverage_percentile=leverage_percentile,
-                       residual_percentile=residual_percentile)
+    check_pops_options(
+        posterior,
+        n_samples,
+        percentile_clipping,
+        max_members=max_members,
+        leverage_percentile=leverage_percentile,
+        residual_percentile=residual_percentile,
+    )
     if solution is not None and whiten_by_type:
         raise ModelError(
             "whiten_by_type refits the row-type weights, so it cannot keep a given solution "
             "(fit without solution=, or without whiten_by_type)."
         )
-    cfg = dict(alpha=alpha, posterior=posterior, n_samples=n_samples,
-               max_members=None if max_members is None else int(max_members),
-               threshold=leverage_threshold, leverage_percentile=float(leverage_percentile),
-               residual_percentile=float(residual_percentile),
-               whiten=whiten_by_type, per_type=per_type, fraction=variance_fraction,
-               mode_threshold=mode_threshold, center=center, names=column_names,
-               clip=float(percentile_clipping), keep_diag=keep_row_diagnostics,
-               progress=progress, cache_bytes=cache_bytes, solution=solution)
+    cfg = dict(
+        alpha=alpha,
+        posterior=posterior,
+        n_samples=n_samples,
+        max_members=None if max_members is None else int(max_members),
+        threshold=leverage_threshold,
+        leverage_percentile=float(leverage_percentile),
+        residual_percentile=float(residual_percentile),
+        whiten=whiten_by_type,
+        per_type=per_type,
+        fraction=variance_fraction,
+        mode_threshold=mode_threshold,
+        center=center,
+        names=column_names,
+        clip=float(percentile_clipping),
+        keep_diag=keep_row_diagnostics,
+        progress=progress,
+        cache_bytes=cache_bytes,
+        solution=solution,
+    )
     rng = np.random.default_rng(random_state)
     return PopsPasses(cfg, _reopener(chunks), rng, validate=not _validated).run()
 

@@ -248,8 +248,9 @@ class BoxAccumulator:
     (popsregression's ``percentile_clipping``), which keeps the projections, (n, k) floats, in
     memory until :meth:`bounds`."""
 
-    def __init__(self, components: np.ndarray, offset: np.ndarray,
-                 percentile_clipping: float = 0.0) -> None:
+    def __init__(
+        self, components: np.ndarray, offset: np.ndarray, percentile_clipping: float = 0.0
+    ) -> None:
         self.components = components
         self.offset = offset
         self.clip = check_percentile_clipping(percentile_clipping)
@@ -272,8 +273,10 @@ class BoxAccumulator:
         if not self._projections:
             return self.low, self.high
         proj = np.concatenate(self._projections)
-        return (np.percentile(proj, self.clip, axis=0),
-                np.percentile(proj, 100.0 - self.clip, axis=0))
+        return (
+            np.percentile(proj, self.clip, axis=0),
+            np.percentile(proj, 100.0 - self.clip, axis=0),
+        )
 
 
 def check_percentile_clipping(value: float) -> float:

@@ -75,8 +75,16 @@ def test_fit_writes_a_marked_folder_with_provenance_log_and_residuals(work, caps
     assert capsys.readouterr().out == ""  # --quiet
     run = work / "run"
     marker = json.loads((run / MARKER).read_text())
-    assert {"model.json", "metrics.json", "residuals.csv", "parity.png", "group_errors.png",
-            "provenance.json", "log.txt", "lammps/potential.in"} <= set(marker["files"])
+    assert {
+        "model.json",
+        "metrics.json",
+        "residuals.csv",
+        "parity.png",
+        "group_errors.png",
+        "provenance.json",
+        "log.txt",
+        "lammps/potential.in",
+    } <= set(marker["files"])
     prov = json.loads((run / "provenance.json").read_text())
     assert prov["argv"][:3] == ["fit", "--train", "data/cu.extxyz"]
     assert {"potforge", "numpy", "ase", "lammps"} <= set(prov["versions"])
@@ -85,8 +93,9 @@ def test_fit_writes_a_marked_folder_with_provenance_log_and_residuals(work, caps
     assert "parameters, fit in" in (run / "log.txt").read_text()  # printed though --quiet
     rows = list(csv.DictReader((run / "residuals.csv").open()))
     assert len(rows) == 8 and {r["group"] for r in rows} == {"strained", "rattled"}
-    assert all(float(r["force_max_error_eV_per_A"]) >= float(r["force_rmse_eV_per_A"])
-               for r in rows)
+    assert all(
+        float(r["force_max_error_eV_per_A"]) >= float(r["force_rmse_eV_per_A"]) for r in rows
+    )
     lammps_in = (run / "lammps" / "potential.in").read_text()
     assert f"variable potforge_dir index {run.resolve() / 'lammps'}\n" in lammps_in  # not staging
     mask = os.umask(0)
@@ -205,7 +214,7 @@ def test_read_only_folders_are_refused_before_any_work(work, capsys):
 def test_config_file_and_group_weights(work, capsys):
     (work / "fit.toml").write_text(
         'train = ["data/cu.extxyz"]\nmodel = "snap(twojmax=2,rcutfac=4.0)+const"\n'
-        'sigma-force = 0.1\nalpha = 1e-8\n[group-weight]\nrattled = 0.5\n'
+        "sigma-force = 0.1\nalpha = 1e-8\n[group-weight]\nrattled = 0.5\n"
     )
     assert main(["fit", "--config", "fit.toml", "--out", "c", "--alpha", "1e-6", "--quiet"]) == 0
     params = json.loads((work / "c" / "model.json").read_text())["params"]
@@ -246,8 +255,9 @@ def test_demo_uq_properties_chain_and_default_folder_numbering(tmp_path, monkeyp
     err = capsys.readouterr().err
     assert "not those the model was fitted on" not in err  # extxyz round trip is the same data
     assert "posterior.npz" in json.loads((first / MARKER).read_text())["files"]
-    assert main(["properties", "--model", str(first), "--element", "W", "--qoi", "a0",
-                 "--quiet"]) == 0
+    assert (
+        main(["properties", "--model", str(first), "--element", "W", "--qoi", "a0", "--quiet"]) == 0
+    )
     assert "a0" in capsys.readouterr().out
     assert main(["demo", "--out", str(first), "--force", "--quiet"]) == 0
     assert not (first / "posterior.npz").exists()  # replaced by a fresh demo folder

@@ -185,17 +185,19 @@ def _mlearn_json(path, labelled, slots, field="virial_stress", only=None):
     for a, e, f, s in labelled:
         raw = -s / KBAR  # kbar, compression positive
         raw6 = [*raw[:3], *(raw[3 + SHEAR.index(c)] for c in slots)]
-        entries.append({
-            "structure": {
-                "lattice": {"matrix": np.array(a.cell).tolist()},
-                "sites": [
-                    {"species": [{"element": sym, "occu": 1}], "xyz": list(map(float, x))}
-                    for sym, x in zip(a.get_chemical_symbols(), a.positions, strict=True)
-                ],
-            },
-            "outputs": {"energy": float(e), "forces": f.tolist(), field: raw6},
-            "group": "Elastic",
-        })
+        entries.append(
+            {
+                "structure": {
+                    "lattice": {"matrix": np.array(a.cell).tolist()},
+                    "sites": [
+                        {"species": [{"element": sym, "occu": 1}], "xyz": list(map(float, x))}
+                        for sym, x in zip(a.get_chemical_symbols(), a.positions, strict=True)
+                    ],
+                },
+                "outputs": {"energy": float(e), "forces": f.tolist(), field: raw6},
+                "group": "Elastic",
+            }
+        )
     path.write_text(json.dumps(entries))
     return path
 
@@ -226,10 +228,16 @@ def test_explicit_stress_order_wins(tmp_path, w_elastic):
         read_structures(path, stress_order="xy,xz,yz")
 
 
-@pytest.mark.parametrize("keep, message", [
-    (lambda a: np.allclose(a.cell, np.diag(np.diag(a.cell))), "no cell is sheared"),
-    (lambda a: abs(a.cell[1, 2]) < 1e-9 and abs(a.cell[0, 2]) < 1e-9, "only xy, so the yz and zx"),
-])
+@pytest.mark.parametrize(
+    "keep, message",
+    [
+        (lambda a: np.allclose(a.cell, np.diag(np.diag(a.cell))), "no cell is sheared"),
+        (
+            lambda a: abs(a.cell[1, 2]) < 1e-9 and abs(a.cell[0, 2]) < 1e-9,
+            "only xy, so the yz and zx",
+        ),
+    ],
+)
 def test_stress_order_undecidable_asks_for_the_option(tmp_path, w_elastic, keep, message):
     subset = [x for x in w_elastic if keep(x[0])]
     path = _mlearn_json(tmp_path / "w.json", subset, STRESS_ORDERS["vasp"])
@@ -269,12 +277,15 @@ def test_stress_order_of_the_real_files():
     assert len(test) == 23
 
 
-@pytest.mark.parametrize("value, message", [
-    ("mlearn", "ambiguous"),
-    ("vsap", "did you mean 'vasp'"),
-    ("xy,xy,zx", "not a shear order"),
-    (3, "must be a string"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("mlearn", "ambiguous"),
+        ("vsap", "did you mean 'vasp'"),
+        ("xy,xy,zx", "not a shear order"),
+        (3, "must be a string"),
+    ],
+)
 def test_bad_stress_order(value, message):
     with pytest.raises(DataError, match=message):
         parse_stress_order(value)
@@ -330,21 +341,24 @@ def _bad_file(tmp_path, case):
     return p
 
 
-@pytest.mark.parametrize("case, message", [
-    ("png", "not a JSON text file .* PNG image"),
-    ("truncated", "not valid JSON: .*the file ends early"),
-    ("unterminated", "unterminated string starting at line 1, column"),
-    ("blank", "the file is empty"),
-    ("directory", "is a directory, not a data file"),
-    ("energy_string", "outputs.energy must be a number .eV., got '-20.0'"),
-    ("forces_shape", r"outputs.forces must be 2×3 numbers .*, got shape 1×3"),
-    ("stress_short", "outputs.stress must be 6 numbers .kbar. or a 3×3 matrix, got shape 3"),
-    ("lower_element", "structure.sites.1. has unknown element 'mo' .*did you mean 'Mo'"),
-    ("no_species", r"structure.sites\[1\].species\[0\].element is missing"),
-    ("flat_cell", "degenerate cell"),
-    ("outputs_list", "'outputs' must be an object"),
-    ("entry_string", "entry 0: expected an object"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("png", "not a JSON text file .* PNG image"),
+        ("truncated", "not valid JSON: .*the file ends early"),
+        ("unterminated", "unterminated string starting at line 1, column"),
+        ("blank", "the file is empty"),
+        ("directory", "is a directory, not a data file"),
+        ("energy_string", "outputs.energy must be a number .eV., got '-20.0'"),
+        ("forces_shape", r"outputs.forces must be 2×3 numbers .*, got shape 1×3"),
+        ("stress_short", "outputs.stress must be 6 numbers .kbar. or a 3×3 matrix, got shape 3"),
+        ("lower_element", "structure.sites.1. has unknown element 'mo' .*did you mean 'Mo'"),
+        ("no_species", r"structure.sites\[1\].species\[0\].element is missing"),
+        ("flat_cell", "degenerate cell"),
+        ("outputs_list", "'outputs' must be an object"),
+        ("entry_string", "entry 0: expected an object"),
+    ],
+)
 def test_bad_json_files_give_one_sentence(tmp_path, case, message):
     path = _bad_file(tmp_path, case)
     with pytest.raises(DataError, match=message) as info:

@@ -34,8 +34,10 @@ def test_clone_and_params_round_trip():
     c = clone(m)
     assert c is not m and c.get_params() == params
     assert LinearPotential().set_params(**params).get_params() == params
-    assert repr(m) == "LinearPotential('snap(twojmax=2,rcutfac=4.0)+const', " \
+    assert (
+        repr(m) == "LinearPotential('snap(twojmax=2,rcutfac=4.0)+const', "
         "group_weights={'AIMD': 0.5}, alpha=1e-06)"
+    )
 
 
 def test_parameters_after_terms_are_keyword_only():
@@ -81,8 +83,9 @@ def test_design_rows_of_unlabelled_structures(data):
     assert np.isnan(rows.y).all()
     w = rows.weights(m.sigma)
     fisher = rows.A.T @ (w[:, None] * rows.A)  # information of the candidates, AᵀWA
-    np.testing.assert_allclose(fisher, labelled.A.T @ (labelled.weights(m.sigma)[:, None]
-                                                        * labelled.A))
+    np.testing.assert_allclose(
+        fisher, labelled.A.T @ (labelled.weights(m.sigma)[:, None] * labelled.A)
+    )
     slab = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
     slab.pbc = (True, True, False)
     rows = m.design_rows([slab], use=("energy", "force"))

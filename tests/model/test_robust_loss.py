@@ -90,8 +90,10 @@ def test_per_row_delta_inf_is_squared_on_those_rows():
     A, y, w, _ = _problem(seed=3)
     delta = np.full(len(y), np.inf)
     np.testing.assert_allclose(
-        robust_lstsq(A, y, w, "huber", huber_delta=delta).coef, weighted_lstsq(A, y, w),
-        rtol=1e-12, atol=1e-12,
+        robust_lstsq(A, y, w, "huber", huber_delta=delta).coef,
+        weighted_lstsq(A, y, w),
+        rtol=1e-12,
+        atol=1e-12,
     )
     assert np.all(irls_factors(np.array([0.0, 5.0]), "huber", np.array([np.inf, 2.0])) == [1, 0.4])
 
@@ -178,8 +180,12 @@ def test_weighted_lstsq_is_lstsq_on_the_normalised_rows_and_names_null_columns()
     s = np.linalg.norm(X, axis=0)
     alpha = 1e-6
     Xa = np.vstack([X / s, np.sqrt(alpha) * np.eye(5)])
-    ref = scipy.linalg.lstsq(Xa, np.concatenate([y * np.sqrt(w), np.zeros(5)]), cond=1e-12,
-                             lapack_driver="gelsd")[0] / s
+    ref = (
+        scipy.linalg.lstsq(
+            Xa, np.concatenate([y * np.sqrt(w), np.zeros(5)]), cond=1e-12, lapack_driver="gelsd"
+        )[0]
+        / s
+    )
     assert np.array_equal(weighted_lstsq(A, y, w, alpha=alpha), ref)
     names = [f"p{j}" for j in range(6)]
     dup = np.column_stack([A, 2.0 * A[:, 1]])

@@ -136,9 +136,21 @@ def test_filters_keep_a_subset_of_the_corrections(fitted, mo, tmp_path):
         m.fit_posterior(train, "bayes", designs=designs, n_sigma=0)
 
 
-def _in_memory_pops(A, y, w, t, coef, alpha, posterior="ensemble", threshold=1e-12,
-                    leverage_percentile=0.0, residual_percentile=100.0, max_members=None,
-                    percentile_clipping=0.0, random_state=None):
+def _in_memory_pops(
+    A,
+    y,
+    w,
+    t,
+    coef,
+    alpha,
+    posterior="ensemble",
+    threshold=1e-12,
+    leverage_percentile=0.0,
+    residual_percentile=100.0,
+    max_members=None,
+    percentile_clipping=0.0,
+    random_state=None,
+):
     """The model's POPS posterior as its own in-memory code computed it before the one engine
     (issue 15): every row at once, in the fit's normalised coordinates, about ``coef``."""
     from potforge.linalg import solve_ridge
@@ -161,10 +173,15 @@ def _in_memory_pops(A, y, w, t, coef, alpha, posterior="ensemble", threshold=1e-
         r = np.sqrt(w[keep]) * np.abs(e[keep])
         use &= r <= np.percentile(r, residual_percentile)
     C, rows = C[use], rows[use]
-    info = {"n_used": C.shape[0], "n_excluded": int((~keep).sum()),
-            "used_by_type": {n: int((t[rows] == k).sum())
-                             for k, n in enumerate(("energy", "force", "stress"))
-                             if (t[rows] == k).any()}}
+    info = {
+        "n_used": C.shape[0],
+        "n_excluded": int((~keep).sum()),
+        "used_by_type": {
+            n: int((t[rows] == k).sum())
+            for k, n in enumerate(("energy", "force", "stress"))
+            if (t[rows] == k).any()
+        },
+    }
     if posterior == "ensemble":
         if max_members is not None and max_members < C.shape[0]:
             rng = np.random.default_rng(random_state)
@@ -180,14 +197,17 @@ def _in_memory_pops(A, y, w, t, coef, alpha, posterior="ensemble", threshold=1e-
     return {"components": V, "low": low, "high": high}, scale, info
 
 
-@pytest.mark.parametrize("options", [
-    {},
-    {"leverage_percentile": 50.0, "max_members": 500, "random_state": 1},
-    {"residual_percentile": 90.0, "leverage_percentile": 10.0},
-    {"posterior": "hypercube"},
-    {"posterior": "hypercube", "percentile_clipping": 5.0, "leverage_percentile": 1.0},
-    {"posterior": "hypercube", "residual_percentile": 95.0, "leverage_threshold": 1e-6},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"leverage_percentile": 50.0, "max_members": 500, "random_state": 1},
+        {"residual_percentile": 90.0, "leverage_percentile": 10.0},
+        {"posterior": "hypercube"},
+        {"posterior": "hypercube", "percentile_clipping": 5.0, "leverage_percentile": 1.0},
+        {"posterior": "hypercube", "residual_percentile": 95.0, "leverage_threshold": 1e-6},
+    ],
+)
 def test_pops_posterior_is_the_in_memory_posterior(fitted, mo, tmp_path, options):
     """fit_posterior through the one (streaming) POPS engine gives the posterior the model's
     former in-memory path gave, option by option, to rounding."""
@@ -199,16 +219,24 @@ def test_pops_posterior_is_the_in_memory_posterior(fitted, mo, tmp_path, options
     ref = dict(options)
     if "leverage_threshold" in ref:
         ref["threshold"] = ref.pop("leverage_threshold")
-    arrays, scale, info = _in_memory_pops(dm.A, dm.y, m._fit_weights(dm), dm.row_type,
-                                          m.coef_, m.alpha, **ref)
+    arrays, scale, info = _in_memory_pops(
+        dm.A, dm.y, m._fit_weights(dm), dm.row_type, m.coef_, m.alpha, **ref
+    )
     assert np.array_equal(post.scale, scale)
     assert {k: post.info[k] for k in info} == info
-    assert post.info["rows_by_type"] == {"energy": len(train), "force": int(3 * dm.n_atoms.sum()),
-                                         "stress": int((dm.row_type == 2).sum())}
+    assert post.info["rows_by_type"] == {
+        "energy": len(train),
+        "force": int(3 * dm.n_atoms.sum()),
+        "stress": int((dm.row_type == 2).sum()),
+    }
     G = m.design(test).A / scale
     if post.kind == "ensemble":
-        np.testing.assert_allclose(post.arrays["members"], arrays["members"], rtol=0,
-                                   atol=1e-10 * np.abs(arrays["members"]).max())
+        np.testing.assert_allclose(
+            post.arrays["members"],
+            arrays["members"],
+            rtol=0,
+            atol=1e-10 * np.abs(arrays["members"]).max(),
+        )
         d = G @ arrays["members"].T
         ref_lo, ref_hi = d.min(axis=1), d.max(axis=1)
     else:
@@ -219,8 +247,10 @@ def test_pops_posterior_is_the_in_memory_posterior(fitted, mo, tmp_path, options
         np.testing.assert_allclose(np.where(sign > 0, lo, -hi), arrays["low"], rtol=1e-10)
         np.testing.assert_allclose(np.where(sign > 0, hi, -lo), arrays["high"], rtol=1e-10)
         a = G @ arrays["components"]
-        mid, half = a @ (0.5 * (arrays["low"] + arrays["high"])), np.abs(a) @ (
-            0.5 * (arrays["high"] - arrays["low"]))
+        mid, half = (
+            a @ (0.5 * (arrays["low"] + arrays["high"])),
+            np.abs(a) @ (0.5 * (arrays["high"] - arrays["low"])),
+        )
         ref_lo, ref_hi = mid - half, mid + half
     _, lo, hi = post.summary(G * scale)
     scale_b = np.abs(np.concatenate([ref_lo, ref_hi])).max()

@@ -257,8 +257,14 @@ def test_newton_relaxer_at_the_fitted_parameters_changes_nothing(model):
         assert again[q]["value"] == pytest.approx(ref[q]["value"], rel=1e-6), q  # fmax 1e-6
     with pytest.raises(ModelError, match="relaxation 2 .* does not match"):
         calc = model.as_calculator()
-        run_suite(calc, "W", ["a0", "gamma_surf_100"], progress=False,
-                  hook=NewtonRelaxer(record, calc0), **SETTINGS)
+        run_suite(
+            calc,
+            "W",
+            ["a0", "gamma_surf_100"],
+            progress=False,
+            hook=NewtonRelaxer(record, calc0),
+            **SETTINGS,
+        )
 
 
 def test_no_posterior_and_unknown_method(w_data, model):
@@ -466,8 +472,14 @@ def test_symmetry_reduced_hessian_and_reused_relaxations(model):
     from potforge.qoi.implicit import HESSIAN_STEP, RelaxationRecord, _position_hessian
 
     record = RelaxationRecord()
-    run_suite(model.as_calculator(), "W", ["a0", "Evac", "gamma_surf_110"], progress=False,
-              hook=record, **SETTINGS)
+    run_suite(
+        model.as_calculator(),
+        "W",
+        ["a0", "Evac", "gamma_surf_110"],
+        progress=False,
+        hook=record,
+        **SETTINGS,
+    )
     twin = fast_calculator(model)
     for rec in record.calls[1:]:  # the 15-atom vacancy and the (110) slab
         atoms = rec.relaxed.copy()
@@ -484,8 +496,7 @@ def test_symmetry_reduced_hessian_and_reused_relaxations(model):
         sym = _position_hessian(rec.relaxed, twin)
         assert np.abs(sym - brute).max() < 1e-6 * np.abs(brute).max(), len(atoms)
     again = RelaxationRecord(reuse=record)
-    value = run_suite(fast_calculator(model), "W", ["Evac"], progress=False, hook=again,
-                      **SETTINGS)
+    value = run_suite(fast_calculator(model), "W", ["Evac"], progress=False, hook=again, **SETTINGS)
     assert [id(c) for c in again.calls] == [id(record.calls[0]), id(record.calls[1])]
     assert value["Evac"]["value"] == pytest.approx(
         compute_qoi("Evac", model.as_calculator(), "W", **SETTINGS), rel=1e-9

@@ -56,8 +56,9 @@ def test_lstsq_ridge_is_lstsq_on_the_rows_with_ridge_rows():
     X = X[:, :5]
     alpha = 1e-4
     Xa = np.vstack([X, np.sqrt(alpha) * np.eye(5)])
-    ref = scipy.linalg.lstsq(Xa, np.concatenate([y, np.zeros(5)]), cond=1e-12,
-                             lapack_driver="gelsd")[0]
+    ref = scipy.linalg.lstsq(
+        Xa, np.concatenate([y, np.zeros(5)]), cond=1e-12, lapack_driver="gelsd"
+    )[0]
     assert np.array_equal(lstsq_ridge(X, y, alpha), ref)
     with pytest.raises(ModelError, match="ridge alpha must be non-negative, got -1"):
         lstsq_ridge(X, y, alpha=-1.0)

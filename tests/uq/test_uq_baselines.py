@@ -118,8 +118,7 @@ def test_ensembles_shrink_with_n_and_subsample_method():
 
 def test_baseline_errors():
     X, y, _ = well_specified_problem(50, 3, random_state=0)
-    for est in (BayesianLinearRegressor(), TemperedBayesRegressor(),
-                ResampledEnsembleRegressor()):
+    for est in (BayesianLinearRegressor(), TemperedBayesRegressor(), ResampledEnsembleRegressor()):
         with pytest.raises(NotFittedError):
             est.predict(X)
     Xz = np.column_stack([X, np.zeros(50)])

@@ -101,8 +101,10 @@ def test_streaming_equals_in_memory(problem, posterior, chunk):
     X, y, w, t, Xt, _ = problem
     opts = dict(alpha=ALPHA, posterior=posterior, per_type=True, whiten_by_type=True)
     ref = fit_pops(X, y, w, t, **opts)
-    chunks = [(X[s : s + chunk], y[s : s + chunk], w[s : s + chunk], t[s : s + chunk])
-              for s in range(0, len(y), chunk)]
+    chunks = [
+        (X[s : s + chunk], y[s : s + chunk], w[s : s + chunk], t[s : s + chunk])
+        for s in range(0, len(y), chunk)
+    ]
     streamed = fit_pops_streaming(chunks, **opts)
     assert np.allclose(streamed.solution.coef, ref.solution.coef, rtol=0, atol=1e-10)
     assert set(streamed.posteriors) == set(ref.posteriors) == {POOLED, 0, 1, 2}
@@ -133,8 +135,9 @@ def test_hypercube_cache_limit_recomputes_identically(problem):
     X, y, w, _, Xt, _ = problem
     a = fit_pops(X, y, w, alpha=ALPHA, posterior="hypercube", chunk_size=100)
     b = fit_pops(X, y, w, alpha=ALPHA, posterior="hypercube", chunk_size=100, cache_bytes=0)
-    for u, v in zip(a.posteriors[POOLED].summary(Xt), b.posteriors[POOLED].summary(Xt),
-                    strict=True):
+    for u, v in zip(
+        a.posteriors[POOLED].summary(Xt), b.posteriors[POOLED].summary(Xt), strict=True
+    ):
         assert np.allclose(u, v, atol=1e-12)
 
 
@@ -252,8 +255,9 @@ popsregression = pytest.importorskip("popsregression")
 
 
 def _reference(X, y, w, posterior, clip=0.0):
-    ref = popsregression.POPSRegression(posterior=posterior, leverage_percentile=0.0,
-                                        percentile_clipping=clip)
+    ref = popsregression.POPSRegression(
+        posterior=posterior, leverage_percentile=0.0, percentile_clipping=clip
+    )
     return ref.fit(X, y, sample_weight=w)
 
 
@@ -278,8 +282,9 @@ def test_agrees_with_popsregression_ensemble(weighted):
 def test_agrees_with_popsregression_hypercube(clip):
     X, y, Xt, _ = misspecified_problem(800, 20, n_test=100, random_state=9)
     ref = _reference(X, y, None, "hypercube", clip)
-    ours = POPSRegressor(alpha=ref.lambda_ / ref.alpha_, posterior="hypercube",
-                         percentile_clipping=clip).fit(X, y)
+    ours = POPSRegressor(
+        alpha=ref.lambda_ / ref.alpha_, posterior="hypercube", percentile_clipping=clip
+    ).fit(X, y)
     V_ref, (lo_ref, hi_ref) = ref._hypercube_support, ref._hypercube_bounds
     V = ours.components_
     order = np.argsort(-np.einsum("ij,jk,ik->i", V_ref.T, ours.misspecification_cov_, V_ref.T))
@@ -318,8 +323,16 @@ def test_percentile_clipping_trims_the_box_the_same_streamed_or_in_memory(proble
     inside = (proj >= clipped.box_low_ - 1e-12) & (proj <= clipped.box_high_ + 1e-12)
     assert np.allclose(inside.mean(axis=0), 0.9, atol=2.0 / C.shape[0])
     # no cache: pass 3 recomputes the corrections chunk by chunk, same percentiles
-    streamed = fit_pops(X, y, w, alpha=ALPHA, posterior="hypercube", percentile_clipping=5.0,
-                        chunk_size=100, cache_bytes=0).posteriors[POOLED]
+    streamed = fit_pops(
+        X,
+        y,
+        w,
+        alpha=ALPHA,
+        posterior="hypercube",
+        percentile_clipping=5.0,
+        chunk_size=100,
+        cache_bytes=0,
+    ).posteriors[POOLED]
     assert np.allclose(streamed.low, clipped.box_low_, atol=1e-10)
     assert np.allclose(streamed.high, clipped.box_high_, atol=1e-10)
     _, lo_f, hi_f = full.predict(Xt, return_bounds=True)
@@ -327,11 +340,14 @@ def test_percentile_clipping_trims_the_box_the_same_streamed_or_in_memory(proble
     assert np.all(hi_c - lo_c < hi_f - lo_f)
 
 
-@pytest.mark.parametrize(("kw", "match"), [
-    ({"posterior": "hypercube", "percentile_clipping": 50.0}, r"\[0, 50\).*got 50.0"),
-    ({"posterior": "hypercube", "percentile_clipping": -1}, r"\[0, 50\).*got -1"),
-    ({"posterior": "ensemble", "percentile_clipping": 5.0}, "no box to clip"),
-])
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"posterior": "hypercube", "percentile_clipping": 50.0}, r"\[0, 50\).*got 50.0"),
+        ({"posterior": "hypercube", "percentile_clipping": -1}, r"\[0, 50\).*got -1"),
+        ({"posterior": "ensemble", "percentile_clipping": 5.0}, "no box to clip"),
+    ],
+)
 def test_bad_percentile_clipping_is_refused(problem, kw, match):
     X, y, w, _, _, _ = problem
     with pytest.raises(ModelError, match=match):
@@ -366,15 +382,20 @@ def test_percentile_filters_keep_the_rows_they_name(problem, lev_p, res_p):
         assert m.result_.n_filtered_residual == pytest.approx((1 - res_p / 100) * len(y), abs=1)
 
 
-@pytest.mark.parametrize("posterior, opts", [
-    ("ensemble", {"leverage_percentile": 20.0, "residual_percentile": 90.0}),
-    ("ensemble", {"max_members": 40, "random_state": 3}),
-    ("ensemble", {"max_members": 40, "random_state": 3, "leverage_percentile": 50.0,
-                  "per_type": True}),
-    ("ensemble", {"n_samples": 40, "random_state": 3, "residual_percentile": 70.0}),
-    ("hypercube", {"leverage_percentile": 20.0, "residual_percentile": 90.0, "per_type": True}),
-    ("hypercube", {"residual_percentile": 90.0, "percentile_clipping": 5.0}),
-])
+@pytest.mark.parametrize(
+    "posterior, opts",
+    [
+        ("ensemble", {"leverage_percentile": 20.0, "residual_percentile": 90.0}),
+        ("ensemble", {"max_members": 40, "random_state": 3}),
+        (
+            "ensemble",
+            {"max_members": 40, "random_state": 3, "leverage_percentile": 50.0, "per_type": True},
+        ),
+        ("ensemble", {"n_samples": 40, "random_state": 3, "residual_percentile": 70.0}),
+        ("hypercube", {"leverage_percentile": 20.0, "residual_percentile": 90.0, "per_type": True}),
+        ("hypercube", {"residual_percentile": 90.0, "percentile_clipping": 5.0}),
+    ],
+)
 @pytest.mark.parametrize("chunk", [37, 250])
 def test_filters_and_subsamples_streamed_equal_in_memory(problem, posterior, opts, chunk):
     """Every option of the one engine gives the same posterior in memory, streamed from chunks
@@ -382,8 +403,10 @@ def test_filters_and_subsamples_streamed_equal_in_memory(problem, posterior, opt
     X, y, w, t, Xt, _ = problem
     kw = dict(alpha=ALPHA, posterior=posterior, **opts)
     ref = fit_pops(X, y, w, t, **kw)
-    chunks = [(X[s : s + chunk], y[s : s + chunk], w[s : s + chunk], t[s : s + chunk])
-              for s in range(0, len(y), chunk)]
+    chunks = [
+        (X[s : s + chunk], y[s : s + chunk], w[s : s + chunk], t[s : s + chunk])
+        for s in range(0, len(y), chunk)
+    ]
     for cache in (None, 0):
         streamed = fit_pops_streaming(chunks, cache_bytes=cache, **kw)
         assert set(streamed.posteriors) == set(ref.posteriors)
@@ -402,8 +425,7 @@ def test_filters_and_subsamples_streamed_equal_in_memory(problem, posterior, opt
 def test_max_members_draws_from_the_counted_corrections(problem):
     X, y, w, _, Xt, _ = problem
     full = fit_pops(X, y, w, alpha=ALPHA, leverage_percentile=25.0).posteriors[POOLED]
-    res = fit_pops(X, y, w, alpha=ALPHA, leverage_percentile=25.0, max_members=60,
-                   random_state=5)
+    res = fit_pops(X, y, w, alpha=ALPHA, leverage_percentile=25.0, max_members=60, random_state=5)
     post = res.posteriors[POOLED]
     pick = np.sort(np.random.default_rng(5).choice(full.n_rows, 60, replace=False))
     assert np.array_equal(post.member_rows, full.member_rows[pick])
@@ -438,13 +460,16 @@ def test_given_solution_centres_the_corrections_on_it(problem):
         fit_pops(X, y, w, t, solution=sol, whiten_by_type=True)
 
 
-@pytest.mark.parametrize(("kw", "match"), [
-    ({"posterior": "hypercube", "max_members": 5}, "max_members=5 subsamples the ensemble"),
-    ({"max_members": 0}, "max_members must be a positive integer, got 0"),
-    ({"max_members": 5, "n_samples": 5}, "two rules for the same subsample"),
-    ({"leverage_percentile": 100.0}, r"leverage_percentile must lie in \[0, 100\), got 100.0"),
-    ({"residual_percentile": 0.0}, r"residual_percentile must lie in \(0, 100\], got 0.0"),
-])
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"posterior": "hypercube", "max_members": 5}, "max_members=5 subsamples the ensemble"),
+        ({"max_members": 0}, "max_members must be a positive integer, got 0"),
+        ({"max_members": 5, "n_samples": 5}, "two rules for the same subsample"),
+        ({"leverage_percentile": 100.0}, r"leverage_percentile must lie in \[0, 100\), got 100.0"),
+        ({"residual_percentile": 0.0}, r"residual_percentile must lie in \(0, 100\], got 0.0"),
+    ],
+)
 def test_bad_engine_options_are_refused(problem, kw, match):
     X, y, w, _, _, _ = problem
     with pytest.raises(ModelError, match=match):
