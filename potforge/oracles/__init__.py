@@ -471,7 +471,7 @@ def _gpaw_settings() -> set[str] | None:
     return (names - {"filename", "mode", "occupations"}) | set(GPAW_DEFAULTS) | {"kpts", "txt"}
 
 
-def _build_gpaw(oracle: Oracle) -> Calculator:
+def _build_gpaw(oracle: Oracle) -> Any:  # GPAW's calculator has ASE's interface, not its class
     from gpaw import GPAW, PW
 
     s = dict(oracle.settings)
