@@ -73,7 +73,8 @@ class Constraint:
         return parse
 
 
-def _is_real(value: Any) -> bool:
+def is_real(value: Any) -> bool:
+    """A finite real number (not a bool)."""
     return (
         isinstance(value, numbers.Real)
         and not isinstance(value, bool)
@@ -102,7 +103,7 @@ class Real(Constraint):
         return text + (" or none" if self.allow_none else "")
 
     def _accepts(self, value: Any) -> bool:
-        if not _is_real(value):
+        if not is_real(value):
             return False
         v = float(value)
         if self.low is not None and (v <= self.low if self.low_open else v < self.low):

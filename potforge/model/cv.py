@@ -30,8 +30,6 @@ order) with the smallest objective.
 from __future__ import annotations
 
 import itertools
-import math
-import numbers
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +45,7 @@ from potforge.model.fitting import robust_lstsq
 from potforge.model.metrics import residuals
 from potforge.model.rows import DesignMatrix, StructureDesign, assemble
 from potforge.options import MODEL_PARAMETERS
-from potforge.params import Boolean, Constraint, Integer, Real, validate
+from potforge.params import Boolean, Constraint, Integer, Real, is_real, validate
 from potforge.progress import Progress
 from potforge.terms import Term
 
@@ -61,14 +59,6 @@ __all__ = [
     "objective",
     "search_weights",
 ]
-
-
-def _is_real(value: Any) -> bool:
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
 
 
 @dataclass(frozen=True)
@@ -86,7 +76,7 @@ class Grid(Constraint):
         return f"{self.values.describe()} or {what} of them"
 
     def _accepts(self, value: Any) -> bool:
-        if _is_real(value):
+        if is_real(value):
             return True
         if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
             return False
@@ -94,13 +84,13 @@ class Grid(Constraint):
 
     def check(self, name: str, value: Any) -> Any:
         """A grid as a tuple, each value checked (a single value is a grid of one)."""
-        if not _is_real(value) and isinstance(value, Iterable):
+        if not is_real(value) and isinstance(value, Iterable):
             if not isinstance(value, str | bytes | Mapping):
                 value = tuple(value)  # an iterator is read once
         value = super().check(name, value)
         if value is None:
             return None
-        if _is_real(value):
+        if is_real(value):
             return (self.values.check(name, value),)
         return tuple(self.values.check(f"{name}[{i}]", v) for i, v in enumerate(value))
 

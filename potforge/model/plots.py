@@ -34,11 +34,7 @@ def parity_plot(path: str | Path, sets: dict[str, tuple[Sequence[Atoms], Sequenc
         ax.set_ylabel(f"model ({unit})")
         ax.set_title(title)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def group_error_plot(path: str | Path, report: dict[str, dict]) -> Path:
@@ -72,6 +68,13 @@ def group_error_plot(path: str | Path, report: dict[str, dict]) -> Path:
         ax.set_xticks(x, groups, rotation=30, ha="right", fontsize=8)
         ax.set_title(title)
         ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Lay out, write (PNG, 110 dpi) and close ``fig``."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
