@@ -15,11 +15,14 @@ LOSSES = ("squared", "huber", "l1")
 POSTERIOR_METHODS = ("pops", "bayes", "bootstrap")
 """Uncertainty posteriors of a fitted model (:mod:`potforge.uq.centred`)."""
 
+GROUP_WEIGHT = Real(low=0)
+"""One group's weight factor (``LinearPotential.group_weights`` values, ``--group-weight``)."""
+
 MODEL_PARAMETERS: dict[str, Constraint] = {
     "sigma_energy": Real(low=0, low_open=True),
     "sigma_force": Real(low=0, low_open=True),
     "sigma_stress": Real(low=0, low_open=True),
-    "group_weights": MappingOf(values=Real(low=0), allow_none=True),
+    "group_weights": MappingOf(values=GROUP_WEIGHT, allow_none=True),
     "alpha": Real(low=0),
     "n_jobs": Integer(low=1),
     "loss": Options(values=LOSSES),

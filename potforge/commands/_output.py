@@ -221,10 +221,6 @@ class OutputFolder:
             sys.stdout, sys.stderr = self._streams
             self._streams = None
 
-    def close(self) -> None:
-        """Stop copying what is printed (done by :meth:`staged`; safe to call twice)."""
-        self._release()
-
     def __del__(self) -> None:
         self._release()
 

@@ -20,9 +20,8 @@ from potforge.commands._common import (
 )
 from potforge.commands._posterior import add_posterior_options, posterior_options
 from potforge.errors import DataError
-from potforge.options import DEFAULT_SPEC, LOSSES
+from potforge.options import DEFAULT_SPEC, GROUP_WEIGHT, LOSSES
 from potforge.options import MODEL_PARAMETERS as _P
-from potforge.params import Real
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -114,7 +113,7 @@ def group_weights(pairs: list[str] | None) -> dict[str, float] | None:
     """``--group-weight`` values as LinearPotential's ``group_weights``."""
     if not pairs:
         return None
-    weight = Real(low=0).argtype()
+    weight = GROUP_WEIGHT.argtype()
     out = {}
     for group, text in parse_pairs(pairs, "--group-weight").items():
         try:
