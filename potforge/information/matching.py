@@ -1,0 +1,501 @@
+"""Information matching: the cheapest set of labels whose information covers a target.
+
+The convex program (seed 000, ../shared/METHODS.md §1)::
+
+    minimise  Σ_m s_m w_m   over  0 ≤ w_m ≤ u_m
+    subject   Σ_m w_m I_m + F_fixed ⪰ I_QoI
+
+with ``I_m`` the Fisher information of candidate m at the oracle's label precision, ``s_m`` the
+cost of labelling it, ``F_fixed`` the information of what is labelled already and ``u_m = 1``
+so that no weight asks a label to be more precise than the oracle delivers.
+
+How it is solved here (:func:`solve_matching`):
+
+* **Preconditioning that leaves the answer alone** — every matrix is congruence-transformed by
+  ``T = D U`` (``D`` the Jacobi scaling of the total information, ``U`` an orthonormal basis of
+  its range) and all are scaled by one number; ``Tᵀ X T ⪰ 0 ⇔ X ⪰ 0`` on the range, and
+  outside it every matrix vanishes, so the feasible weights are exactly the same.
+* **Column generation** — the program is solved on a working set of candidates; the dual
+  matrix ``Z`` of the matrix inequality prices every other candidate (reduced cost
+  ``s_m − ⟨Z, I_m⟩``); those that could lower the cost join, until none can.  The answer is
+  the optimum over the whole pool; only a few hundred candidates ever reach the solver.
+* **Rounding** — the solver spreads small weights over many candidates, so the selection is
+  the candidates in decreasing weight per cost, each labelled at full weight, until the targets
+  are met (checked on the exact matrices); then candidates that are no longer needed are pruned
+  (costliest first) and dominance is checked again.  The solver's own count of weights above a
+  threshold is reported beside it.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from potforge.errors import DataError, PotforgeError
+from potforge.information.fisher import dominance
+
+SOLVERS = ("CLARABEL", "SCS")
+"""Convex solvers through cvxpy: Clarabel (interior point, default) and SCS (first order, for
+very large working sets)."""
+
+COST_MODELS = ("unit", "n2", "n3", "measured")
+"""Labelling-cost models: 1 per structure; N² (plane-wave DFT at fixed k-point density, per
+SCF step); N³ (the cubic diagonalisation regime); measured oracle seconds."""
+
+DOMINANCE_TOL = 1e-6
+"""Relative slack ``λ_min(F − I_QoI) ≥ −tol·‖I_QoI‖`` that counts as covering the target."""
+
+
+class MatchingError(PotforgeError, RuntimeError):
+    """The convex solver failed or returned an answer that does not check out."""
+
+
+class InfeasibleError(DataError):
+    """No selection from the pool covers the target.
+
+    Attributes
+    ----------
+    available : ndarray, shape (P, P)
+        The most information the pool can give (every candidate at its upper weight, plus what
+        is labelled already), for the caller to say which targets it cannot meet.
+    """
+
+    def __init__(self, message: str, available: np.ndarray):
+        super().__init__(message)
+        self.available = available
+
+
+def labelling_cost(
+    n_atoms: Sequence[int] | np.ndarray, model: str = "unit", times: Sequence[float] | None = None
+) -> np.ndarray:
+    """Cost ``s_m`` of labelling each candidate under a stated cost model.
+
+    Parameters
+    ----------
+    n_atoms : sequence of int, shape (M,)
+    model : {"unit", "n2", "n3", "measured"}, default="unit"
+        See :data:`COST_MODELS`; ``"n2"`` and ``"n3"`` are in units of one atom's cost.
+    times : sequence of float, shape (M,), optional
+        Measured oracle seconds (``model="measured"``).
+
+    Returns
+    -------
+    ndarray, shape (M,)
+    """
+    n = np.asarray(n_atoms, dtype=float)
+    if model == "unit":
+        return np.ones_like(n)
+    if model == "n2":
+        return n**2
+    if model == "n3":
+        return n**3
+    if model == "measured":
+        t = np.asarray(times if times is not None else [], dtype=float)
+        if t.shape != n.shape or not np.all(np.isfinite(t)) or np.any(t <= 0):
+            raise DataError(f"cost model 'measured' needs {n.shape[0]} positive oracle times")
+        return t
+    raise DataError(f"unknown cost model {model!r}; allowed: {', '.join(COST_MODELS)}")
+
+
+@dataclass
+class MatchingResult:
+    """The answer of :func:`solve_matching`.
+
+    Attributes
+    ----------
+    weights : ndarray, shape (M,)
+        The solver's optimal weights (label precision σ_m/√w_m).
+    selected : ndarray of int
+        The rounded selection, each labelled at its upper weight: indices into the pool, in the
+        order they were taken (decreasing weight per cost).
+    objective : float
+        ``Σ s_m w_m`` at the optimum (the lower bound on the selection's cost).
+    cost : float
+        ``Σ s_m`` over ``selected``.
+    n_thresholded : int
+        Weights above ``zero_tol`` (the count a thresholded solver answer would label).
+    dominance : float
+        ``λ_min(Σ_selected u_m I_m + F_fixed − I_QoI) / ‖I_QoI‖`` (≥ −tol: targets met).
+    dominance_solver : float
+        The same for the solver's weights as returned.
+    dominance_thresholded : float
+        The same for the solver's weights with those below ``zero_tol`` set to zero.
+    status : str
+        The solver's last status (``"optimal"``, ``"optimal_inaccurate"``, ``"met"`` when the
+        fixed information already covers the target).
+    solver : str
+    solve_time : float
+        Seconds in the solver (all rounds).
+    rounds : int
+        Column-generation rounds.
+    n_working : int
+        Candidates that reached the solver.
+    repaired : int
+        Candidates added beyond the solver's positive weights to restore dominance.
+    pruned : int
+        Candidates dropped from the prefix because the target held without them.
+    dual : ndarray, shape (P, P)
+        Dual matrix ``Z`` of the matrix inequality (prices information: ``⟨Z, I_m⟩``).
+    """
+
+    weights: np.ndarray
+    selected: np.ndarray
+    objective: float
+    cost: float
+    n_thresholded: int
+    dominance: float
+    dominance_solver: float
+    dominance_thresholded: float
+    status: str
+    solver: str
+    solve_time: float
+    rounds: int
+    n_working: int
+    repaired: int = 0
+    pruned: int = 0
+    dual: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able summary (no arrays but the selection)."""
+        return {
+            "selected": [int(i) for i in self.selected],
+            "objective": float(self.objective),
+            "cost": float(self.cost),
+            "n_selected": int(len(self.selected)),
+            "n_thresholded": int(self.n_thresholded),
+            "dominance": float(self.dominance),
+            "dominance_solver": float(self.dominance_solver),
+            "dominance_thresholded": float(self.dominance_thresholded),
+            "status": self.status,
+            "solver": self.solver,
+            "solve_time": float(self.solve_time),
+            "rounds": int(self.rounds),
+            "n_working": int(self.n_working),
+            "repaired": int(self.repaired),
+            "pruned": int(self.pruned),
+        }
+
+
+def check_fisher(fims: Any, target: Any, fixed: Any = None) -> tuple[np.ndarray, ...]:
+    """Validate candidate FIMs (M, P, P), the target (P, P) and the fixed part (P, P)."""
+    I = np.asarray(fims, dtype=float)
+    T = np.asarray(target, dtype=float)
+    if I.ndim != 3 or I.shape[1] != I.shape[2]:
+        raise DataError(f"candidate Fisher informations must have shape (M, P, P), got {I.shape}")
+    P = I.shape[1]
+    if T.shape != (P, P):
+        raise DataError(f"target Fisher information must have shape ({P}, {P}), got {T.shape}")
+    F0 = np.zeros((P, P)) if fixed is None else np.asarray(fixed, dtype=float)
+    if F0.shape != (P, P):
+        raise DataError(f"fixed Fisher information must have shape ({P}, {P}), got {F0.shape}")
+    for name, X in (("candidate", I), ("target", T), ("fixed", F0)):
+        if not np.all(np.isfinite(X)):
+            raise DataError(f"{name} Fisher information contains NaN or infinite entries")
+        scale = max(float(np.abs(X).max(initial=0.0)), np.finfo(float).tiny)
+        if np.abs(X - np.swapaxes(X, -1, -2)).max(initial=0.0) > 1e-8 * scale:
+            raise DataError(f"{name} Fisher information is not symmetric")
+    if not np.any(T):
+        raise DataError("target Fisher information is zero: there is nothing to match")
+    return I, T, F0
+
+
+def _basis(I: np.ndarray, T: np.ndarray, F0: np.ndarray) -> np.ndarray:
+    """``T = D U`` (P, r): Jacobi scaling and an orthonormal basis of the range of everything."""
+    S = I.sum(axis=0)
+    S = S / max(np.linalg.norm(S), 1e-300) + T / np.linalg.norm(T)
+    if np.any(F0):
+        S = S + F0 / np.linalg.norm(F0)
+    d = np.diag(S).copy()
+    D = np.where(d > 1e-14 * d.max(), 1.0 / np.sqrt(np.where(d > 0, d, 1.0)), 0.0)
+    lam, U = np.linalg.eigh(D[:, None] * S * D[None, :])
+    keep = lam > 1e-12 * lam.max()
+    return D[:, None] * U[:, keep]
+
+
+def _dominance_of(idx: np.ndarray, I: np.ndarray, up: np.ndarray, F0: np.ndarray, T: np.ndarray):
+    return dominance(np.tensordot(up[idx], I[idx], axes=1) + F0, T)
+
+
+def _solve_restricted(
+    I: np.ndarray, s: np.ndarray, up: np.ndarray | None, R: np.ndarray, solver: str
+) -> tuple[np.ndarray, np.ndarray, str, float]:
+    """One cvxpy solve on K candidates in the reduced basis: (w, Z, status, seconds)."""
+    import cvxpy as cp
+
+    K, r, _ = I.shape
+    w = cp.Variable(K, nonneg=True)
+    E = cp.reshape(I.reshape(K, r * r).T @ w, (r, r), order="C") - R
+    cons = [0.5 * (E + E.T) >> 0]
+    if up is not None:
+        cons.append(w <= up)
+    prob = cp.Problem(cp.Minimize(s @ w), cons)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            prob.solve(solver=solver)
+        except cp.error.SolverError as exc:
+            raise MatchingError(f"the convex solver {solver} failed: {exc}") from None
+    seconds = time.perf_counter() - t0
+    if w.value is None:
+        raise MatchingError(f"the convex solver {solver} returned no answer (status {prob.status})")
+    Z = np.asarray(cons[0].dual_value, dtype=float)
+    Z = 0.5 * (Z + Z.T)
+    return np.clip(np.asarray(w.value, dtype=float), 0.0, None), Z, str(prob.status), seconds
+
+
+def solve_matching(
+    fims: np.ndarray,
+    target: np.ndarray,
+    *,
+    cost: np.ndarray | None = None,
+    upper: float | np.ndarray | None = 1.0,
+    fixed: np.ndarray | None = None,
+    solver: str = "CLARABEL",
+    reweight: int = 0,
+    tol: float = DOMINANCE_TOL,
+    zero_tol: float = 1e-4,
+    working: int | None = None,
+    max_rounds: int = 30,
+) -> MatchingResult:
+    """Solve the information-matching program and round its answer to a selection.
+
+    Parameters
+    ----------
+    fims : ndarray, shape (M, P, P)
+        Fisher information of each candidate at the oracle's label precision.
+    target : ndarray, shape (P, P)
+        ``I_QoI`` (:func:`potforge.information.fisher.qoi_fisher`).
+    cost : ndarray, shape (M,), optional
+        Labelling cost per candidate (:func:`labelling_cost`); default 1.
+    upper : float, ndarray (M,) or None, default=1.0
+        Weight bounds ``u_m`` (1: the oracle's real precision; None: unbounded, as the
+        reference code's default).
+    fixed : ndarray, shape (P, P), optional
+        Information of data labelled already (counted at weight 1, free).
+    solver : {"CLARABEL", "SCS"}, default="CLARABEL"
+    reweight : int, default=0
+        Rounds of reweighted ℓ1 (``s_m ← s_m/(w_m + ε)``) after the first solve, for sparsity.
+    tol : float, default=DOMINANCE_TOL
+        Relative dominance slack.
+    zero_tol : float, default=1e-4
+        Threshold of the reported thresholded count (as the reference code's ``zero_tol``).
+    working : int, optional
+        Initial working-set size of the column generation (default ``max(4r + 50, 200)``,
+        ``r`` the rank of the problem); all candidates when the pool is smaller.
+    max_rounds : int, default=30
+        Column-generation rounds before giving up (a MatchingError).
+
+    Returns
+    -------
+    MatchingResult
+
+    Raises
+    ------
+    InfeasibleError
+        The pool (at its upper weights, plus ``fixed``) cannot cover the target.
+    MatchingError
+        The solver failed, or its answer could not be rounded to a dominating selection.
+    """
+    I, T, F0 = check_fisher(fims, target, fixed)
+    M, P, _ = I.shape
+    solver = str(solver).upper()
+    if solver not in SOLVERS:
+        raise DataError(f"unknown solver {solver!r}; allowed: {', '.join(SOLVERS)}")
+    s = np.ones(M) if cost is None else np.asarray(cost, dtype=float)
+    if s.shape != (M,) or not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise DataError(f"cost must be {M} positive finite numbers")
+    up = None if upper is None else np.broadcast_to(np.asarray(upper, dtype=float), (M,)).copy()
+    if up is not None and (not np.all(np.isfinite(up)) or np.any(up <= 0)):
+        raise DataError("upper weight bounds must be positive and finite (or None)")
+    empty = np.zeros(0, dtype=int)
+
+    met = dominance(F0, T)
+    if met >= -tol:
+        return MatchingResult(
+            np.zeros(M), empty, 0.0, 0.0, 0, met, met, met, "met", solver, 0.0, 0, 0
+        )
+
+    # --- preconditioning: T = D U, one scale --------------------------------------------------
+    B = _basis(I, T, F0)
+    r = B.shape[1]
+    It = np.einsum("pi,mpq,qj->mij", B, I, B, optimize=True)
+    Tt, F0t = B.T @ T @ B, B.T @ F0 @ B
+    norm = np.linalg.norm(Tt, 2)
+    It, Tt, F0t = It / norm, Tt / norm, F0t / norm
+    s_scale = float(s.max())
+    sn = s / s_scale
+
+    # --- feasibility -------------------------------------------------------------------------
+    if up is not None:
+        avail = np.tensordot(up, I, axes=1) + F0
+        if dominance(np.tensordot(up, It, axes=1) + F0t, Tt) < -tol:
+            raise InfeasibleError(
+                "the candidate pool cannot meet the targets even with every candidate labelled",
+                avail,
+            )
+    else:
+        lam, V = np.linalg.eigh(It.sum(axis=0) + F0t)
+        null = V[:, lam < 1e-12 * lam.max()]
+        if null.size and np.linalg.norm(null.T @ Tt @ null) > tol:
+            raise InfeasibleError(
+                "the candidate pool has no information in a direction the targets need",
+                I.sum(axis=0) + F0,
+            )
+
+    # --- column generation --------------------------------------------------------------------
+    R = Tt - F0t
+    score = np.einsum("ij,mij->m", Tt, It) / sn
+    order = np.argsort(-score, kind="stable")
+    size = min(M, working or max(4 * r + 50, 200))
+    if up is not None:  # a feasible start: the shortest score prefix that covers the target
+        lo, hi = 1, M
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if dominance(np.tensordot(up[order[:mid]], It[order[:mid]], axes=1) + F0t, Tt) >= -tol:
+                hi = mid
+            else:
+                lo = mid + 1
+        size = max(size, min(M, lo + r))
+    work = np.zeros(M, dtype=bool)
+    work[order[:size]] = True
+    batch = max(20, r)
+    total_time, rounds, status = 0.0, 0, ""
+    while True:
+        idx = np.flatnonzero(work)
+        w_k, Z, status, seconds = _solve_restricted(
+            It[idx], sn[idx], None if up is None else up[idx], R, solver
+        )
+        total_time += seconds
+        rounds += 1
+        if status not in ("optimal", "optimal_inaccurate"):
+            raise MatchingError(f"the convex solver {solver} ended with status '{status}'")
+        reduced = sn - np.einsum("ij,mij->m", Z, It)
+        reduced[work] = np.inf
+        enter = np.flatnonzero(reduced < -1e-6 * sn)
+        if not enter.size:
+            break
+        if rounds >= max_rounds:
+            raise MatchingError(
+                f"column generation did not converge in {max_rounds} rounds "
+                f"({enter.size} candidates still price in); raise max_rounds or use working=M"
+            )
+        work[enter[np.argsort(reduced[enter])[:batch]]] = True
+
+    w = np.zeros(M)
+    w[idx] = w_k
+    for _ in range(reweight):  # reweighted ℓ1 on the working set: favour the large weights
+        eps = 1e-3 * max(float(w.max()), 1e-12)
+        w_k, Z, status, seconds = _solve_restricted(
+            It[idx], sn[idx] / (w[idx] + eps), None if up is None else up[idx], R, solver
+        )
+        total_time += seconds
+        w = np.zeros(M)
+        w[idx] = w_k
+    objective = float(s @ w)
+    dom_solver = dominance(np.tensordot(w, I, axes=1) + F0, T)
+    w_thr = np.where(w > zero_tol, w, 0.0)
+    dom_thr = dominance(np.tensordot(w_thr, I, axes=1) + F0, T)
+
+    # --- rounding: decreasing weight per cost at full weight, repair, prune ------------------
+    # a selected candidate is labelled at its upper weight (unbounded: at max(1, w), i.e. with
+    # labels √w more precise than the precision its FIM was built with)
+    label_w = np.maximum(1.0, w) if up is None else up
+    positive = np.flatnonzero(w > 1e-9 * max(float(w.max()), 1e-300))
+    ranked = positive[np.argsort(-(w[positive] / s[positive]), kind="stable")]
+    rest = np.setdiff1d(np.arange(M), ranked)
+    rest = rest[np.argsort(-score[rest] * sn[rest] / s[rest] * s_scale, kind="stable")]
+    chain = np.concatenate([ranked, rest])
+    lo, hi = 1, len(chain)
+    if _dominance_of(chain[:hi], I, label_w, F0, T) < -tol:
+        raise MatchingError("no selection from the pool dominates the target after rounding")
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _dominance_of(chain[:mid], I, label_w, F0, T) >= -tol:
+            hi = mid
+        else:
+            lo = mid + 1
+    selected = list(chain[:lo])
+    repaired = max(0, lo - len(ranked))
+    pruned = 0
+    for m in sorted(selected, key=lambda k: (-s[k], w[k])):
+        trial = [k for k in selected if k != m]
+        if trial and _dominance_of(np.array(trial), I, label_w, F0, T) >= -tol:
+            selected, pruned = trial, pruned + 1
+    sel = np.array(selected, dtype=int)
+    dom = _dominance_of(sel, I, label_w, F0, T)
+    Zfull = B @ Z @ B.T / norm * s_scale
+    return MatchingResult(
+        weights=w,
+        selected=sel,
+        objective=objective,
+        cost=float(s[sel].sum()),
+        n_thresholded=int((w > zero_tol).sum()),
+        dominance=dom,
+        dominance_solver=dom_solver,
+        dominance_thresholded=dom_thr,
+        status=status,
+        solver=solver,
+        solve_time=total_time,
+        rounds=rounds,
+        n_working=int(work.sum()),
+        repaired=repaired,
+        pruned=pruned,
+        dual=Zfull,
+    )
+
+
+class InformationMatcher(BaseEstimator):
+    """Smallest-cost non-negative weights whose information covers a target, and the selection.
+
+    Parameters
+    ----------
+    upper : float or None, default=1.0
+        Weight bound (1 = the oracle's real label precision).
+    solver : {"CLARABEL", "SCS"}, default="CLARABEL"
+    reweight : int, default=0
+        Rounds of reweighted ℓ1.
+    tol : float, default=DOMINANCE_TOL
+        Relative dominance slack.
+
+    Attributes
+    ----------
+    weights_ : ndarray, shape (M,)
+    selected_ : ndarray of int
+    result_ : MatchingResult
+    """
+
+    def __init__(
+        self,
+        *,
+        upper: float | None = 1.0,
+        solver: str = "CLARABEL",
+        reweight: int = 0,
+        tol: float = DOMINANCE_TOL,
+    ):
+        self.upper = upper
+        self.solver = solver
+        self.reweight = reweight
+        self.tol = tol
+
+    def fit(self, fims, target, cost=None, fixed=None) -> InformationMatcher:
+        """Solve for candidate FIMs (M, P, P) and target (P, P); ``cost`` (M,), ``fixed`` (P, P)."""
+        self.result_ = solve_matching(
+            fims,
+            target,
+            cost=cost,
+            upper=self.upper,
+            fixed=fixed,
+            solver=self.solver,
+            reweight=self.reweight,
+            tol=self.tol,
+        )
+        self.weights_ = self.result_.weights
+        self.selected_ = self.result_.selected
+        return self
