@@ -15,7 +15,7 @@ import signal
 import sys
 import warnings
 
-COMMANDS = ("fit", "eval", "uq", "demo", "label", "db", "properties")
+COMMANDS = ("fit", "eval", "uq", "demo", "label", "db", "properties", "select", "fisher")
 """Modules of ``potforge.commands`` that register a verb, in help order."""
 
 

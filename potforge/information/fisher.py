@@ -183,7 +183,9 @@ def target_covariance(
         )
     C = np.eye(len(d)) if correlation is None else np.asarray(correlation, dtype=float)
     if C.shape != (len(d), len(d)) or not np.allclose(C, C.T) or np.any(np.diag(C) != 1):
-        raise DataError(f"correlation must be a symmetric ({len(d)}, {len(d)}) matrix, unit diagonal")
+        raise DataError(
+            f"correlation must be a symmetric ({len(d)}, {len(d)}) matrix, unit diagonal"
+        )
     if np.linalg.eigvalsh(C).min() <= 0:
         raise DataError("correlation matrix of the targets must be positive definite")
     return d[:, None] * C * d[None, :]
@@ -392,7 +394,11 @@ def analyse(
         frac = information_fraction(F, J, covariance)
         tol = np.sqrt(np.diag(covariance))
         for i, name in enumerate(qn):
-            qoi[name] = {"sigma": float(sig[i]), "tolerance": float(tol[i]), "fraction": float(frac[i])}
+            qoi[name] = {
+                "sigma": float(sig[i]),
+                "tolerance": float(tol[i]),
+                "fraction": float(frac[i]),
+            }
     return Analysis(lam, cond, n_null, sloppy, qoi)
 
 

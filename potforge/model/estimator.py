@@ -290,9 +290,9 @@ class LinearPotential:
         y : ignored
             For scikit-learn compatibility.
         designs : sequence of StructureDesign, optional
-            Precomputed designs of ``structures`` (from :meth:`structure_designs` after
-            :meth:`setup` on the same structures), to share one descriptor pass with
-            :meth:`fit_posterior`.
+            Precomputed designs of ``structures`` (from :meth:`structure_designs`), to share
+            one descriptor pass with :meth:`fit_posterior`.  The terms they came from are kept
+            (no new :meth:`setup`): e.g. terms prepared on a whole candidate pool.
         progress : bool or None, default=None
             Progress bar over the descriptor pass: None shows it on a terminal only.
 
@@ -309,7 +309,8 @@ class LinearPotential:
         check_loss(self.loss, self.huber_delta)
         structures = _checked_training(structures, "the training set is empty")
         t0 = time.perf_counter()
-        self.setup(structures)
+        if designs is None or not hasattr(self, "terms_"):
+            self.setup(structures)  # given designs come from the terms already built: keep them
         designs = self._training_designs(structures, designs, progress)
         t1 = time.perf_counter()
         dm = assemble(designs, structures)

@@ -1,0 +1,418 @@
+"""The information-matching loop: label the fewest structures that meet the targets.
+
+One iteration (every stage checkpointed in the store, :class:`potforge.data.checkpoint.Checkpoint`):
+
+1. ``label``   — the structures chosen last (the initial set at iteration 0) go through the
+   labelling engine into the store; already-labelled ones are not recomputed;
+2. ``fit``     — the model is fitted to every labelled structure (its terms prepared once on
+   the whole pool, so the candidates' design rows do not change);
+3. ``targets`` — values and exact dQ/dθ of the target QoIs at the new θ (the data FIM of a
+   linear model does not depend on θ; the QoI Jacobians do, through the relaxations);
+4. ``select``  — the matching program over the unlabelled pool with the labelled information
+   as a fixed part; empty when the labelled data already meets every target.
+
+It stops when the targets are met (nothing left to select), when the budget of oracle calls is
+spent, or after ``max_iterations``.  A process killed at any moment resumes where it stopped:
+finished stages are read back, and labelling only computes what the store lacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from sklearn.base import clone
+
+from potforge.data.checkpoint import Checkpoint
+from potforge.data.store import Store
+from potforge.data.structures import structure_hash
+from potforge.errors import DataError
+from potforge.information.fisher import (
+    candidate_owners,
+    dominance,
+    predicted_sigma,
+    structure_fisher,
+)
+from potforge.information.matching import (
+    InfeasibleError,
+    labelling_cost,
+    solve_matching,
+)
+from potforge.information.targets import (
+    TargetInformation,
+    Targets,
+    explain_shortfall,
+    target_information,
+)
+from potforge.oracles import Oracle, make_oracle
+from potforge.oracles.labelling import label
+from potforge.progress import Progress
+from potforge.properties.base import InstabilityError, RelaxationError
+
+LOOP = "information-matching"
+INIT_RULES = ("random", "smallest", "first")
+"""Rules for the initial set: a seeded random draw, the cheapest (fewest atoms, then pool
+order), or the first N of the pool."""
+
+
+def pool_fisher(
+    model, pool: Sequence[Atoms], precision, progress: bool | None = None, chunk: int = 100
+):
+    """Per-structure Fisher information of a pool at a label precision, shape (M, P, P).
+
+    ``model`` must be set up (``model.setup(pool)``); designs are computed and reduced a chunk
+    at a time, so memory stays at one chunk's rows.
+    """
+    out = []
+    bar = Progress(len(pool), "Fisher information", "structures", progress, leave=False)
+    try:
+        for i in range(0, len(pool), chunk):
+            part = list(pool[i : i + chunk])
+            dm = model.design_rows(part)
+            owner, _ = candidate_owners(dm.row_type, dm.structure)
+            out.append(structure_fisher(dm.A, precision.row_weights(dm.row_type), owner, len(part)))
+            bar.update(len(part))
+        done = True
+    finally:
+        bar.close(locals().get("done", False))
+    return np.concatenate(out) if out else np.zeros((0, model.n_params, model.n_params))
+
+
+def initial_set(n_atoms: np.ndarray, n: int, rule: str = "random", seed: int = 0) -> list[int]:
+    """Indices of the initial structures by a stated rule (:data:`INIT_RULES`)."""
+    m = len(n_atoms)
+    if not 0 < n <= m:
+        raise DataError(f"--init must lie in 1..{m} (the pool size), got {n}")
+    if rule == "random":
+        return sorted(np.random.default_rng(seed).choice(m, n, replace=False).tolist())
+    if rule == "smallest":
+        return np.argsort(n_atoms, kind="stable")[:n].tolist()
+    if rule == "first":
+        return list(range(n))
+    raise DataError(f"unknown initial-set rule {rule!r}; allowed: {', '.join(INIT_RULES)}")
+
+
+@dataclass
+class Iteration:
+    """What one iteration of the loop found (also its stored stage outputs)."""
+
+    iteration: int
+    n_labelled: int
+    oracle_calls: int
+    coef: np.ndarray
+    values: dict[str, float]
+    sigma: dict[str, float]
+    tolerance: dict[str, float]
+    selected: list[str]
+    weights: list[float]
+    cost: float
+    met: bool
+    solve: dict[str, Any] = field(default_factory=dict)
+    indirect: dict[str, dict[str, float]] = field(default_factory=dict)
+    unstable: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "iteration": self.iteration,
+            "n_labelled": self.n_labelled,
+            "oracle_calls": self.oracle_calls,
+            "coef": [float(c) for c in self.coef],
+            "values": self.values,
+            "sigma": self.sigma,
+            "tolerance": self.tolerance,
+            "met": self.met,
+            "selected": self.selected,
+            "weights": self.weights,
+            "cost": self.cost,
+            "solve": self.solve,
+            "indirect": self.indirect,
+            "unstable": self.unstable,
+        }
+
+
+@dataclass
+class SelectionResult:
+    """The loop's outcome.
+
+    Attributes
+    ----------
+    model : LinearPotential
+        Fitted to every labelled structure.
+    iterations : list of Iteration
+    labelled : list of str
+        Structure hashes labelled, in the order chosen.
+    stop : str
+        ``"met"``, ``"budget"``, ``"iterations"``.
+    pool_hashes : list of str
+    fims : ndarray, shape (M, P, P)
+    info : TargetInformation
+        At the final θ.
+    failed : list of str
+        Hashes whose labelling failed (never selected again).
+    pool : list of ase.Atoms
+        The candidates, one per distinct structure (``pool_hashes`` in order).
+    n_duplicates : int
+        Structures of the given pool dropped as repeats of an earlier one.
+    """
+
+    model: Any
+    iterations: list[Iteration]
+    labelled: list[str]
+    stop: str
+    pool_hashes: list[str]
+    fims: np.ndarray
+    info: TargetInformation
+    failed: list[str] = field(default_factory=list)
+    pool: list[Atoms] = field(default_factory=list)
+    n_duplicates: int = 0
+
+    @property
+    def data_fisher(self) -> np.ndarray:
+        """Information of the labelled structures, (P, P)."""
+        idx = [self.pool_hashes.index(h) for h in self.labelled if h not in self.failed]
+        return self.fims[idx].sum(axis=0) if idx else np.zeros(self.fims.shape[1:])
+
+
+def _digest(hashes: Sequence[str]) -> str:
+    return hashlib.sha256("".join(hashes).encode()).hexdigest()[:16]
+
+
+def run_selection(
+    model,
+    pool: Sequence[Atoms],
+    targets: Targets,
+    oracle: Oracle | str,
+    store: Store | str,
+    *,
+    element: str | None = None,
+    init: int = 5,
+    init_rule: str = "random",
+    seed: int = 0,
+    budget: int | None = None,
+    max_iterations: int = 20,
+    solver: str = "CLARABEL",
+    reweight: int = 0,
+    label_options: dict[str, Any] | None = None,
+    observer: Callable[[Iteration], None] | None = None,
+    progress: bool | None = None,
+    loop: str = LOOP,
+) -> SelectionResult:
+    """Run (or resume) the information-matching loop.
+
+    Parameters
+    ----------
+    model : LinearPotential
+        Unfitted template (its parameters define the model; a clone is fitted).
+    pool : sequence of ase.Atoms
+        Candidate structures, unlabelled.
+    targets : Targets
+    oracle : Oracle or str
+    store : Store or str
+        The campaign database: candidates, labels, selections and the loop's state.
+    element : str, optional
+        Element of the property suite (default: the model's only element).
+    init : int, default=5
+        Size of the initial labelled set.
+    init_rule : {"random", "smallest", "first"}, default="random"
+    seed : int, default=0
+        Seed of the random initial set.
+    budget : int, optional
+        Most oracle calls (labelled structures, initial set included).
+    max_iterations : int, default=20
+    solver, reweight
+        Passed to :func:`~potforge.information.matching.solve_matching`.
+    label_options : dict, optional
+        Keyword arguments of :func:`~potforge.oracles.labelling.label` (workers, timeout...).
+    observer : callable, optional
+        Called with each finished :class:`Iteration` (progress lines).
+    progress : bool or None
+        Bars on a terminal (None) or not.
+    loop : str
+        The loop's name in the store.
+
+    Returns
+    -------
+    SelectionResult
+
+    Raises
+    ------
+    InfeasibleError
+        The pool cannot meet a target (one sentence naming it); what is labelled stays.
+    """
+    oracle = make_oracle(oracle) if isinstance(oracle, str) else oracle
+    store = store if isinstance(store, Store) else Store(store)
+    pool = list(pool)
+    if not pool:
+        raise DataError("the candidate pool is empty")
+    if budget is not None and budget < init:
+        raise DataError(f"--budget {budget} is smaller than --init {init}")
+    seen: dict[str, int] = {}
+    for i, a in enumerate(pool):
+        seen.setdefault(structure_hash(a), i)  # the same structure twice is one candidate
+    n_duplicates = len(pool) - len(seen)
+    pool, hashes = [pool[i] for i in seen.values()], list(seen)
+    template = clone(model)
+    prepared = clone(model).setup(pool)
+    element = element or prepared.elements_[0]
+    if len(prepared.elements_) != 1 and element is None:
+        raise DataError("give element= for a model of several elements")
+    n_atoms = np.array([len(a) for a in pool])
+    cost = labelling_cost(n_atoms, targets.cost)
+    settings = {
+        "targets": targets.to_dict(),
+        "model": {k: str(v) for k, v in template.get_params().items() if k != "n_jobs"},
+        "oracle": oracle.key,
+        "pool": _digest(hashes),
+        "init": init,
+        "init_rule": init_rule,
+        "seed": seed,
+        "budget": budget,
+        "solver": solver,
+        "reweight": reweight,
+    }
+    ck = Checkpoint(store, loop, settings)
+    ck.run("pool", 0, lambda st: st.add_candidates(pool, method="pool") and len(pool))
+    first = initial_set(n_atoms, init, init_rule, seed)
+    ck.run(
+        "init", 0, lambda st: st.record_selection([hashes[i] for i in first], [1.0] * init, "init")
+    )
+    fims = pool_fisher(prepared, pool, targets.precision, progress)
+    index = {h: i for i, h in enumerate(hashes)}
+    chosen: list[str] = [hashes[i] for i in first]
+    failed: list[str] = []
+    lab_kw = dict(label_options or {})
+    lab_kw.setdefault("progress", bool(progress))
+    iterations: list[Iteration] = []
+    stop, fitted = "iterations", prepared
+    info: TargetInformation | None = None
+
+    for it in range(max_iterations):
+        batch = chosen if it == 0 else iterations[-1].selected
+
+        def do_label(st, batch=batch):
+            if batch:
+                label(st.store.candidates(hashes=batch), oracle, st.store, **lab_kw)
+            states = st.store.candidate_statuses(oracle.key)
+            return {h: states.get(h, "candidate") for h in batch}
+
+        states = ck.run("label", it, do_label)
+        failed += [h for h, s in states.items() if s != "ok"]
+        if it > 0:
+            chosen += batch
+        ok = [h for h in chosen if h not in failed]
+        by_hash = {a.info.get("structure_hash"): a for a in store.to_atoms("ok", oracle.spec)}
+        missing = [h for h in ok if h not in by_hash]
+        if missing:
+            raise DataError(f"{len(missing)} labelled structure(s) are missing from {store.name}")
+        train = [by_hash[h] for h in ok]
+
+        def do_fit(st, train=train):
+            m = clone(prepared)
+            m.terms_, m.elements_ = prepared.terms_, prepared.elements_
+            m.fit(train, designs=m.structure_designs(train))
+            return [float(c) for c in m.coef_]
+
+        coef = np.asarray(ck.run("fit", it, do_fit))
+        fitted = clone(prepared)
+        fitted.terms_, fitted.elements_ = prepared.terms_, prepared.elements_
+        fitted.coef_ = coef
+
+        def do_targets(st, m=fitted):
+            try:
+                return target_information(m, element, targets, progress).to_dict()
+            except (RelaxationError, InstabilityError) as exc:  # a model fitted to few labels
+                return {"unstable": str(exc)}
+
+        stored = ck.run("targets", it, do_targets)
+        F_lab = fims[[index[h] for h in ok]].sum(axis=0) if ok else np.zeros(fims.shape[1:])
+        spent = len(chosen)
+        left = None if budget is None else budget - spent
+        unstable = stored.get("unstable")
+        free = np.array([i for i, h in enumerate(hashes) if h not in set(chosen)], dtype=int)
+        if unstable is None:
+            info = TargetInformation.from_dict(stored)
+            sigma = predicted_sigma(F_lab, info.jacobian)
+            tolerance = info.tolerance
+        else:
+            sigma = tolerance = np.full(len(targets.names), np.nan)
+            if not free.size:
+                raise DataError(
+                    f"the model fitted to all {len(ok)} labelled structures still cannot compute "
+                    f"the targets: {unstable}"
+                )
+
+        def do_select(st, F_lab=F_lab, info=info, left=left, free=free, it=it, why=unstable):
+            if why is not None:  # label more by the initial rule, then try again
+                n = len(first) if left is None else min(len(first), left)
+                more = [
+                    int(free[i])
+                    for i in initial_set(n_atoms[free], min(n, free.size), init_rule, seed + it + 1)
+                ]
+                sel = [hashes[i] for i in more]
+                st.record_selection(sel, None, "init-more")
+                return {"selected": sel, "weights": [None] * len(sel), "solve": {}, "met": False}
+            met = bool(dominance(F_lab, info.fisher) >= -1e-6)
+            if met or not free.size or left == 0:
+                return {"selected": [], "weights": [], "solve": {}, "met": met}
+            try:
+                res = solve_matching(
+                    fims[free],
+                    info.fisher,
+                    cost=cost[free],
+                    fixed=F_lab,
+                    solver=solver,
+                    reweight=reweight,
+                )
+            except InfeasibleError as exc:
+                why = explain_shortfall(exc.available, info)
+                raise InfeasibleError(why, exc.available) from None
+            keep = res.selected if left is None else res.selected[:left]
+            sel = [hashes[i] for i in free[keep]]
+            wts = [float(x) for x in res.weights[keep]]
+            st.record_selection(sel, wts)
+            solve = res.summary() | {"selected": None}
+            return {"selected": sel, "weights": wts, "solve": solve, "met": False}
+
+        t0 = time.perf_counter()
+        out = ck.run("select", it, do_select)
+        out["solve"].setdefault("wall", time.perf_counter() - t0)
+        ind = {}
+        for name, d in info.indirect.items() if unstable is None and info else ():
+            s = float(predicted_sigma(F_lab, np.asarray(d["gradient"])[None, :])[0])
+            ind[name] = {"value": d["value"], "sigma": s, "tolerance": d["tolerance"]}
+        step = Iteration(
+            iteration=it,
+            n_labelled=len(ok),
+            oracle_calls=spent,
+            coef=coef,
+            values=dict(zip(targets.names, map(float, stored.get("values", sigma)), strict=True)),
+            sigma=dict(zip(targets.names, map(float, sigma), strict=True)),
+            tolerance=dict(zip(targets.names, map(float, tolerance), strict=True)),
+            selected=list(out["selected"]),
+            weights=list(out["weights"]),
+            cost=float(cost[[index[h] for h in chosen]].sum()),
+            met=bool(out["met"]),
+            solve=out["solve"],
+            indirect=ind,
+            unstable=unstable,
+        )
+        iterations.append(step)
+        if observer is not None:
+            observer(step)
+        if step.met:
+            stop = "met"
+            break
+        if not step.selected:
+            stop = "budget" if left is not None and left <= 0 else "exhausted"
+            break
+    if info is None:
+        raise DataError("no iteration computed the targets (raise --max-iterations)")
+    return SelectionResult(
+        fitted, iterations, chosen, stop, hashes, fims, info, failed, pool, n_duplicates
+    )
