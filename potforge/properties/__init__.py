@@ -1,9 +1,10 @@
 """Material properties (quantities of interest) of any ASE calculator.
 
 Lattice constants and cohesive energy, E–V curve and bulk modulus, elastic constants, vacancy and
-self-interstitial formation energies, surface energies, generalized stacking faults, phonons and
-competing phases, for bcc, fcc and hcp ground states.  Use :func:`run_suite` / :data:`REGISTRY`
-by name, or :class:`PropertySuite` for arrays (E–V curve, 6×6 tensor, GSF curves, dispersion).
+self-interstitial formation energies, surface energies, generalized stacking faults, phonons,
+competing phases and (only when named) the relaxed ideal shear strength, for bcc, fcc and hcp
+ground states.  Use :func:`run_suite` / :data:`REGISTRY` by name, or :class:`PropertySuite` for
+arrays (E–V curve, 6×6 tensor, GSF curves, dispersion, ideal-shear path).
 Work is shared through a suite the caller keeps (``suite=``; there is no global cache), and
 relaxations can be recorded or replaced by a hook passed explicitly (``hook=``).
 

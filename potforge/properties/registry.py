@@ -52,6 +52,9 @@ class QoI:
         :class:`PropertySuite` and the full, checked settings (:func:`resolve_settings`).
     lattices : tuple of str
         Ground-state lattices where it is defined.
+    default : bool
+        In the default set of its lattices (:func:`default_qois`); expensive QoIs are computed
+        only when asked for by name.
     """
 
     name: str
@@ -59,6 +62,7 @@ class QoI:
     description: str
     func: Callable[[PropertySuite, dict[str, Any]], float]
     lattices: tuple[str, ...] = ALL
+    default: bool = True
 
     def __call__(
         self, calc, element: str, *, suite: PropertySuite | None = None, **settings
@@ -185,6 +189,13 @@ def _bmod(suite, s):
     return suite.bulk_modulus(s["ev_span"]) * EV_A3_TO_GPA
 
 
+def _tau_ideal(plane: str) -> Callable[..., float]:
+    def func(suite, s):
+        return suite.ideal_shear_strength(plane, s["shear_step"], s["shear_max"]) * EV_A3_TO_GPA
+
+    return func
+
+
 def _evac(suite, s):
     return suite.vacancy_formation_energy(s["vacancy_size"])
 
@@ -240,6 +251,14 @@ _ENTRIES = [
         ("bcc", "fcc"),
     ),
     QoI("dE_A15", "eV/atom", "A15 energy relative to the ground state", _phase("A15")),
+    QoI(
+        "tau_ideal_110",
+        "GPa",
+        "relaxed ideal shear strength <111>{110} (not in the default set)",
+        _tau_ideal("110"),
+        ("bcc",),
+        default=False,
+    ),
 ]
 
 REGISTRY: dict[str, QoI] = {q.name: q for q in _ENTRIES}
@@ -260,8 +279,9 @@ def get_qoi(name: str) -> QoI:
 
 
 def default_qois(lattice: str) -> list[str]:
-    """Every QoI defined for a ground-state ``lattice``, in registry order."""
-    return [q.name for q in _ENTRIES if lattice in q.lattices]
+    """Every default QoI defined for a ground-state ``lattice``, in registry order (the
+    expensive ones, ``default=False`` such as ``tau_ideal_110``, only when named)."""
+    return [q.name for q in _ENTRIES if lattice in q.lattices and q.default]
 
 
 def compute_qoi(
@@ -280,8 +300,8 @@ def check_request(
 ) -> tuple[list[str], dict[str, Any]]:
     """Check a request before any work: every setting (:mod:`~potforge.properties.settings`),
     every QoI name (unknown ones name the closest) and that each QoI is defined for the
-    ground-state lattice.  Returns the QoI names (default: all of that lattice) and the full
-    settings.
+    ground-state lattice.  Returns the QoI names (default: :func:`default_qois` of that
+    lattice) and the full settings.
 
     Raises
     ------
@@ -321,7 +341,7 @@ def run_suite(
     calc : ase.calculators.calculator.Calculator
     element : str
     qois : iterable of str, optional
-        Names (default: all defined for the element's ground-state lattice).
+        Names (default: :func:`default_qois` of the element's ground-state lattice).
     progress : bool or None
         A bar over the QoIs (:mod:`potforge.progress`): always (True), never (False), or on a
         terminal only, with a start and a done line in a log (None).

@@ -119,6 +119,18 @@ SETTINGS: dict[str, Setting] = {
             "phonon_supercell", 4, Integer(low=1), "phonon supercell, conventional cells per edge"
         ),
         Setting(
+            "shear_step",
+            0.02,
+            Real(low=0, high=0.1, low_open=True),
+            "engineering shear step of the ideal-shear scan (tau_ideal_110)",
+        ),
+        Setting(
+            "shear_max",
+            0.3,
+            Real(low=0, high=1, low_open=True),
+            "largest engineering shear of the ideal-shear scan (tau_ideal_110)",
+        ),
+        Setting(
             "check_stability",
             False,
             Boolean(),
@@ -151,11 +163,16 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
         A key that is not a setting (the message names the closest valid one).
     SettingError
         A value of the wrong type or outside its range (the message names the setting, the
-        value and what is allowed).
+        value and what is allowed), or a ``shear_max`` below two ``shear_step``.
     """
     out = {name: s.default for name, s in SETTINGS.items()}
     for name, value in settings.items():
         out[name] = setting(name).check(value)
+    if out["shear_max"] < 2 * out["shear_step"]:
+        raise SettingError(
+            f"{option_name('setting')} shear_max must be at least 2 × shear_step "
+            f"({2 * out['shear_step']:g}), got {out['shear_max']!r}"
+        )
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from potforge.properties import bulk as _bulk
-from potforge.properties import defects, elastic, phonons, stacking, surfaces
+from potforge.properties import defects, elastic, phonons, shear, stacking, surfaces
 from potforge.properties.base import check_element, ground_state
 from potforge.properties.relax import FMAX, STEPS, RelaxationHook
 from potforge.properties.structures import PHASES, bulk_phase
@@ -236,6 +236,37 @@ class PropertySuite:
     ) -> float:
         """Unstable stacking-fault energy on ``plane``, eV/Å²."""
         return stacking.unstable_fault_energy(*self.gsf_curve(plane, n_points, thickness))
+
+    # --- ideal strength -------------------------------------------------------------------
+    def ideal_shear(
+        self, plane: str = "110", step: float = 0.02, gamma_max: float = 0.3
+    ) -> shear.IdealShear:
+        """Relaxed ideal-shear path ⟨111⟩{``plane``} of the bcc ground state and its maximum
+        (:func:`~potforge.properties.shear.ideal_shear_strength`; its Newton relaxations in
+        strain do not go through :attr:`hook`); the relaxed cell at the maximum is recorded in
+        :attr:`structures`."""
+        key = ("shear", plane, step, gamma_max)
+
+        def compute():
+            self.structures[key] = []
+            return shear.ideal_shear_strength(
+                self.calc,
+                self.ground(),
+                plane,
+                step=step,
+                gamma_max=gamma_max,
+                fmax=self.fmax,
+                steps=self.steps,
+                keep=self.structures[key],
+            )
+
+        return self._cached(key, compute)
+
+    def ideal_shear_strength(
+        self, plane: str = "110", step: float = 0.02, gamma_max: float = 0.3
+    ) -> float:
+        """Relaxed ideal shear strength ⟨111⟩{``plane``} (bcc), eV/Å³."""
+        return self.ideal_shear(plane, step, gamma_max).tau_star
 
     # --- phonons --------------------------------------------------------------------------
     def phonons(self, supercell: int = 4, check_stability: bool = False) -> phonons.PhononResult:

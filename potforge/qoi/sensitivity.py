@@ -14,7 +14,9 @@ produced (:attr:`PropertySuite.structures`):
   structure built from the ground-state lattice (defect cells, slabs, strained cells, phonon
   supercells) inherits that strain, which adds ``V σ : dε*/dθ`` to its energy derivative.
   Relaxed-ion stresses (elastic constants of non-Bravais cells) add ``Λ H⁺ ∂F/∂θ`` with
-  ``Λ = ∂σ/∂X``; Bravais lattices have ``∂F/∂θ = 0`` by symmetry and skip it.
+  ``Λ = ∂σ/∂X``; Bravais lattices have ``∂F/∂θ = 0`` by symmetry and skip it.  The ideal
+  shear strength, a maximum over γ of a stress whose five other components are relaxed to
+  zero, needs only the last: ``dε⊥/dθ = −(∂σ⊥/∂ε⊥)⁻¹ ∂σ⊥/∂θ`` at the maximum.
 * **Linearity at fixed structure** — phonon force constants are linear in θ, so
   ``dν/dθ = e†(∂D/∂θ)e / (2ν)`` (averaged over a degenerate set), and the elastic tensor and
   Birch–Murnaghan fit are differentiated through their (explicit) formulas.
@@ -56,6 +58,7 @@ from potforge.properties.registry import (
     suite_for,
 )
 from potforge.properties.relax import RelaxationHook
+from potforge.properties.shear import OTHER, SHEAR, strain_stiffness
 from potforge.properties.stacking import unstable_fault_energy
 from potforge.qoi.fast import twin_of
 
@@ -397,6 +400,27 @@ class Sensitivity:
     def _phonon(self, name: str) -> np.ndarray:
         return _phonon_gradient(self, name.split("_", 1)[1])
 
+    # ideal strength ------------------------------------------------------------------------
+    def _tau_ideal(self, name: str) -> np.ndarray:
+        """dτ*/dθ of the relaxed ideal shear strength (:mod:`potforge.properties.shear`).
+
+        At the maximum ``dτ/dγ = 0`` along the relaxed path, so γ* moving with θ adds nothing;
+        the five relaxed strains obey ``σ⊥(γ*, ε⊥; θ) = 0``, so ``dε⊥/dθ = −(∂σ⊥/∂ε⊥)⁻¹
+        ∂σ⊥/∂θ`` and ``dτ*/dθ = ∂τ/∂θ + (∂τ/∂ε⊥) dε⊥/dθ``: the stress rows of the relaxed cell
+        at the maximum and its strain stiffness (central differences at fixed θ).  The ground-
+        state lattice adds nothing: a uniform scaling ``1 + e`` of the reference maps the path
+        onto itself with ``γ → (1 + e) γ``, which leaves the maximum unchanged.
+        """
+        s = self.settings
+        plane = name.rsplit("_", 1)[1]
+        result = self.suite.ideal_shear(plane, s["shear_step"], s["shear_max"])
+        (atoms,) = self.suite.structures[("shear", plane, s["shear_step"], s["shear_max"])]
+        rows = self.stress_rows(atoms)  # ∂σ/∂θ (6, P), slip frame
+        jac = strain_stiffness(self.fd_calc, result.reference, result.point.strain)
+        o = list(OTHER)
+        deps = -np.linalg.solve(jac[np.ix_(o, o)], rows[o])  # dε⊥/dθ (5, P)
+        return EV_A3_TO_GPA * (rows[SHEAR] + jac[SHEAR, o] @ deps)
+
 
 def _explicit_jacobian(func: Callable, x: np.ndarray, y: np.ndarray, rel: float = 1e-7):
     """Central-difference Jacobians of a cheap explicit ``func(x, y) -> float`` w.r.t. x and y
@@ -524,5 +548,6 @@ _GRADIENTS: dict[str, Callable[[Sensitivity, str], np.ndarray]] = {
     "isf": Sensitivity._isf,
     "nu": Sensitivity._phonon,
     "dE": Sensitivity._phase,
+    "tau_ideal": Sensitivity._tau_ideal,
 }
 """QoI name (or ``prefix_``) → gradient method."""

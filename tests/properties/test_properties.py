@@ -227,6 +227,8 @@ BAD_SETTINGS = [
     ("gsf_points", 2, "an integer ≥ 3"),
     ("gsf_thickness", None, "a number > 0"),
     ("phonon_supercell", 0, "an integer ≥ 1"),
+    ("shear_step", 0, "a number > 0 and ≤ 0.1"),
+    ("shear_max", 1.5, "a number > 0 and ≤ 1"),
     ("check_stability", "maybe", "true or false"),
     ("check_stability", 1, "true or false"),
     ("structure", "bcd", "one of bcc, fcc, hcp or none"),

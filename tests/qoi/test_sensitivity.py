@@ -197,3 +197,25 @@ def test_lammps_twin_stands_in_only_where_it_is_the_same_potential(w_data):
     assert np.abs(s1 - s0).max() < 1e-10 * np.abs(s0).max()
     pair = LinearPotential("pair(n_basis=6,rcut=5.0)+embed(n_basis=4,rcut=5.0)+const")
     assert isinstance(fast_calculator(pair.fit(w_data)), PotentialCalculator)
+
+
+def test_ideal_shear_strength_gradient_matches_finite_differences(w_data):
+    """dτ*/dθ of the relaxed ideal shear strength ⟨111⟩{110}: stress rows of the cell at the
+    maximum and implicit differentiation of the five relaxed strains (no γ* term, no
+    ground-state lattice term), against central differences in θ that recompute everything —
+    along a random direction and along the largest components."""
+    model = LinearPotential("snap(twojmax=4,rcutfac=4.7)+zbl(inner=1.0,outer=1.6)+const")
+    model.fit(w_data)
+    settings = dict(fmax=1e-7, steps=3000)
+    errors = fd_check(model, "W", ["a0", "tau_ideal_110"], settings, seed=2)
+    assert errors["tau_ideal_110"] < TOL, errors
+    value, grad = Sensitivity(model, "W", **settings).gradient("tau_ideal_110")
+    theta = model.coef_
+    for k in np.argsort(-np.abs(grad * theta))[:2]:
+        h = 1e-4 * abs(value) / abs(grad[k])
+        step = h * np.eye(len(theta))[k]
+        plus, minus = (
+            compute_qoi("tau_ideal_110", model.as_calculator(theta + s * step), "W", **settings)
+            for s in (1.0, -1.0)
+        )
+        assert grad[k] == pytest.approx((plus - minus) / (2 * h), rel=TOL), k
