@@ -12,9 +12,10 @@ so that no weight asks a label to be more precise than the oracle delivers.
 How it is solved here (:func:`solve_matching`):
 
 * **Preconditioning that leaves the answer alone** — every matrix is congruence-transformed by
-  ``T = D U`` (``D`` the Jacobi scaling of the total information, ``U`` an orthonormal basis of
-  its range) and all are scaled by one number; ``Tᵀ X T ⪰ 0 ⇔ X ⪰ 0`` on the range, and
-  outside it every matrix vanishes, so the feasible weights are exactly the same.
+  ``B = D U Λ^{-1/2}`` (``D`` the Jacobi scaling of the total information, ``U Λ Uᵀ`` its
+  eigen-decomposition on its range) and all are scaled by one number; ``Bᵀ X B ⪰ 0 ⇔ X ⪰ 0``
+  on the range, and outside it every matrix vanishes, so the feasible weights are exactly the
+  same, while the solver sees the total information as the identity.
 * **Column generation** — the program is solved on a working set of candidates; the dual
   matrix ``Z`` of the matrix inequality prices every other candidate (reduced cost
   ``s_m − ⟨Z, I_m⟩``); those that could lower the cost join, until none can.  The answer is
@@ -205,17 +206,31 @@ def check_fisher(fims: Any, target: Any, fixed: Any = None) -> tuple[np.ndarray,
     return I, T, F0
 
 
-def _basis(I: np.ndarray, T: np.ndarray, F0: np.ndarray) -> np.ndarray:
-    """``T = D U`` (P, r): Jacobi scaling and an orthonormal basis of the range of everything."""
+def _basis(I: np.ndarray, T: np.ndarray, F0: np.ndarray, tol: float) -> np.ndarray:
+    """``B = D U Λ^{-1/2}`` (P, r): Jacobi scaling, then the whitening of the range of the pool
+    and fixed information, so that their sum is the identity in the new coordinates.
+
+    Raises :class:`InfeasibleError` when the target needs a direction outside that range.
+    """
     S = I.sum(axis=0)
-    S = S / max(np.linalg.norm(S), 1e-300) + T / np.linalg.norm(T)
+    S = S / max(np.linalg.norm(S), 1e-300)
     if np.any(F0):
         S = S + F0 / np.linalg.norm(F0)
     d = np.diag(S).copy()
     D = np.where(d > 1e-14 * d.max(), 1.0 / np.sqrt(np.where(d > 0, d, 1.0)), 0.0)
     lam, U = np.linalg.eigh(D[:, None] * S * D[None, :])
     keep = lam > 1e-12 * lam.max()
-    return D[:, None] * U[:, keep]
+    # the target may not need a null direction of S: v = D u (u null in the scaled metric) or
+    # an axis whose diagonal is zero
+    null = np.hstack([D[:, None] * U[:, ~keep], np.eye(len(D))[:, D == 0]])
+    if null.size:
+        N, _ = np.linalg.qr(null)
+        if np.linalg.norm(N.T @ (T / np.linalg.norm(T)) @ N) > max(tol, 1e-8):
+            raise InfeasibleError(
+                "the candidate pool has no information in a direction the targets need",
+                I.sum(axis=0) + F0,
+            )
+    return D[:, None] * U[:, keep] / np.sqrt(lam[keep])
 
 
 def _dominance_of(idx: np.ndarray, I: np.ndarray, up: np.ndarray, F0: np.ndarray, T: np.ndarray):
@@ -322,8 +337,8 @@ def solve_matching(
             np.zeros(M), empty, 0.0, 0.0, 0, met, met, met, "met", solver, 0.0, 0, 0
         )
 
-    # --- preconditioning: T = D U, one scale --------------------------------------------------
-    B = _basis(I, T, F0)
+    # --- preconditioning: congruence by B, one scale, weights in units of α ------------------
+    B = _basis(I, T, F0, tol)
     r = B.shape[1]
     It = np.einsum("pi,mpq,qj->mij", B, I, B, optimize=True)
     Tt, F0t = B.T @ T @ B, B.T @ F0 @ B
@@ -331,6 +346,14 @@ def solve_matching(
     It, Tt, F0t = It / norm, Tt / norm, F0t / norm
     s_scale = float(s.max())
     sn = s / s_scale
+    # α: the uniform weight at which the whole pool covers the target; the solver works with
+    # v = w/α (every v_m = 1 is feasible), so tiny or huge weights are O(1) numbers to it
+    lam, V = np.linalg.eigh(It.sum(axis=0))
+    keep = lam > 1e-12 * lam.max()
+    Wh = V[:, keep] / np.sqrt(lam[keep])
+    alpha = max(float(np.linalg.eigvalsh(Wh.T @ (Tt - F0t) @ Wh).max()), 1e-12)
+    Iv = It * alpha
+    upv = None if up is None else up / alpha
 
     # --- feasibility -------------------------------------------------------------------------
     if up is not None:
@@ -339,14 +362,6 @@ def solve_matching(
             raise InfeasibleError(
                 "the candidate pool cannot meet the targets even with every candidate labelled",
                 avail,
-            )
-    else:
-        lam, V = np.linalg.eigh(It.sum(axis=0) + F0t)
-        null = V[:, lam < 1e-12 * lam.max()]
-        if null.size and np.linalg.norm(null.T @ Tt @ null) > tol:
-            raise InfeasibleError(
-                "the candidate pool has no information in a direction the targets need",
-                I.sum(axis=0) + F0,
             )
 
     # --- column generation --------------------------------------------------------------------
@@ -369,14 +384,14 @@ def solve_matching(
     total_time, rounds, status = 0.0, 0, ""
     while True:
         idx = np.flatnonzero(work)
-        w_k, Z, status, seconds = _solve_restricted(
-            It[idx], sn[idx], None if up is None else up[idx], R, solver
+        v_k, Z, status, seconds = _solve_restricted(
+            Iv[idx], sn[idx], None if upv is None else upv[idx], R, solver
         )
         total_time += seconds
         rounds += 1
         if status not in ("optimal", "optimal_inaccurate"):
             raise MatchingError(f"the convex solver {solver} ended with status '{status}'")
-        reduced = sn - np.einsum("ij,mij->m", Z, It)
+        reduced = sn - np.einsum("ij,mij->m", Z, Iv)
         reduced[work] = np.inf
         enter = np.flatnonzero(reduced < -1e-6 * sn)
         if not enter.size:
@@ -389,15 +404,15 @@ def solve_matching(
         work[enter[np.argsort(reduced[enter])[:batch]]] = True
 
     w = np.zeros(M)
-    w[idx] = w_k
+    w[idx] = alpha * v_k
     for _ in range(reweight):  # reweighted ℓ1 on the working set: favour the large weights
         eps = 1e-3 * max(float(w.max()), 1e-12)
-        w_k, Z, status, seconds = _solve_restricted(
-            It[idx], sn[idx] / (w[idx] + eps), None if up is None else up[idx], R, solver
+        v_k, Z, status, seconds = _solve_restricted(
+            Iv[idx], sn[idx] / (w[idx] + eps), None if upv is None else upv[idx], R, solver
         )
         total_time += seconds
         w = np.zeros(M)
-        w[idx] = w_k
+        w[idx] = alpha * v_k
     objective = float(s @ w)
     dom_solver = dominance(np.tensordot(w, I, axes=1) + F0, T)
     w_thr = np.where(w > zero_tol, w, 0.0)
@@ -430,7 +445,7 @@ def solve_matching(
             selected, pruned = trial, pruned + 1
     sel = np.array(selected, dtype=int)
     dom = _dominance_of(sel, I, label_w, F0, T)
-    Zfull = B @ Z @ B.T / norm * s_scale
+    Zfull = B @ Z @ B.T * (alpha * s_scale / norm)
     return MatchingResult(
         weights=w,
         selected=sel,
