@@ -12,6 +12,8 @@ gives ``(K, P)`` parameter vectors for brute-force propagation. Row types (:data
   fitted model's posterior (:mod:`potforge.uq.centred`) uses too.
 * :class:`BayesianLinearRegressor`, :class:`TemperedBayesRegressor` — BLR baselines.
 * :class:`ResampledEnsembleRegressor` — bootstrap / subsample ensembles.
+* :class:`ConformalCalibrator` — post-hoc inflation of a raw σ (POPS half-width, Fisher σ from
+  :func:`fisher_std`) so held-out errors are covered (split-conformal or temperature, per group).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from potforge.uq.bayes import (
     TemperedBayesRegressor,
     evidence_maximisation,
 )
+from potforge.uq.calibration import ConformalCalibrator, fisher_std
 from potforge.uq.ensembles import ResampledEnsembleRegressor
 from potforge.uq.pops import (
     POOLED,
@@ -53,6 +56,7 @@ __all__ = [
     "STRESS",
     "VIRIAL",
     "BayesianLinearRegressor",
+    "ConformalCalibrator",
     "EnsemblePosterior",
     "HypercubePosterior",
     "NormalEquations",
@@ -63,6 +67,7 @@ __all__ = [
     "RidgeSolution",
     "TemperedBayesRegressor",
     "evidence_maximisation",
+    "fisher_std",
     "fit_pops",
     "fit_pops_streaming",
     "pops_corrections",
