@@ -103,7 +103,6 @@ def test_fixed_information_is_free_and_can_meet_the_target():
 
 
 def test_infeasible_pool_names_the_uninformed_qoi():
-    P = 3
     fims = np.stack([np.diag([1.0, 1.0, 0.0])] * 4)  # nothing informs θ2
     J = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # Q0 ∝ θ0, Q1 ∝ θ2
     S = np.diag([0.5, 0.5]) ** 2
