@@ -59,7 +59,12 @@ def run(args: argparse.Namespace) -> int:
     from potforge.errors import DataError
     from potforge.information.fisher import analyse, spectrum_plot
     from potforge.information.loop import pool_fisher
-    from potforge.information.targets import load_targets, target_information, targets_from_dict
+    from potforge.information.targets import (
+        Targets,
+        load_targets,
+        target_information,
+        targets_from_dict,
+    )
     from potforge.model import LinearPotential
 
     if not args.out:
@@ -72,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             precision[key] = float(value)
         except ValueError:
             raise DataError(f"--precision {key}={value!r} must be a number") from None
+    targets: Targets | None = None
     if args.targets:
         targets = load_targets(args.targets)
         if precision:

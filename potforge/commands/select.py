@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
             weights = {}
             for s in result.iterations:
                 weights.update(dict(zip(s.selected, s.weights, strict=True)))
-            when = {}
+            when: dict[str, int] = {}
             for s in result.iterations:
                 for h in s.selected:
                     when.setdefault(h, s.iteration + 1)
@@ -216,8 +216,8 @@ def run(args: argparse.Namespace) -> int:
                 i = index[h]
                 status = "failed" if h in result.failed else "ok"
                 w = weights.get(h)
-                w = "" if w is None else w
-                fh.write(f"{h},{i},{len(pool[i])},{when.get(h, 0)},{w},{status}\n")
+                text = "" if w is None else repr(w)
+                fh.write(f"{h},{i},{len(pool[i])},{when.get(h, 0)},{text},{status}\n")
         spectrum_plot(out / "spectrum.png", result.data_fisher, result.info.fisher)
         sigma_history_plot(out / "sigma.png", result.iterations)
         last = result.iterations[-1]

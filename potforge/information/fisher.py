@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from potforge.errors import DataError
 from potforge.linalg import ENERGY, FORCE, STRESS, check_rows
@@ -150,9 +151,9 @@ def candidate_owners(
 
 
 def target_covariance(
-    values: np.ndarray,
-    tolerance: np.ndarray,
-    relative: np.ndarray | bool = False,
+    values: ArrayLike,
+    tolerance: ArrayLike,
+    relative: ArrayLike | bool = False,
     correlation: np.ndarray | None = None,
 ) -> np.ndarray:
     """``Σ_target = D C D`` with ``D = diag(tolerance)`` (absolute) or ``tolerance·|value|``.

@@ -137,7 +137,7 @@ class Targets:
         """Targeted QoI names, in order."""
         return [t.name for t in self.targets]
 
-    def covariance(self, values: Sequence[float]) -> np.ndarray:
+    def covariance(self, values: Sequence[float] | np.ndarray) -> np.ndarray:
         """Σ_target (Q, Q) at the QoI values (relative tolerances scale with them)."""
         return target_covariance(
             np.asarray(values, dtype=float),

@@ -107,6 +107,29 @@ def test_select_meets_every_target_and_writes_its_record(setup):
     assert len(list(store.rows())) == len(doc["labelled"])
     for name in ("model/model.json", "spectrum.png", "sigma.png", "provenance.json"):
         assert (tmp / "sel" / name).stat().st_size > 0, name
+    # the Fisher analysis of the pool for the selected model
+    fish = subprocess.run(
+        cli(
+            "fisher",
+            "--model",
+            str(tmp / "sel" / "model"),
+            "--data",
+            str(pool),
+            "--qoi",
+            "a0=0.1%",
+            "C44=1%",
+            "--out",
+            str(tmp / "fish"),
+        ),
+        capture_output=True,
+        text=True,
+    )
+    assert fish.returncode == 0, fish.stderr[-2000:]
+    assert "condition number" in fish.stdout and "sloppy 1:" in fish.stdout
+    assert "C44: σ" in fish.stdout and "of its target information" in fish.stdout
+    report = json.loads((tmp / "fish" / "fisher.json").read_text())
+    assert report["eigenvalues"] == sorted(report["eigenvalues"], reverse=True)
+    assert set(report["qoi"]) == {"a0", "C44"} and (tmp / "fish" / "spectrum.png").exists()
     # a second run resumes the finished loop: no oracle call, same answer
     again = subprocess.run(
         select(tmp, pool, targets, tmp / "c.db", tmp / "sel2"), capture_output=True, text=True
