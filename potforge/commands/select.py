@@ -125,6 +125,11 @@ def line(step) -> str:
     solve = step.solve or {}
     seconds = solve.get("solve_time")
     tail = f", solver {seconds:.2f} s" if seconds is not None else ""
+    for name, d in step.indirect.items():
+        parts.append(
+            f"[indirect] {name} {d['sigma']:.3g}/{d['tolerance']:.3g} "
+            f"(span {d['span_fraction']:.2f})"
+        )
     return (
         f"iteration {step.iteration}: {step.n_labelled} labelled, {step.oracle_calls} oracle "
         f"calls, cost {step.cost:.4g}, next {len(step.selected)}{tail} | σ/target: "

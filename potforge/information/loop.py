@@ -37,6 +37,7 @@ from potforge.information.fisher import (
     dominance,
     predicted_sigma,
     structure_fisher,
+    whitened_span_fraction,
 )
 from potforge.information.matching import (
     InfeasibleError,
@@ -384,8 +385,15 @@ def run_selection(
         out["solve"].setdefault("wall", time.perf_counter() - t0)
         ind = {}
         for name, d in info.indirect.items() if unstable is None and info else ():
-            s = float(predicted_sigma(F_lab, np.asarray(d["gradient"])[None, :])[0])
-            ind[name] = {"value": d["value"], "sigma": s, "tolerance": d["tolerance"]}
+            g = np.asarray(d["gradient"])
+            s = float(predicted_sigma(F_lab, g[None, :])[0])
+            span = whitened_span_fraction(F_lab, g, info.jacobian)
+            ind[name] = {
+                "value": d["value"],
+                "sigma": s,
+                "tolerance": d["tolerance"],
+                "span_fraction": span,
+            }
         step = Iteration(
             iteration=it,
             n_labelled=len(ok),
