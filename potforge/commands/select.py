@@ -45,7 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model", required=True, metavar="DIR|SPEC", help="a saved model folder or a term spec"
     )
     p.add_argument(
-        "--pool", required=True, metavar="FILE", help="candidate structures (labels ignored)"
+        "--pool",
+        required=True,
+        metavar="FILE|DB",
+        help="candidate structures (labels ignored): a structure file, or a campaign database "
+        "whose candidates to use",
     )
     p.add_argument("--targets", required=True, metavar="FILE", help="targets.toml (see below)")
     p.add_argument(
@@ -88,6 +92,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="CLARABEL",
         help="convex solver (default CLARABEL; SCS for very large pools)",
     )
+    p.add_argument(
+        "--per-atom-forces",
+        action="store_true",
+        help="finer candidates: each atom's forces a candidate of its own (a selected candidate "
+        "labels its whole structure)",
+    )
     p.add_argument("--element", help="element of the property suite (default: the model's)")
     p.add_argument(
         "--workers", type=Integer(low=1).argtype(), metavar="N", help="labelling workers"
@@ -107,6 +117,28 @@ def _template(spec: str):
     if path.suffix == ".json" or "/" in spec:
         raise DataError(f"--model {spec} is neither a model folder nor a term spec like 'snap+zbl'")
     return LinearPotential(spec)
+
+
+def read_pool(path: str) -> list:
+    """The candidates of a campaign database, or the structures of any structure file."""
+    import sqlite3
+
+    from potforge.data.readers import read_structures
+    from potforge.data.store import Store
+
+    if path.endswith(".db"):
+        try:  # read-only look: a user's ASE database is not a store to add tables to
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+                sql = "SELECT name FROM sqlite_master WHERE name = 'potforge_candidates'"
+                is_store = bool(con.execute(sql).fetchall())
+        except sqlite3.Error:
+            is_store = False
+        if is_store:
+            return Store(path).candidates()
+    pool = read_structures(path, require=(), validate=True, stress_order="drop")
+    for a in pool:
+        a.calc = None
+    return pool
 
 
 def line(step) -> str:
@@ -140,7 +172,6 @@ def line(step) -> str:
 def run(args: argparse.Namespace) -> int:
     """``potforge select``: run (or resume) the information-matching loop."""
     from potforge.commands._output import OutputFolder
-    from potforge.data.readers import read_structures
     from potforge.errors import DataError
     from potforge.information.fisher import spectrum_plot
     from potforge.information.loop import run_selection
@@ -165,9 +196,7 @@ def run(args: argparse.Namespace) -> int:
         seeds={"seed": args.seed},
         quiet=args.quiet,
     )
-    pool = read_structures(args.pool, require=(), validate=True, stress_order="drop")
-    for a in pool:
-        a.calc = None
+    pool = read_pool(args.pool)
     show = None if not args.quiet else False
 
     def observe(step) -> None:
@@ -188,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         budget=args.budget,
         max_iterations=args.max_iterations,
         solver=args.solver,
+        per_atom_forces=args.per_atom_forces,
         label_options=label_options,
         observer=observe,
         progress=show,

@@ -61,27 +61,53 @@ INIT_RULES = ("random", "smallest", "first")
 order), or the first N of the pool."""
 
 
-def pool_fisher(
-    model, pool: Sequence[Atoms], precision, progress: bool | None = None, chunk: int = 100
-):
-    """Per-structure Fisher information of a pool at a label precision, shape (M, P, P).
+def candidate_fisher(
+    model,
+    pool: Sequence[Atoms],
+    precision,
+    progress: bool | None = None,
+    chunk: int = 100,
+    per_atom_forces: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fisher information of each candidate of a pool at a label precision.
 
     ``model`` must be set up (``model.setup(pool)``); designs are computed and reduced a chunk
     at a time, so memory stays at one chunk's rows.
+
+    Returns
+    -------
+    fims : ndarray, shape (C, P, P)
+        One block per candidate: per structure, or with ``per_atom_forces`` one per atom's
+        force rows plus one for the structure's energy and stress rows.
+    structure : ndarray of int, shape (C,)
+        The pool index of each candidate's structure.
     """
-    out = []
+    out, where = [], []
     bar = Progress(len(pool), "Fisher information", "structures", progress, leave=False)
+    done = False
     try:
         for i in range(0, len(pool), chunk):
             part = list(pool[i : i + chunk])
             dm = model.design_rows(part)
-            owner, _ = candidate_owners(dm.row_type, dm.structure)
-            out.append(structure_fisher(dm.A, precision.row_weights(dm.row_type), owner, len(part)))
+            owner, of = candidate_owners(dm.row_type, dm.structure, per_atom_forces)
+            w = precision.row_weights(dm.row_type)
+            out.append(structure_fisher(dm.A, w, owner, len(of)))
+            where.append(i + of)
             bar.update(len(part))
         done = True
     finally:
-        bar.close(locals().get("done", False))
-    return np.concatenate(out) if out else np.zeros((0, model.n_params, model.n_params))
+        bar.close(done)
+    if not out:
+        return np.zeros((0, model.n_params, model.n_params)), np.zeros(0, dtype=int)
+    return np.concatenate(out), np.concatenate(where)
+
+
+def pool_fisher(
+    model, pool: Sequence[Atoms], precision, progress: bool | None = None, chunk: int = 100
+) -> np.ndarray:
+    """Per-structure Fisher information of a pool at a label precision, shape (M, P, P)
+    (:func:`candidate_fisher` with one candidate per structure)."""
+    return candidate_fisher(model, pool, precision, progress, chunk)[0]
 
 
 def initial_set(n_atoms: np.ndarray, n: int, rule: str = "random", seed: int = 0) -> list[int]:
@@ -199,6 +225,7 @@ def run_selection(
     max_iterations: int = 20,
     solver: str = "CLARABEL",
     reweight: int = 0,
+    per_atom_forces: bool = False,
     label_options: dict[str, Any] | None = None,
     observer: Callable[[Iteration], None] | None = None,
     progress: bool | None = None,
@@ -228,6 +255,10 @@ def run_selection(
     max_iterations : int, default=20
     solver, reweight
         Passed to :func:`~potforge.information.matching.solve_matching`.
+    per_atom_forces : bool, default=False
+        Finer candidates: each atom's force rows, and each structure's energy and stress rows,
+        are candidates of their own (a structure's cost shared among them); a selected
+        candidate labels its whole structure.
     label_options : dict, optional
         Keyword arguments of :func:`~potforge.oracles.labelling.label` (workers, timeout...).
     observer : callable, optional
@@ -276,6 +307,7 @@ def run_selection(
         "budget": budget,
         "solver": solver,
         "reweight": reweight,
+        "per_atom_forces": per_atom_forces,
     }
     ck = Checkpoint(store, loop, settings)
     ck.run("pool", 0, lambda st: st.add_candidates(pool, method="pool") and len(pool))
@@ -283,7 +315,13 @@ def run_selection(
     ck.run(
         "init", 0, lambda st: st.record_selection([hashes[i] for i in first], [1.0] * init, "init")
     )
-    fims = pool_fisher(prepared, pool, targets.precision, progress)
+    cand, owner = candidate_fisher(
+        prepared, pool, targets.precision, progress, per_atom_forces=per_atom_forces
+    )
+    fims = np.zeros((len(pool), *cand.shape[1:]))
+    np.add.at(fims, owner, cand)  # per structure: what labelling it adds
+    share = np.bincount(owner, minlength=len(pool))
+    cand_cost = cost[owner] / share[owner]  # a structure's cost shared by its candidates
     index = {h: i for i, h in enumerate(hashes)}
     chosen: list[str] = [hashes[i] for i in first]
     failed: list[str] = []
@@ -361,11 +399,12 @@ def run_selection(
             met = bool(dominance(F_lab, info.fisher) >= -1e-6)
             if met or not free.size or left == 0:
                 return {"selected": [], "weights": [], "solve": {}, "met": met}
+            free_c = np.flatnonzero(np.isin(owner, free))
             try:
                 res = solve_matching(
-                    fims[free],
+                    cand[free_c],
                     info.fisher,
-                    cost=cost[free],
+                    cost=cand_cost[free_c],
                     fixed=F_lab,
                     solver=solver,
                     reweight=reweight,
@@ -373,9 +412,13 @@ def run_selection(
             except InfeasibleError as exc:
                 why = explain_shortfall(exc.available, info)
                 raise InfeasibleError(why, exc.available) from None
-            keep = res.selected if left is None else res.selected[:left]
-            sel = [hashes[i] for i in free[keep]]
-            wts = [float(x) for x in res.weights[keep]]
+            weight: dict[int, float] = {}  # structures in the order their candidates came
+            for k in res.selected:
+                m = int(owner[free_c[k]])
+                weight[m] = max(weight.get(m, 0.0), float(res.weights[k]))
+            picked = list(weight)[: len(weight) if left is None else left]
+            sel = [hashes[m] for m in picked]
+            wts = [weight[m] for m in picked]
             st.record_selection(sel, wts)
             solve = res.summary() | {"selected": None}
             return {"selected": sel, "weights": wts, "solve": solve, "met": False}

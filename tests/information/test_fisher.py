@@ -39,13 +39,18 @@ def test_structure_fisher_blocks_are_exact_and_sum_to_AtWA():
 
 def test_pool_fisher_of_real_structures_equals_AtWA_at_the_label_precision():
     from potforge.data.builders import w_structures
-    from potforge.information.loop import pool_fisher
+    from potforge.information.loop import candidate_fisher, pool_fisher
     from potforge.model import LinearPotential
 
     pool = w_structures(0)[::6]
     model = LinearPotential("snap(twojmax=2)+const").setup(pool)
     lp = LabelPrecision(energy=2e-3, force=0.1, stress=0.5)
     F = pool_fisher(model, pool, lp, progress=False, chunk=2)
+    fine, owner = candidate_fisher(model, pool, lp, False, chunk=3, per_atom_forces=True)
+    assert len(fine) == sum(len(a) + 1 for a in pool)  # each atom, plus energy and stress
+    np.testing.assert_array_equal(np.bincount(owner), [len(a) + 1 for a in pool])
+    for k in range(len(pool)):
+        np.testing.assert_allclose(fine[owner == k].sum(0), F[k], rtol=1e-10, atol=1e-300)
     for k, a in enumerate(pool):
         dm = model.design_rows([a])
         sig = np.array([2e-3, 0.1, 0.5 * GPA])[dm.row_type]

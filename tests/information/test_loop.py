@@ -130,6 +130,16 @@ def test_select_meets_every_target_and_writes_its_record(setup):
     report = json.loads((tmp / "fish" / "fisher.json").read_text())
     assert report["eigenvalues"] == sorted(report["eigenvalues"], reverse=True)
     assert set(report["qoi"]) == {"a0", "C44"} and (tmp / "fish" / "spectrum.png").exists()
+    # the store's candidates as the pool, per-atom force candidates, a new database
+    fine = subprocess.run(
+        select(
+            tmp, tmp / "c.db", targets, tmp / "c2.db", tmp / "fine", extra=["--per-atom-forces"]
+        ),
+        capture_output=True,
+        text=True,
+    )
+    assert fine.returncode == 0, fine.stderr[-2000:]
+    assert "every target is met" in fine.stdout
     # a second run resumes the finished loop: no oracle call, same answer
     again = subprocess.run(
         select(tmp, pool, targets, tmp / "c.db", tmp / "sel2"), capture_output=True, text=True
