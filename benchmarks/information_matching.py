@@ -66,7 +66,14 @@ SOLVER_SPEC = (
     "+embed(n_basis=8,rcut=5.0,rho_max={rho})+const"
 )
 QOIS = ("a0", "C11", "C12", "C44", "Evac", "gamma_surf_110")
-BASE_TOL = {"a0": 0.005, "C11": 0.05, "C12": 0.05, "C44": 0.05, "Evac": 0.05, "gamma_surf_110": 0.05}
+BASE_TOL = {
+    "a0": 0.005,
+    "C11": 0.05,
+    "C12": 0.05,
+    "C44": 0.05,
+    "Evac": 0.05,
+    "gamma_surf_110": 0.05,
+}
 LEVELS = (0.25, 0.1, 0.05)
 SIGMA = {"energy": 1e-3, "force": 0.05, "stress": 0.1}  # eV/atom, eV/Å, GPa
 GPA = 1.0 / 160.21766208
@@ -78,7 +85,14 @@ POOL_MIX = {
     "stacking_fault": 200,
     "md": 500,
 }
-QUICK_MIX = {"bulk": 60, "vacancy": 30, "interstitial": 20, "surface": 40, "stacking_fault": 20, "md": 50}
+QUICK_MIX = {
+    "bulk": 60,
+    "vacancy": 30,
+    "interstitial": 20,
+    "surface": 40,
+    "stacking_fault": 20,
+    "md": 50,
+}
 SEEDS, QUICK_SEEDS = 5, 2
 N_INIT = 2
 RIDGE = 1e-8  # in the Jacobi-scaled parameters, where the whole pool's FIM has unit diagonal
@@ -189,8 +203,12 @@ def pool_summary(pool) -> dict:
         g["n"] += 1
         g["atoms"].append(len(a))
     return {
-        k: {"n": v["n"], "atoms_min": min(v["atoms"]), "atoms_max": max(v["atoms"]),
-            "atoms_mean": float(np.mean(v["atoms"]))}
+        k: {
+            "n": v["n"],
+            "atoms_min": min(v["atoms"]),
+            "atoms_max": max(v["atoms"]),
+            "atoms_mean": float(np.mean(v["atoms"])),
+        }
         for k, v in groups.items()
     }
 
@@ -220,12 +238,20 @@ def common(mix, seed=0) -> dict:
         f"cell); built {t1 - t0:.1f} s, labelled by {ORACLE} in {t2 - t1:.1f} s"
     )
     for k, v in pool_summary(pool).items():
-        print(f"  {k:<15}{v['n']:>5}  atoms {v['atoms_min']}–{v['atoms_max']} (mean {v['atoms_mean']:.1f})")
+        print(
+            f"  {k:<15}{v['n']:>5}  atoms {v['atoms_min']}–{v['atoms_max']}"
+            f" (mean {v['atoms_mean']:.1f})"
+        )
     print("  md = thermal rattles σ_u = 0.044 Å·√(T/300 K), T ∈ [300, 3000] K (stand-in, not MD)")
     print("oracle QoIs: " + ", ".join(f"{q} {oracle_qoi[q]['value']:.5g}" for q in QOIS))
     return {
-        "pool": pool, "labelled": labelled, "calc": calc, "oracle_qoi": oracle_qoi,
-        "n_atoms": n_atoms, "groups": np.array([a.info["group"] for a in pool]), "rho_max": rho,
+        "pool": pool,
+        "labelled": labelled,
+        "calc": calc,
+        "oracle_qoi": oracle_qoi,
+        "n_atoms": n_atoms,
+        "groups": np.array([a.info["group"] for a in pool]),
+        "rho_max": rho,
         "seconds": {"build": t1 - t0, "label": t2 - t1, "oracle_qoi": t3 - t2},
     }
 
@@ -254,7 +280,9 @@ def prepare_model(spec: str, ctx: dict, check_pool_fisher: bool = True) -> dict:
     prec = LabelPrecision(**SIGMA)
     t0 = time.perf_counter()
     model = LinearPotential(
-        spec, sigma_energy=SIGMA["energy"], sigma_force=SIGMA["force"],
+        spec,
+        sigma_energy=SIGMA["energy"],
+        sigma_force=SIGMA["force"],
         sigma_stress=SIGMA["stress"] * GPA,
     ).setup(pool)
     designs = model.structure_designs(pool, progress=False)
@@ -275,8 +303,15 @@ def prepare_model(spec: str, ctx: dict, check_pool_fisher: bool = True) -> dict:
     t3 = time.perf_counter()
     ref_qoi = run_suite(model.as_calculator(), "W", list(QOIS), progress=False)
     return {
-        "spec": spec, "model": model, "designs": designs, "dm": dm, "F": F, "e_rows": e_rows,
-        "coef_ref": coef_ref, "info": info, "ref_qoi": {q: ref_qoi[q]["value"] for q in QOIS},
+        "spec": spec,
+        "model": model,
+        "designs": designs,
+        "dm": dm,
+        "F": F,
+        "e_rows": e_rows,
+        "coef_ref": coef_ref,
+        "info": info,
+        "ref_qoi": {q: ref_qoi[q]["value"] for q in QOIS},
         "pool_fisher_check": check,
         "seconds": {"designs_and_fim": t1 - t0, "reference_fit": t2 - t1, "jacobian": t3 - t2},
     }
@@ -295,8 +330,11 @@ class Problem:
         self.tol_base = np.asarray(tol_base, dtype=float)
         self.n_atoms, self.groups = n_atoms, groups
         self.M, self.P = self.F.shape[:2]
-        self.cost = {"unit": np.ones(self.M), "n2": n_atoms.astype(float) ** 2,
-                     "n3": n_atoms.astype(float) ** 3}
+        self.cost = {
+            "unit": np.ones(self.M),
+            "n2": n_atoms.astype(float) ** 2,
+            "n3": n_atoms.astype(float) ** 3,
+        }
 
     def sigma(self, F):
         from potforge.information.fisher import predicted_sigma
@@ -430,9 +468,14 @@ def run_im(prob, level, cost_name, seed):
     F = prob.F[sel].sum(axis=0)
     s = prob.sigma(F)
     return {
-        "n": len(sel), "selection": [int(i) for i in sel], "init": [int(i) for i in sel[:N_INIT]],
-        "solves": solves, "n_solves": len(solves), "solve_time": t_solve,
-        "wall_time": time.perf_counter() - t_wall, "dominance": dominance(F, T),
+        "n": len(sel),
+        "selection": [int(i) for i in sel],
+        "init": [int(i) for i in sel[:N_INIT]],
+        "solves": solves,
+        "n_solves": len(solves),
+        "solve_time": t_solve,
+        "wall_time": time.perf_counter() - t_wall,
+        "dominance": dominance(F, T),
         "met": bool(np.all(s <= prob.tol_base * level * (1 + 1e-9))),
         "objective": solves[-1]["objective"] if solves else 0.0,
     }
@@ -446,9 +489,7 @@ def run_selectors(prob, levels, n_seeds, quick) -> dict:
         for lv in levels:
             n = hit[lv]
             sel = order[:n] if n is not None else None
-            runs[lv][name].append(
-                {"n": n, "selection": sel, "seconds": seconds, **(extra or {})}
-            )
+            runs[lv][name].append({"n": n, "selection": sel, "seconds": seconds, **(extra or {})})
 
     for name in ("energy_variance", "d_optimal", "targeted", "targeted_per_cost", "smallest_first"):
         t = time.perf_counter()
@@ -465,7 +506,10 @@ def run_selectors(prob, levels, n_seeds, quick) -> dict:
             pick = pick_permutation(np.lexsort((tie, prob.n_atoms)))
         hit, order = sequence(prob, levels, pick)
         record(name, hit, order, time.perf_counter() - t)
-        print(f"    {name:<18} n at levels {[hit[lv] for lv in levels]} ({time.perf_counter() - t:.1f} s)")
+        print(
+            f"    {name:<18} n at levels {[hit[lv] for lv in levels]}"
+            f" ({time.perf_counter() - t:.1f} s)"
+        )
         sys.stdout.flush()
     for seed in range(n_seeds):
         rng = np.random.default_rng(seed)
@@ -512,9 +556,14 @@ def summarise(runs, levels) -> dict:
             c2_m, c2_s = _stats([r["cost_n2"] for r in rs])
             c3_m, c3_s = _stats([r["cost_n3"] for r in rs])
             out[lv][name] = {
-                "runs": len(rs), "unmet": sum(r["n"] is None for r in rs),
-                "n_mean": n_m, "n_std": n_s, "cost_n2_mean": c2_m, "cost_n2_std": c2_s,
-                "cost_n3_mean": c3_m, "cost_n3_std": c3_s,
+                "runs": len(rs),
+                "unmet": sum(r["n"] is None for r in rs),
+                "n_mean": n_m,
+                "n_std": n_s,
+                "cost_n2_mean": c2_m,
+                "cost_n2_std": c2_s,
+                "cost_n3_mean": c3_m,
+                "cost_n3_std": c3_s,
             }
     return out
 
@@ -523,9 +572,16 @@ def ratios(summary, levels) -> dict:
     def r(a, b):
         return None if a is None or b is None or b == 0 else float(a / b)
 
-    out = {k: {} for k in (
-        "cost_ratio_vs_random", "cost_n3_ratio_vs_random", "cost_ratio_vs_best_cost_aware",
-        "count_ratio_vs_random", "count_ratio_vs_best_baseline")}
+    out = {
+        k: {}
+        for k in (
+            "cost_ratio_vs_random",
+            "cost_n3_ratio_vs_random",
+            "cost_ratio_vs_best_cost_aware",
+            "count_ratio_vs_random",
+            "count_ratio_vs_best_baseline",
+        )
+    }
     best = {}
     for lv in levels:
         s = summary[lv]
@@ -552,8 +608,17 @@ def evaluate_fits(mctx, ctx, prob, runs, levels, budget_s, only=None) -> dict:
 
     model, designs, labelled = mctx["model"], mctx["designs"], ctx["labelled"]
     oracle = np.array([ctx["oracle_qoi"][q]["value"] for q in QOIS])
-    order = ["im_unit", "im_n2", "targeted", "targeted_per_cost", "smallest_first", "random",
-             "stratified", "d_optimal", "energy_variance"]
+    order = [
+        "im_unit",
+        "im_n2",
+        "targeted",
+        "targeted_per_cost",
+        "smallest_first",
+        "random",
+        "stratified",
+        "d_optimal",
+        "energy_variance",
+    ]
     if only:
         order = [o for o in order if o in only]
     t0, done, skipped, failed = time.perf_counter(), 0, 0, 0
@@ -576,7 +641,8 @@ def evaluate_fits(mctx, ctx, prob, runs, levels, budget_s, only=None) -> dict:
                     err = v - oracle
                     sig = np.asarray(r["sigma"])
                     r["fit"] = {
-                        "values": v.tolist(), "error": err.tolist(),
+                        "values": v.tolist(),
+                        "error": err.tolist(),
                         "rel_error": (err / np.abs(oracle)).tolist(),
                         "inside_2sigma": (np.abs(err) <= BOUND_FACTOR * sig).tolist(),
                         "error_over_tol": (np.abs(err) / (prob.tol_base * lv)).tolist(),
@@ -586,8 +652,13 @@ def evaluate_fits(mctx, ctx, prob, runs, levels, budget_s, only=None) -> dict:
                     r["fit"] = f"failed: {type(exc).__name__}: {str(exc)[:160]}"
                     failed += 1
     model.coef_ = mctx["coef_ref"].copy()
-    return {"fitted": done, "skipped": skipped, "failed": failed,
-            "seconds": time.perf_counter() - t0, "budget_s": budget_s}
+    return {
+        "fitted": done,
+        "skipped": skipped,
+        "failed": failed,
+        "seconds": time.perf_counter() - t0,
+        "budget_s": budget_s,
+    }
 
 
 def fit_summary(runs, levels) -> dict:
@@ -604,7 +675,9 @@ def fit_summary(runs, levels) -> dict:
             out[lv][name] = {
                 "n_fits": len(fits),
                 "inside_2sigma": f"{int(inside.sum())}/{inside.size}",
-                "inside_2sigma_per_qoi": {q: f"{int(inside[:, i].sum())}/{len(fits)}" for i, q in enumerate(QOIS)},
+                "inside_2sigma_per_qoi": {
+                    q: f"{int(inside[:, i].sum())}/{len(fits)}" for i, q in enumerate(QOIS)
+                },
                 "mean_abs_rel_error": {q: float(rel[:, i].mean()) for i, q in enumerate(QOIS)},
                 "within_tol": f"{int((eot <= 1).sum())}/{eot.size}",
             }
@@ -616,18 +689,24 @@ def selectors_part(args, ctx) -> dict:
     n_seeds = QUICK_SEEDS if args.quick else SEEDS
     doc = {"models": {}}
     oracle = np.array([ctx["oracle_qoi"][q]["value"] for q in QOIS])
-    for key, spec in (("snap", SNAP_SPEC), ("pair_embed", PE_SPEC.format(rho=f"{ctx['rho_max']:.4f}"))):
+    for key, spec in (
+        ("snap", SNAP_SPEC),
+        ("pair_embed", PE_SPEC.format(rho=f"{ctx['rho_max']:.4f}")),
+    ):
         t0 = time.perf_counter()
         mctx = prepare_model(spec, ctx)
         info = mctx["info"]
         tol_base = np.array([BASE_TOL[q] for q in QOIS]) * np.abs(oracle)  # % of the oracle's value
-        prob = Problem(mctx["F"], info.jacobian, mctx["e_rows"], tol_base, ctx["n_atoms"], ctx["groups"])
+        prob = Problem(
+            mctx["F"], info.jacobian, mctx["e_rows"], tol_base, ctx["n_atoms"], ctx["groups"]
+        )
         pool_sig = prob.sigma(prob.F.sum(axis=0))
         print(
             f"\n[{key}] {spec}: {mctx['model'].n_params} parameters; designs+FIMs "
             f"{mctx['seconds']['designs_and_fim']:.1f} s (FIM vs pool_fisher max rel diff "
             f"{mctx['pool_fisher_check']:.1e}); J once at θ fitted on all {len(ctx['pool'])} "
-            f"labelled structures ({mctx['seconds']['jacobian']:.1f} s) — every selector uses this J"
+            f"labelled structures ({mctx['seconds']['jacobian']:.1f} s)"
+            f" — every selector uses this J"
         )
         print(f"  {'QoI':<15}{'oracle':>10}{'θ_ref':>10}{'ref err %':>10}{'pool σ/tol@0.05':>17}")
         for i, q in enumerate(QOIS):
@@ -645,45 +724,83 @@ def selectors_part(args, ctx) -> dict:
         fits = evaluate_fits(mctx, ctx, prob, runs, levels, budget)
         fsum = fit_summary(runs, levels)
         print(f"  selectors {t_sel:.1f} s; fits {fits}")
-        print(f"  {'level':>6} {'selector':<18}{'n':>14}{'cost N²':>22}{'cost N³':>12}  fits inside 2σ")
+        print(
+            f"  {'level':>6} {'selector':<18}{'n':>14}{'cost N²':>22}"
+            f"{'cost N³':>12}  fits inside 2σ"
+        )
         for lv in levels:
             for name in SELECTORS:
                 s = summ[lv][name]
                 n = "unmet" if s["n_mean"] is None else f"{s['n_mean']:.1f}±{s['n_std']:.1f}"
-                c = "-" if s["cost_n2_mean"] is None else f"{s['cost_n2_mean']:.4g}±{s['cost_n2_std']:.2g}"
+                c = (
+                    "-"
+                    if s["cost_n2_mean"] is None
+                    else f"{s['cost_n2_mean']:.4g}±{s['cost_n2_std']:.2g}"
+                )
                 c3 = "-" if s["cost_n3_mean"] is None else f"{s['cost_n3_mean']:.3g}"
                 fi = fsum[lv].get(name, {}).get("inside_2sigma", "-")
                 um = f" ({s['unmet']} unmet)" if s["unmet"] else ""
                 print(f"  {lv:>6} {name:<18}{n:>14}{c:>22}{c3:>12}  {fi}{um}")
-        for k in ("cost_ratio_vs_random", "cost_n3_ratio_vs_random", "cost_ratio_vs_best_cost_aware",
-                  "count_ratio_vs_random", "count_ratio_vs_best_baseline"):
-            print(f"  {k:<32}" + "  ".join(
-                f"{lv}: {'-' if rat[k][str(lv)] is None else f'{rat[k][str(lv)]:.2f}'}" for lv in levels))
+        for k in (
+            "cost_ratio_vs_random",
+            "cost_n3_ratio_vs_random",
+            "cost_ratio_vs_best_cost_aware",
+            "count_ratio_vs_random",
+            "count_ratio_vs_best_baseline",
+        ):
+            print(
+                f"  {k:<32}"
+                + "  ".join(
+                    f"{lv}: {'-' if rat[k][str(lv)] is None else f'{rat[k][str(lv)]:.2f}'}"
+                    for lv in levels
+                )
+            )
         print(f"  best baselines: {rat['best']}")
         im_fit = {lv: fsum[lv].get("im_unit") for lv in levels}
         for lv in levels:
             if im_fit[lv]:
-                print(f"  im_unit @ {lv}: mean |rel err| " + ", ".join(
-                    f"{q} {100 * v:.3f}%" for q, v in im_fit[lv]["mean_abs_rel_error"].items())
-                    + f"; inside 2σ {im_fit[lv]['inside_2sigma']}, within tol {im_fit[lv]['within_tol']}")
+                print(
+                    f"  im_unit @ {lv}: mean |rel err| "
+                    + ", ".join(
+                        f"{q} {100 * v:.3f}%" for q, v in im_fit[lv]["mean_abs_rel_error"].items()
+                    )
+                    + f"; inside 2σ {im_fit[lv]['inside_2sigma']}"
+                    f", within tol {im_fit[lv]['within_tol']}"
+                )
         doc["models"][key] = {
-            "spec": spec, "n_params": mctx["model"].n_params,
+            "spec": spec,
+            "n_params": mctx["model"].n_params,
             "jacobian_note": "dQ/dθ computed once at θ fitted on the whole labelled pool; every "
-                             "selector's criterion and stopping test use this J",
+            "selector's criterion and stopping test use this J",
             "reference_values": dict(zip(QOIS, info.values.tolist(), strict=True)),
             "reference_model_qoi_rel_error": {
-                q: float((info.values[i] - oracle[i]) / abs(oracle[i])) for i, q in enumerate(QOIS)},
+                q: float((info.values[i] - oracle[i]) / abs(oracle[i])) for i, q in enumerate(QOIS)
+            },
             "tolerance_base_abs": dict(zip(QOIS, tol_base.tolist(), strict=True)),
-            "pool_sigma_over_tol": {str(lv): (pool_sig / (tol_base * lv)).tolist() for lv in levels},
+            "pool_sigma_over_tol": {
+                str(lv): (pool_sig / (tol_base * lv)).tolist() for lv in levels
+            },
             "pool_fisher_check_max_rel_diff": mctx["pool_fisher_check"],
-            "seconds": {**mctx["seconds"], "selectors": t_sel, "fits": fits["seconds"],
-                        "total": time.perf_counter() - t0},
+            "seconds": {
+                **mctx["seconds"],
+                "selectors": t_sel,
+                "fits": fits["seconds"],
+                "total": time.perf_counter() - t0,
+            },
             "fits": fits,
             "summary": {str(lv): summ[lv] for lv in levels},
             "fit_summary": {str(lv): fsum[lv] for lv in levels},
             "ratios": rat,
-            "runs": {str(lv): {name: [{k: v for k, v in r.items() if k != "selection" or name.startswith("im_")}
-                                      for r in runs[lv][name]] for name in SELECTORS} for lv in levels},
+            "runs": {
+                str(lv): {
+                    name: [
+                        {k: v for k, v in r.items() if k != "selection" or name.startswith("im_")}
+                        for r in runs[lv][name]
+                    ]
+                    for name in SELECTORS
+                }
+                for lv in levels
+            },
         }
     doc["targets"] = check_targets(doc, levels)
     for t in doc["targets"]:
@@ -691,7 +808,8 @@ def selectors_part(args, ctx) -> dict:
     doc["seeds"] = n_seeds
     doc["levels"] = list(levels)
     doc["loosest_level_im_n"] = {
-        k: doc["models"][k]["summary"][str(max(levels))]["im_unit"]["n_mean"] for k in doc["models"]}
+        k: doc["models"][k]["summary"][str(max(levels))]["im_unit"]["n_mean"] for k in doc["models"]
+    }
     return doc
 
 
@@ -702,20 +820,48 @@ def check_targets(doc, levels) -> list:
         for lv in levels:
             k = str(lv)
 
-            def add(name, val, ok):
-                out.append({"model": key, "level": lv, "target": name,
-                            "value": None if val is None else round(val, 3),
-                            "pass": bool(val is not None and ok(val))})
+            def add(name, val, ok, key=key, lv=lv):
+                out.append(
+                    {
+                        "model": key,
+                        "level": lv,
+                        "target": name,
+                        "value": None if val is None else round(val, 3),
+                        "pass": bool(val is not None and ok(val)),
+                    }
+                )
 
-            add(f"{key} @{lv}: N² cost ≥ 10× lower than random", rat["cost_ratio_vs_random"][k], lambda v: v >= 10)
-            add(f"{key} @{lv}: N² cost ≥ 3× lower than best cost-aware", rat["cost_ratio_vs_best_cost_aware"][k],
-                lambda v: v >= 3)
-            add(f"{key} @{lv}: count ≥ 1.5× lower than random", rat["count_ratio_vs_random"][k], lambda v: v >= 1.5)
+            add(
+                f"{key} @{lv}: N² cost ≥ 10× lower than random",
+                rat["cost_ratio_vs_random"][k],
+                lambda v: v >= 10,
+            )
+            add(
+                f"{key} @{lv}: N² cost ≥ 3× lower than best cost-aware",
+                rat["cost_ratio_vs_best_cost_aware"][k],
+                lambda v: v >= 3,
+            )
+            add(
+                f"{key} @{lv}: count ≥ 1.5× lower than random",
+                rat["count_ratio_vs_random"][k],
+                lambda v: v >= 1.5,
+            )
             if lv != max(levels):
-                add(f"{key} @{lv}: count ≤ best baseline's", rat["count_ratio_vs_best_baseline"][k], lambda v: v >= 1)
+                add(
+                    f"{key} @{lv}: count ≤ best baseline's",
+                    rat["count_ratio_vs_best_baseline"][k],
+                    lambda v: v >= 1,
+                )
         n_loose = m["summary"][str(max(levels))]["im_unit"]["n_mean"]
-        out.append({"model": key, "level": max(levels), "target": f"{key}: loosest level needs ≥ 10 structures by IM",
-                    "value": n_loose, "pass": bool(n_loose is not None and n_loose >= 10)})
+        out.append(
+            {
+                "model": key,
+                "level": max(levels),
+                "target": f"{key}: loosest level needs ≥ 10 structures by IM",
+                "value": n_loose,
+                "pass": bool(n_loose is not None and n_loose >= 10),
+            }
+        )
     return out
 
 
@@ -734,7 +880,7 @@ def resampled(dm, prec, n_new, rng) -> np.ndarray:
     S = int(dm.structure.max()) + 1
     for k in range(n_new):
         s = int(rng.integers(S))
-        rows = order[bounds[s]:bounds[s + 1]]
+        rows = order[bounds[s] : bounds[s + 1]]
         force = dm.row_type[rows] == FORCE
         fr = rows[force].reshape(-1, 3)
         keep = fr[rng.random(len(fr)) < 0.5].ravel()
@@ -756,7 +902,7 @@ def solver_part(args, ctx) -> dict:
     oracle = np.array([ctx["oracle_qoi"][q]["value"] for q in QOIS])
     tol = np.array([BASE_TOL[q] for q in QOIS]) * SOLVER_LEVEL * np.abs(oracle)
     T = info.jacobian.T @ (info.jacobian / tol[:, None] ** 2)
-    # identical arrays for both: whitened by the pool's total FIM on its range, W = (Σ_m I_m)^(-1/2),
+    # identical arrays for both: whitened by the pool's total FIM on its range, (Σ_m I_m)^(-1/2),
     # and one overall factor — a congruence and a common scale, so the optimal weights and the
     # objective are unchanged.  (With Jacobi scaling only, SDPA stopped "optimal_inaccurate" 40 %
     # below the optimum with λ_min −8e-8‖I_QoI‖ — inside the 1e-6 test — yet C44's σ 1.14× its
@@ -769,16 +915,22 @@ def solver_part(args, ctx) -> dict:
     c = 1.0 / np.linalg.norm(Ts, 2)
     Fs, Ts = Fs * c, Ts * c
     M, P = Fs.shape[:2]
-    print(f"\n[solver] {spec}: N = {mctx['model'].n_params} parameters ({P} in the pool FIM's range), M = {M} candidates, targets at level {SOLVER_LEVEL}; "
-          f"designs+FIMs {mctx['seconds']['designs_and_fim']:.1f} s")
+    print(
+        f"\n[solver] {spec}: N = {mctx['model'].n_params} parameters ({P} in the pool FIM's range),"
+        f" M = {M} candidates, targets at level {SOLVER_LEVEL}; "
+        f"designs+FIMs {mctx['seconds']['designs_and_fim']:.1f} s"
+    )
 
     t = time.perf_counter()
     res = solve_matching(Fs, Ts, upper=1.0)
     t_pf = time.perf_counter() - t
     dom_pf_w = dominance(np.tensordot(res.weights, Fs, axes=1), Ts)
-    print(f"  potforge solve_matching: {t_pf:.2f} s wall ({res.solve_time:.2f} s in Clarabel, "
-          f"{res.rounds} rounds, {res.n_working} in working set); objective {res.objective:.6g}; "
-          f"dominance of weights {dom_pf_w:.2e}, of rounded selection ({len(res.selected)}) {res.dominance:.2e}")
+    print(
+        f"  potforge solve_matching: {t_pf:.2f} s wall ({res.solve_time:.2f} s in Clarabel, "
+        f"{res.rounds} rounds, {res.n_working} in working set); objective {res.objective:.6g}; "
+        f"dominance of weights {dom_pf_w:.2e}"
+        f", of rounded selection ({len(res.selected)}) {res.dominance:.2e}"
+    )
     ref = {"skipped": True}
     if not args.skip_reference:
         t = time.perf_counter()
@@ -791,14 +943,23 @@ def solver_part(args, ctx) -> dict:
         dom_ref = dominance(np.tensordot(np.asarray(r["wm"], dtype=float).ravel(), Fs, axes=1), Ts)
         rel = abs(res.objective - r["value"]) / abs(r["value"])
         ref = {
-            "solver": "SDPA (information_matching.ConvexOpt default)", "status": r["status"],
-            "seconds": t_ref, "build_seconds": t_build, "objective": float(r["value"]),
-            "dominance": dom_ref, "n_above_1e-4": int((w_ref > 1e-4).sum()),
-            "objective_rel_diff": rel, "speedup": t_ref / t_pf,
+            "solver": "SDPA (information_matching.ConvexOpt default)",
+            "status": r["status"],
+            "seconds": t_ref,
+            "build_seconds": t_build,
+            "objective": float(r["value"]),
+            "dominance": dom_ref,
+            "n_above_1e-4": int((w_ref > 1e-4).sum()),
+            "objective_rel_diff": rel,
+            "speedup": t_ref / t_pf,
         }
-        print(f"  information_matching ConvexOpt (SDPA): {t_ref:.1f} s (build {t_build:.1f} s), status "
-              f"{r['status']}, objective {r['value']:.6g} (rel diff {rel:.1e}), dominance {dom_ref:.2e}; "
-              f"speed-up {t_ref / t_pf:.1f}×")
+        print(
+            f"  information_matching ConvexOpt (SDPA): {t_ref:.1f} s"
+            f" (build {t_build:.1f} s), status "
+            f"{r['status']}, objective {r['value']:.6g}"
+            f" (rel diff {rel:.1e}), dominance {dom_ref:.2e}; "
+            f"speed-up {t_ref / t_pf:.1f}×"
+        )
     prec = LabelPrecision(**SIGMA)
     rng = np.random.default_rng(7)
     n_big = SOLVER_M_LARGE if not args.quick else 4 * M
@@ -808,33 +969,67 @@ def solver_part(args, ctx) -> dict:
     t = time.perf_counter()
     rb = solve_matching(Fb, Ts, upper=1.0)
     t_big = time.perf_counter() - t
-    print(f"  potforge at M = {len(Fb)} (2000 + {len(extra)} row-subset resamples): {t_big:.2f} s wall "
-          f"({rb.solve_time:.2f} s solver, {rb.rounds} rounds, working {rb.n_working}); objective "
-          f"{rb.objective:.6g}; selection {len(rb.selected)}, dominance {rb.dominance:.2e}")
+    print(
+        f"  potforge at M = {len(Fb)} (2000 + {len(extra)} row-subset resamples):"
+        f" {t_big:.2f} s wall "
+        f"({rb.solve_time:.2f} s solver, {rb.rounds} rounds, working {rb.n_working}); objective "
+        f"{rb.objective:.6g}; selection {len(rb.selected)}, dominance {rb.dominance:.2e}"
+    )
     targets = []
     if not ref.get("skipped"):
-        targets.append({"target": "potforge ≥ 5× faster than ConvexOpt/SDPA at N≈50, M=2000",
-                        "value": round(ref["speedup"], 2), "pass": bool(ref["speedup"] >= 5)})
-        targets.append({"target": "same objective (1e-3 relative)", "value": ref["objective_rel_diff"],
-                        "pass": bool(ref["objective_rel_diff"] <= 1e-3)})
-        targets.append({"target": "both dominate (λ_min ≥ −1e-6 ‖I_QoI‖)",
-                        "value": [dom_pf_w, ref["dominance"]],
-                        "pass": bool(dom_pf_w >= -1e-6 and ref["dominance"] >= -1e-6)})
-    targets.append({"target": f"potforge ≤ 60 s at M = {len(Fb)}", "value": round(t_big, 2),
-                    "pass": bool(t_big <= 60)})
+        targets.append(
+            {
+                "target": "potforge ≥ 5× faster than ConvexOpt/SDPA at N≈50, M=2000",
+                "value": round(ref["speedup"], 2),
+                "pass": bool(ref["speedup"] >= 5),
+            }
+        )
+        targets.append(
+            {
+                "target": "same objective (1e-3 relative)",
+                "value": ref["objective_rel_diff"],
+                "pass": bool(ref["objective_rel_diff"] <= 1e-3),
+            }
+        )
+        targets.append(
+            {
+                "target": "both dominate (λ_min ≥ −1e-6 ‖I_QoI‖)",
+                "value": [dom_pf_w, ref["dominance"]],
+                "pass": bool(dom_pf_w >= -1e-6 and ref["dominance"] >= -1e-6),
+            }
+        )
+    targets.append(
+        {
+            "target": f"potforge ≤ 60 s at M = {len(Fb)}",
+            "value": round(t_big, 2),
+            "pass": bool(t_big <= 60),
+        }
+    )
     for tg in targets:
         print(f"  [{'PASS' if tg['pass'] else 'MISS'}] {tg['target']}: {tg['value']}")
     return {
-        "spec": spec, "n_params": P, "M": M, "level": SOLVER_LEVEL,
-        "fims": "whitened by (Σ_m I_m)^(-1/2) on its range and one overall factor, identical arrays to both",
+        "spec": spec,
+        "n_params": P,
+        "M": M,
+        "level": SOLVER_LEVEL,
+        "fims": "whitened by (Σ_m I_m)^(-1/2) on its range"
+        " and one overall factor, identical arrays to both",
         "n_range": int(keep.sum()),
         "threads": 2,
-        "potforge": {"seconds": t_pf, **{k: v for k, v in res.summary().items() if k != "selected"},
-                     "dominance_weights": dom_pf_w},
+        "potforge": {
+            "seconds": t_pf,
+            **{k: v for k, v in res.summary().items() if k != "selected"},
+            "dominance_weights": dom_pf_w,
+        },
         "reference": ref,
-        "large": {"M": len(Fb), "resampled": len(extra),
-                  "how": "2000 structures + row subsets (energy, stress, random half of the atoms' forces)",
-                  "seconds": t_big, **{k: v for k, v in rb.summary().items() if k != "selected"}},
+        "large": {
+            "M": len(Fb),
+            "resampled": len(extra),
+            "how": "2000 structures + row subsets"
+            " (energy, stress, random half of the atoms' forces)",
+            "seconds": t_big,
+            **{k: v for k, v in rb.summary().items() if k != "selected"},
+        },
         "targets": targets,
     }
 
@@ -843,26 +1038,48 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small pool, 2 seeds (smoke run)")
     parser.add_argument("--part", choices=("all", "selectors", "solver"), default="all")
-    parser.add_argument("--fit-budget", type=float, default=None,
-                        help="seconds for fitting selections (default 900; quick 120)")
+    parser.add_argument(
+        "--fit-budget",
+        type=float,
+        default=None,
+        help="seconds for fitting selections (default 900; quick 120)",
+    )
     parser.add_argument("--skip-reference", action="store_true", help="no ConvexOpt/SDPA run")
-    parser.add_argument("--out", default=None, help="JSON file (default results/information_matching[_quick].json)")
+    parser.add_argument(
+        "--out", default=None, help="JSON file (default results/information_matching[_quick].json)"
+    )
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     mix = QUICK_MIX if args.quick else POOL_MIX
     ctx = common(mix)
-    out = Path(args.out) if args.out else OUT.with_name("information_matching_quick.json" if args.quick else OUT.name)
+    out = (
+        Path(args.out)
+        if args.out
+        else OUT.with_name("information_matching_quick.json" if args.quick else OUT.name)
+    )
     doc = json.loads(out.read_text()) if out.exists() and args.part != "all" else {}
     if doc.get("quick") not in (None, args.quick):
         doc = {}
-    doc.update({
-        "benchmark": "information_matching", "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()} Linux, {os.cpu_count()} cores (shared)", "quick": args.quick,
-        "oracle": ORACLE, "pool": {"mix": mix, "n": len(ctx["pool"]), "categories": pool_summary(ctx["pool"]),
-                                    "md": "thermal rattles σ_u = 0.044 Å·√(T/300 K), T ∈ [300, 3000] K — a stand-in for MD"},
-        "precision": SIGMA, "qois": list(QOIS), "base_tolerance": BASE_TOL, "levels": list(LEVELS),
-        "oracle_qoi": {q: ctx["oracle_qoi"][q]["value"] for q in QOIS},
-    })
+    doc.update(
+        {
+            "benchmark": "information_matching",
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": f"{platform.machine()} Linux, {os.cpu_count()} cores (shared)",
+            "quick": args.quick,
+            "oracle": ORACLE,
+            "pool": {
+                "mix": mix,
+                "n": len(ctx["pool"]),
+                "categories": pool_summary(ctx["pool"]),
+                "md": "thermal rattles σ_u = 0.044 Å·√(T/300 K), 300–3000 K (stand-in for MD)",
+            },
+            "precision": SIGMA,
+            "qois": list(QOIS),
+            "base_tolerance": BASE_TOL,
+            "levels": list(LEVELS),
+            "oracle_qoi": {q: ctx["oracle_qoi"][q]["value"] for q in QOIS},
+        }
+    )
     if args.part in ("all", "selectors"):
         doc["selectors"] = selectors_part(args, ctx)
         doc["target_ratios"] = {k: v["ratios"] for k, v in doc["selectors"]["models"].items()}
