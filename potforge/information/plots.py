@@ -14,6 +14,7 @@ def sigma_history_plot(path: str | Path, iterations: Sequence[Any]) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     path = Path(path)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -23,6 +24,7 @@ def sigma_history_plot(path: str | Path, iterations: Sequence[Any]) -> Path:
         ratio = [s.sigma[name] / s.tolerance[name] for s in iterations]
         ax.semilogy(calls, ratio, "o-", ms=4, label=name)
     ax.axhline(1.0, color="k", lw=1, ls="--")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("oracle calls (structures labelled)")
     ax.set_ylabel("predicted σ / tolerance")
     ax.set_title("information matching: targets met below the dashed line")
