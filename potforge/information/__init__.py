@@ -5,6 +5,7 @@ guarantees the precision asked for (:mod:`~potforge.information.matching`)."""
 from potforge.information.fisher import (
     LabelPrecision,
     analyse,
+    coverage,
     dominance,
     predicted_sigma,
     qoi_fisher,
@@ -27,6 +28,7 @@ __all__ = [
     "MatchingError",
     "MatchingResult",
     "analyse",
+    "coverage",
     "dominance",
     "labelling_cost",
     "predicted_sigma",

@@ -233,7 +233,11 @@ def predicted_covariance(F: np.ndarray, jacobian: np.ndarray) -> np.ndarray:
     jacobian : ndarray, shape (Q, P)
     """
     J = np.atleast_2d(np.asarray(jacobian, dtype=float))
-    lam, V, keep = _eigh_pinv(np.asarray(F, dtype=float))
+    F = np.asarray(F, dtype=float)
+    d = np.diag(F)
+    D = np.where(d > 0, 1.0 / np.sqrt(np.where(d > 0, d, 1.0)), 0.0)
+    J = J * np.where(d > 0, D, 1.0)  # J F⁺ Jᵀ = (JD)(DFD)⁺(DJᵀ): Jacobi scaling for conditioning
+    lam, V, keep = _eigh_pinv(D[:, None] * F * D[None, :])
     Jv = J @ V
     cov = (Jv[:, keep] / lam[keep]) @ Jv[:, keep].T
     outside = np.linalg.norm(Jv[:, ~keep], axis=1)
@@ -255,6 +259,35 @@ def dominance(F: np.ndarray, target: np.ndarray) -> float:
     norm = float(np.linalg.norm(target, 2)) or 1.0
     D = np.asarray(F, dtype=float) - target
     return float(np.linalg.eigvalsh(0.5 * (D + D.T))[0]) / norm
+
+
+def coverage(F: np.ndarray, target: np.ndarray) -> float:
+    """Largest eigenvalue of the pencil (I_QoI, F): ≤ 1 exactly when ``F ⪰ I_QoI``.
+
+    For ``I_QoI = JᵀΣ⁻¹J`` it is the largest ratio of predicted to target variance over every
+    combination of the QoIs (``λ_max(Σ^{-1/2} J F⁺ Jᵀ Σ^{-1/2})``), so ``sqrt`` of it is the worst
+    σ/tolerance.  Unlike :func:`dominance` it does not depend on how the parameters are scaled:
+    a shortfall in a direction where the target's information is small counts in full.  Inf when
+    the target needs a direction that F does not inform.
+
+    Parameters
+    ----------
+    F : ndarray, shape (P, P)
+    target : ndarray, shape (P, P)
+    """
+    F = np.asarray(F, dtype=float)
+    T = np.asarray(target, dtype=float)
+    d = np.diag(F) + np.diag(T)
+    D = np.where(d > 0, 1.0 / np.sqrt(np.where(d > 0, d, 1.0)), 0.0)  # Jacobi, for conditioning
+    Fs, Ts = D[:, None] * F * D[None, :], D[:, None] * T * D[None, :]
+    lam, V = np.linalg.eigh(0.5 * (Fs + Fs.T))
+    keep = lam > EIG_RTOL * max(float(lam.max(initial=0.0)), np.finfo(float).tiny)
+    N = V[:, ~keep]
+    tn = max(float(np.linalg.norm(Ts)), np.finfo(float).tiny)
+    if N.size and np.linalg.norm(N.T @ Ts @ N) > 1e-9 * tn:
+        return float("inf")
+    W = V[:, keep] / np.sqrt(lam[keep])
+    return float(np.linalg.eigvalsh(W.T @ Ts @ W).max(initial=0.0))
 
 
 def information_fraction(F: np.ndarray, jacobian: np.ndarray, covariance: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ from potforge.data.structures import structure_hash
 from potforge.errors import DataError
 from potforge.information.fisher import (
     candidate_owners,
-    dominance,
+    coverage,
     predicted_sigma,
     structure_fisher,
     whitened_span_fraction,
@@ -396,7 +396,7 @@ def run_selection(
                 sel = [hashes[i] for i in more]
                 st.record_selection(sel, None, "init-more")
                 return {"selected": sel, "weights": [None] * len(sel), "solve": {}, "met": False}
-            met = bool(dominance(F_lab, info.fisher) >= -1e-6)
+            met = bool(coverage(F_lab, info.fisher) <= 1 + 1e-6)
             if met or not free.size or left == 0:
                 return {"selected": [], "weights": [], "solve": {}, "met": met}
             free_c = np.flatnonzero(np.isin(owner, free))

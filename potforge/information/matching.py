@@ -39,7 +39,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from potforge.errors import DataError, PotforgeError
-from potforge.information.fisher import dominance
+from potforge.information.fisher import coverage, dominance
 
 SOLVERS = ("CLARABEL", "SCS")
 """Convex solvers through cvxpy: Clarabel (interior point, default) and SCS (first order, for
@@ -50,7 +50,8 @@ COST_MODELS = ("unit", "n2", "n3", "measured")
 SCF step); N³ (the cubic diagonalisation regime); measured oracle seconds."""
 
 DOMINANCE_TOL = 1e-6
-"""Relative slack ``λ_min(F − I_QoI) ≥ −tol·‖I_QoI‖`` that counts as covering the target."""
+"""Slack of the target check: covered when ``coverage(F, I_QoI) ≤ 1 + tol``, i.e. no QoI
+combination's predicted variance exceeds its target by more than that fraction."""
 
 
 class MatchingError(PotforgeError, RuntimeError):
@@ -127,6 +128,12 @@ class MatchingResult:
         The same for the solver's weights as returned.
     dominance_thresholded : float
         The same for the solver's weights with those below ``zero_tol`` set to zero.
+    coverage : float
+        λ_max of the pencil (I_QoI, Σ_selected u_m I_m + F_fixed)
+        (:func:`~potforge.information.fisher.coverage`): the worst ratio of predicted to target
+        variance over all QoI combinations; the selection is made so that it is ≤ 1 + tol.
+    coverage_solver : float
+        The same for the solver's weights (≤ 1 up to the solver's accuracy).
     status : str
         The solver's last status (``"optimal"``, ``"optimal_inaccurate"``, ``"met"`` when the
         fixed information already covers the target).
@@ -160,6 +167,8 @@ class MatchingResult:
     n_working: int
     repaired: int = 0
     pruned: int = 0
+    coverage: float = float("nan")
+    coverage_solver: float = float("nan")
     dual: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     def summary(self) -> dict[str, Any]:
@@ -173,6 +182,8 @@ class MatchingResult:
             "dominance": float(self.dominance),
             "dominance_solver": float(self.dominance_solver),
             "dominance_thresholded": float(self.dominance_thresholded),
+            "coverage": float(self.coverage),
+            "coverage_solver": float(self.coverage_solver),
             "status": self.status,
             "solver": self.solver,
             "solve_time": float(self.solve_time),
@@ -233,8 +244,8 @@ def _basis(I: np.ndarray, T: np.ndarray, F0: np.ndarray, tol: float) -> np.ndarr
     return D[:, None] * U[:, keep] / np.sqrt(lam[keep])
 
 
-def _dominance_of(idx: np.ndarray, I: np.ndarray, up: np.ndarray, F0: np.ndarray, T: np.ndarray):
-    return dominance(np.tensordot(up[idx], I[idx], axes=1) + F0, T)
+def _coverage_of(idx: np.ndarray, I: np.ndarray, up: np.ndarray, F0: np.ndarray, T: np.ndarray):
+    return coverage(np.tensordot(up[idx], I[idx], axes=1) + F0, T)
 
 
 def _solve_restricted(
@@ -331,10 +342,23 @@ def solve_matching(
         raise DataError("upper weight bounds must be positive and finite (or None)")
     empty = np.zeros(0, dtype=int)
 
-    met = dominance(F0, T)
-    if met >= -tol:
+    if coverage(F0, T) <= 1 + tol:
+        met = dominance(F0, T)
         return MatchingResult(
-            np.zeros(M), empty, 0.0, 0.0, 0, met, met, met, "met", solver, 0.0, 0, 0
+            np.zeros(M),
+            empty,
+            0.0,
+            0.0,
+            0,
+            met,
+            met,
+            met,
+            "met",
+            solver,
+            0.0,
+            0,
+            0,
+            coverage=coverage(F0, T),
         )
 
     # --- preconditioning: congruence by B, one scale, weights in units of α ------------------
@@ -358,7 +382,7 @@ def solve_matching(
     # --- feasibility -------------------------------------------------------------------------
     if up is not None:
         avail = np.tensordot(up, I, axes=1) + F0
-        if dominance(np.tensordot(up, It, axes=1) + F0t, Tt) < -tol:
+        if coverage(np.tensordot(up, It, axes=1) + F0t, Tt) > 1 + tol:
             raise InfeasibleError(
                 "the candidate pool cannot meet the targets even with every candidate labelled",
                 avail,
@@ -373,7 +397,7 @@ def solve_matching(
         lo, hi = 1, M
         while lo < hi:
             mid = (lo + hi) // 2
-            if dominance(np.tensordot(up[order[:mid]], It[order[:mid]], axes=1) + F0t, Tt) >= -tol:
+            if _coverage_of(order[:mid], It, up, F0t, Tt) <= 1 + tol:
                 hi = mid
             else:
                 lo = mid + 1
@@ -428,11 +452,11 @@ def solve_matching(
     rest = rest[np.argsort(-score[rest] * sn[rest] / s[rest] * s_scale, kind="stable")]
     chain = np.concatenate([ranked, rest])
     lo, hi = 1, len(chain)
-    if _dominance_of(chain[:hi], I, label_w, F0, T) < -tol:
+    if _coverage_of(chain[:hi], It, label_w, F0t, Tt) > 1 + tol:
         raise MatchingError("no selection from the pool dominates the target after rounding")
     while lo < hi:
         mid = (lo + hi) // 2
-        if _dominance_of(chain[:mid], I, label_w, F0, T) >= -tol:
+        if _coverage_of(chain[:mid], It, label_w, F0t, Tt) <= 1 + tol:
             hi = mid
         else:
             lo = mid + 1
@@ -441,10 +465,11 @@ def solve_matching(
     pruned = 0
     for m in sorted(selected, key=lambda k: (-s[k], w[k])):
         trial = [k for k in selected if k != m]
-        if trial and _dominance_of(np.array(trial), I, label_w, F0, T) >= -tol:
+        if trial and _coverage_of(np.array(trial), It, label_w, F0t, Tt) <= 1 + tol:
             selected, pruned = trial, pruned + 1
     sel = np.array(selected, dtype=int)
-    dom = _dominance_of(sel, I, label_w, F0, T)
+    dom = dominance(np.tensordot(label_w[sel], I[sel], axes=1) + F0, T)
+    cov = _coverage_of(sel, It, label_w, F0t, Tt)
     Zfull = B @ Z @ B.T * (alpha * s_scale / norm)
     return MatchingResult(
         weights=w,
@@ -455,6 +480,8 @@ def solve_matching(
         dominance=dom,
         dominance_solver=dom_solver,
         dominance_thresholded=dom_thr,
+        coverage=cov,
+        coverage_solver=coverage(np.tensordot(w, It, axes=1) + F0t, Tt),
         status=status,
         solver=solver,
         solve_time=total_time,

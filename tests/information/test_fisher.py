@@ -11,6 +11,7 @@ from potforge.information.fisher import (
     LabelPrecision,
     analyse,
     candidate_owners,
+    coverage,
     dominance,
     information_fraction,
     predicted_sigma,
@@ -139,3 +140,21 @@ def test_label_precision_rejects_non_positive():
     with pytest.raises(DataError, match="force"):
         LabelPrecision(force=0.0)
     assert LabelPrecision().sigma[STRESS] == pytest.approx(0.1 * GPA)
+
+
+def test_coverage_is_the_worst_variance_ratio_and_scale_free():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(30, 5)) * np.array([1e4, 1.0, 1e-3, 1.0, 10.0])  # badly scaled
+    F = X.T @ X
+    J = rng.normal(size=(2, 5))
+    S = np.diag(predicted_sigma(F, J) ** 2)
+    cov = coverage(F, qoi_fisher(J, S))
+    # the worst combination is at least the worst single QoI (1 here), and ≤ 1 ⇔ F ⪰ I_QoI
+    M = np.linalg.solve(S, J @ np.linalg.inv(F) @ J.T)
+    assert cov == pytest.approx(np.linalg.eigvals(M).real.max(), rel=1e-8)
+    assert cov >= 1 - 1e-9
+    assert coverage(F, qoi_fisher(J, 1.01 * cov * S)) <= 1
+    assert coverage(F, qoi_fisher(J, 0.99 * cov * S)) > 1
+    F1 = F.copy()
+    F1[:, 2] = F1[2, :] = 0.0
+    assert np.isinf(coverage(F1, qoi_fisher(np.eye(5)[2:3], np.eye(1))))
