@@ -88,9 +88,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--solver",
-        type=Options(("CLARABEL", "SCS")).argtype(),
-        default="CLARABEL",
-        help="convex solver (default CLARABEL; SCS for very large pools)",
+        type=Options(("auto", "SDPA", "CLARABEL", "SCS")).argtype(),
+        default="auto",
+        help="convex solver (default auto: SDPA where installed, else CLARABEL; SCS for very "
+        "large working sets)",
     )
     p.add_argument(
         "--per-atom-forces",

@@ -223,7 +223,7 @@ def run_selection(
     seed: int = 0,
     budget: int | None = None,
     max_iterations: int = 20,
-    solver: str = "CLARABEL",
+    solver: str = "auto",
     reweight: int = 0,
     per_atom_forces: bool = False,
     label_options: dict[str, Any] | None = None,

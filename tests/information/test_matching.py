@@ -147,9 +147,12 @@ def test_estimator_follows_scikit_learn_and_reweighting_keeps_dominance():
     assert est.get_params()["reweight"] == 2
 
 
-def test_scs_for_large_pools_agrees_with_clarabel():
+def test_every_solver_answers_the_same_program():
     fims, target, _ = random_problem(7, P=6, M=50)
     a = solve_matching(fims, target, solver="CLARABEL")
+    c = solve_matching(fims, target, solver="SDPA")
+    assert c.objective == pytest.approx(a.objective, rel=1e-4)
+    assert solve_matching(fims, target).solver == "SDPA"  # auto, where installed
     b = solve_matching(fims, target, solver="SCS")
     assert b.objective == pytest.approx(a.objective, rel=2e-2)
     assert b.dominance >= -1e-6  # rounding checks the exact matrices, whatever the solver
