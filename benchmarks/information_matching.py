@@ -21,8 +21,9 @@ Selectors: information matching (unit cost; N² cost) as a sequential loop from 
 structures; random; random stratified by pool category; largest predicted variance of the
 candidate's own energy; greedy D-optimal; greedy targeted (per count; per N² cost);
 smallest cells first.  Baselines add one structure at a time until every target's predicted
-σ ≤ tolerance.  The selected sets are then fitted (``LinearPotential.fit`` at the same σ's) and
-their QoIs (``run_suite``) compared with the oracle's.
+σ ≤ tolerance.  The selected sets are then fitted (``LinearPotential.fit``) and
+their QoIs (``run_suite``) compared with the oracle's.  Every fit uses the model's own weights
+(as ``potforge select`` does); the label precision enters the Fisher information only.
 
 Solver (``--part solver``): identical FIMs of ``snap(2J=6)+zbl+pair+embed+const`` (47
 parameters), M = 2000 candidates: potforge ``solve_matching`` vs ``information_matching.
@@ -279,12 +280,10 @@ def prepare_model(spec: str, ctx: dict, check_pool_fisher: bool = True) -> dict:
     pool, labelled = ctx["pool"], ctx["labelled"]
     prec = LabelPrecision(**SIGMA)
     t0 = time.perf_counter()
-    model = LinearPotential(
-        spec,
-        sigma_energy=SIGMA["energy"],
-        sigma_force=SIGMA["force"],
-        sigma_stress=SIGMA["stress"] * GPA,
-    ).setup(pool)
+    # the fit keeps the model's own weights (as `potforge select` does); the label precision
+    # enters only the Fisher information (fitted with the label precision as weights, SNAP 2J=6
+    # on this pool is mechanically unstable: C44 −174 GPa)
+    model = LinearPotential(spec).setup(pool)
     designs = model.structure_designs(pool, progress=False)
     dm = model.design_rows(pool, designs=designs)
     F = structure_fisher(dm.A, prec.row_weights(dm.row_type), dm.structure, len(pool))

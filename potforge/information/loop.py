@@ -427,16 +427,15 @@ def run_selection(
         out = ck.run("select", it, do_select)
         out["solve"].setdefault("wall", time.perf_counter() - t0)
         ind = {}
-        for name, d in info.indirect.items() if unstable is None and info else ():
-            g = np.asarray(d["gradient"])
-            s = float(predicted_sigma(F_lab, g[None, :])[0])
-            span = whitened_span_fraction(F_lab, g, info.jacobian)
-            ind[name] = {
-                "value": d["value"],
-                "sigma": s,
-                "tolerance": d["tolerance"],
-                "span_fraction": span,
-            }
+        if unstable is None and info is not None:
+            for name, d in info.indirect.items():
+                g = np.asarray(d["gradient"])
+                ind[name] = {
+                    "value": d["value"],
+                    "sigma": float(predicted_sigma(F_lab, g[None, :])[0]),
+                    "tolerance": d["tolerance"],
+                    "span_fraction": whitened_span_fraction(F_lab, g, info.jacobian),
+                }
         step = Iteration(
             iteration=it,
             n_labelled=len(ok),

@@ -60,6 +60,7 @@ def resolve_solver(solver: str) -> str:
         raise DataError(f"unknown solver {solver!r}; allowed: {', '.join(SOLVERS)}")
     return name
 
+
 COST_MODELS = ("unit", "n2", "n3", "measured")
 """Labelling-cost models: 1 per structure; N² (plane-wave DFT at fixed k-point density, per
 SCF step); N³ (the cubic diagonalisation regime); measured oracle seconds."""
