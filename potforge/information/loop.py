@@ -423,8 +423,18 @@ def run_selection(
             solve = res.summary() | {"selected": None}
             return {"selected": sel, "weights": wts, "solve": solve, "met": False}
 
+        def select_stage(st, do_select=do_select, sigma=sigma, tolerance=tolerance):
+            # the stored record of the iteration: predicted σ per QoI against its target too
+            out = do_select(st)
+            def plain(x: float) -> float | None:  # JSON has no NaN or inf
+                return float(x) if np.isfinite(x) else None
+
+            out["sigma"] = dict(zip(targets.names, map(plain, sigma), strict=True))
+            out["tolerance"] = dict(zip(targets.names, map(plain, tolerance), strict=True))
+            return out
+
         t0 = time.perf_counter()
-        out = ck.run("select", it, do_select)
+        out = ck.run("select", it, select_stage)
         out["solve"].setdefault("wall", time.perf_counter() - t0)
         ind = {}
         if unstable is None and info is not None:
