@@ -29,9 +29,12 @@ How it is solved here (:func:`solve_matching`):
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,6 +267,29 @@ def _coverage_of(idx: np.ndarray, I: np.ndarray, up: np.ndarray, F0: np.ndarray,
     return coverage(np.tensordot(up[idx], I[idx], axes=1) + F0, T)
 
 
+@contextlib.contextmanager
+def _native_output_silenced(active: bool) -> Iterator[None]:
+    """SDPA's C++ core prints diagnostics ("Strange behavior : primal < dual") straight to the
+    process's stdout; the status and the exact re-check report what matters, so that text is
+    sent to /dev/null for the call (file descriptors 1 and 2, restored afterwards)."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
 def _solve_restricted(
     I: np.ndarray, s: np.ndarray, up: np.ndarray | None, R: np.ndarray, solver: str
 ) -> tuple[np.ndarray, np.ndarray, str, float]:
@@ -278,7 +304,7 @@ def _solve_restricted(
         cons.append(w <= up)
     prob = cp.Problem(cp.Minimize(s @ w), cons)
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _native_output_silenced(solver == "SDPA"):
         warnings.simplefilter("ignore")
         try:
             prob.solve(solver=solver)
