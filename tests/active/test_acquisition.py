@@ -56,7 +56,7 @@ def test_extrapolation_grade_is_at_most_one_on_training_rows():
 
 def test_acquisitions_by_name_and_their_probabilities():
     ref = Reference.from_heldout([0.1, 0.12, 0.08, 0.11, 0.09])
-    energy = np.r_[-8.9 + 0.01 * np.sin(np.arange(16)), -8.9, -8.9, -8.89, -8.5]
+    energy = np.r_[-8.9 + 0.01 * np.sin(np.arange(16)), -8.9, -8.9, -8.89, -8.0]
     u = np.r_[np.full(16, 0.1), 0.05, 0.1, 0.3, 0.5]
     pupe = make_acquisition("pu_pe")(Frames(u, energy), ref)
     assert pupe[18] > 0.99 and pupe[19] < 1e-3  # uncertain and viable / uncertain, unphysical
