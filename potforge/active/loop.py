@@ -1,0 +1,442 @@
+"""The MD-driven active-learning loop (seed 004, ../shared/METHODS.md §5).
+
+One iteration, every stage checkpointed in the store (:class:`potforge.data.checkpoint.Checkpoint`):
+
+1. ``label``   — the frames chosen last (the initial and held-out sets at iteration 0) go through
+   the labelling engine into the store; a failed oracle call is recorded and skipped;
+2. ``fit``     — the model on every labelled training frame, its POPS posterior, and K
+   parameter vectors drawn from it (the ensemble whose force spread is the uncertainty U);
+3. ``explore`` — MD of the current model from each explorer's start, as Dask tasks; frames are
+   stored as candidates; an explorer that leaves physical space is stopped and recorded, the
+   others go on;
+4. ``select``  — U (``max_devi_f``), energy and extrapolation grade of every frame from one
+   descriptor pass; the acquisition's probabilities per trajectory (its own energy statistics:
+   thresholds per system) against the held-out set's U statistics; rejection sampling until
+   the quota; deduplication; the budget.
+
+Each explorer's next start is its kept frame with the largest true force error (known once
+labelled), else its last frame before it stopped.  The loop stops when the held-out force RMSE
+and the mean held-out U change by less than ``rtol`` over the last ``patience`` iterations
+(printed each iteration), when the budget of oracle calls is spent, or at ``max_iterations``.
+A process killed at any moment resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from sklearn.base import clone
+
+from potforge.active.acquisition import Frames, Reference, make_acquisition, pick
+from potforge.active.explore import ExplorerSpec, Trajectory, explore_many
+from potforge.active.uncertainty import ExtrapolationGrade, force_deviation
+from potforge.data.checkpoint import Checkpoint
+from potforge.data.store import Store
+from potforge.data.structures import labels, structure_hash
+from potforge.errors import DataError
+from potforge.oracles import Oracle, make_oracle
+from potforge.oracles.labelling import label
+
+LOOP = "active-learning"
+
+
+@dataclass
+class Step:
+    """One iteration's record (also what the progress line prints).
+
+    Attributes
+    ----------
+    iteration : int
+    frames_seen : int
+        Frames the explorers produced this iteration.
+    kept : int
+        Frames selected for labelling.
+    oracle_calls : int
+        Structures labelled so far (training, held-out and failed).
+    heldout_rmse : float
+        Force RMSE on the held-out set after this iteration's fit, eV/Å.
+    u_mean, u_std : float
+        Held-out U statistics, eV/Å.
+    explorers_failed : int
+    stopped : dict
+        Explorer name → cause, for those stopped this iteration.
+    converged : bool
+    """
+
+    iteration: int
+    frames_seen: int
+    kept: int
+    oracle_calls: int
+    heldout_rmse: float
+    u_mean: float
+    u_std: float
+    explorers_failed: int
+    stopped: dict[str, str] = field(default_factory=dict)
+    converged: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class ActiveResult:
+    """The final model, the per-iteration records, the labelled hashes and why it stopped."""
+
+    model: Any
+    steps: list[Step]
+    training: list[str]
+    heldout: list[str]
+    stop: str
+
+
+def ensemble_forces(model, designs, coefs: np.ndarray) -> list[np.ndarray]:
+    """Forces of K parameter vectors on each structure from one descriptor pass, (K, N, 3) each."""
+    return [p["forces"] for p in model.predict_designs(designs, coefs)]
+
+
+def _rmse(model, designs, structures) -> float:
+    preds = model.predict_designs(designs)
+    err = [p["forces"] - labels(a)["forces"] for p, a in zip(preds, structures, strict=True)]
+    return float(np.sqrt(np.mean(np.concatenate([e.ravel() for e in err]) ** 2)))
+
+
+def _digest(items: Sequence[str]) -> str:
+    return hashlib.sha256("".join(items).encode()).hexdigest()[:16]
+
+
+def run_active(
+    model,
+    initial: Sequence[Atoms],
+    explorers: Sequence[ExplorerSpec],
+    oracle: Oracle | str,
+    store: Store | str,
+    *,
+    acquisition: str = "pu_pe",
+    acquisition_settings: dict[str, Any] | None = None,
+    n_heldout: int = 6,
+    heldout_rattle: float = 0.05,
+    n_ensemble: int = 32,
+    quota: int = 10,
+    budget: int = 200,
+    max_iterations: int = 20,
+    patience: int = 3,
+    rtol: float = 0.05,
+    dedup: float = 0.0,
+    seed: int = 0,
+    workers: int | None = None,
+    label_options: dict[str, Any] | None = None,
+    observer: Callable[[Step], None] | None = None,
+    progress: bool | None = None,
+    loop: str = LOOP,
+) -> ActiveResult:
+    """Run (or resume) the active-learning loop.
+
+    Parameters
+    ----------
+    model : LinearPotential
+        Unfitted template.
+    initial : sequence of ase.Atoms
+        The starting training configurations (labelled at iteration 0).
+    explorers : sequence of ExplorerSpec
+        MD tasks; each iteration restarts them from their next start (see the module notes).
+    oracle : Oracle or str
+    store : Store or str
+    acquisition : {"pu_pe", "trust", "dopt", "topk"}, default="pu_pe"
+    acquisition_settings : dict, optional
+        Settings of the acquisition (e.g. ``{"lo": 0.05, "hi": 0.15}`` for trust).
+    n_heldout : int, default=6
+        Size of the held-out set for U's statistics and the stopping test: rattled copies
+        (``heldout_rattle`` Å) of initial configurations; their labels count toward the budget.
+    n_ensemble : int, default=32
+        K parameter vectors drawn from the POPS posterior.
+    quota : int, default=10
+        Frames to label per iteration (shared among the explorers).
+    budget : int, default=200
+        Most oracle calls, initial and held-out sets included.
+    max_iterations, patience : int
+    rtol : float, default=0.05
+        Relative change of the held-out force RMSE and mean U below which an iteration counts
+        as unchanged; ``patience`` unchanged iterations in a row stop the loop.
+    dedup : float, default=0.0
+        Deduplication distance of frames within a batch (relative descriptor distance).
+    seed : int
+    workers : int, optional
+        Dask workers for the explorers (and the labelling unless ``label_options`` says).
+    label_options : dict, optional
+        Keyword arguments of :func:`potforge.oracles.labelling.label`.
+    observer : callable, optional
+        Called with each finished :class:`Step`.
+    progress : bool or None
+    loop : str
+        The loop's name in the store.
+    """
+    oracle = make_oracle(oracle) if isinstance(oracle, str) else oracle
+    store = store if isinstance(store, Store) else Store(store)
+    initial, explorers = list(initial), list(explorers)
+    if not initial:
+        raise DataError("the active-learning loop needs at least one initial configuration")
+    if not explorers:
+        raise DataError("the active-learning loop needs at least one explorer")
+    if budget < len(initial) + n_heldout + 1:
+        raise DataError(
+            f"budget {budget} must exceed the {len(initial)} initial and {n_heldout} held-out "
+            "oracle calls"
+        )
+    for name, value in (("quota", quota), ("n_ensemble", n_ensemble), ("patience", patience)):
+        if value < 1 or (name == "n_ensemble" and value < 2):
+            raise DataError(f"{name} must be ≥ {2 if name == 'n_ensemble' else 1}, got {value}")
+    acq = make_acquisition(acquisition, **(acquisition_settings or {}))
+    names = [e.name for e in explorers]
+    if len(set(names)) != len(names):
+        raise DataError("explorer names must be unique")
+    heldout = []
+    for k in range(n_heldout):
+        a = initial[k % len(initial)].copy()
+        a.rattle(heldout_rattle, seed=seed + 1000 + k)
+        a.info["group"] = "heldout"
+        heldout.append(a)
+    init_h = [structure_hash(a) for a in initial]
+    held_h = [structure_hash(a) for a in heldout]
+    settings = {
+        "model": {k: str(v) for k, v in clone(model).get_params().items() if k != "n_jobs"},
+        "oracle": oracle.key,
+        "initial": _digest(init_h),
+        "explorers": [
+            {k: (str(v) if k == "structure" else v) for k, v in e.__dict__.items()}
+            | {"structure": structure_hash(e.structure)}
+            for e in explorers
+        ],
+        "acquisition": acquisition,
+        "acquisition_settings": acquisition_settings or {},
+        "n_heldout": n_heldout,
+        "n_ensemble": n_ensemble,
+        "quota": quota,
+        "budget": budget,
+        "seed": seed,
+        "dedup": dedup,
+    }
+    ck = Checkpoint(store, loop, settings)
+    ck.run("candidates", 0, lambda st: len(st.add_candidates(initial + heldout, "initial")))
+    lab_kw = {"workers": workers, "progress": bool(progress)} | dict(label_options or {})
+    prepared = clone(model).setup(initial)
+    training: list[str] = list(init_h)
+    starts = {e.name: e.structure for e in explorers}
+    steps: list[Step] = []
+    history: list[tuple[float, float]] = []
+    stop = "iterations"
+    batch = init_h + held_h
+    fitted = prepared
+
+    for it in range(max_iterations):
+
+        def do_label(st, batch=batch):
+            if batch:
+                label(st.store.candidates(hashes=batch), oracle, st.store, **lab_kw)
+            states = st.store.candidate_statuses(oracle.key)
+            return {h: states.get(h, "candidate") for h in batch}
+
+        states = ck.run("label", it, do_label)
+        if it > 0:
+            training += [h for h in batch if states.get(h) == "ok"]
+        ok = {a.info.get("structure_hash"): a for a in store.to_atoms("ok", oracle.spec)}
+        train = [ok[h] for h in training if h in ok]
+        held = [ok[h] for h in held_h if h in ok]
+        if len(held) < 2:
+            raise DataError("fewer than 2 held-out structures could be labelled")
+        calls = (
+            len(init_h)
+            + len(held_h)
+            + sum(len(ck.output("select", i)["selected"]) for i in range(it))
+        )
+
+        def do_fit(st, train=train, it=it):
+            m = clone(prepared)
+            m.terms_, m.elements_ = prepared.terms_, prepared.elements_
+            designs = m.structure_designs(train)
+            m.fit(train, designs=designs)
+            m.fit_posterior(train, designs=designs)
+            coefs = m.sample_coef(n_ensemble, seed=seed + it)
+            return {"coef": m.coef_.tolist(), "ensemble": coefs.tolist()}
+
+        fit = ck.run("fit", it, do_fit)
+        fitted = clone(prepared)
+        fitted.terms_, fitted.elements_ = prepared.terms_, prepared.elements_
+        fitted.coef_ = np.asarray(fit["coef"])
+        coefs = np.asarray(fit["ensemble"])
+        held_designs = fitted.structure_designs(held)
+        u_held = [
+            float(force_deviation(f).max()) for f in ensemble_forces(fitted, held_designs, coefs)
+        ]
+        ref = Reference.from_heldout(u_held)
+        rmse = _rmse(fitted, held_designs, held)
+        history.append((rmse, ref.u_mean))
+        converged = len(history) > patience and all(
+            abs(history[-k][j] - history[-k - 1][j]) <= rtol * abs(history[-k - 1][j])
+            for k in range(1, patience + 1)
+            for j in (0, 1)
+        )
+        left = budget - calls
+        if converged or left <= 0:
+            steps.append(Step(it, 0, 0, calls, rmse, ref.u_mean, ref.u_std, 0, {}, converged))
+            if observer is not None:
+                observer(steps[-1])
+            stop = "converged" if converged else "budget"
+            break
+
+        specs = [replace(e, structure=starts[e.name], seed=e.seed + 7919 * it) for e in explorers]
+
+        def do_explore(st, specs=specs, model=fitted):
+            trajs = explore_many(model, specs, workers=workers, progress=progress)
+            out = []
+            for t in trajs:
+                for a in t.frames:
+                    a.info["explorer"] = t.name
+                hashes = st.add_candidates(t.frames, "md") if t.frames else []
+                out.append({"trajectory": t.to_dict(), "frames": hashes})
+            return out
+
+        explored = ck.run("explore", it, do_explore)
+
+        def do_select(
+            st,
+            explored=explored,
+            left=left,
+            model=fitted,
+            it=it,
+            train=train,
+            coefs=coefs,
+            ref=ref,
+        ):
+            grade = None
+            if acquisition == "dopt":
+                designs = model.structure_designs(train)
+                rows = np.concatenate([d.rows.forces.reshape(-1, model.n_params) for d in designs])
+                grade = ExtrapolationGrade().fit(rows)
+            chosen: list[str] = []
+            share = max(1, quota // max(1, sum(bool(e["frames"]) for e in explored)))
+            pick_rng = np.random.default_rng(seed + 104729 * (it + 1))
+            for e in explored:
+                if not e["frames"]:
+                    continue
+                frames = st.store.candidates(hashes=e["frames"])
+                designs = model.structure_designs(frames)
+                fk = ensemble_forces(model, designs, coefs)
+                u = np.array([force_deviation(f).max() for f in fk])
+                energy = np.array(
+                    [
+                        p["energy"] / len(a)
+                        for p, a in zip(model.predict_designs(designs), frames, strict=True)
+                    ]
+                )
+                g = None
+                if grade is not None:
+                    g = np.array([grade.atom_grades(d.rows.forces).max() for d in designs])
+                desc = np.array(
+                    [d.rows.energy / len(a) for d, a in zip(designs, frames, strict=True)]
+                )
+                p = acq(Frames(u, energy, g, desc), ref)
+                idx = pick(
+                    p,
+                    share,
+                    pick_rng,
+                    deterministic=acquisition == "topk",
+                    descriptor=desc,
+                    dedup=dedup,
+                )
+                chosen += [e["frames"][i] for i in idx if e["frames"][i] not in chosen]
+            chosen = chosen[: min(quota, left)]
+            st.record_selection(chosen, None)
+            return {"selected": chosen}
+
+        sel = ck.run("select", it, do_select)
+        batch = list(sel["selected"])
+        failed = {
+            e["trajectory"]["name"]: e["trajectory"]["stopped"]
+            for e in explored
+            if e["trajectory"]["stopped"]
+        }
+        steps.append(
+            Step(
+                it,
+                sum(len(e["frames"]) for e in explored),
+                len(batch),
+                calls,
+                rmse,
+                ref.u_mean,
+                ref.u_std,
+                len(failed),
+                failed,
+                False,
+            )
+        )
+        if observer is not None:
+            observer(steps[-1])
+        # next starts: each explorer's last frame (before any stop); refined below once labelled
+        for e in explored:
+            if e["frames"]:
+                starts[e["trajectory"]["name"]] = store.candidates(hashes=e["frames"][-1:])[0]
+        kept_by = {}
+        for e in explored:
+            mine = [h for h in batch if h in set(e["frames"])]
+            if mine:
+                kept_by[e["trajectory"]["name"]] = mine
+        if kept_by:
+            _restart_from_worst(store, oracle, kept_by, starts, fitted, lab_kw, batch, ck, it)
+    else:
+        stop = "iterations"
+    return ActiveResult(fitted, steps, training, held_h, stop)
+
+
+def _restart_from_worst(store, oracle, kept_by, starts, model, lab_kw, batch, ck, it) -> None:
+    """Label this iteration's batch now (the next iteration's label stage then finds it done),
+    and restart each explorer from its kept frame with the largest true force error."""
+
+    def do_label(st, batch=batch):
+        label(st.store.candidates(hashes=batch), oracle, st.store, **lab_kw)
+        states = st.store.candidate_statuses(oracle.key)
+        return {h: states.get(h, "candidate") for h in batch}
+
+    ck.run("label", it + 1, do_label)
+    ok = {a.info.get("structure_hash"): a for a in store.to_atoms("ok", oracle.spec)}
+    for name, hashes in kept_by.items():
+        frames = [ok[h] for h in hashes if h in ok]
+        if not frames:
+            continue
+        preds = model.predict_designs(model.structure_designs(frames))
+        err = [
+            np.abs(p["forces"] - labels(a)["forces"]).max()
+            for p, a in zip(preds, frames, strict=True)
+        ]
+        best = frames[int(np.argmax(err))].copy()
+        best.calc = None
+        starts[name] = best
+
+
+def explorer_specs(
+    structures: dict[str, Atoms], temperatures: Sequence[float], seed: int = 0, **settings: Any
+) -> list[ExplorerSpec]:
+    """One explorer per (structure, temperature): ``{name: Atoms}`` × temperatures (K) → specs
+    named ``"<name>-<T>K"``, each with its own seed, and the given settings (steps, interval,
+    engine, ensemble...)."""
+    out = []
+    for i, (name, atoms) in enumerate(structures.items()):
+        for j, t in enumerate(temperatures):
+            out.append(
+                ExplorerSpec(
+                    name=f"{name}-{t:g}K",
+                    structure=atoms,
+                    temperature=float(t),
+                    seed=seed + 31 * i + j,
+                    **settings,
+                )
+            )
+    return out
+
+
+__all__ = ["ActiveResult", "Step", "Trajectory", "explorer_specs", "run_active"]
