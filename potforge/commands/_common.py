@@ -222,3 +222,16 @@ def posterior_size_line(path: Path, n_members: int | None) -> str:
         if size > LARGE_POSTERIOR_MIB:
             line += "; --max-members K keeps a random K of them (smaller file, faster bounds)"
     return line
+
+
+def model_template(spec: str):
+    """An unfitted model: the parameters of a saved model folder, or a term spec."""
+    from potforge.errors import DataError
+    from potforge.model import LinearPotential
+
+    path = Path(spec)
+    if path.is_dir():
+        return LinearPotential(**LinearPotential.load(path, posterior=False).get_params())
+    if path.suffix == ".json" or "/" in spec:
+        raise DataError(f"--model {spec} is neither a model folder nor a term spec like 'snap+zbl'")
+    return LinearPotential(spec)

@@ -27,7 +27,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from potforge.commands._common import add_output_options, write_json
+from potforge.commands._common import add_output_options, model_template, write_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -107,19 +107,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _template(spec: str):
-    """An unfitted model: the parameters of a saved model folder, or a term spec."""
-    from potforge.errors import DataError
-    from potforge.model import LinearPotential
-
-    path = Path(spec)
-    if path.is_dir():
-        return LinearPotential(**LinearPotential.load(path, posterior=False).get_params())
-    if path.suffix == ".json" or "/" in spec:
-        raise DataError(f"--model {spec} is neither a model folder nor a term spec like 'snap+zbl'")
-    return LinearPotential(spec)
-
-
 def read_pool(path: str) -> list:
     """The candidates of a campaign database, or the structures of any structure file."""
     import sqlite3
@@ -183,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise DataError("--out is required: the folder for the model and the selection")
     targets = load_targets(args.targets)
-    template = _template(args.model)
+    template = model_template(args.model)
     template._validate_params()
     oracle = make_oracle(args.oracle)
     if not Path(args.pool).is_file():
