@@ -1,5 +1,6 @@
-"""Layer 6: MD-driven active learning — frame uncertainty (:mod:`~potforge.active.uncertainty`)
-and acquisition functions (:mod:`~potforge.active.acquisition`)."""
+"""Layer 6: MD-driven active learning — frame uncertainty (:mod:`~potforge.active.uncertainty`),
+acquisition functions (:mod:`~potforge.active.acquisition`) and MD explorers
+(:mod:`~potforge.active.explore`)."""
 
 from potforge.active.acquisition import (
     ACQUISITIONS,
@@ -10,13 +11,18 @@ from potforge.active.acquisition import (
     p_uncertainty,
     pick,
 )
+from potforge.active.explore import ExplorerSpec, Trajectory, explore, explore_many
 from potforge.active.uncertainty import ExtrapolationGrade, force_deviation, max_devi_f, maxvol
 
 __all__ = [
     "ACQUISITIONS",
+    "ExplorerSpec",
     "ExtrapolationGrade",
     "Frames",
     "Reference",
+    "Trajectory",
+    "explore",
+    "explore_many",
     "force_deviation",
     "make_acquisition",
     "max_devi_f",
