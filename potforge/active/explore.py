@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -245,25 +246,34 @@ def explore(model: Any, spec: ExplorerSpec, coef: np.ndarray | None = None) -> T
         When ``spec`` is invalid (:func:`check_spec`), before any MD.
     """
     check_spec(spec, model)
-    if coef is not None:
-        coef = model._check_coef(coef)
-        if coef.ndim != 1:
-            raise DataError(
-                f"explorer {spec.name!r}: coef must be one vector (P,), not {coef.shape}"
-            )
+    coef = _checked_coef(model, coef)
     t0 = time.perf_counter()
     traj = Trajectory(spec.name)
+    span = [0, 0]  # the steps being run: a failure there stops the explorer at span[1]
     try:
         run = _run_lammps if spec.engine == "lammps" else _run_ase
-        run(model, spec, coef, traj)
-    except _LammpsFailure as exc:
-        traj.stopped = f"LAMMPS error: {exc}"
+        run(model, spec, coef, traj, span)
     except Exception as exc:  # an explorer never raises: record the cause, keep the frames
-        traj.stopped = f"crashed: {type(exc).__name__}: {exc}"
-    if traj.stopped is not None and traj.stop_step is None:
-        traj.stop_step = int(traj.frames[-1].info["step"]) if traj.frames else 0
+        if isinstance(exc, _LammpsFailure):
+            cause = f"LAMMPS error: {exc}"
+        else:
+            cause = f"crashed: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        where = f"steps {span[0] + 1}–{span[1]}" if span[1] else "before the first step"
+        traj.stopped, traj.stop_step = f"{cause} ({where})", span[1]
     traj.seconds = time.perf_counter() - t0
     return traj
+
+
+def _checked_coef(model: Any, coef: Any) -> np.ndarray | None:
+    """``coef`` as one finite (P,) vector of ``model``'s width (None: ``model.coef_``)."""
+    if coef is None:
+        return None
+    arr = model._check_coef(coef)
+    if arr.ndim != 1:
+        raise DataError(f"coef for explorers must be one vector (P,), not shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise DataError(f"coef has {int((~np.isfinite(arr)).sum())} non-finite value(s)")
+    return arr
 
 
 def explore_many(
@@ -306,8 +316,7 @@ def explore_many(
         raise DataError(f"explorer names must be unique; repeated: {', '.join(map(str, dup))}")
     for s in specs:
         check_spec(s, model)
-    if coef is not None:
-        coef = model._check_coef(coef)
+    coef = _checked_coef(model, coef)
     bar = Progress(len(specs), "explorers", "explorers", progress)
     try:
         if client is None and (workers == 1 or len(specs) <= 1):
@@ -412,7 +421,18 @@ def _lammps(lmp, *commands: str) -> None:
     try:
         lmp.commands_list(list(commands))
     except Exception as exc:  # LAMMPS raises a bare Exception carrying its message
-        raise _LammpsFailure(str(exc).strip() or type(exc).__name__) from exc
+        raise _LammpsFailure(_lammps_message(exc)) from exc
+
+
+def _lammps_message(exc: Exception) -> str:
+    """LAMMPS' ``ERROR: text (src/file.cpp:N)\\nLast input line: ...`` as one sentence."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = re.sub(r"^ERROR(?: on proc \d+)?:\s*", "", lines[0])
+    text = re.sub(r"\s*\([^()]*\.(?:cpp|h):\d+\)$", "", text)
+    last = [ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.startswith("Last input line")]
+    return f"{text}; last input line: {last[0]}" if last else text
 
 
 def _lammps_system(lmp, model, atoms: Atoms, coef, folder: str) -> Frame:
@@ -455,7 +475,7 @@ def _dynamics(spec: ExplorerSpec) -> list[str]:
     return cmds
 
 
-def _run_lammps(model, spec: ExplorerSpec, coef, traj: Trajectory) -> None:
+def _run_lammps(model, spec: ExplorerSpec, coef, traj: Trajectory, span: list[int]) -> None:
     atoms0 = spec.structure
     n = len(atoms0)
     lmp = new_lammps()
@@ -474,6 +494,7 @@ def _run_lammps(model, spec: ExplorerSpec, coef, traj: Trajectory) -> None:
             done = 0
             while done < spec.steps:
                 chunk = min(spec.interval, spec.steps - done)
+                span[:] = done, done + chunk
                 pre = "yes" if done == 0 else "no"
                 _lammps(lmp, f"run {chunk} start 0 stop {spec.steps} pre {pre} post no")
                 done += chunk
@@ -529,7 +550,7 @@ class _Unwrap:
 # --- ASE ------------------------------------------------------------------------------------
 
 
-def _run_ase(model, spec: ExplorerSpec, coef, traj: Trajectory) -> None:
+def _run_ase(model, spec: ExplorerSpec, coef, traj: Trajectory, span: list[int]) -> None:
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
     atoms = spec.structure.copy()
@@ -540,6 +561,7 @@ def _run_ase(model, spec: ExplorerSpec, coef, traj: Trajectory) -> None:
     done, dyn = 0, None
     while done < spec.steps:
         chunk = min(spec.interval, spec.steps - done)
+        span[:] = done, done + chunk
         middle = spec.target(done + chunk // 2)  # a ramp moves the target once per chunk
         if dyn is None:
             dyn = _ase_dynamics(atoms, spec, middle, rng)

@@ -13,7 +13,7 @@ import pytest
 from ase.build import bulk
 
 from potforge.active import ExplorerSpec, Trajectory, explore, explore_many
-from potforge.active.explore import _lammps_system
+from potforge.active.explore import _lammps_system, _verdict
 from potforge.data.builders import A_W, w_structures
 from potforge.engines.lammps import new_lammps, read_forces, to_ase_vectors
 from potforge.errors import DataError
@@ -164,9 +164,44 @@ def test_blown_up_explorers_are_stopped_and_the_others_finish(bare):
         steps = [f.info["step"] for f in t.frames]
         assert steps == list(range(10, t.stop_step, 10))  # ... and none from it on
         assert t.stop_step == int(t.stopped.rsplit(" ", 1)[1])
-    assert broken.stopped.startswith("crashed: ") and "atoms" in broken.stopped
+    assert broken.stopped == (
+        "crashed: EngineError: LAMMPS accepted 53 of 54 atoms of W54 (before the first step)"
+    )
     assert broken.frames == [] and broken.stop_step == 0
     assert all(json.dumps(t.to_dict()) for t in out)
+
+
+def test_lost_atoms_lammps_errors_and_model_failures_are_recorded(model):
+    # ZBL at 0.6 Å fires the pair apart faster than the neighbour lists follow
+    shot = explore(model, ExplorerSpec("shot", close_pair(), 300.0, 100, 10, max_temperature=1e12))
+    assert re.fullmatch(r"lost atoms: \d+ of 54 left at step \d+", shot.stopped), shot.stopped
+    huge = model.coef_.copy()
+    huge[3] = 1e200  # one SNAP coefficient far out of range: the forces overflow
+    lmp = explore(model, ExplorerSpec("lmp", cell54(), 300.0, 100, 10), coef=huge)
+    assert lmp.stopped.startswith("LAMMPS error: ") and "\n" not in lmp.stopped, lmp.stopped
+    assert "last input line: run 10" in lmp.stopped and lmp.frames == []
+    ase = explore(model, ExplorerSpec("ase", cell54(), 300.0, 100, 10, engine="ase"), coef=huge)
+    assert ase.stopped.startswith("crashed: ModelError: W54: the model predicts a non-finite")
+    assert ase.stopped.endswith("(steps 1–10)") and ase.stop_step == 10 and ase.frames == []
+    nan = model.coef_.copy()
+    nan[0] = np.nan
+    with pytest.raises(DataError, match="coef has 1 non-finite value"):
+        explore(model, ExplorerSpec("nan", cell54(), 300.0, 100, 10), coef=nan)
+
+
+def test_frame_checks_name_the_cause():
+    spec = ExplorerSpec("x", cell54(), 300.0, min_distance=1.0)
+    a = cell54()
+    assert _verdict(a, -100.0, 300.0, spec) is None
+    b = a.copy()
+    b.positions[7, 1] = np.nan
+    assert _verdict(b, -100.0, 300.0, spec) == "non-finite (NaN or inf) positions"
+    assert _verdict(a, np.inf, 300.0, spec) == "non-finite model energy (inf)"
+    assert _verdict(a, -100.0, np.nan, spec) == "non-finite temperature (nan)"
+    assert _verdict(a, -100.0, 1600.0, spec) == "temperature 1600 K > 1500 K"
+    b = a.copy()
+    b.positions[20] = b.positions[3] + [0.5, 0.3, 0.0] - np.array(a.cell[0])  # across the cell
+    assert _verdict(b, -100.0, 300.0, spec) == "atoms 3 and 20 at 0.58 Å < 1 Å"
 
 
 BAD = [
