@@ -337,8 +337,9 @@ def _on_dask(model, specs, coef, workers, client, bar) -> list[Trajectory]:
     from potforge.oracles.labelling import dask_client
 
     with dask_client(workers=workers, client=client) as c:
-        [remote] = c.scatter([model], broadcast=True, hash=False)
-        futures = [c.submit(explore, remote, s, coef, pure=False) for s in specs]
+        # the model travels inside each task, not scattered: a worker that dies takes no
+        # shared data with it, and Dask can rerun any task from its own spec
+        futures = [c.submit(explore, model, s, coef, pure=False) for s in specs]
         out: list[Trajectory | None] = [None] * len(specs)
         where = {f.key: k for k, f in enumerate(futures)}
         for fut in as_completed(futures):
@@ -346,11 +347,10 @@ def _on_dask(model, specs, coef, workers, client, bar) -> list[Trajectory]:
             try:
                 out[k] = fut.result()
             except Exception as exc:  # the worker died (KilledWorker) or the task was lost
+                text = " ".join(f"{type(exc).__name__}: {exc}".split())
+                first = text.split(". ")[0].rstrip(".")
                 out[k] = Trajectory(
-                    specs[k].name,
-                    [],
-                    f"crashed: the worker running it died or failed ({type(exc).__name__}: {exc})",
-                    0,
+                    specs[k].name, [], f"crashed: the worker running it died ({first})", 0
                 )
             bar.update()
         return [t for t in out if t is not None]

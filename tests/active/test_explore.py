@@ -258,11 +258,19 @@ def test_explore_many_on_a_dask_cluster_keeps_spec_order(model):
         here = explore(model, specs[1])
         np.testing.assert_allclose(here.frames[-1].positions, out[1].frames[-1].positions)
 
-        killer = _worker_killer(model)
-        dead = explore_many(killer, [ExplorerSpec("dies", start, 300.0, 20, engine="ase")],
-                            client=client, progress=False)  # fmt: skip
-    assert dead[0].stopped.startswith("crashed: the worker running it died")
-    assert dead[0].frames == [] and dead[0].name == "dies"
+        # one explorer kills every worker that runs it; the others in the same call finish
+        mixed = [
+            ExplorerSpec("a", start, 300.0, steps=100, interval=50, seed=4),
+            ExplorerSpec("dies", start, 300.0, steps=20, engine="ase"),
+            ExplorerSpec("b", start, 300.0, steps=100, interval=50, seed=5),
+            ExplorerSpec("c", start, 300.0, steps=100, interval=50, seed=6),
+        ]
+        out = explore_many(_worker_killer(model), mixed, client=client, progress=False)
+    assert [t.name for t in out] == ["a", "dies", "b", "c"]
+    a, dead, b, c = out
+    assert all(t.stopped is None and len(t.frames) == 2 for t in (a, b, c)), [a, b, c]
+    assert re.fullmatch(r"crashed: the worker running it died \(KilledWorker: .*\)", dead.stopped)
+    assert dead.frames == [] and dead.stop_step == 0 and "\n" not in dead.stopped
 
 
 def _worker_killer(model):
