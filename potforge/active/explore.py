@@ -126,7 +126,8 @@ class Trajectory:
     stopped : str or None
         None when the run reached its end; else the cause, one sentence.
     stop_step : int or None
-        MD step at which it stopped (0: before the first step).
+        Step of the failing check; for an error, the end of the ``interval`` it happened in
+        (0: before the first step, or a worker that died).
     seconds : float
         Wall time of the explorer, s.
     """
