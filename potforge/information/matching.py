@@ -162,7 +162,8 @@ class MatchingResult:
     rounds : int
         Column-generation rounds.
     n_working : int
-        Candidates that reached the solver.
+        Candidates that reached the solver (in any round; each round's working set is the
+        last solution's support plus the candidates that price in).
     repaired : int
         Candidates added beyond the solver's positive weights to restore dominance.
     pruned : int
@@ -444,6 +445,7 @@ def solve_matching(
         size = max(size, min(M, lo + r))
     work = np.zeros(M, dtype=bool)
     work[order[:size]] = True
+    seen = work.copy()  # every candidate that reached the solver
     batch = max(20, r)
     total_time, rounds, status = 0.0, 0, ""
     while True:
@@ -465,7 +467,12 @@ def solve_matching(
                 f"column generation did not converge in {max_rounds} rounds "
                 f"({enter.size} candidates still price in); raise max_rounds or use working=M"
             )
+        # column deletion: candidates the restricted optimum leaves at zero go (the optimum
+        # stays feasible, so the next one is no worse) — the working set stays near the support
+        idle = idx[v_k <= 1e-7 * max(float(v_k.max()), 1e-300)]
+        work[idle] = False
         work[enter[np.argsort(reduced[enter])[:batch]]] = True
+        seen |= work
 
     w = np.zeros(M)
     w[idx] = alpha * v_k
@@ -526,7 +533,7 @@ def solve_matching(
         solver=solver,
         solve_time=total_time,
         rounds=rounds,
-        n_working=int(work.sum()),
+        n_working=int(seen.sum()),
         repaired=repaired,
         pruned=pruned,
         dual=Zfull,
