@@ -15,7 +15,18 @@ import signal
 import sys
 import warnings
 
-COMMANDS = ("fit", "eval", "uq", "demo", "label", "db", "properties", "select", "fisher")
+COMMANDS = (
+    "fit",
+    "eval",
+    "uq",
+    "demo",
+    "label",
+    "db",
+    "properties",
+    "select",
+    "fisher",
+    "explore",
+)
 """Modules of ``potforge.commands`` that register a verb, in help order."""
 
 

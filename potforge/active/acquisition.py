@@ -87,11 +87,11 @@ class Reference:
     @classmethod
     def from_heldout(cls, u: Sequence[float]) -> Reference:
         """Mean, spread and quantiles (0.5, 0.9, 0.99) of the held-out frames' U."""
-        u = np.asarray(u, dtype=float)
-        if u.size < 2:
+        values = np.asarray(u, dtype=float)
+        if values.size < 2:
             raise DataError("the held-out set needs at least 2 frames for its U statistics")
-        q = {p: float(np.quantile(u, p)) for p in (0.5, 0.9, 0.99)}
-        return cls(float(u.mean()), float(u.std(ddof=1)), q)
+        q = {p: float(np.quantile(values, p)) for p in (0.5, 0.9, 0.99)}
+        return cls(float(values.mean()), float(values.std(ddof=1)), q)
 
 
 class Acquisition(Protocol):
@@ -187,7 +187,9 @@ def make_acquisition(name: str, **settings) -> Acquisition:
     try:
         return cls(**settings)
     except TypeError:
-        allowed = [f for f in cls.__dataclass_fields__ if f != "name"]
+        import dataclasses
+
+        allowed = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
         bad = sorted(set(settings) - set(allowed))
         raise DataError(unknown_name(bad[0], allowed, f"setting of acquisition {name!r}")) from None
 
