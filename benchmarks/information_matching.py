@@ -925,7 +925,7 @@ def solver_part(args, ctx) -> dict:
     t_pf = time.perf_counter() - t
     dom_pf_w = dominance(np.tensordot(res.weights, Fs, axes=1), Ts)
     print(
-        f"  potforge solve_matching: {t_pf:.2f} s wall ({res.solve_time:.2f} s in Clarabel, "
+        f"  potforge solve_matching: {t_pf:.2f} s wall ({res.solve_time:.2f} s in {res.solver}, "
         f"{res.rounds} rounds, {res.n_working} in working set); objective {res.objective:.6g}; "
         f"dominance of weights {dom_pf_w:.2e}"
         f", of rounded selection ({len(res.selected)}) {res.dominance:.2e}"
