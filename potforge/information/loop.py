@@ -426,6 +426,7 @@ def run_selection(
         def select_stage(st, do_select=do_select, sigma=sigma, tolerance=tolerance):
             # the stored record of the iteration: predicted σ per QoI against its target too
             out = do_select(st)
+
             def plain(x: float) -> float | None:  # JSON has no NaN or inf
                 return float(x) if np.isfinite(x) else None
 
