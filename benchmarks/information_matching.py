@@ -13,7 +13,7 @@ is labelled once up front, so every selector only reads labels.
 Models (``--part selectors``): SNAP 2J=6 + ZBL + const and pair + embedding + const.  One label
 precision for every selector (σ_E 1 meV/atom, σ_F 0.05 eV/Å, σ_S 0.1 GPa) gives the exact
 per-structure Fisher information ``I_m = A_mᵀ W A_m`` (``potforge.information``).  Targets a0
-(0.5 %), C11, C12, C44, Evac, γ_surf(110) (5 %), scaled by 0.25, 0.1 and 0.05.  The QoI
+(0.5 %), C11, C12, C44, Evac, γ_surf(110) (5 %), scaled by 0.1, 0.05 and 0.025.  The QoI
 Jacobians are computed ONCE, at θ fitted on the whole labelled pool, so every selector's
 criterion and stopping test use the same J: predicted σ_Q = sqrt(diag(J F⁺ Jᵀ)).
 
@@ -75,7 +75,7 @@ BASE_TOL = {
     "Evac": 0.05,
     "gamma_surf_110": 0.05,
 }
-LEVELS = (0.25, 0.1, 0.05)
+LEVELS = (0.1, 0.05, 0.025)  # the loosest needs ≥ 10 structures by IM (issue 16)
 SIGMA = {"energy": 1e-3, "force": 0.05, "stress": 0.1}  # eV/atom, eV/Å, GPa
 GPA = 1.0 / 160.21766208
 POOL_MIX = {
@@ -707,7 +707,8 @@ def selectors_part(args, ctx) -> dict:
             f"labelled structures ({mctx['seconds']['jacobian']:.1f} s)"
             f" — every selector uses this J"
         )
-        print(f"  {'QoI':<15}{'oracle':>10}{'θ_ref':>10}{'ref err %':>10}{'pool σ/tol@0.05':>17}")
+        head = f"pool σ/tol@{min(levels)}"
+        print(f"  {'QoI':<15}{'oracle':>10}{'θ_ref':>10}{'ref err %':>10}{head:>17}")
         for i, q in enumerate(QOIS):
             print(
                 f"  {q:<15}{oracle[i]:>10.5g}{info.values[i]:>10.5g}"
@@ -719,6 +720,19 @@ def selectors_part(args, ctx) -> dict:
         t_sel = time.perf_counter() - t1
         summ = summarise(runs, levels)
         rat = ratios(summ, levels)
+        rat["lp_bound_n2"], rat["best_cost_aware_over_lp_bound"] = {}, {}
+        for lv in levels:  # no selection from the same start can cost less than the relaxation
+            bounds = [
+                float(prob.cost["n2"][r["init"]].sum()) + r["objective"]
+                for r in runs[lv]["im_n2"]
+                if r.get("n") is not None
+            ]
+            bound = float(np.mean(bounds)) if bounds else None
+            best = rat["best"][str(lv)]["best_cost_aware"]
+            rat["lp_bound_n2"][str(lv)] = bound
+            rat["best_cost_aware_over_lp_bound"][str(lv)] = (
+                summ[lv][best]["cost_n2_mean"] / bound if bound and best else None
+            )
         budget = args.fit_budget if args.fit_budget is not None else (120 if args.quick else 900)
         fits = evaluate_fits(mctx, ctx, prob, runs, levels, budget)
         fsum = fit_summary(runs, levels)
@@ -755,6 +769,15 @@ def selectors_part(args, ctx) -> dict:
                 )
             )
         print(f"  best baselines: {rat['best']}")
+        print(
+            "  N² cost lower bound (IM's start + the relaxation's optimum; no selection from that "
+            "start costs less): "
+            + "  ".join(f"{lv}: {rat['lp_bound_n2'][str(lv)]:.4g}" for lv in levels)
+            + "; best cost-aware baseline / bound: "
+            + "  ".join(
+                f"{lv}: {rat['best_cost_aware_over_lp_bound'][str(lv)]:.2f}" for lv in levels
+            )
+        )
         im_fit = {lv: fsum[lv].get("im_unit") for lv in levels}
         for lv in levels:
             if im_fit[lv]:
