@@ -26,6 +26,7 @@ COMMANDS = (
     "select",
     "fisher",
     "explore",
+    "anharmonicity",
 )
 """Modules of ``potforge.commands`` that register a verb, in help order."""
 
