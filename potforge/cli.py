@@ -27,6 +27,7 @@ COMMANDS = (
     "fisher",
     "explore",
     "anharmonicity",
+    "watch",
 )
 """Modules of ``potforge.commands`` that register a verb, in help order."""
 
