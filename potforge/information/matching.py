@@ -446,6 +446,7 @@ def solve_matching(
     work = np.zeros(M, dtype=bool)
     work[order[:size]] = True
     seen = work.copy()  # every candidate that reached the solver
+    deleted = np.zeros(M, dtype=bool)
     batch = max(20, r)
     total_time, rounds, status = 0.0, 0, ""
     while True:
@@ -468,9 +469,11 @@ def solve_matching(
                 f"({enter.size} candidates still price in); raise max_rounds or use working=M"
             )
         # column deletion: candidates the restricted optimum leaves at zero go (the optimum
-        # stays feasible, so the next one is no worse) — the working set stays near the support
-        idle = idx[v_k <= 1e-7 * max(float(v_k.max()), 1e-300)]
+        # stays feasible, so the next one is no worse) — the working set stays near the
+        # support; a candidate is deleted at most once, so the rounds cannot cycle
+        idle = idx[(v_k <= 1e-7 * max(float(v_k.max()), 1e-300)) & ~deleted[idx]]
         work[idle] = False
+        deleted[idle] = True
         work[enter[np.argsort(reduced[enter])[:batch]]] = True
         seen |= work
 
