@@ -160,6 +160,8 @@ def run_active(
     budget : int, default=200
         Most oracle calls, initial and held-out sets included.
     max_iterations, patience : int
+        ``max_iterations`` rounds of exploration; the frames of the last one are labelled and
+        fitted too (a final record with no exploration).
     rtol : float, default=0.05
         Relative change of the held-out force RMSE and mean U below which an iteration counts
         as unchanged; ``patience`` unchanged iterations in a row stop the loop.
@@ -233,7 +235,7 @@ def run_active(
     batch = init_h + held_h
     fitted = prepared
 
-    for it in range(max_iterations):
+    for it in range(max_iterations + 1):  # the last pass only labels and fits the last batch
 
         def do_label(st, batch=batch):
             if batch:
@@ -282,11 +284,11 @@ def run_active(
             for j in (0, 1)
         )
         left = budget - calls
-        if converged or left <= 0:
+        if converged or left <= 0 or it == max_iterations:
             steps.append(Step(it, 0, 0, calls, rmse, ref.u_mean, ref.u_std, 0, {}, converged))
             if observer is not None:
                 observer(steps[-1])
-            stop = "converged" if converged else "budget"
+            stop = "converged" if converged else "budget" if left <= 0 else "iterations"
             break
 
         specs = [replace(e, structure=starts[e.name], seed=e.seed + 7919 * it) for e in explorers]
@@ -388,8 +390,6 @@ def run_active(
                 kept_by[e["trajectory"]["name"]] = mine
         if kept_by:
             _restart_from_worst(store, oracle, kept_by, starts, fitted, lab_kw, batch, ck, it)
-    else:
-        stop = "iterations"
     return ActiveResult(fitted, steps, training, held_h, stop)
 
 

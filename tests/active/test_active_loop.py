@@ -83,7 +83,7 @@ def test_explore_runs_resumes_and_survives_sigkill(tmp_path):
     done = subprocess.run(explore(tmp_path, "k.db", "run", oracle), env=env, capture_output=True,
                           text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "iteration 2:" in done.stdout and "held-out force RMSE" in done.stdout
+    assert "iteration 3:" in done.stdout and "held-out force RMSE" in done.stdout
     after = calls(log)[len(before) :]
     assert not (stored & set(after)), (kill_at, len(before), len(stored))
     hashes = [r.key_value_pairs["structure_hash"] for r in Store(tmp_path / "k.db").rows()]
@@ -91,8 +91,11 @@ def test_explore_runs_resumes_and_survives_sigkill(tmp_path):
     doc = json.loads((tmp_path / "run" / "iterations.json").read_text())
     assert set(doc["training"]) | set(doc["heldout"]) <= set(hashes)  # 0 lost
     steps = doc["steps"]
-    assert [s["iteration"] for s in steps] == [0, 1, 2]
-    assert all(s["frames_seen"] == 40 for s in steps)  # 4 explorers × 10 frames
+    assert [s["iteration"] for s in steps] == [0, 1, 2, 3]  # 3 explorations, a final fit
+    assert all(s["frames_seen"] == 40 for s in steps[:-1])  # 4 explorers × 10 frames
+    assert steps[-1]["frames_seen"] == 0
+    # every oracle call's result is in the final model's training set (or the held-out set)
+    assert len(doc["training"]) + len(doc["heldout"]) == steps[-1]["oracle_calls"]
     assert steps[-1]["oracle_calls"] <= 40
     for name in ("model/model.json", "learning.png", "provenance.json"):
         assert (tmp_path / "run" / name).stat().st_size > 0
