@@ -40,7 +40,7 @@ from potforge.data.store import Store
 from potforge.data.structures import labels, structure_hash
 from potforge.errors import DataError
 from potforge.oracles import Oracle, make_oracle
-from potforge.oracles.labelling import label
+from potforge.oracles.labelling import label_candidates
 
 LOOP = "active-learning"
 
@@ -236,12 +236,8 @@ def run_active(
     fitted = prepared
 
     for it in range(max_iterations + 1):  # the last pass only labels and fits the last batch
-
-        def do_label(st, batch=batch):
-            if batch:
-                label(st.store.candidates(hashes=batch), oracle, st.store, **lab_kw)
-            states = st.store.candidate_statuses(oracle.key)
-            return {h: states.get(h, "candidate") for h in batch}
+        def do_label(st, batch: list[str] = batch) -> dict[str, str]:
+            return label_candidates(st.store, batch, oracle, **lab_kw)
 
         states = ck.run("label", it, do_label)
         if it > 0:
@@ -258,8 +254,7 @@ def run_active(
         )
 
         def do_fit(st, train=train, it=it):
-            m = clone(prepared)
-            m.terms_, m.elements_ = prepared.terms_, prepared.elements_
+            m = prepared.with_terms()
             designs = m.structure_designs(train)
             m.fit(train, designs=designs)
             m.fit_posterior(train, designs=designs)
@@ -267,9 +262,7 @@ def run_active(
             return {"coef": m.coef_.tolist(), "ensemble": coefs.tolist()}
 
         fit = ck.run("fit", it, do_fit)
-        fitted = clone(prepared)
-        fitted.terms_, fitted.elements_ = prepared.terms_, prepared.elements_
-        fitted.coef_ = np.asarray(fit["coef"])
+        fitted = prepared.with_terms(np.asarray(fit["coef"]))
         coefs = np.asarray(fit["ensemble"])
         held_designs = fitted.structure_designs(held)
         u_held = [
@@ -397,12 +390,7 @@ def _restart_from_worst(store, oracle, kept_by, starts, model, lab_kw, batch, ck
     """Label this iteration's batch now (the next iteration's label stage then finds it done),
     and restart each explorer from its kept frame with the largest true force error."""
 
-    def do_label(st, batch=batch):
-        label(st.store.candidates(hashes=batch), oracle, st.store, **lab_kw)
-        states = st.store.candidate_statuses(oracle.key)
-        return {h: states.get(h, "candidate") for h in batch}
-
-    ck.run("label", it + 1, do_label)
+    ck.run("label", it + 1, lambda st: label_candidates(st.store, batch, oracle, **lab_kw))
     ok = {a.info.get("structure_hash"): a for a in store.to_atoms("ok", oracle.spec)}
     for name, hashes in kept_by.items():
         frames = [ok[h] for h in hashes if h in ok]

@@ -51,7 +51,7 @@ from potforge.information.targets import (
     target_information,
 )
 from potforge.oracles import Oracle, make_oracle
-from potforge.oracles.labelling import label
+from potforge.oracles.labelling import label_candidates
 from potforge.progress import Progress
 from potforge.properties.base import InstabilityError, RelaxationError
 
@@ -334,11 +334,8 @@ def run_selection(
     for it in range(max_iterations):
         batch = chosen if it == 0 else iterations[-1].selected
 
-        def do_label(st, batch=batch):
-            if batch:
-                label(st.store.candidates(hashes=batch), oracle, st.store, **lab_kw)
-            states = st.store.candidate_statuses(oracle.key)
-            return {h: states.get(h, "candidate") for h in batch}
+        def do_label(st, batch: list[str] = batch) -> dict[str, str]:
+            return label_candidates(st.store, batch, oracle, **lab_kw)
 
         states = ck.run("label", it, do_label)
         failed += [h for h, s in states.items() if s != "ok"]
@@ -352,15 +349,12 @@ def run_selection(
         train = [by_hash[h] for h in ok]
 
         def do_fit(st, train=train):
-            m = clone(prepared)
-            m.terms_, m.elements_ = prepared.terms_, prepared.elements_
+            m = prepared.with_terms()
             m.fit(train, designs=m.structure_designs(train))
             return [float(c) for c in m.coef_]
 
         coef = np.asarray(ck.run("fit", it, do_fit))
-        fitted = clone(prepared)
-        fitted.terms_, fitted.elements_ = prepared.terms_, prepared.elements_
-        fitted.coef_ = coef
+        fitted = prepared.with_terms(coef)
 
         def do_targets(st, m=fitted):
             try:

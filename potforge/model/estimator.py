@@ -273,6 +273,17 @@ class LinearPotential:
         designs = self.structure_designs(structures) if designs is None else designs
         return design_rows(designs, [a.info.get("group", "all") for a in structures], use)
 
+    def with_terms(self, coef: np.ndarray | None = None) -> LinearPotential:
+        """A copy that shares this model's built terms (same design rows, no new
+        :meth:`setup`), unfitted or with ``coef`` as its parameters: for fitting subsets of a
+        pool the terms were prepared on (information matching, active learning)."""
+        self._check_built()
+        out = type(self)(**self.get_params(deep=False))
+        out.terms_, out.elements_ = self.terms_, self.elements_
+        if coef is not None:
+            out.coef_ = out._check_coef(coef)
+        return out
+
     # --- fit ------------------------------------------------------------------------------------
     def fit(
         self,

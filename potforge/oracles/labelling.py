@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -763,3 +763,19 @@ def label_in_process(
         b.info.update(a.info)
         out.append(b)
     return out
+
+
+def label_candidates(
+    store: Store, hashes: Sequence[str], oracle: Oracle | str, **options: Any
+) -> dict[str, str]:
+    """Label the store's candidates with these structure hashes (what is labelled already is
+    not recomputed) and return each one's status for ``oracle``: ``"ok"``, ``"failed"`` (or
+    ``"candidate"`` if it could not be labelled at all).  ``options`` go to :func:`label`.
+
+    The labelling stage of the resumable loops (information matching, active learning).
+    """
+    oracle = make_oracle(oracle) if isinstance(oracle, str) else oracle
+    if hashes:
+        label(store.candidates(hashes=list(hashes)), oracle, store, **options)
+    states = store.candidate_statuses(oracle.key)
+    return {h: states.get(h, "candidate") for h in hashes}
