@@ -90,3 +90,14 @@ def test_design_rows_of_unlabelled_structures(data):
     slab.pbc = (True, True, False)
     rows = m.design_rows([slab], use=("energy", "force"))
     assert rows.A.shape == (1 + 3 * len(slab), m.n_params)
+
+
+def test_with_terms_shares_the_built_terms_and_keeps_them_through_fit(data):
+    prepared = LinearPotential(SPEC).setup(data)
+    copy = prepared.with_terms()
+    assert copy.terms_ is prepared.terms_ and not hasattr(copy, "coef_")
+    copy.fit(data[:3], designs=copy.structure_designs(data[:3]))
+    assert copy.terms_ is prepared.terms_  # fit with given designs does not set up again
+    again = prepared.with_terms(copy.coef_)
+    np.testing.assert_array_equal(again.coef_, copy.coef_)
+    assert again.get_params() == prepared.get_params()
