@@ -390,14 +390,16 @@ def run_selection(
                 sel = [hashes[i] for i in more]
                 st.record_selection(sel, None, "init-more")
                 return {"selected": sel, "weights": [None] * len(sel), "solve": {}, "met": False}
-            met = bool(coverage(F_lab, info.fisher) <= 1 + 1e-6)
+            target = info.target(targets.criterion)
+            stack = target.reshape(-1, *target.shape[-2:])
+            met = bool(max(coverage(F_lab, t) for t in stack) <= 1 + 1e-6)
             if met or not free.size or left == 0:
                 return {"selected": [], "weights": [], "solve": {}, "met": met}
             free_c = np.flatnonzero(np.isin(owner, free))
             try:
                 res = solve_matching(
                     cand[free_c],
-                    info.fisher,
+                    target,
                     cost=cand_cost[free_c],
                     fixed=F_lab,
                     solver=solver,

@@ -215,14 +215,19 @@ class MatchingResult:
 
 
 def check_fisher(fims: Any, target: Any, fixed: Any = None) -> tuple[np.ndarray, ...]:
-    """Validate candidate FIMs (M, P, P), the target (P, P) and the fixed part (P, P)."""
+    """Validate candidate FIMs (M, P, P), the target (P, P) — or a stack (Q, P, P) of targets
+    to meet each — and the fixed part (P, P); the target comes back as a stack."""
     I = np.asarray(fims, dtype=float)
     T = np.asarray(target, dtype=float)
     if I.ndim != 3 or I.shape[1] != I.shape[2]:
         raise DataError(f"candidate Fisher informations must have shape (M, P, P), got {I.shape}")
     P = I.shape[1]
-    if T.shape != (P, P):
-        raise DataError(f"target Fisher information must have shape ({P}, {P}), got {T.shape}")
+    T = T[None] if T.ndim == 2 else T
+    if T.ndim != 3 or T.shape[1:] != (P, P) or not len(T):
+        raise DataError(
+            f"target Fisher information must have shape ({P}, {P}) or (Q, {P}, {P}), got "
+            f"{np.shape(target)}"
+        )
     F0 = np.zeros((P, P)) if fixed is None else np.asarray(fixed, dtype=float)
     if F0.shape != (P, P):
         raise DataError(f"fixed Fisher information must have shape ({P}, {P}), got {F0.shape}")
@@ -232,9 +237,33 @@ def check_fisher(fims: Any, target: Any, fixed: Any = None) -> tuple[np.ndarray,
         scale = max(float(np.abs(X).max(initial=0.0)), np.finfo(float).tiny)
         if np.abs(X - np.swapaxes(X, -1, -2)).max(initial=0.0) > 1e-8 * scale:
             raise DataError(f"{name} Fisher information is not symmetric")
-    if not np.any(T):
+    if not all(np.any(t) for t in T):
         raise DataError("target Fisher information is zero: there is nothing to match")
     return I, T, F0
+
+
+def each_qoi(jacobian: np.ndarray, tolerance: np.ndarray) -> np.ndarray:
+    """Targets to meet one QoI at a time, ``g_q g_qᵀ / tol_q²``, shape (Q, P, P).
+
+    ``F ⪰ g_q g_qᵀ / tol_q²`` is exactly ``σ_q ≤ tol_q`` (``σ_q² = g_q F⁺ g_qᵀ``): the stack asks
+    for every QoI's own precision, and no more — the single matrix ``JᵀΣ⁻¹J`` asks for every
+    combination of QoIs too (a stronger guarantee, costlier to meet).
+    """
+    J = np.atleast_2d(np.asarray(jacobian, dtype=float))
+    t = np.asarray(tolerance, dtype=float)
+    if t.shape != (J.shape[0],) or np.any(t <= 0):
+        raise DataError(f"each_qoi needs {J.shape[0]} positive tolerances, got {t!r}")
+    return np.einsum("qi,qj->qij", J, J) / (t**2)[:, None, None]
+
+
+def _cov(F: np.ndarray, Ts: np.ndarray) -> float:
+    """Worst :func:`coverage` over a stack of targets."""
+    return max(coverage(F, t) for t in Ts)
+
+
+def _dom(F: np.ndarray, Ts: np.ndarray) -> float:
+    """Worst :func:`dominance` over a stack of targets."""
+    return min(dominance(F, t) for t in Ts)
 
 
 def _basis(I: np.ndarray, T: np.ndarray, F0: np.ndarray, tol: float) -> np.ndarray:
@@ -265,7 +294,7 @@ def _basis(I: np.ndarray, T: np.ndarray, F0: np.ndarray, tol: float) -> np.ndarr
 
 
 def _coverage_of(idx: np.ndarray, I: np.ndarray, up: np.ndarray, F0: np.ndarray, T: np.ndarray):
-    return coverage(np.tensordot(up[idx], I[idx], axes=1) + F0, T)
+    return _cov(np.tensordot(up[idx], I[idx], axes=1) + F0, T)
 
 
 @contextlib.contextmanager
@@ -299,8 +328,10 @@ def _solve_restricted(
 
     K, r, _ = I.shape
     w = cp.Variable(K, nonneg=True)
-    E = cp.reshape(I.reshape(K, r * r).T @ w, (r, r), order="C") - R
-    cons = [0.5 * (E + E.T) >> 0]
+    E = cp.reshape(I.reshape(K, r * r).T @ w, (r, r), order="C")
+    S = 0.5 * (E + E.T)
+    cons = [S - Rq >> 0 for Rq in R]  # one matrix inequality per target in the stack
+    n_lmi = len(cons)
     if up is not None:
         cons.append(w <= up)
     prob = cp.Problem(cp.Minimize(s @ w), cons)
@@ -314,8 +345,8 @@ def _solve_restricted(
     seconds = time.perf_counter() - t0
     if w.value is None:
         raise MatchingError(f"the convex solver {solver} returned no answer (status {prob.status})")
-    Z = np.asarray(cons[0].dual_value, dtype=float)
-    Z = 0.5 * (Z + Z.T)
+    Z = np.sum([np.asarray(c.dual_value, dtype=float) for c in cons[:n_lmi]], axis=0)
+    Z = 0.5 * (Z + Z.T)  # the reduced cost of candidate m is s_m − Σ_q ⟨Z_q, I_m⟩
     return np.clip(np.asarray(w.value, dtype=float), 0.0, None), Z, str(prob.status), seconds
 
 
@@ -339,8 +370,10 @@ def solve_matching(
     ----------
     fims : ndarray, shape (M, P, P)
         Fisher information of each candidate at the oracle's label precision.
-    target : ndarray, shape (P, P)
-        ``I_QoI`` (:func:`potforge.information.fisher.qoi_fisher`).
+    target : ndarray, shape (P, P) or (Q, P, P)
+        ``I_QoI`` (:func:`potforge.information.fisher.qoi_fisher`): every combination of the
+        QoIs within its tolerance; or a stack of targets each to be met, e.g.
+        :func:`each_qoi` (every QoI within its own tolerance).
     cost : ndarray, shape (M,), optional
         Labelling cost per candidate (:func:`labelling_cost`); default 1.
     upper : float, ndarray (M,) or None, default=1.0
@@ -383,8 +416,8 @@ def solve_matching(
         raise DataError("upper weight bounds must be positive and finite (or None)")
     empty = np.zeros(0, dtype=int)
 
-    if coverage(F0, T) <= 1 + tol:
-        met = dominance(F0, T)
+    if _cov(F0, T) <= 1 + tol:
+        met = _dom(F0, T)
         return MatchingResult(
             np.zeros(M),
             empty,
@@ -399,15 +432,15 @@ def solve_matching(
             0.0,
             0,
             0,
-            coverage=coverage(F0, T),
+            coverage=_cov(F0, T),
         )
 
     # --- preconditioning: congruence by B, one scale, weights in units of α ------------------
-    B = _basis(I, T, F0, tol)
+    B = _basis(I, T.sum(axis=0), F0, tol)
     r = B.shape[1]
     It = np.einsum("pi,mpq,qj->mij", B, I, B, optimize=True)
-    Tt, F0t = B.T @ T @ B, B.T @ F0 @ B
-    norm = np.linalg.norm(Tt, 2)
+    Tt, F0t = np.einsum("pi,qpr,rj->qij", B, T, B), B.T @ F0 @ B
+    norm = max(float(np.linalg.norm(t, 2)) for t in Tt)
     It, Tt, F0t = It / norm, Tt / norm, F0t / norm
     s_scale = float(s.max())
     sn = s / s_scale
@@ -416,22 +449,22 @@ def solve_matching(
     lam, V = np.linalg.eigh(It.sum(axis=0))
     keep = lam > 1e-12 * lam.max()
     Wh = V[:, keep] / np.sqrt(lam[keep])
-    alpha = max(float(np.linalg.eigvalsh(Wh.T @ (Tt - F0t) @ Wh).max()), 1e-12)
+    alpha = max(max(float(np.linalg.eigvalsh(Wh.T @ (t - F0t) @ Wh).max()) for t in Tt), 1e-12)
     Iv = It * alpha
     upv = None if up is None else up / alpha
 
     # --- feasibility -------------------------------------------------------------------------
     if up is not None:
         avail = np.tensordot(up, I, axes=1) + F0
-        if coverage(np.tensordot(up, It, axes=1) + F0t, Tt) > 1 + tol:
+        if _cov(np.tensordot(up, It, axes=1) + F0t, Tt) > 1 + tol:
             raise InfeasibleError(
                 "the candidate pool cannot meet the targets even with every candidate labelled",
                 avail,
             )
 
     # --- column generation --------------------------------------------------------------------
-    R = Tt - F0t
-    score = np.einsum("ij,mij->m", Tt, It) / sn
+    R = Tt - F0t[None]
+    score = np.einsum("qij,mij->m", Tt, It) / sn
     order = np.argsort(-score, kind="stable")
     size = min(M, working or max(4 * r + 50, 200))
     if up is not None:  # a feasible start: the shortest score prefix that covers the target
@@ -488,9 +521,9 @@ def solve_matching(
         w = np.zeros(M)
         w[idx] = alpha * v_k
     objective = float(s @ w)
-    dom_solver = dominance(np.tensordot(w, I, axes=1) + F0, T)
+    dom_solver = _dom(np.tensordot(w, I, axes=1) + F0, T)
     w_thr = np.where(w > zero_tol, w, 0.0)
-    dom_thr = dominance(np.tensordot(w_thr, I, axes=1) + F0, T)
+    dom_thr = _dom(np.tensordot(w_thr, I, axes=1) + F0, T)
 
     # --- rounding: decreasing weight per cost at full weight, repair, prune ------------------
     # a selected candidate is labelled at its upper weight (unbounded: at max(1, w), i.e. with
@@ -518,7 +551,7 @@ def solve_matching(
         if trial and _coverage_of(np.array(trial), It, label_w, F0t, Tt) <= 1 + tol:
             selected, pruned = trial, pruned + 1
     sel = np.array(selected, dtype=int)
-    dom = dominance(np.tensordot(label_w[sel], I[sel], axes=1) + F0, T)
+    dom = _dom(np.tensordot(label_w[sel], I[sel], axes=1) + F0, T)
     cov = _coverage_of(sel, It, label_w, F0t, Tt)
     Zfull = B @ Z @ B.T * (alpha * s_scale / norm)
     return MatchingResult(
@@ -531,7 +564,7 @@ def solve_matching(
         dominance_solver=dom_solver,
         dominance_thresholded=dom_thr,
         coverage=cov,
-        coverage_solver=coverage(np.tensordot(w, It, axes=1) + F0t, Tt),
+        coverage_solver=_cov(np.tensordot(w, It, axes=1) + F0t, Tt),
         status=status,
         solver=solver,
         solve_time=total_time,

@@ -24,10 +24,12 @@ A targets file::
     [indirect]
     tau_ideal_110 = "10%"
 
-    # optional: property settings (potforge properties --help) and the labelling-cost model
+    # optional: property settings (potforge properties --help), the labelling-cost model and
+    # what "met" means (joint: every combination of QoIs; each: every QoI alone)
     [settings]
     fmax = 1e-4
     cost = "n2"
+    criterion = "joint"
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ from potforge.params import unknown_name
 from potforge.properties.registry import REGISTRY, get_qoi, resolve_settings
 
 SECTIONS = ("precision", "targets", "correlation", "indirect", "settings")
+CRITERIA = ("joint", "each")
+"""What "met" means: ``joint`` — every combination of the QoIs within its tolerance
+(``F ⪰ JᵀΣ⁻¹J``, the method as published); ``each`` — every QoI within its own tolerance
+(one rank-one inequality per QoI: cheaper, the same stopping rule as the usual selectors)."""
 PRECISION_KEYS = ("energy", "force", "stress")
 
 INFORMED_BY = {
@@ -131,6 +137,7 @@ class Targets:
     indirect: tuple[Target, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
     cost: str = "unit"
+    criterion: str = "joint"
 
     @property
     def names(self) -> list[str]:
@@ -155,6 +162,7 @@ class Targets:
             "indirect": {t.name: t.describe() for t in self.indirect},
             "settings": self.settings,
             "cost": self.cost,
+            "criterion": self.criterion,
         }
 
 
@@ -246,6 +254,11 @@ def targets_from_dict(doc: Mapping[str, Any], source: str = "targets") -> Target
             raise DataError(f"{source}: [correlation] is not positive definite")
     settings = dict(tables["settings"])
     cost = settings.pop("cost", "unit")
+    criterion = settings.pop("criterion", "joint")
+    if criterion not in CRITERIA:
+        raise DataError(
+            f"{source}: [settings] " + unknown_name(str(criterion), CRITERIA, "criterion")
+        )
     if cost not in COST_MODELS:
         raise DataError(
             f"{source}: [settings] " + unknown_name(str(cost), COST_MODELS, "cost model")
@@ -254,7 +267,12 @@ def targets_from_dict(doc: Mapping[str, Any], source: str = "targets") -> Target
         settings = {k: v for k, v in resolve_settings(settings).items() if k in settings}
     except Exception as exc:  # property settings name the key and what is allowed
         raise DataError(f"{source}: [settings] {exc}") from None
-    return Targets(targets, precision, correlation, indirect, settings, str(cost))
+    if criterion == "each" and correlation is not None:
+        raise DataError(
+            f'{source}: criterion = "each" meets each QoI alone and cannot honour '
+            '[correlation]; use criterion = "joint" or drop the correlations'
+        )
+    return Targets(targets, precision, correlation, indirect, settings, str(cost), criterion)
 
 
 def load_targets(path: str | Path) -> Targets:
@@ -306,6 +324,13 @@ class TargetInformation:
     def tolerance(self) -> np.ndarray:
         """Absolute tolerance per QoI, shape (Q,)."""
         return np.sqrt(np.diag(self.covariance))
+
+    def target(self, criterion: str = "joint") -> np.ndarray:
+        """The matching program's target: ``JᵀΣ⁻¹J`` (P, P) for ``"joint"``, or one rank-one
+        target per QoI (Q, P, P) for ``"each"`` (:data:`CRITERIA`)."""
+        from potforge.information.matching import each_qoi
+
+        return self.fisher if criterion == "joint" else each_qoi(self.jacobian, self.tolerance)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (a loop stage's output)."""

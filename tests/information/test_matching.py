@@ -156,3 +156,19 @@ def test_every_solver_answers_the_same_program():
     b = solve_matching(fims, target, solver="SCS")
     assert b.objective == pytest.approx(a.objective, rel=2e-2)
     assert b.dominance >= -1e-6  # rounding checks the exact matrices, whatever the solver
+
+
+def test_each_qoi_meets_every_tolerance_for_no_more_than_the_joint_target():
+    from potforge.information.fisher import predicted_sigma
+    from potforge.information.matching import each_qoi
+
+    for seed in range(3):
+        fims, _, J = random_problem(seed, P=8, M=80)
+        # tolerances the whole pool meets 5 times over, per QoI
+        tol = 0.5 * np.sqrt(5.0) * predicted_sigma(fims.sum(0) / 5.0, J)
+        joint = solve_matching(fims, qoi_fisher(J, np.diag(tol**2)))
+        each = solve_matching(fims, each_qoi(J, tol))
+        sigma = predicted_sigma(fims[each.selected].sum(0), J)
+        assert np.all(sigma <= tol * (1 + 1e-5))
+        assert each.objective <= joint.objective * (1 + 1e-6)  # a weaker demand
+        assert each.coverage <= 1 + 1e-6

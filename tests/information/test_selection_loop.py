@@ -177,6 +177,15 @@ def test_bad_targets_file_is_one_sentence(tmp_path):
     bad.write_text('[targets]\nC44 = "5%"\n[settings]\ncost = "n5"\n')
     with pytest.raises(DataError, match="cost model"):
         load_targets(bad)
+    bad.write_text('[targets]\nC44 = "5%"\n[settings]\ncriterion = "every"\n')
+    with pytest.raises(DataError, match="did you mean 'each'"):
+        load_targets(bad)
+    bad.write_text(
+        '[targets]\nC44 = "5%"\nC11 = 10\n[correlation]\n"C11,C44" = 0.5\n'
+        '[settings]\ncriterion = "each"\n'
+    )
+    with pytest.raises(DataError, match="cannot honour"):
+        load_targets(bad)
     bad.write_text('[targets]\nC44 = "5%"\nC11 = 10\n[correlation]\n"C11,C44" = 0.5\n')
     t = load_targets(bad)
     assert t.correlation is not None and t.correlation[0, 1] == 0.5
