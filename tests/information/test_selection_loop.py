@@ -178,7 +178,7 @@ def test_bad_targets_file_is_one_sentence(tmp_path):
     with pytest.raises(DataError, match="cost model"):
         load_targets(bad)
     bad.write_text('[targets]\nC44 = "5%"\n[settings]\ncriterion = "every"\n')
-    with pytest.raises(DataError, match="did you mean 'each'"):
+    with pytest.raises(DataError, match="criterion 'every'; valid: each, joint"):
         load_targets(bad)
     bad.write_text(
         '[targets]\nC44 = "5%"\nC11 = 10\n[correlation]\n"C11,C44" = 0.5\n'
