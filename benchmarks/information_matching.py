@@ -20,11 +20,11 @@ criterion and stopping test use the same J: predicted σ_Q = sqrt(diag(J F⁺ J�
 Selectors: information matching (unit cost; N² cost; by default each QoI within its own
 tolerance — the baselines' rule — `--criterion joint` for every combination) as a sequential
 loop from 2 seeded random structures; random; random stratified by pool category; largest
-predicted variance of the candidate's own energy; greedy D-optimal; greedy targeted (per
-count; per N² cost); smallest cells first.  Baselines add one structure at a time until every target's predicted
-σ ≤ tolerance.  The selected sets are then fitted (``LinearPotential.fit``) and
-their QoIs (``run_suite``) compared with the oracle's.  Every fit uses the model's own weights
-(as ``potforge select`` does); the label precision enters the Fisher information only.
+predicted variance of the candidate's own energy; greedy D-optimal; greedy targeted (per count;
+per N² cost); smallest cells first. Baselines add one structure at a time until every target's
+predicted σ ≤ tolerance. The selected sets are then fitted (``LinearPotential.fit``) and their
+QoIs (``run_suite``) compared with the oracle's. Every fit uses the model's own weights (as
+``potforge select`` does); the label precision enters the Fisher information only.
 
 Solver (``--part solver``): identical FIMs of ``snap(2J=6)+zbl+pair+embed+const`` (47
 parameters), M = 2000 candidates: potforge ``solve_matching`` vs ``information_matching.
