@@ -236,6 +236,7 @@ def run_active(
     fitted = prepared
 
     for it in range(max_iterations + 1):  # the last pass only labels and fits the last batch
+
         def do_label(st, batch: list[str] = batch) -> dict[str, str]:
             return label_candidates(st.store, batch, oracle, **lab_kw)
 
