@@ -34,7 +34,8 @@ from sklearn.base import clone
 
 from potforge.active.acquisition import Frames, Reference, make_acquisition, pick
 from potforge.active.explore import ExplorerSpec, Trajectory, explore_many
-from potforge.active.uncertainty import ExtrapolationGrade, force_deviation
+from potforge.active.uncertainty import force_deviation
+from potforge.active.watch import training_grade
 from potforge.data.checkpoint import Checkpoint
 from potforge.data.store import Store
 from potforge.data.structures import labels, structure_hash
@@ -256,16 +257,16 @@ def run_active(
 
         def do_fit(st, train=train, it=it):
             m = prepared.with_terms()
-            designs = m.structure_designs(train)
+            designs = m.structure_designs(train, progress)
             m.fit(train, designs=designs)
-            m.fit_posterior(train, designs=designs)
+            m.fit_posterior(train, designs=designs, progress=progress)
             coefs = m.sample_coef(n_ensemble, seed=seed + it)
             return {"coef": m.coef_.tolist(), "ensemble": coefs.tolist()}
 
         fit = ck.run("fit", it, do_fit)
         fitted = prepared.with_terms(np.asarray(fit["coef"]))
         coefs = np.asarray(fit["ensemble"])
-        held_designs = fitted.structure_designs(held)
+        held_designs = fitted.structure_designs(held, progress)
         u_held = [
             float(force_deviation(f).max()) for f in ensemble_forces(fitted, held_designs, coefs)
         ]
@@ -310,10 +311,8 @@ def run_active(
             ref=ref,
         ):
             grade = None
-            if acquisition == "dopt":
-                designs = model.structure_designs(train)
-                rows = np.concatenate([d.rows.forces.reshape(-1, model.n_params) for d in designs])
-                grade = ExtrapolationGrade().fit(rows)
+            if acquisition == "dopt":  # the force-spanned columns (a const term has none)
+                grade = training_grade(model, model.structure_designs(train, progress), seed=seed)
             chosen: list[str] = []
             share = max(1, quota // max(1, sum(bool(e["frames"]) for e in explored)))
             pick_rng = np.random.default_rng(seed + 104729 * (it + 1))
@@ -321,7 +320,7 @@ def run_active(
                 if not e["frames"]:
                     continue
                 frames = st.store.candidates(hashes=e["frames"])
-                designs = model.structure_designs(frames)
+                designs = model.structure_designs(frames, progress)
                 fk = ensemble_forces(model, designs, coefs)
                 u = np.array([force_deviation(f).max() for f in fk])
                 energy = np.array(
@@ -397,7 +396,7 @@ def _restart_from_worst(store, oracle, kept_by, starts, model, lab_kw, batch, ck
         frames = [ok[h] for h in hashes if h in ok]
         if not frames:
             continue
-        preds = model.predict_designs(model.structure_designs(frames))
+        preds = model.predict_designs(model.structure_designs(frames, False))
         err = [
             np.abs(p["forces"] - labels(a)["forces"]).max()
             for p, a in zip(preds, frames, strict=True)

@@ -106,3 +106,15 @@ def test_explore_runs_resumes_and_survives_sigkill(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(calls(log)) == n
     assert json.loads((tmp_path / "again" / "iterations.json").read_text())["steps"] == steps
+
+
+def test_dopt_runs_on_a_model_with_a_const_term(tmp_path):
+    """The extrapolation grade is fitted on the force-spanned columns (a const term has none)."""
+    args = list(ARGS)
+    args[args.index("--max-iterations") + 1] = "1"  # one exploration
+    cmd = [sys.executable, "-m", "potforge.cli", "explore", *args, "--acquisition", "dopt",
+           "--set", "gamma_lo=1.0", "--oracle", "lammps:W_2940_2017_2.snap",
+           "--db", str(tmp_path / "d.db"), "--out", str(tmp_path / "d")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "iteration 1:" in done.stdout
