@@ -216,6 +216,12 @@ def qoi_fisher(jacobian: np.ndarray, covariance: np.ndarray) -> np.ndarray:
     return 0.5 * (out + out.T)
 
 
+def _jacobi(d: np.ndarray) -> np.ndarray:
+    """Jacobi scaling ``1/sqrt(d)`` of a PSD matrix's diagonal ``d`` (0 where ``d`` is 0): a
+    congruence that leaves every answer alone and fixes the conditioning of badly scaled θ."""
+    return np.where(d > 0, 1.0 / np.sqrt(np.where(d > 0, d, 1.0)), 0.0)
+
+
 def _eigh_pinv(F: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Eigen-decomposition of a PSD matrix: (values, vectors, mask of the kept ones)."""
     lam, V = np.linalg.eigh(0.5 * (F + F.T))
@@ -235,7 +241,7 @@ def predicted_covariance(F: np.ndarray, jacobian: np.ndarray) -> np.ndarray:
     J = np.atleast_2d(np.asarray(jacobian, dtype=float))
     F = np.asarray(F, dtype=float)
     d = np.diag(F)
-    D = np.where(d > 0, 1.0 / np.sqrt(np.where(d > 0, d, 1.0)), 0.0)
+    D = _jacobi(d)
     J = J * np.where(d > 0, D, 1.0)  # J F⁺ Jᵀ = (JD)(DFD)⁺(DJᵀ): Jacobi scaling for conditioning
     lam, V, keep = _eigh_pinv(D[:, None] * F * D[None, :])
     Jv = J @ V
@@ -277,8 +283,7 @@ def coverage(F: np.ndarray, target: np.ndarray) -> float:
     """
     F = np.asarray(F, dtype=float)
     T = np.asarray(target, dtype=float)
-    d = np.diag(F) + np.diag(T)
-    D = np.where(d > 0, 1.0 / np.sqrt(np.where(d > 0, d, 1.0)), 0.0)  # Jacobi, for conditioning
+    D = _jacobi(np.diag(F) + np.diag(T))
     Fs, Ts = D[:, None] * F * D[None, :], D[:, None] * T * D[None, :]
     lam, V = np.linalg.eigh(0.5 * (Fs + Fs.T))
     keep = lam > EIG_RTOL * max(float(lam.max(initial=0.0)), np.finfo(float).tiny)

@@ -297,6 +297,20 @@ def _coverage_of(idx: np.ndarray, I: np.ndarray, up: np.ndarray, F0: np.ndarray,
     return _cov(np.tensordot(up[idx], I[idx], axes=1) + F0, T)
 
 
+def _shortest_cover(order, I, up, F0, T, tol: float) -> int:
+    """Length of the shortest prefix of ``order`` (weights ``up``) that covers the targets, by
+    bisection (covering is monotone in the prefix: every candidate adds PSD information);
+    ``len(order)`` when even the whole of it does not."""
+    lo, hi = 1, len(order)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _coverage_of(order[:mid], I, up, F0, T) <= 1 + tol:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 @contextlib.contextmanager
 def _native_output_silenced(active: bool) -> Iterator[None]:
     """SDPA's C++ core prints diagnostics ("Strange behavior : primal < dual") straight to the
@@ -468,14 +482,7 @@ def solve_matching(
     order = np.argsort(-score, kind="stable")
     size = min(M, working or max(4 * r + 50, 200))
     if up is not None:  # a feasible start: the shortest score prefix that covers the target
-        lo, hi = 1, M
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if _coverage_of(order[:mid], It, up, F0t, Tt) <= 1 + tol:
-                hi = mid
-            else:
-                lo = mid + 1
-        size = max(size, min(M, lo + r))
+        size = max(size, min(M, _shortest_cover(order, It, up, F0t, Tt, tol) + r))
     work = np.zeros(M, dtype=bool)
     work[order[:size]] = True
     seen = work.copy()  # every candidate that reached the solver
@@ -532,17 +539,11 @@ def solve_matching(
     positive = np.flatnonzero(w > 1e-9 * max(float(w.max()), 1e-300))
     ranked = positive[np.argsort(-(w[positive] / s[positive]), kind="stable")]
     rest = np.setdiff1d(np.arange(M), ranked)
-    rest = rest[np.argsort(-score[rest] * sn[rest] / s[rest] * s_scale, kind="stable")]
+    rest = rest[np.argsort(-score[rest], kind="stable")]  # score is already per unit cost
     chain = np.concatenate([ranked, rest])
-    lo, hi = 1, len(chain)
-    if _coverage_of(chain[:hi], It, label_w, F0t, Tt) > 1 + tol:
+    if _coverage_of(chain, It, label_w, F0t, Tt) > 1 + tol:
         raise MatchingError("no selection from the pool dominates the target after rounding")
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if _coverage_of(chain[:mid], It, label_w, F0t, Tt) <= 1 + tol:
-            hi = mid
-        else:
-            lo = mid + 1
+    lo = _shortest_cover(chain, It, label_w, F0t, Tt, tol)
     selected = list(chain[:lo])
     repaired = max(0, lo - len(ranked))
     pruned = 0
