@@ -23,7 +23,6 @@ A process killed at any moment resumes where it stopped.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -36,7 +35,7 @@ from potforge.active.acquisition import Frames, Reference, make_acquisition, pic
 from potforge.active.explore import ExplorerSpec, Trajectory, explore_many
 from potforge.active.uncertainty import force_deviation
 from potforge.active.watch import training_grade
-from potforge.data.checkpoint import Checkpoint
+from potforge.data.checkpoint import Checkpoint, digest
 from potforge.data.store import Store
 from potforge.data.structures import labels, structure_hash
 from potforge.errors import DataError
@@ -105,10 +104,6 @@ def _rmse(model, designs, structures) -> float:
     preds = model.predict_designs(designs)
     err = [p["forces"] - labels(a)["forces"] for p, a in zip(preds, structures, strict=True)]
     return float(np.sqrt(np.mean(np.concatenate([e.ravel() for e in err]) ** 2)))
-
-
-def _digest(items: Sequence[str]) -> str:
-    return hashlib.sha256("".join(items).encode()).hexdigest()[:16]
 
 
 def run_active(
@@ -209,7 +204,7 @@ def run_active(
     settings = {
         "model": {k: str(v) for k, v in clone(model).get_params().items() if k != "n_jobs"},
         "oracle": oracle.key,
-        "initial": _digest(init_h),
+        "initial": digest(init_h),
         "explorers": [
             {k: (str(v) if k == "structure" else v) for k, v in e.__dict__.items()}
             | {"structure": structure_hash(e.structure)}

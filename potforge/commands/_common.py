@@ -29,6 +29,22 @@ def add_output_options(p: argparse.ArgumentParser, default: str | None = None) -
     add_quiet(p)
 
 
+def add_loop_inputs(p: argparse.ArgumentParser) -> None:
+    """``--model``, ``--oracle`` and ``--db``: what a resumable loop (select, explore) needs."""
+    p.add_argument(
+        "--model", required=True, metavar="DIR|SPEC", help="a saved model folder or a term spec"
+    )
+    p.add_argument(
+        "--oracle", required=True, metavar="SPEC", help="lammps:<file>, gpaw, emt or module:Class"
+    )
+    p.add_argument(
+        "--db",
+        required=True,
+        metavar="FILE",
+        help="campaign database (SQLite file or URL); the loop resumes from it",
+    )
+
+
 def add_quiet(p: argparse.ArgumentParser, log: bool = True) -> None:
     """``--quiet``: no progress bars, nothing on the terminal but warnings and errors."""
     p.add_argument(

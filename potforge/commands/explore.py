@@ -14,7 +14,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from potforge.commands._common import add_output_options, model_template, write_json
+from potforge.commands._common import (
+    add_loop_inputs,
+    add_output_options,
+    model_template,
+    parse_pairs,
+    write_json,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,13 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n", 2)[2],
     )
-    p.add_argument(
-        "--model", required=True, metavar="DIR|SPEC", help="a saved model folder or a term spec"
-    )
-    p.add_argument(
-        "--oracle", required=True, metavar="SPEC", help="lammps:<file>, gpaw, emt or module:Class"
-    )
-    p.add_argument("--db", required=True, metavar="FILE", help="campaign database")
+    add_loop_inputs(p)
     p.add_argument("--element", required=True, help="the element, e.g. W")
     p.add_argument(
         "--starts",
@@ -122,15 +122,12 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     if not temps or min(temps) <= 0:
         raise DataError(f"--temps {args.temps!r}: every temperature must be > 0 K")
-    settings = {}
-    for item in args.settings or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise DataError(f"--set {item!r} must be KEY=VALUE")
+    settings: dict[str, float | str] = {}
+    for key, value in parse_pairs(args.settings, "--set").items():
         try:
-            settings[key.strip()] = float(value)
+            settings[key] = float(value)
         except ValueError:
-            settings[key.strip()] = value.strip()
+            settings[key] = value
     template = model_template(args.model)
     template._validate_params()
     oracle = make_oracle(args.oracle)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from potforge.commands._common import add_output_options, write_json
+from potforge.commands._common import add_output_options, parse_pairs, write_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,18 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
-    from potforge.errors import DataError
-
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise DataError(f"{flag} {item!r} must be NAME=VALUE")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     """``potforge fisher``: print the analysis, write fisher.json and spectrum.png."""
 
@@ -72,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.qoi and args.targets:
         raise DataError("give --qoi or --targets, not both")
     precision: dict[str, float] = {}
-    for key, value in _pairs(args.precision, "--precision").items():
+    for key, value in parse_pairs(args.precision, "--precision").items():
         try:
             precision[key] = float(value)
         except ValueError:
@@ -91,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                 args.targets,
             )
     else:
-        doc = {"precision": precision, "targets": _pairs(args.qoi, "--qoi")}
+        doc = {"precision": precision, "targets": parse_pairs(args.qoi, "--qoi")}
         targets = targets_from_dict(doc, "--qoi") if args.qoi else None
     inputs = [args.model, *args.data] + ([args.targets] if args.targets else [])
     folder = OutputFolder(

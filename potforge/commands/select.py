@@ -27,7 +27,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from potforge.commands._common import add_output_options, model_template, write_json
+from potforge.commands._common import (
+    add_loop_inputs,
+    add_output_options,
+    model_template,
+    write_json,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,9 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n", 2)[2],
     )
-    p.add_argument(
-        "--model", required=True, metavar="DIR|SPEC", help="a saved model folder or a term spec"
-    )
+    add_loop_inputs(p)
     p.add_argument(
         "--pool",
         required=True,
@@ -52,12 +55,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "whose candidates to use",
     )
     p.add_argument("--targets", required=True, metavar="FILE", help="targets.toml (see below)")
-    p.add_argument(
-        "--oracle", required=True, metavar="SPEC", help="lammps:<file>, gpaw, emt or module:Class"
-    )
-    p.add_argument(
-        "--db", required=True, metavar="FILE", help="campaign database (SQLite file or URL)"
-    )
     p.add_argument(
         "--init",
         type=Integer(low=1).argtype(),

@@ -25,6 +25,7 @@ Example (``explore`` and ``pick`` stand for the loop's own methods; ``label`` is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -257,6 +258,12 @@ class Checkpoint:
         except _Finished:
             return self.output(stage, iteration)
         return json.loads(text)
+
+
+def digest(hashes: Sequence[str]) -> str:
+    """16 hex characters of SHA-256 over structure hashes in order: a loop setting that names
+    its candidate set (a different pool or start is a different loop)."""
+    return hashlib.sha256("".join(hashes).encode()).hexdigest()[:16]
 
 
 class _Finished(Exception):

@@ -18,7 +18,6 @@ finished stages are read back, and labelling only computes what the store lacks.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import numpy as np
 from ase import Atoms
 from sklearn.base import clone
 
-from potforge.data.checkpoint import Checkpoint
+from potforge.data.checkpoint import Checkpoint, digest
 from potforge.data.store import Store
 from potforge.data.structures import structure_hash
 from potforge.errors import DataError
@@ -206,10 +205,6 @@ class SelectionResult:
         return self.fims[idx].sum(axis=0) if idx else np.zeros(self.fims.shape[1:])
 
 
-def _digest(hashes: Sequence[str]) -> str:
-    return hashlib.sha256("".join(hashes).encode()).hexdigest()[:16]
-
-
 def run_selection(
     model,
     pool: Sequence[Atoms],
@@ -300,7 +295,7 @@ def run_selection(
         "targets": targets.to_dict(),
         "model": {k: str(v) for k, v in template.get_params().items() if k != "n_jobs"},
         "oracle": oracle.key,
-        "pool": _digest(hashes),
+        "pool": digest(hashes),
         "init": init,
         "init_rule": init_rule,
         "seed": seed,
