@@ -57,8 +57,6 @@ from pathlib import Path
 import numpy as np
 
 from potforge.active import acquisition as _acq
-from potforge.active import loop as _loop
-from potforge.active.uncertainty import ExtrapolationGrade
 
 ORACLE = "lammps:W_2940_2017_2.snap"
 MODEL = "snap(twojmax=6)+zbl(inner=1.0,outer=1.6)+const"
@@ -96,28 +94,6 @@ class Uniform:
 
 
 _acq.ACQUISITIONS.setdefault("uniform", Uniform)
-
-
-class ForceSpanGrade(ExtrapolationGrade):
-    """The extrapolation grade on the parameter columns the training force rows span.
-
-    Work-around, as :func:`potforge.active.watch.training_grade` does: ``run_active``'s
-    ``dopt`` fits :class:`ExtrapolationGrade` on every column of the force rows, and the
-    ``const`` term's column has no force, so MaxVol finds the rows singular ("the training rows
-    do not span every parameter direction") at the first selection of any ``+const`` model.
-    Swapped into :mod:`potforge.active.loop` here; nothing in potforge is edited."""
-
-    def fit(self, A: np.ndarray) -> ForceSpanGrade:
-        A = np.asarray(A, dtype=float)
-        norm = np.linalg.norm(A, axis=0)
-        self.columns_ = np.flatnonzero(norm > 1e-12 * max(float(norm.max(initial=0.0)), 1e-300))
-        return super().fit(A[:, self.columns_])
-
-    def atom_grades(self, force_rows: np.ndarray) -> np.ndarray:
-        return super().atom_grades(np.asarray(force_rows)[..., self.columns_])
-
-
-_loop.ExtrapolationGrade = ForceSpanGrade
 
 
 def evaluation_sets(seed: int = 12345) -> dict[str, list]:
