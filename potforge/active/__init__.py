@@ -12,7 +12,13 @@ from potforge.active.acquisition import (
     pick,
 )
 from potforge.active.explore import ExplorerSpec, Trajectory, explore, explore_many
-from potforge.active.uncertainty import ExtrapolationGrade, force_deviation, max_devi_f, maxvol
+from potforge.active.uncertainty import (
+    ExtrapolationGrade,
+    bound_halfwidth,
+    force_deviation,
+    max_devi_f,
+    maxvol,
+)
 
 __all__ = [
     "ACQUISITIONS",
@@ -21,6 +27,7 @@ __all__ = [
     "Frames",
     "Reference",
     "Trajectory",
+    "bound_halfwidth",
     "explore",
     "explore_many",
     "force_deviation",

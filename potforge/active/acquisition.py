@@ -85,7 +85,7 @@ class Reference:
     u_quantiles: dict[float, float] = field(default_factory=dict)
 
     @classmethod
-    def from_heldout(cls, u: Sequence[float]) -> Reference:
+    def from_heldout(cls, u: Sequence[float] | np.ndarray) -> Reference:
         """Mean, spread and quantiles (0.5, 0.9, 0.99) of the held-out frames' U."""
         values = np.asarray(u, dtype=float)
         if values.size < 2:
@@ -155,11 +155,20 @@ class DOpt:
     gamma_hi: float = 10.0
     name: str = "dopt"
 
-    def __call__(self, frames: Frames, ref: Reference) -> np.ndarray:
+    def stop_index(self, frames: Frames) -> int | None:
+        """Index of the first frame with γ > ``gamma_hi`` (the explorer stops there), or None."""
         if frames.grade is None:
             raise DataError("acquisition 'dopt' needs the frames' extrapolation grades")
+        above = np.flatnonzero(np.asarray(frames.grade, dtype=float) > self.gamma_hi)
+        return int(above[0]) if above.size else None
+
+    def __call__(self, frames: Frames, ref: Reference) -> np.ndarray:
+        stop = self.stop_index(frames)
         g = np.asarray(frames.grade, dtype=float)
-        return ((g > self.gamma_lo) & (g <= self.gamma_hi)).astype(float)
+        p = (g > self.gamma_lo).astype(float)
+        if stop is not None:
+            p[stop:] = 0.0  # the stopping frame and every later one are never eligible
+        return p
 
 
 @dataclass

@@ -9,10 +9,11 @@ One iteration, every stage checkpointed in the store (:class:`potforge.data.chec
 3. ``explore`` — MD of the current model from each explorer's start, as Dask tasks; frames are
    stored as candidates; an explorer that leaves physical space is stopped and recorded, the
    others go on;
-4. ``select``  — U (``max_devi_f``), energy and extrapolation grade of every frame from one
-   descriptor pass; the acquisition's probabilities per trajectory (its own energy statistics:
-   thresholds per system) against the held-out set's U statistics; rejection sampling until
-   the quota; deduplication; the budget.
+4. ``select``  — U (``max_devi_f``, or the POPS bound half-width), energy and extrapolation
+   grade of every frame from one descriptor pass (:func:`potforge.active.watch.screen`); the
+   acquisition's probabilities per trajectory (its own energy statistics, and its own settings
+   where ``system_settings`` names the explorer: thresholds per system) against the held-out
+   set's U statistics; rejection sampling until the quota; deduplication; the budget.
 
 Each explorer's next start is its kept frame with the largest true force error (known once
 labelled), else its last frame before it stopped.  The loop stops when the held-out force RMSE
@@ -23,6 +24,7 @@ A process killed at any moment resumes where it stopped.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,10 +33,9 @@ import numpy as np
 from ase import Atoms
 from sklearn.base import clone
 
-from potforge.active.acquisition import Frames, Reference, make_acquisition, pick
+from potforge.active.acquisition import Acquisition, Frames, Reference, make_acquisition, pick
 from potforge.active.explore import ExplorerSpec, Trajectory, explore_many
-from potforge.active.uncertainty import force_deviation
-from potforge.active.watch import training_grade
+from potforge.active.watch import UNCERTAINTIES, screen, training_grade
 from potforge.data.checkpoint import Checkpoint, digest
 from potforge.data.store import Store
 from potforge.data.structures import labels, structure_hash
@@ -66,6 +67,11 @@ class Step:
     stopped : dict
         Explorer name → cause, for those stopped this iteration.
     converged : bool
+    change : tuple of float or None
+        Relative change of the held-out force RMSE and of the mean held-out U from the previous
+        iteration (None at the first) — the stopping criterion's two numbers.
+    unchanged : int
+        Iterations in a row (ending here) whose two changes were both ≤ ``rtol``.
     """
 
     iteration: int
@@ -78,6 +84,8 @@ class Step:
     explorers_failed: int
     stopped: dict[str, str] = field(default_factory=dict)
     converged: bool = False
+    change: tuple[float, float] | None = None
+    unchanged: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -95,11 +103,6 @@ class ActiveResult:
     stop: str
 
 
-def ensemble_forces(model, designs, coefs: np.ndarray) -> list[np.ndarray]:
-    """Forces of K parameter vectors on each structure from one descriptor pass, (K, N, 3) each."""
-    return [p["forces"] for p in model.predict_designs(designs, coefs)]
-
-
 def _rmse(model, designs, structures) -> float:
     preds = model.predict_designs(designs)
     err = [p["forces"] - labels(a)["forces"] for p, a in zip(preds, structures, strict=True)]
@@ -115,6 +118,8 @@ def run_active(
     *,
     acquisition: str = "pu_pe",
     acquisition_settings: dict[str, Any] | None = None,
+    system_settings: dict[str, dict[str, Any]] | None = None,
+    uncertainty: str = "max_devi_f",
     n_heldout: int = 6,
     heldout_rattle: float = 0.05,
     n_ensemble: int = 32,
@@ -126,10 +131,12 @@ def run_active(
     dedup: float = 0.0,
     seed: int = 0,
     workers: int | None = None,
+    threads: int = 1,
     label_options: dict[str, Any] | None = None,
     observer: Callable[[Step], None] | None = None,
     progress: bool | None = None,
     loop: str = LOOP,
+    max_seconds: float | None = None,
 ) -> ActiveResult:
     """Run (or resume) the active-learning loop.
 
@@ -146,6 +153,15 @@ def run_active(
     acquisition : {"pu_pe", "trust", "dopt", "topk"}, default="pu_pe"
     acquisition_settings : dict, optional
         Settings of the acquisition (e.g. ``{"lo": 0.05, "hi": 0.15}`` for trust).
+    system_settings : dict, optional
+        Thresholds per system: explorer-name pattern (``fnmatch``, e.g. ``"vacancy-*"`` or
+        ``"*-3000K"``) → settings that override ``acquisition_settings`` for the explorers it
+        matches (later patterns override earlier ones).  A pattern matching no explorer is an
+        error.
+    uncertainty : {"max_devi_f", "pops_halfwidth"}, default="max_devi_f"
+        The per-frame U: the force spread over the K samples, or the half-width of the POPS
+        posterior's force bounds (max over atoms), for the acquisition and the held-out
+        statistics alike.
     n_heldout : int, default=6
         Size of the held-out set for U's statistics and the stopping test: rattled copies
         (``heldout_rattle`` Å) of initial configurations; their labels count toward the budget.
@@ -166,6 +182,8 @@ def run_active(
     seed : int
     workers : int, optional
         Dask workers for the explorers (and the labelling unless ``label_options`` says).
+    threads : int, default=1
+        Threads of the descriptor pass that screens the frames.
     label_options : dict, optional
         Keyword arguments of :func:`potforge.oracles.labelling.label`.
     observer : callable, optional
@@ -173,6 +191,9 @@ def run_active(
     progress : bool or None
     loop : str
         The loop's name in the store.
+    max_seconds : float, optional
+        Wall-time budget of this call, s: once spent, the loop stops after the current
+        iteration's fit (stop reason ``"time"``; rerunning resumes).
     """
     oracle = make_oracle(oracle) if isinstance(oracle, str) else oracle
     store = store if isinstance(store, Store) else Store(store)
@@ -189,10 +210,15 @@ def run_active(
     for name, value in (("quota", quota), ("n_ensemble", n_ensemble), ("patience", patience)):
         if value < 1 or (name == "n_ensemble" and value < 2):
             raise DataError(f"{name} must be ≥ {2 if name == 'n_ensemble' else 1}, got {value}")
-    acq = make_acquisition(acquisition, **(acquisition_settings or {}))
     names = [e.name for e in explorers]
     if len(set(names)) != len(names):
         raise DataError("explorer names must be unique")
+    if uncertainty not in UNCERTAINTIES:
+        from potforge.params import unknown_name
+
+        raise DataError(unknown_name(uncertainty, UNCERTAINTIES, "uncertainty"))
+    halfwidth = uncertainty == "pops_halfwidth"
+    acq_for = system_acquisitions(acquisition, acquisition_settings, system_settings, names)
     heldout = []
     for k in range(n_heldout):
         a = initial[k % len(initial)].copy()
@@ -212,6 +238,8 @@ def run_active(
         ],
         "acquisition": acquisition,
         "acquisition_settings": acquisition_settings or {},
+        "system_settings": system_settings or {},
+        "uncertainty": uncertainty,
         "n_heldout": n_heldout,
         "n_ensemble": n_ensemble,
         "quota": quota,
@@ -228,6 +256,10 @@ def run_active(
     steps: list[Step] = []
     history: list[tuple[float, float]] = []
     stop = "iterations"
+    unchanged = 0
+    t_start = time.monotonic()
+    if max_seconds is not None and not max_seconds > 0:
+        raise DataError(f"max_seconds must be > 0, got {max_seconds!r}")
     batch = init_h + held_h
     fitted = prepared
 
@@ -250,35 +282,60 @@ def run_active(
             + sum(len(ck.output("select", i)["selected"]) for i in range(it))
         )
 
-        def do_fit(st, train=train, it=it):
+        fresh: dict[str, Any] = {}
+
+        def do_fit(st, train=train, it=it, fresh=fresh):
             m = prepared.with_terms()
             designs = m.structure_designs(train, progress)
             m.fit(train, designs=designs)
             m.fit_posterior(train, designs=designs, progress=progress)
             coefs = m.sample_coef(n_ensemble, seed=seed + it)
+            fresh["model"] = m
             return {"coef": m.coef_.tolist(), "ensemble": coefs.tolist()}
 
         fit = ck.run("fit", it, do_fit)
-        fitted = prepared.with_terms(np.asarray(fit["coef"]))
+        fitted = fresh.get("model") or prepared.with_terms(np.asarray(fit["coef"]))
+        if uncertainty == "pops_halfwidth" and not fitted.has_posterior:  # resumed: the
+            fitted.fit_posterior(train, progress=progress)  # posterior around the stored θ
         coefs = np.asarray(fit["ensemble"])
-        held_designs = fitted.structure_designs(held, progress)
-        u_held = [
-            float(force_deviation(f).max()) for f in ensemble_forces(fitted, held_designs, coefs)
-        ]
+        held_designs = fitted.structure_designs(held, progress, threads=threads)
+        u_held = screen(fitted, held, coefs, threads=threads, halfwidth=halfwidth).signal(
+            uncertainty
+        )
         ref = Reference.from_heldout(u_held)
         rmse = _rmse(fitted, held_designs, held)
         history.append((rmse, ref.u_mean))
-        converged = len(history) > patience and all(
-            abs(history[-k][j] - history[-k - 1][j]) <= rtol * abs(history[-k - 1][j])
-            for k in range(1, patience + 1)
-            for j in (0, 1)
-        )
+        change = None
+        if len(history) > 1:
+            (r0, u0), (r1, u1) = history[-2:]
+            change = (abs(r1 - r0) / max(r0, 1e-300), abs(u1 - u0) / max(u0, 1e-300))
+            unchanged = unchanged + 1 if max(change) <= rtol else 0
+        converged = unchanged >= patience
         left = budget - calls
-        if converged or left <= 0 or it == max_iterations:
-            steps.append(Step(it, 0, 0, calls, rmse, ref.u_mean, ref.u_std, 0, {}, converged))
+        late = max_seconds is not None and time.monotonic() - t_start >= max_seconds
+        if converged or left <= 0 or late or it == max_iterations:
+            steps.append(
+                Step(
+                    it,
+                    0,
+                    0,
+                    calls,
+                    rmse,
+                    ref.u_mean,
+                    ref.u_std,
+                    0,
+                    {},
+                    converged,
+                    change,
+                    unchanged,
+                )  # fmt: skip
+            )
             if observer is not None:
                 observer(steps[-1])
-            stop = "converged" if converged else "budget" if left <= 0 else "iterations"
+            stop = (
+                "converged" if converged else "budget" if left <= 0 else "time" if late
+                else "iterations"
+            )  # fmt: skip
             break
 
         specs = [replace(e, structure=starts[e.name], seed=e.seed + 7919 * it) for e in explorers]
@@ -309,40 +366,32 @@ def run_active(
             if acquisition == "dopt":  # the force-spanned columns (a const term has none)
                 grade = training_grade(model, model.structure_designs(train, progress), seed=seed)
             chosen: list[str] = []
+            stops: dict[str, int] = {}
             share = max(1, quota // max(1, sum(bool(e["frames"]) for e in explored)))
             pick_rng = np.random.default_rng(seed + 104729 * (it + 1))
             for e in explored:
                 if not e["frames"]:
                     continue
+                name = e["trajectory"]["name"]
                 frames = st.store.candidates(hashes=e["frames"])
-                designs = model.structure_designs(frames, progress)
-                fk = ensemble_forces(model, designs, coefs)
-                u = np.array([force_deviation(f).max() for f in fk])
-                energy = np.array(
-                    [
-                        p["energy"] / len(a)
-                        for p, a in zip(model.predict_designs(designs), frames, strict=True)
-                    ]
-                )
-                g = None
-                if grade is not None:
-                    g = np.array([grade.atom_grades(d.rows.forces).max() for d in designs])
-                desc = np.array(
-                    [d.rows.energy / len(a) for d, a in zip(designs, frames, strict=True)]
-                )
-                p = acq(Frames(u, energy, g, desc), ref)
+                sc = screen(model, frames, coefs, grade, threads=threads, halfwidth=halfwidth)
+                stats = Frames(sc.signal(uncertainty), sc.energy, sc.gamma, sc.descriptor)
+                acq = acq_for[name]
+                stop_index = getattr(acq, "stop_index", None)
+                if stop_index is not None and (k := stop_index(stats)) is not None:
+                    stops[name] = k
                 idx = pick(
-                    p,
+                    acq(stats, ref),
                     share,
                     pick_rng,
                     deterministic=acquisition == "topk",
-                    descriptor=desc,
+                    descriptor=sc.descriptor,
                     dedup=dedup,
                 )
                 chosen += [e["frames"][i] for i in idx if e["frames"][i] not in chosen]
             chosen = chosen[: min(quota, left)]
             st.record_selection(chosen, None)
-            return {"selected": chosen}
+            return {"selected": chosen, "stopped": stops}
 
         sel = ck.run("select", it, do_select)
         batch = list(sel["selected"])
@@ -351,6 +400,9 @@ def run_active(
             for e in explored
             if e["trajectory"]["stopped"]
         }
+        cut = sel.get("stopped", {})  # dopt: the frame whose γ passed gamma_hi
+        for name, k in cut.items():
+            failed.setdefault(name, f"extrapolation grade above gamma_hi at frame {k}")
         steps.append(
             Step(
                 it,
@@ -363,14 +415,18 @@ def run_active(
                 len(failed),
                 failed,
                 False,
+                change,
+                unchanged,
             )
         )
         if observer is not None:
             observer(steps[-1])
         # next starts: each explorer's last frame (before any stop); refined below once labelled
         for e in explored:
-            if e["frames"]:
-                starts[e["trajectory"]["name"]] = store.candidates(hashes=e["frames"][-1:])[0]
+            name = e["trajectory"]["name"]
+            last = e["frames"][: cut.get(name, len(e["frames"]))][-1:]
+            if last:
+                starts[name] = store.candidates(hashes=last)[0]
         kept_by = {}
         for e in explored:
             mine = [h for h in batch if h in set(e["frames"])]
@@ -401,25 +457,77 @@ def _restart_from_worst(store, oracle, kept_by, starts, model, lab_kw, batch, ck
         starts[name] = best
 
 
-def explorer_specs(
-    structures: dict[str, Atoms], temperatures: Sequence[float], seed: int = 0, **settings: Any
-) -> list[ExplorerSpec]:
-    """One explorer per (structure, temperature): ``{name: Atoms}`` × temperatures (K) → specs
-    named ``"<name>-<T>K"``, each with its own seed, and the given settings (steps, interval,
-    engine, ensemble...)."""
-    out = []
-    for i, (name, atoms) in enumerate(structures.items()):
-        for j, t in enumerate(temperatures):
-            out.append(
-                ExplorerSpec(
-                    name=f"{name}-{t:g}K",
-                    structure=atoms,
-                    temperature=float(t),
-                    seed=seed + 31 * i + j,
-                    **settings,
-                )
+def system_acquisitions(
+    name: str,
+    settings: dict[str, Any] | None,
+    systems: dict[str, dict[str, Any]] | None,
+    explorers: Sequence[str],
+) -> dict[str, Acquisition]:
+    """One acquisition per explorer: ``settings``, overridden by every ``systems`` pattern
+    (``fnmatch`` on the explorer name) that matches it, in order.
+
+    Raises
+    ------
+    DataError
+        For an unknown acquisition or setting, or a pattern that matches no explorer.
+    """
+    from fnmatch import fnmatchcase
+
+    systems = dict(systems or {})
+    for pattern, extra in systems.items():
+        if not isinstance(extra, dict):
+            raise DataError(f"system settings for {pattern!r} must be a table of settings")
+        if not any(fnmatchcase(e, pattern) for e in explorers):
+            raise DataError(
+                f"system pattern {pattern!r} matches no explorer; the explorers are "
+                + ", ".join(explorers)
             )
+    out = {}
+    for e in explorers:
+        merged = dict(settings or {})
+        for pattern, extra in systems.items():
+            if fnmatchcase(e, pattern):
+                merged |= extra
+        out[e] = make_acquisition(name, **merged)
     return out
 
 
-__all__ = ["ActiveResult", "Step", "Trajectory", "explorer_specs", "run_active"]
+def explorer_specs(
+    structures: dict[str, Atoms],
+    temperatures: Sequence[float],
+    seed: int = 0,
+    pressures: Sequence[float] | None = None,
+    **settings: Any,
+) -> list[ExplorerSpec]:
+    """One explorer per (structure, temperature[, pressure]): ``{name: Atoms}`` × temperatures
+    (K) [× pressures (GPa, for ``ensemble="npt"``)] → specs named ``"<name>-<T>K"`` (or
+    ``"<name>-<T>K-<P>GPa"``), each with its own seed, and the given settings (steps,
+    interval, engine, ensemble, t_end...)."""
+    if pressures is not None and settings.get("ensemble") != "npt":
+        raise DataError("pressures need the npt ensemble (ensemble='npt', --ensemble npt)")
+    out = []
+    for i, (name, atoms) in enumerate(structures.items()):
+        for j, t in enumerate(temperatures):
+            for k, p in enumerate([None] if pressures is None else pressures):
+                extra: dict[str, Any] = {} if p is None else {"pressure": float(p)}
+                out.append(
+                    ExplorerSpec(
+                        name=f"{name}-{t:g}K" + ("" if p is None else f"-{p:g}GPa"),
+                        structure=atoms,
+                        temperature=float(t),
+                        seed=seed + 31 * i + j + 1009 * k,
+                        **settings,
+                        **extra,
+                    )
+                )
+    return out
+
+
+__all__ = [
+    "ActiveResult",
+    "Step",
+    "Trajectory",
+    "explorer_specs",
+    "run_active",
+    "system_acquisitions",
+]

@@ -1,5 +1,6 @@
 """Uncertainty of frames for active learning: the ensemble force spread (DP-GEN's
-``max_devi_f``) and the extrapolation grade against the training design (D-optimality).
+``max_devi_f``), the half-width of the POPS force bounds, and the extrapolation grade against
+the training design (D-optimality).
 
 Arrays in, arrays out.  For a linear potential every ensemble member's forces come from one
 descriptor pass (``F_k = F_fixed + rows · θ_k``), so screening K parameter vectors costs one
@@ -37,6 +38,26 @@ def max_devi_f(forces: np.ndarray) -> float:
     """The frame's uncertainty U = max over atoms of :func:`force_deviation` (DP-GEN's
     ``max_devi_f``, eV/Å)."""
     return float(force_deviation(forces).max())
+
+
+def bound_halfwidth(bounds: np.ndarray) -> np.ndarray:
+    """Per-atom half-width of force bounds, ``|F_hi,i − F_lo,i| / 2``.
+
+    Parameters
+    ----------
+    bounds : ndarray, shape (2, N, 3)
+        Lower and upper force bounds (e.g. ``forces_bounds`` of
+        :meth:`potforge.model.LinearPotential.predict_designs` over the POPS posterior), eV/Å.
+
+    Returns
+    -------
+    ndarray, shape (N,)
+        eV/Å; its maximum is the frame's POPS alternative to ``max_devi_f``.
+    """
+    B = np.asarray(bounds, dtype=float)
+    if B.ndim != 3 or B.shape[0] != 2 or B.shape[2] != 3:
+        raise DataError(f"force bounds must have shape (2, N, 3), got {B.shape}")
+    return 0.5 * np.linalg.norm(B[1] - B[0], axis=1)
 
 
 def maxvol(A: np.ndarray, tol: float = 1.01, max_iter: int = 200) -> np.ndarray:

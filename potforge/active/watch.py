@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
-from potforge.active.uncertainty import ExtrapolationGrade, force_deviation
+from potforge.active.uncertainty import ExtrapolationGrade, bound_halfwidth, force_deviation
 from potforge.errors import DataError
+from potforge.params import unknown_name
 
 
 @dataclass
@@ -68,19 +69,30 @@ def training_grade(model, designs: Sequence, max_rows: int = 20000, seed: int = 
     return TrainingGrade(grade, columns, n_rows, len(rows))
 
 
+UNCERTAINTIES = ("max_devi_f", "pops_halfwidth")
+"""Per-frame uncertainty signals: the ensemble force spread (DP-GEN's ``max_devi_f``), or the
+half-width of the POPS force bounds (:func:`~potforge.active.uncertainty.bound_halfwidth`)."""
+
+
 @dataclass
 class Screen:
-    """Per-frame results of :func:`screen`, each of shape (F,).
+    """Per-frame results of :func:`screen`, each of shape (F,) unless stated.
 
     Attributes
     ----------
     u : ndarray
-        U = max over atoms of the ensemble force spread, eV/Å.
+        U = max over atoms of the ensemble force spread (``max_devi_f``), eV/Å.
     u_atom : ndarray of int
         The atom (index in the frame) where U is reached.
     gamma, gamma_atom : ndarray or None
         Largest per-atom extrapolation grade and its atom (None without a grade).
     n_atoms : ndarray of int
+    energy : ndarray
+        Model energy per atom at ``coef_``, eV/atom (NaN for an unfitted model).
+    descriptor : ndarray, shape (F, P)
+        Energy design row per atom (for deduplicating near-identical frames).
+    halfwidth : ndarray or None
+        Max over atoms of the POPS force-bound half-width, eV/Å (with ``halfwidth=True``).
     """
 
     u: np.ndarray
@@ -88,6 +100,19 @@ class Screen:
     gamma: np.ndarray | None
     gamma_atom: np.ndarray | None
     n_atoms: np.ndarray
+    energy: np.ndarray
+    descriptor: np.ndarray
+    halfwidth: np.ndarray | None = None
+
+    def signal(self, name: str) -> np.ndarray:
+        """The per-frame uncertainty called ``name`` (:data:`UNCERTAINTIES`)."""
+        if name == "max_devi_f":
+            return self.u
+        if name == "pops_halfwidth" and self.halfwidth is not None:
+            return self.halfwidth
+        if name == "pops_halfwidth":
+            raise DataError("the POPS half-width was not computed: screen(..., halfwidth=True)")
+        raise DataError(unknown_name(name, UNCERTAINTIES, "uncertainty"))
 
 
 def screen(
@@ -97,44 +122,57 @@ def screen(
     grade: TrainingGrade | None = None,
     chunk: int = 32,
     observe: Callable[[int], None] | None = None,
+    *,
+    threads: int = 1,
+    halfwidth: bool = False,
 ) -> Screen:
-    """U and (with ``grade``) the largest γ of every frame.
+    """U, energy, descriptor and (with ``grade``) the largest γ of every frame, from one
+    descriptor pass per frame.
 
     Parameters
     ----------
     model : LinearPotential
-        Fitted model whose descriptors are evaluated.
+        Model whose descriptors are evaluated (fitted, or only set up when just U is needed).
     frames : iterable of ase.Atoms
-        Consumed ``chunk`` frames at a time.
+        Consumed ``chunk`` frames at a time (a long dump is never held in memory at once).
     coefs : ndarray, shape (K, P)
         Parameter vectors of the ensemble (e.g. :meth:`~LinearPotential.sample_coef`), K ≥ 2.
     grade : TrainingGrade, optional
+    chunk : int, default=32
     observe : callable, optional
         Called with the number of frames finished after each chunk (progress).
+    threads : int, default=1
+        Threads computing the descriptors of a chunk at once (LAMMPS releases the GIL).
+    halfwidth : bool, default=False
+        Also the POPS bound half-width (needs ``model``'s posterior).
     """
     coefs = np.asarray(coefs, dtype=float)
     if coefs.ndim != 2 or coefs.shape[0] < 2:
         raise DataError(f"the ensemble needs K ≥ 2 parameter vectors, got shape {coefs.shape}")
-    u: list[float] = []
-    ua: list[int] = []
-    g: list[float] = []
-    ga: list[int] = []
-    n: list[int] = []
+    if halfwidth and not model.has_posterior:
+        raise DataError("the POPS half-width needs a model with a posterior (fit_posterior)")
+    fitted = getattr(model, "coef_", None) is not None
+    cols: dict[str, list] = {k: [] for k in ("u", "ua", "g", "ga", "n", "e", "d", "h")}
 
     def run(batch: list[Atoms]) -> None:
-        designs = model.structure_designs(batch, progress=False)
+        designs = model.structure_designs(batch, progress=False, threads=threads)
         preds = model.predict_designs(designs, coefs)
-        for d, p in zip(designs, preds, strict=True):
+        mean = model.predict_designs(designs, return_bounds=halfwidth) if fitted else None
+        for k, (d, p) in enumerate(zip(designs, preds, strict=True)):
             dev = force_deviation(p["forces"])
-            u.append(float(dev.max()))
-            ua.append(int(dev.argmax()))
-            n.append(d.n_atoms)
+            cols["u"].append(float(dev.max()))
+            cols["ua"].append(int(dev.argmax()))
+            cols["n"].append(d.n_atoms)
+            cols["d"].append(d.rows.energy / d.n_atoms)
+            cols["e"].append(float(mean[k]["energy"]) / d.n_atoms if mean else np.nan)
+            if halfwidth and mean:
+                cols["h"].append(float(bound_halfwidth(mean[k]["forces_bounds"]).max()))
             if grade is not None:
                 gam = grade.atom_grades(d.rows.forces)
-                g.append(float(gam.max()))
-                ga.append(int(gam.argmax()))
+                cols["g"].append(float(gam.max()))
+                cols["ga"].append(int(gam.argmax()))
         if observe is not None:
-            observe(len(u))
+            observe(len(cols["u"]))
 
     batch: list[Atoms] = []
     for atoms in frames:
@@ -144,12 +182,16 @@ def screen(
             batch = []
     if batch:
         run(batch)
+    has_g = grade is not None
     return Screen(
-        np.array(u),
-        np.array(ua, dtype=int),
-        np.array(g) if grade is not None else None,
-        np.array(ga, dtype=int) if grade is not None else None,
-        np.array(n, dtype=int),
+        np.array(cols["u"]),
+        np.array(cols["ua"], dtype=int),
+        np.array(cols["g"]) if has_g else None,
+        np.array(cols["ga"], dtype=int) if has_g else None,
+        np.array(cols["n"], dtype=int),
+        np.array(cols["e"]),
+        np.array(cols["d"]).reshape(len(cols["u"]), -1),
+        np.array(cols["h"]) if halfwidth else None,
     )
 
 

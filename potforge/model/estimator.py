@@ -244,11 +244,15 @@ class LinearPotential:
 
     # --- design ---------------------------------------------------------------------------------
     def structure_designs(
-        self, structures: Sequence[Atoms], progress: bool | None = None
+        self, structures: Sequence[Atoms], progress: bool | None = None, threads: int = 1
     ) -> list[StructureDesign]:
-        """Per-structure design rows of every term (one descriptor pass)."""
+        """Per-structure design rows of every term (one descriptor pass); ``threads`` > 1
+        computes them in threads of this process (see
+        :func:`~potforge.model.rows.compute_designs`)."""
         self._check_built()
-        return compute_designs(self.terms_, structure_list(structures), self.n_jobs, progress)
+        return compute_designs(
+            self.terms_, structure_list(structures), self.n_jobs, progress, threads=threads
+        )
 
     def design(
         self,

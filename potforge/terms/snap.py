@@ -9,6 +9,7 @@ with the same settings, so the two paths agree to round-off.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -26,15 +27,17 @@ from potforge.errors import EngineError, ModelError
 from potforge.params import Boolean, Integer, MappingOf, Real
 from potforge.terms.base import MAX_CUTOFF, LammpsPart, Rows, Term, Values, check_element_keys
 
-_LAMMPS = None
+_LOCAL = threading.local()
 
 
 def _instance():
-    """One LAMMPS instance per process, cleared before each structure."""
-    global _LAMMPS
-    if _LAMMPS is None:
-        _LAMMPS = new_lammps()
-    return _LAMMPS
+    """One LAMMPS instance per thread (of each process), cleared before each structure: the
+    library call releases the GIL, so threads compute the descriptors of different structures
+    at once (:func:`potforge.model.rows.compute_designs` with ``threads``)."""
+    lmp = getattr(_LOCAL, "lmp", None)
+    if lmp is None:
+        lmp = _LOCAL.lmp = new_lammps()
+    return lmp
 
 
 def n_bispectrum(twojmax: int) -> int:

@@ -75,6 +75,39 @@ def test_acquisitions_by_name_and_their_probabilities():
         make_acquisition("trust", low=0.1)
 
 
+def test_dopt_stops_the_explorer_at_the_first_grade_above_gamma_hi():
+    ref = Reference.from_heldout([0.1, 0.12])
+    g = np.array([1.0, 3.0, 12.0, 4.0, 1.5, 6.0])
+    frames = Frames(np.zeros(6), np.zeros(6), grade=g)
+    dopt = make_acquisition("dopt", gamma_lo=2.0, gamma_hi=10.0)
+    assert dopt.stop_index(frames) == 2
+    np.testing.assert_array_equal(dopt(frames, ref), [0, 1, 0, 0, 0, 0])  # after γ_hi: never
+    calm = Frames(np.zeros(3), np.zeros(3), grade=np.array([1.0, 3.0, 2.5]))
+    assert dopt.stop_index(calm) is None
+    np.testing.assert_array_equal(dopt(calm, ref), [0, 1, 1])
+
+
+def test_thresholds_per_system_by_explorer_pattern():
+    from potforge.active.loop import system_acquisitions
+
+    names = ["bulk-300K", "bulk-3000K", "vacancy-300K"]
+    acq = system_acquisitions(
+        "trust",
+        {"lo": 0.05, "hi": 0.15},
+        {"*-3000K": {"hi": 0.4}, "vacancy-*": {"lo": 0.1}},
+        names,
+    )
+    assert (acq["bulk-300K"].lo, acq["bulk-300K"].hi) == (0.05, 0.15)
+    assert (acq["bulk-3000K"].lo, acq["bulk-3000K"].hi) == (0.05, 0.4)
+    assert (acq["vacancy-300K"].lo, acq["vacancy-300K"].hi) == (0.1, 0.15)
+    with pytest.raises(DataError, match="'surface-\\*' matches no explorer; the explorers"):
+        system_acquisitions("trust", {}, {"surface-*": {"lo": 0.1}}, names)
+    with pytest.raises(DataError, match="setting of acquisition 'pu_pe'"):
+        system_acquisitions("pu_pe", {}, {"bulk-*": {"lo": 0.1}}, names)
+    with pytest.raises(DataError, match="must be a table"):
+        system_acquisitions("pu_pe", {}, {"bulk-*": 0.1}, names)
+
+
 def test_pick_fills_the_quota_by_rejection_sampling_and_dedups():
     rng = np.random.default_rng(2)
     p = np.array([0.0, 0.5, 0.5, 1.0, 0.1, 0.0])

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from potforge.data.store import Store
 
 ARGS = [
@@ -118,3 +120,68 @@ def test_dopt_runs_on_a_model_with_a_const_term(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "iteration 1:" in done.stdout
+
+
+def test_pops_halfwidth_and_thresholds_per_system(tmp_path):
+    """U as the POPS bound half-width (the held-out statistics too), and a per-system trust
+    window that closes the vacancy explorers: only bulk frames are picked."""
+    import numpy as np
+
+    from potforge.active.watch import screen
+    from potforge.data.checkpoint import Checkpoint
+    from potforge.model import LinearPotential
+
+    args = list(ARGS)
+    args[args.index("--max-iterations") + 1] = "1"
+    cmd = [sys.executable, "-m", "potforge.cli", "explore", *args, "--acquisition", "trust",
+           "--set", "lo=0", "--set", "hi=1e3", "--system", "vacancy-*:hi=1e-12",
+           "--uncertainty", "pops_halfwidth", "--threads", "2",
+           "--oracle", "lammps:W_2940_2017_2.snap",
+           "--db", str(tmp_path / "p.db"), "--out", str(tmp_path / "p")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    store = Store(tmp_path / "p.db")
+    picked = store.candidates(
+        hashes=Checkpoint(store, "active-learning").output("select", 0)["selected"]
+    )
+    assert picked and {a.info["explorer"].split("-")[0] for a in picked} == {"bulk"}
+    record = json.loads((tmp_path / "p" / "iterations.json").read_text())
+    model = LinearPotential.load(tmp_path / "p" / "model")
+    held = [a for a in store.to_atoms("ok", "lammps:W_2940_2017_2.snap")
+            if a.info["structure_hash"] in set(record["heldout"])]  # fmt: skip
+    width = screen(model, held, model.sample_coef(2, seed=0), halfwidth=True).halfwidth
+    assert record["steps"][-1]["u_mean"] == pytest.approx(float(np.mean(width)), rel=1e-9)
+    bad = subprocess.run(cmd[:-4] + ["--system", "liquid-*:hi=1", "--db", str(tmp_path / "q.db"),
+                                     "--out", str(tmp_path / "q")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and "matches no explorer" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_wall_time_budget_stops_and_states_it_and_pressures_need_npt(tmp_path):
+    base = [sys.executable, "-m", "potforge.cli", "explore", *ARGS,
+            "--oracle", "lammps:W_2940_2017_2.snap", "--db", str(tmp_path / "t.db")]  # fmt: skip
+    done = subprocess.run(base + ["--out", str(tmp_path / "t"), "--max-minutes", "1e-6"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "--max-minutes spent before convergence" in done.stderr
+    record = json.loads((tmp_path / "t" / "iterations.json").read_text())
+    assert record["stop"] == "time" and len(record["steps"]) == 1
+    bad = subprocess.run(base + ["--out", str(tmp_path / "u"), "--pressures", "0,5"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and "pressures need the npt ensemble" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_explorer_specs_per_structure_temperature_and_pressure():
+    from ase.build import bulk
+
+    from potforge.active.loop import explorer_specs
+
+    a = bulk("W", "bcc", a=3.18, cubic=True)
+    specs = explorer_specs({"bulk": a}, [300, 1500], pressures=[0, 5.5], ensemble="npt")
+    assert [s.name for s in specs] == [
+        "bulk-300K-0GPa", "bulk-300K-5.5GPa", "bulk-1500K-0GPa", "bulk-1500K-5.5GPa",
+    ]  # fmt: skip
+    assert [s.pressure for s in specs] == [0, 5.5, 0, 5.5]
+    assert len({s.seed for s in specs}) == 4

@@ -19,6 +19,7 @@ from potforge.cli import main
 from potforge.data.builders import A_W, w_structures
 from potforge.data.readers import write_extxyz
 from potforge.engines.lammps import new_lammps
+from potforge.errors import DataError
 from potforge.model import LinearPotential
 from potforge.oracles import make_oracle
 from potforge.oracles.labelling import label_in_process
@@ -200,3 +201,34 @@ def test_big_training_set_is_subsampled_and_said(case, tmp_path, capsys):
     assert watch(case, case["cold"], "--train", train, "--max-rows", "300") == 0
     out = capsys.readouterr().out
     assert "chosen from 300 of 846 rows (a random subsample) of 11 structures" in out
+
+
+def test_screen_in_threads_matches_and_gives_pops_halfwidth_energy(case):
+    """Two threads give the very same numbers as one; the POPS half-width is the max over atoms
+    of half the bound width, and every frame lies inside its own bounds' spread."""
+    from potforge.active.uncertainty import bound_halfwidth
+
+    model = case["model"]
+    frames = ase.io.read(case["hot"], index=":12", format="lammps-dump-text")
+    for f in frames:
+        f.set_chemical_symbols(["W"] * len(f))
+    coefs = model.sample_coef(8, seed=1)
+    one = screen(model, frames, coefs, chunk=5, halfwidth=True)
+    two = screen(model, frames, coefs, chunk=5, halfwidth=True, threads=2)
+    for key in ("u", "u_atom", "energy", "descriptor", "halfwidth"):
+        np.testing.assert_array_equal(getattr(one, key), getattr(two, key))
+    preds = model.predict_designs(model.structure_designs(frames), return_bounds=True)
+    for k, p in enumerate(preds):
+        assert one.energy[k] == pytest.approx(p["energy"] / len(frames[k]), rel=1e-12)
+        lo, hi = p["forces_bounds"]
+        half = np.linalg.norm(hi - lo, axis=1) / 2
+        assert one.halfwidth[k] == pytest.approx(half.max(), rel=1e-12)
+        np.testing.assert_allclose(bound_halfwidth(p["forces_bounds"]), half)
+    assert one.signal("pops_halfwidth") is one.halfwidth and one.signal("max_devi_f") is one.u
+    with pytest.raises(DataError, match="did you mean 'max_devi_f'"):
+        one.signal("max_devi")
+    bare = LinearPotential.load(case["bare"])
+    with pytest.raises(DataError, match="needs a model with a posterior"):
+        screen(bare, frames, coefs, halfwidth=True)
+    with pytest.raises(DataError, match="threads must be ≥ 1"):
+        screen(model, frames, coefs, threads=0)
