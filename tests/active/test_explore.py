@@ -13,7 +13,7 @@ import pytest
 from ase.build import bulk
 
 from potforge.active import ExplorerSpec, Trajectory, explore, explore_many
-from potforge.active.explore import _lammps_system, _verdict
+from potforge.active._md import _lammps_system, _verdict
 from potforge.data.builders import A_W, w_structures
 from potforge.engines.lammps import new_lammps, read_forces, to_ase_vectors
 from potforge.errors import DataError
