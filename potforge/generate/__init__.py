@@ -1,0 +1,8 @@
+"""Diverse-by-construction data (METHODS.md §2): the QUESTS kernel entropy of per-atom descriptors,
+its analytic gradient, selection of structures by entropy, and the entropy-maximising generator.
+
+:mod:`potforge.generate.entropy` is the array core (numpy/scipy only, no ASE): kernel sums,
+entropy, diversity, novelty ``dH``, overlap, and the joint entropy of new + existing data with its
+gradient.  :mod:`potforge.generate.compress` picks structures from a pool (greedy entropy,
+farthest-point and random baselines).
+"""
