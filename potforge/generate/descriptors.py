@@ -35,6 +35,7 @@ from ase.data import chemical_symbols
 
 from potforge.engines.lammps import new_lammps, setup_structure, to_ase_vectors
 from potforge.errors import DataError, EngineError
+from potforge.generate.entropy import silverman_bandwidth
 from potforge.terms.snap import n_bispectrum
 
 MAX_GRADIENT_ATOMS = 256
@@ -414,12 +415,6 @@ def descriptor_matrix(structures: Iterable[Atoms], descriptor: Descriptor) -> np
     return np.concatenate(parts, axis=0)
 
 
-def _silverman(n: int, d: int) -> float:
-    from potforge.generate.entropy import silverman_bandwidth
-
-    return float(silverman_bandwidth(n, d))
-
-
 @dataclass(frozen=True, eq=False)
 class DescriptorSpace:
     """A fixed whitening of descriptors and the kernel bandwidth used in it.
@@ -525,7 +520,7 @@ class DescriptorSpace:
         transform = np.linalg.solve(chol, np.diag(1.0 / scale)).T
         d = int(keep.size)
         if bandwidth is None:
-            h = _silverman(x.shape[0], d)
+            h = silverman_bandwidth(x.shape[0], d)
         else:
             h = float(bandwidth)
             if not (np.isfinite(h) and h > 0):
