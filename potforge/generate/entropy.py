@@ -12,6 +12,8 @@ QUESTS descriptors) and bandwidth ``h`` (same units):
 * novelty ``dH(y | X) = −ln Σ_j K(y, x_j)`` (``> 0``: y is not covered by X; ``≤ 0`` for every y
   already in X) — :func:`delta_entropy`;
 * overlap: the fraction of rows of Y with ``dH(y | X) < eps`` — :func:`overlap`;
+* the entropy of each prefix of an ordered set (after each pick of a selection) and of random
+  subsets by size — :func:`prefix_entropies`, :func:`entropy_curve`;
 * the entropy of ``X ∪ Y`` and its gradient with respect to Y — :func:`joint_entropy`, the
   quantity the generator maximises (``dH/dB`` here, times ``dB/dr`` from the descriptor).
 
@@ -38,8 +40,12 @@ release the GIL) with the BLAS pool held at one thread meanwhile; partial sums a
 fixed order, so results do not depend on ``threads`` (and differ across ``block`` sizes only by
 float64 rounding).
 
-Where every kernel value of a row underflows (``|y − x| > 38.6 h`` from every x) its sum is 0 and
-``dH`` is ``+inf``, as in quests.
+Kernel values below ``e^−700 ≈ 1e−304`` (``|y − x| > 37.4 h``) are counted as ``e^−700``
+(:data:`EXP_FLOOR`): float64 ``exp`` is 10–100× slower where its result is subnormal, and for
+descriptors spread over many bandwidths most pairs are there.  This moves a sum of n values by at
+most ``n·1e−304`` — nothing for any sum with one kernel value above ~1e−290 (entropy sums are
+≥ 1) — except that the novelty ``dH`` of a point farther than 37.4 h from every x saturates near
+``700 − ln n`` nats instead of growing to ``+inf`` as in quests (both say: not covered at all).
 """
 
 from __future__ import annotations
@@ -62,6 +68,9 @@ DEFAULT_EPS = 1e-5
 """QUESTS's overlap threshold: ``y`` overlaps ``X`` when ``dH(y | X) < eps``."""
 DEFAULT_BLOCK = 1024
 """Tile edge: at most ``block²`` kernel values (8 MiB of float64 at 1024) per tile and thread."""
+EXP_FLOOR = -700.0
+"""Lowest exponent evaluated: kernel values below ``e^−700 ≈ 1e−304`` are counted as ``e^−700``
+(float64 ``exp`` is 10–100× slower where its result is subnormal or underflows)."""
 
 _T = TypeVar("_T")
 _local = threading.local()
@@ -178,14 +187,15 @@ def _buffer(rows: int, cols: int) -> np.ndarray:
 
 def kernel_tile(L: np.ndarray, R: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Kernel values ``K`` (a, b) between rows of augmented arrays ``L`` (a, d+2) and ``R`` (b, d+2)
-    from :func:`augment` (exponent from one matrix product, clipped at 0, exp in place).
+    from :func:`augment` (exponent from one matrix product, clipped to ``[EXP_FLOOR, 0]``, exp in
+    place).
 
     ``out`` (a, b) is written and returned when given (else a per-thread scratch array, valid
     until the thread's next call)."""
     if out is None:
         out = _buffer(L.shape[0], R.shape[0])
     np.matmul(L, R.T, out=out)
-    np.minimum(out, 0.0, out=out)
+    np.clip(out, EXP_FLOOR, 0.0, out=out)
     np.exp(out, out=out)
     return out
 
@@ -476,6 +486,73 @@ def overlap(
     return float(np.mean(dH < float(eps)))
 
 
+def prefix_entropies(
+    X: Any,
+    sizes: Iterable[int],
+    h: float = DEFAULT_BANDWIDTH,
+    *,
+    block: int = DEFAULT_BLOCK,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Entropy of each leading block ``X[:size]`` of the rows of ``X``, for increasing sizes.
+
+    The kernel sums are extended from each size to the next (cross tiles of the new rows against
+    the old, symmetric tiles among the new), so the whole list costs one :func:`entropy` of
+    ``X[:max(sizes)]`` — the entropy after each pick of a selection, or an entropy-vs-size curve.
+
+    Parameters
+    ----------
+    X : array_like, shape (N, d)
+        Environments in order, N ≥ 1.
+    sizes : iterable of int
+        Strictly increasing prefix lengths in ``[1, N]``.
+    h : float, default=0.015
+        Kernel bandwidth, descriptor units.
+    block, threads
+        As in :func:`kernel_sums`.
+
+    Returns
+    -------
+    H : ndarray, shape (len(sizes),)
+        Entropy (nats) of ``X[:size]`` for each size.
+    """
+    X = check_descriptors("X", X)
+    h = _check_h(h)
+    block = _check_int("block", block, 1)
+    threads = resolve_threads(threads)
+    n = X.shape[0]
+    try:
+        cuts = np.asarray(list(sizes))
+    except TypeError:
+        raise DataError(f"sizes must be a list of integers in [1, {n}]; got {sizes!r}") from None
+    if (
+        cuts.ndim != 1
+        or cuts.size == 0
+        or not np.issubdtype(cuts.dtype, np.integer)
+        or cuts[0] < 1
+        or cuts[-1] > n
+        or np.any(np.diff(cuts) <= 0)
+    ):
+        raise DataError(
+            f"sizes must be a non-empty, strictly increasing list of integers in [1, {n}]; "
+            f"got {sizes!r}"
+        )
+    top = int(cuts[-1])
+    P = X[:top]
+    _, L, R = augment(P, P.mean(axis=0), h)
+    s = np.zeros(top)
+    out = np.empty(cuts.size)
+    done = 0
+    for k, size in enumerate(int(c) for c in cuts):
+        rows, cols = _cross_sums(L[done:size], R[:done], block, threads, columns=True)
+        if cols is not None:
+            s[:done] += cols
+        s[done:size] = rows + _symmetric_sums(L[done:size], R[done:size], block, threads)
+        done = size
+        out[k] = np.log(size) - np.mean(np.log(s[:size]))
+    return out
+
+
 def entropy_curve(
     X: Any,
     h: float,
@@ -488,8 +565,8 @@ def entropy_curve(
     """Entropy of random subsets of ``X`` of the given sizes: the entropy-vs-size curve.
 
     The subsets are nested prefixes of one random permutation (seeded), so the curve is as
-    smooth as one draw allows, and the whole curve costs one :func:`entropy` of the largest
-    subset (the kernel sums are extended from each size to the next).
+    smooth as one draw allows and costs one :func:`entropy` of the largest subset
+    (:func:`prefix_entropies`).
 
     Parameters
     ----------
@@ -510,31 +587,23 @@ def entropy_curve(
         Entropy (nats) of the subset of each size, in the order of ``sizes``.
     """
     X = check_descriptors("X", X)
-    h = _check_h(h)
-    block = _check_int("block", block, 1)
-    threads = resolve_threads(threads)
-    try:
-        wanted = [int(s) for s in sizes]
-        ok = all(float(s) == int(s) for s in sizes)
-    except (TypeError, ValueError):
-        raise DataError(f"sizes must be integers in [1, {X.shape[0]}]; got {sizes!r}") from None
     n = X.shape[0]
-    if not ok or not wanted or min(wanted) < 1 or max(wanted) > n:
+    try:
+        wanted = np.asarray(list(sizes))
+    except TypeError:
+        raise DataError(f"sizes must be a list of integers in [1, {n}]; got {sizes!r}") from None
+    if (
+        wanted.ndim != 1
+        or wanted.size == 0
+        or not np.issubdtype(wanted.dtype, np.integer)
+        or wanted.min() < 1
+        or wanted.max() > n
+    ):
         raise DataError(f"sizes must be a non-empty list of integers in [1, {n}]; got {sizes!r}")
-    perm = np.random.default_rng(seed).permutation(n)
-    P = X[perm[: max(wanted)]]
-    _, L, R = augment(P, P.mean(axis=0), h)
-    s = np.zeros(P.shape[0])
-    done = 0
-    result: dict[int, float] = {}
-    for size in sorted(set(wanted)):
-        if size > done:
-            rows, cols = _cross_sums(L[done:size], R[:done], block, threads, columns=True)
-            s[:done] += cols if cols is not None else 0.0
-            s[done:size] = rows + _symmetric_sums(L[done:size], R[done:size], block, threads)
-            done = size
-        result[size] = float(np.log(size) - np.mean(np.log(s[:size])))
-    return np.array([result[w] for w in wanted])
+    unique, where = np.unique(wanted, return_inverse=True)
+    perm = np.random.default_rng(seed).permutation(n)[: int(unique[-1])]
+    H = prefix_entropies(X[perm], unique, h, block=block, threads=threads)
+    return H[where]
 
 
 def silverman_bandwidth(n: int, d: int) -> float:
