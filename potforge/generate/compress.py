@@ -61,7 +61,7 @@ def _check_pool(envs: Any) -> list[np.ndarray]:
     first = check_descriptors("envs[0]", envs[0])
     out = [first]
     for i, e in enumerate(envs[1:], start=1):
-        out.append(check_descriptors(f"envs[{i}]", e, width=first.shape[1]))
+        out.append(check_descriptors(f"envs[{i}]", e, width=first.shape[1], width_of="envs[0]"))
     return out
 
 

@@ -80,7 +80,12 @@ _local = threading.local()
 
 
 def check_descriptors(
-    name: str, A: Any, *, width: int | None = None, allow_empty: bool = False
+    name: str,
+    A: Any,
+    *,
+    width: int | None = None,
+    width_of: str = "X",
+    allow_empty: bool = False,
 ) -> np.ndarray:
     """``A`` as a float64 (rows, d) array, or :class:`~potforge.errors.DataError` naming ``name``.
 
@@ -92,6 +97,8 @@ def check_descriptors(
         Descriptor rows (one environment each); must be 2-D, numeric and finite, with ``d ≥ 1``.
     width : int or None, default=None
         Required ``d`` (the reference set's width); ``None`` accepts any.
+    width_of : str, default="X"
+        What has that width, for the message.
     allow_empty : bool, default=False
         Accept zero rows (shape ``(0, d)``).
     """
@@ -115,8 +122,8 @@ def check_descriptors(
         raise DataError(f"{name} must hold at least one environment; got shape {arr.shape}")
     if width is not None and arr.shape[1] != width:
         raise DataError(
-            f"{name} has {arr.shape[1]} descriptor components per environment but the reference "
-            f"set has {width}; both must have the same width"
+            f"{name} has {arr.shape[1]} descriptor components per environment but {width_of} has "
+            f"{width}; both must have the same width"
         )
     if not np.isfinite(arr).all():
         i, j = np.argwhere(~np.isfinite(arr))[0]
@@ -302,8 +309,8 @@ def kernel_sums(
     s : ndarray, shape (m,)
         ``Σ_j K(y_i, x_j)``, dimensionless, in ``[0, n]``.
     """
-    Y = check_descriptors("Y", Y, allow_empty=True)
-    X = check_descriptors("X", X, width=Y.shape[1], allow_empty=True)
+    X = check_descriptors("X", X, allow_empty=True)
+    Y = check_descriptors("Y", Y, width=X.shape[1], allow_empty=True)
     h = _check_h(h)
     block = _check_int("block", block, 1)
     threads = resolve_threads(threads)
