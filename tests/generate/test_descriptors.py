@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
+from scipy.spatial.distance import cdist
 
 from potforge.errors import DataError
 from potforge.generate.descriptors import (
@@ -19,6 +20,7 @@ from potforge.generate.descriptors import (
     descriptor_matrix,
     snap_descriptors,
 )
+from potforge.generate.entropy import silverman_bandwidth
 from potforge.terms.snap import SNAP
 
 
@@ -87,7 +89,12 @@ def test_space_whitens_drops_constant_columns_and_round_trips(tmp_path):
     z = space.transform_descriptors(ref)
     np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-9)
     np.testing.assert_allclose(np.cov(z, rowvar=False, bias=True), np.eye(5), atol=1e-6)
-    assert space.bandwidth > 0
+    assert space.bandwidth == silverman_bandwidth(12, 5)
+    nearest = DescriptorSpace.fit(ref, desc, floor=0.0, bandwidth="nearest")
+    dist = cdist(z, z) + np.diag(np.full(12, np.inf))
+    assert nearest.bandwidth == pytest.approx(np.median(dist.min(axis=1)), rel=1e-9)
+    with pytest.raises(DataError, match="'silverman' or 'nearest', got 'scott'"):
+        DescriptorSpace.fit(ref, desc, bandwidth="scott")
     path = tmp_path / "space.json"
     path.write_text(json.dumps(space.to_dict()))
     again = DescriptorSpace.from_dict(json.loads(path.read_text()))
