@@ -15,7 +15,8 @@ QUESTS descriptors) and bandwidth ``h`` (same units):
 * the entropy of each prefix of an ordered set (after each pick of a selection) and of random
   subsets by size — :func:`prefix_entropies`, :func:`entropy_curve`;
 * the entropy of ``X ∪ Y`` and its gradient with respect to Y — :func:`joint_entropy`, the
-  quantity the generator maximises (``dH/dB`` here, times ``dB/dr`` from the descriptor).
+  quantity the generator maximises (``dH/dB`` here, times ``dB/dr`` from the descriptor), with
+  the fixed X prepared once by :func:`entropy_reference`.
 
 Each has the definition and defaults of the ``quests`` package (``quests.entropy``: bandwidth
 ``h = 0.015`` = :data:`DEFAULT_BANDWIDTH`, the overlap threshold ``eps = 1e-5`` of
@@ -36,7 +37,8 @@ sums.  Work is cut into tiles of at most ``block²`` kernel values (``block`` = 
 augmented copies, ``(m + n)(d + 2)`` float64, plus one tile per thread.  For ``H(X)`` only the
 tiles on and above the diagonal are computed and each off-diagonal tile's column sums are mirrored
 into the rows below (half the work).  Tiles run on ``threads`` Python threads (matmul and exp
-release the GIL) with the BLAS pool held at one thread meanwhile; partial sums are added in a
+release the GIL) with the BLAS pool held at one thread meanwhile (also for ``threads=1``: one
+core); partial sums are added in a
 fixed order, so results do not depend on ``threads`` (and differ across ``block`` sizes only by
 float64 rounding).
 
@@ -56,6 +58,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -163,23 +166,38 @@ def resolve_threads(threads: int | None) -> int:
 # --------------------------------------------------------------------------- tiled core
 
 
+_controller: Any = None
+_controller_lock = threading.Lock()
+
+
 def _serial_blas() -> AbstractContextManager[Any]:
-    """BLAS on one thread (our threads do the parallel work); a no-op without threadpoolctl."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+    """BLAS held at one thread inside (our threads are the parallelism; OpenBLAS's own threads on
+    these small products only contend — 10× slower on a loaded 2-core machine).  The controller
+    is found once (~1 ms) and reused (~10 µs a use); a no-op without threadpoolctl."""
+    global _controller
+    if _controller is None:
+        with _controller_lock:
+            if _controller is None:
+                try:
+                    from threadpoolctl import ThreadpoolController
+                except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+                    _controller = False
+                else:
+                    _controller = ThreadpoolController()
+    if _controller is False:  # pragma: no cover
         return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    return _controller.limit(limits=1, user_api="blas")
 
 
 def map_tiles(fn: Callable[[Any], _T], tasks: Sequence[Any], threads: int) -> Iterator[_T]:
-    """``fn`` over ``tasks``, results in task order, on ``threads`` threads with BLAS held at one
-    thread (serial, BLAS untouched, when ``threads == 1`` or there is one task)."""
-    if threads <= 1 or len(tasks) <= 1:
-        yield from map(fn, tasks)
-        return
-    with _serial_blas(), ThreadPoolExecutor(max_workers=min(threads, len(tasks))) as pool:
-        yield from pool.map(fn, tasks)
+    """``fn`` over ``tasks``, results in task order, on ``threads`` threads (serially when
+    ``threads == 1`` or there is one task), with BLAS held at one thread meanwhile."""
+    with _serial_blas():
+        if threads <= 1 or len(tasks) <= 1:
+            yield from map(fn, tasks)
+            return
+        with ThreadPoolExecutor(max_workers=min(threads, len(tasks))) as pool:
+            yield from pool.map(fn, tasks)
 
 
 def _buffer(rows: int, cols: int) -> np.ndarray:
@@ -638,10 +656,104 @@ def silverman_bandwidth(n: int, d: int) -> float:
     return float((4.0 / (d + 2)) ** (1.0 / (d + 4)) * n ** (-1.0 / (d + 4)))
 
 
+@dataclass(frozen=True, eq=False)
+class EntropyReference:
+    """Existing environments prepared once for many :func:`joint_entropy` calls (the generator's
+    fixed data): their kernel sums over themselves and their centred and augmented rows, so a
+    call costs only the O(m (n + m) d) kernel work, not O(n d) preparation or O(n² d) sums.
+
+    Build it with :func:`entropy_reference`; arrays are read-only.
+
+    Attributes
+    ----------
+    h : float
+        Kernel bandwidth, descriptor units.
+    sums : ndarray, shape (n,)
+        ``Σ_{x'∈X} K(x, x')`` for each row of X (≥ 1).
+    centre : ndarray, shape (d,)
+        The mean of X (zeros when X is empty), subtracted from every row.
+    C : ndarray, shape (n, d)
+        Centred rows of X.
+    R : ndarray, shape (n, d + 2)
+        Right-augmented rows ``[c, 1, −|c|²/2h²]`` (:func:`augment`).
+    """
+
+    h: float
+    sums: np.ndarray
+    centre: np.ndarray
+    C: np.ndarray
+    R: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Number of environments."""
+        return int(self.C.shape[0])
+
+    @property
+    def d(self) -> int:
+        """Descriptor width."""
+        return int(self.C.shape[1])
+
+
+def _check_x_sums(x_sums: Any, n: int) -> np.ndarray:
+    try:
+        xs = np.array(x_sums, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError("x_sums must be an array of positive numbers, self_sums(X, h)") from None
+    if xs.shape != (n,) or not np.isfinite(xs).all() or (n and xs.min() <= 0):
+        raise DataError(
+            f"x_sums must be {n} finite positive kernel sums of X over itself, "
+            f"self_sums(X, h), one per row of X; got shape {xs.shape}"
+        )
+    return xs
+
+
+def entropy_reference(
+    X: Any,
+    h: float = DEFAULT_BANDWIDTH,
+    x_sums: Any = None,
+    *,
+    block: int = DEFAULT_BLOCK,
+    threads: int | None = None,
+) -> EntropyReference:
+    """Prepare the fixed set ``X`` for repeated :func:`joint_entropy` calls.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+        Existing environments (may be empty, shape (0, d)).
+    h : float, default=0.015
+        Kernel bandwidth, descriptor units.
+    x_sums : array_like, shape (n,), optional
+        :func:`self_sums` ``(X, h)`` if already known (computed here otherwise: O(n² d)).
+    block, threads
+        As in :func:`kernel_sums`.
+
+    Returns
+    -------
+    EntropyReference
+    """
+    X = check_descriptors("X", X, allow_empty=True)
+    h = _check_h(h)
+    block = _check_int("block", block, 1)
+    threads = resolve_threads(threads)
+    n = X.shape[0]
+    xs = (
+        self_sums(X, h, block=block, threads=threads)
+        if x_sums is None
+        else _check_x_sums(x_sums, n)
+    )
+    centre = X.mean(axis=0) if n else np.zeros(X.shape[1])
+    C, _, R = augment(X, centre, h)
+    for arr in (xs, centre, C, R):
+        arr.flags.writeable = False
+    return EntropyReference(h, xs, centre, C, R)
+
+
 def joint_entropy(
     Y: Any,
     X: Any,
-    h: float = DEFAULT_BANDWIDTH,
+    h: float | None = None,
     x_sums: Any = None,
     *,
     block: int = DEFAULT_BLOCK,
@@ -654,21 +766,25 @@ def joint_entropy(
 
     ``∂H/∂y_a = −1/(N h²) Σ_{z∈Z} K(y_a, z) (z − y_a) (1/s_z + 1/s_a)``.
 
-    Cost O(m (n + m) d) per call when ``x_sums`` is given (the sums of the fixed set over itself,
-    from :func:`self_sums`, computed once), so one generator step does not redo the O(n²) part.
-    Memory beyond the inputs: one tile of ``max(block², m)`` kernel values per thread.
+    Cost O(m (n + m) d) per call when the sums of the fixed set over itself are known — from
+    ``x_sums`` (:func:`self_sums`) or, better for many calls, an :class:`EntropyReference` passed
+    as ``X`` (:func:`entropy_reference`, which also keeps X's centred and augmented rows, an
+    O(n d) preparation otherwise repeated per call) — so a generator step does not redo the
+    O(n² d) part.  Memory beyond the inputs: one tile of ``max(block², m)`` kernel values and an
+    (m, 2d + 2) accumulator per thread.
 
     Parameters
     ----------
     Y : array_like, shape (m, d)
         New environments (the generator's variables; may be empty if X is not).
-    X : array_like, shape (n, d)
-        Existing environments, fixed (may be empty, shape (0, d)).
-    h : float, default=0.015
-        Kernel bandwidth, descriptor units.
+    X : array_like, shape (n, d), or EntropyReference
+        Existing environments, fixed (may be empty, shape (0, d)), or their prepared form.
+    h : float or None, default=None
+        Kernel bandwidth, descriptor units; ``None``: the reference's, or 0.015 (QUESTS's
+        default) for an array.  With a reference, a different value raises.
     x_sums : array_like, shape (n,), optional
         ``Σ_{x'∈X} K(x, x')`` for each row of X (:func:`self_sums` ``(X, h)``, each ≥ 1);
-        computed here when omitted.
+        computed here when omitted; not with a reference (it has them).
     block, threads
         As in :func:`kernel_sums`.
 
@@ -679,33 +795,34 @@ def joint_entropy(
     dH_dY : ndarray, shape (m, d)
         ``∂H/∂Y``, nats per descriptor unit.
     """
-    X = check_descriptors("X", X, allow_empty=True)
-    Y = check_descriptors("Y", Y, width=X.shape[1], allow_empty=True)
-    h = _check_h(h)
+    if isinstance(X, EntropyReference):
+        ref = X
+        if h is not None and _check_h(h) != ref.h:
+            raise DataError(
+                f"h={h!r} differs from the bandwidth h={ref.h!r} the reference was built with; "
+                "omit h or build the reference with this h"
+            )
+        if x_sums is not None:
+            raise DataError(
+                "x_sums must not be given with an EntropyReference, which holds its own sums"
+            )
+    else:
+        ref = entropy_reference(
+            X, DEFAULT_BANDWIDTH if h is None else h, x_sums, block=block, threads=threads
+        )
+    h = ref.h
+    Y = check_descriptors("Y", Y, width=ref.d, allow_empty=True)
     block = _check_int("block", block, 1)
     threads = resolve_threads(threads)
-    n, m, d = X.shape[0], Y.shape[0], X.shape[1]
+    n, m, d = ref.n, Y.shape[0], ref.d
     if n + m == 0:
         raise DataError("X and Y are both empty; the joint entropy needs at least one environment")
-    if x_sums is None:
-        xs = self_sums(X, h, block=block, threads=threads)
-    else:
-        try:
-            xs = np.asarray(x_sums, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise DataError(
-                "x_sums must be an array of n positive numbers (self_sums(X, h))"
-            ) from None
-        if xs.shape != (n,) or not np.isfinite(xs).all() or (n and xs.min() <= 0):
-            raise DataError(
-                f"x_sums must be {n} finite positive kernel sums of X over itself, "
-                f"self_sums(X, h), one per row of X; got shape {xs.shape}"
-            )
+    xs = ref.sums
     N = n + m
     if m == 0:
         return float(np.log(N) - np.sum(np.log(xs)) / N), np.zeros((0, d))
 
-    centre = X.mean(axis=0) if n else Y.mean(axis=0)
+    centre = ref.centre if n else Y.mean(axis=0)
     YC, LY, RY = augment(Y, centre, h)
     rows = np.zeros(m)  # s_a, a ∈ Y
     P = np.zeros((m, d))  # Σ_z K_az z / s_z
@@ -714,7 +831,7 @@ def joint_entropy(
     ln_x = 0.0  # Σ_{x∈X} ln s_x
 
     if n:
-        XC, _, RX = augment(X, centre, h)
+        XC, RX = ref.C, ref.R
         c = max(1, block * block // m)
         tasks = list(range(0, n, c))
 

@@ -14,6 +14,7 @@ from potforge.generate.entropy import (
     diversity,
     entropy,
     entropy_curve,
+    entropy_reference,
     joint_entropy,
     kernel_sums,
     overlap,
@@ -165,6 +166,29 @@ def test_joint_entropy_equals_entropy_of_the_union(data):
     Hx, gx = joint_entropy(np.zeros((0, 6)), X, H_TEST)  # nothing new
     assert Hx == pytest.approx(entropy(X, H_TEST), rel=1e-12)
     assert gx.shape == (0, 6)
+
+
+def test_joint_entropy_with_a_prepared_reference(data):
+    X, Y = data
+    ref = entropy_reference(X, H_TEST)
+    assert ref.n == 400 and ref.d == 6 and ref.h == H_TEST
+    assert np.allclose(ref.sums, self_sums(X, H_TEST), rtol=1e-12)
+    assert not ref.C.flags.writeable and not ref.sums.flags.writeable
+    H, grad = joint_entropy(Y, X, H_TEST)
+    H_ref, grad_ref = joint_entropy(Y, ref)
+    assert H_ref == pytest.approx(H, rel=1e-14)
+    assert np.allclose(grad_ref, grad, rtol=1e-12, atol=0)
+    assert joint_entropy(Y, ref, H_TEST)[0] == H_ref
+    given = entropy_reference(X, H_TEST, x_sums=self_sums(X, H_TEST))
+    assert joint_entropy(Y, given)[0] == pytest.approx(H, rel=1e-14)
+    empty = entropy_reference(np.zeros((0, 6)), H_TEST)
+    assert joint_entropy(Y, empty)[0] == pytest.approx(entropy(Y, H_TEST), rel=1e-12)
+    with pytest.raises(DataError, match=r"h=0.05 differs from the bandwidth h=0.03 the reference"):
+        joint_entropy(Y, ref, 0.05)
+    with pytest.raises(DataError, match=r"x_sums must not be given with an EntropyReference"):
+        joint_entropy(Y, ref, x_sums=ref.sums)
+    with pytest.raises(DataError, match=r"Y has 5 descriptor components per environment but X"):
+        joint_entropy(Y[:, :5], ref)
 
 
 @pytest.mark.parametrize("existing", [400, 0])
