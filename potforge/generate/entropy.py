@@ -28,26 +28,27 @@ function here uses unless the caller passes it as ``h``.
 
 Numerics
 --------
-Squared distances come from ``|y|² + |x|² − 2 y·x`` in float64 on data centred on the mean of the
-reference set (which shrinks the cancellation), clipped at 0, in one matrix product of augmented
-rows ``[y/h², −|y|²/2h², 1]·[x, 1, −|x|²/2h²]`` that yields the exponent ``−|y − x|²/2h²``
-directly; then one in-place clip, one in-place ``exp`` and the row (and, where needed, column)
-sums.  Work is cut into tiles of at most ``block²`` kernel values (``block`` = 1024 by default,
-8 MiB per tile) and never holds a larger kernel matrix: the memory beyond the inputs is their
-augmented copies, ``(m + n)(d + 2)`` float64, plus one tile per thread.  For ``H(X)`` only the
-tiles on and above the diagonal are computed and each off-diagonal tile's column sums are mirrored
-into the rows below (half the work).  Tiles run on ``threads`` Python threads (matmul and exp
-release the GIL) with the BLAS pool held at one thread meanwhile (also for ``threads=1``: one
-core); partial sums are added in a
-fixed order, so results do not depend on ``threads`` (and differ across ``block`` sizes only by
-float64 rounding).
+Squared distances come from ``|y|² + |x|² − 2 y·x`` in float64, on data centred on the mean of
+the reference set (which shrinks the cancellation), in one matrix product of augmented rows
+``[y/h², −|y|²/2h², 1]·[x, 1, −|x|²/2h²]`` that yields the exponent ``−|y − x|²/2h²``
+directly; then one in-place clip of the exponent to ``[EXP_FLOOR, 0]`` (distances clipped at 0),
+one in-place ``exp`` and the row (and, where needed, column) sums — about 5 ns per kernel value
+on one core, three quarters of it the matrix product.  Work is cut into tiles of at most
+``block²`` kernel values (``block`` = 1024 by default, 8 MiB per tile) and never holds a larger
+kernel matrix: the memory beyond the inputs is their augmented copies, ``(m + n)(d + 2)``
+float64, plus one tile per thread.  For ``H(X)`` only the tiles on and above the diagonal are
+computed and each off-diagonal tile's column sums are mirrored into the rows below (half the
+work).  Tiles run on ``threads`` Python threads (matmul and exp release the GIL) with the BLAS
+pool held at one thread meanwhile (also for ``threads=1``: one core); partial sums are added in
+a fixed order, so results do not depend on ``threads`` (and differ across ``block`` sizes only
+by float64 rounding).
 
 Kernel values below ``e^−700 ≈ 1e−304`` (``|y − x| > 37.4 h``) are counted as ``e^−700``
-(:data:`EXP_FLOOR`): float64 ``exp`` is 10–100× slower where its result is subnormal, and for
-descriptors spread over many bandwidths most pairs are there.  This moves a sum of n values by at
-most ``n·1e−304`` — nothing for any sum with one kernel value above ~1e−290 (entropy sums are
-≥ 1) — except that the novelty ``dH`` of a point farther than 37.4 h from every x saturates near
-``700 − ln n`` nats instead of growing to ``+inf`` as in quests (both say: not covered at all).
+(:data:`EXP_FLOOR`): float64 ``exp`` is 10–100× slower where its result is subnormal or
+underflows, and for rows spread over ≫ 37 h most pairs are there.  A sum ``s`` of n values moves
+by at most ``n·1e−304`` — nothing for the entropy's sums (``s ≥ 1``) — and the novelty ``dH`` of
+a point farther than 37.4 h from all n rows of X is ``700 − ln n`` nats, where quests gives a
+larger number or ``+inf`` (both say: not covered at all).
 """
 
 from __future__ import annotations
