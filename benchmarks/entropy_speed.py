@@ -82,7 +82,7 @@ def measure(n: int = 100_000, h: float = DEFAULT_BANDWIDTH, seed: int = 0) -> di
     import numba
     import quests.entropy as qe
 
-    numba.set_num_threads(THREADS)
+    numba.set_num_threads(min(THREADS, numba.config.NUMBA_NUM_THREADS))
     X, desc_s = descriptors(n, seed)
     qe.entropy(X[:500], h=h)  # JIT warm-up, not timed
     entropy(X[:500], h, threads=THREADS)
@@ -98,6 +98,7 @@ def measure(n: int = 100_000, h: float = DEFAULT_BANDWIDTH, seed: int = 0) -> di
         "d": int(X.shape[1]),
         "h": h,
         "threads": THREADS,
+        "quests_threads": int(numba.get_num_threads()),
         "descriptor_seconds": desc_s,
         "potforge_seconds": ours_s,
         "quests_seconds": quests_s,
