@@ -90,7 +90,7 @@ class GeneratorSettings:
         in [0, 0.3] (below 1/3 the strained cell cannot degenerate).
     cell_strain : float, default=0.1
         Bound on each component of the optimised strain, in [0, 0.3]; 0 keeps the cell fixed.
-    repulsion : float, default=10.0
+    repulsion : float, default=100.0
         Penalty weight w, nats per overlapping pair at zero distance, > 0.
     max_iter : int, default=30
         L-BFGS-B iterations per round, ≥ 0 (0: the random start is returned as it is).
@@ -110,7 +110,7 @@ class GeneratorSettings:
     n_atoms: tuple[int, int] = (8, 64)
     max_strain: float = 0.15
     cell_strain: float = 0.1
-    repulsion: float = 10.0
+    repulsion: float = 100.0
     max_iter: int = 30
     floor_tolerance: float = 0.02
     placement_tries: int = 200
@@ -289,6 +289,13 @@ class EntropyObjective:
         Threads of the entropy kernels (``None``: their default).
     x_sums : ndarray, shape (n,), optional
         ``self_sums(existing, space.bandwidth)`` if already known (computed here otherwise).
+
+    Attributes
+    ----------
+    existing_entropy : float
+        ``H(X)``, nats (0 for no existing environments).
+    repulsion : float
+        The current weight (the optimiser stiffens it when the floor is not met).
     """
 
     def __init__(
@@ -310,6 +317,10 @@ class EntropyObjective:
         self.existing = _check_existing(existing, space)
         self.r_min = float(r_min)
         self.repulsion = float(repulsion)
+        if not (np.isfinite(self.r_min) and self.r_min > 0):
+            raise DataError(f"r_min must be a finite distance > 0 Å, got {r_min!r}")
+        if not (np.isfinite(self.repulsion) and self.repulsion > 0):
+            raise DataError(f"repulsion must be a finite weight > 0, got {repulsion!r}")
         self.threads = threads
         h = space.bandwidth
         if x_sums is None:
@@ -322,7 +333,6 @@ class EntropyObjective:
             )
         n = self.existing.shape[0]
         self.existing_entropy = float(np.log(n) - np.mean(np.log(self.x_sums))) if n else 0.0
-        """``H(X)``, nats (0 for no existing environments)."""
 
     @property
     def h(self) -> float:
