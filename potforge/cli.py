@@ -28,6 +28,9 @@ COMMANDS = (
     "explore",
     "anharmonicity",
     "watch",
+    "generate",
+    "entropy",
+    "compress",
 )
 """Modules of ``potforge.commands`` that register a verb, in help order."""
 

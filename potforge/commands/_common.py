@@ -251,3 +251,50 @@ def model_template(spec: str):
     if path.suffix == ".json" or "/" in spec:
         raise DataError(f"--model {spec} is neither a model folder nor a term spec like 'snap+zbl'")
     return LinearPotential(spec)
+
+
+def add_descriptor_options(p: argparse.ArgumentParser) -> None:
+    """``--descriptor``, ``--twojmax``, ``--bandwidth``: the space data sets are compared in."""
+    from potforge.params import Integer, Options
+
+    p.add_argument(
+        "--descriptor",
+        type=Options(("snap", "quests")).argtype(),
+        default="snap",
+        help="per-atom descriptor (default snap, whitened; quests: raw QUESTS)",
+    )
+    p.add_argument("--twojmax", type=Integer(low=2).argtype(), default=6, help="SNAP 2J")
+    p.add_argument(
+        "--bandwidth",
+        help="kernel bandwidth: a number, or nearest / silverman for snap (default nearest; "
+        "0.015 for quests)",
+    )
+
+
+def bandwidth_value(text: str | None) -> float | str | None:
+    """``--bandwidth`` as a rule name or a number > 0."""
+    from potforge.errors import DataError
+
+    if text is None or text in ("nearest", "silverman"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"--bandwidth {text!r} must be nearest, silverman or a number") from None
+    if not value > 0:
+        raise DataError(f"--bandwidth must be > 0, got {text!r}")
+    return value
+
+
+def read_sets(paths, flag: str) -> list:
+    """Each path's structures (labels not needed), one list per path."""
+    from potforge.data.readers import read_many
+    from potforge.errors import DataError
+
+    out = []
+    for path in paths:
+        found = read_many([path], require=(), validate=False)
+        if not found:
+            raise DataError(f"{flag} {path}: holds no structures")
+        out.append(found)
+    return out
