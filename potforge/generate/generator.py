@@ -46,7 +46,13 @@ from potforge.generate.descriptors import (
     _check_elements,
     descriptor_matrix,
 )
-from potforge.generate.entropy import delta_entropy, joint_entropy, kernel_sums, self_sums
+from potforge.generate.entropy import (
+    delta_entropy,
+    entropy_reference,
+    joint_entropy,
+    kernel_sums,
+    self_sums,
+)
 from potforge.progress import Progress
 
 MAX_PACKING = math.pi / (3.0 * math.sqrt(2.0))
@@ -333,6 +339,10 @@ class EntropyObjective:
             )
         n = self.existing.shape[0]
         self.existing_entropy = float(np.log(n) - np.mean(np.log(self.x_sums))) if n else 0.0
+        # prepared once: each step then costs only the kernel work against the existing set
+        self._reference = (
+            entropy_reference(self.existing, h, self.x_sums, threads=threads) if n else None
+        )
 
     @property
     def h(self) -> float:
@@ -341,7 +351,9 @@ class EntropyObjective:
 
     def entropy(self, z: np.ndarray) -> tuple[float, np.ndarray]:
         """``H(X ∪ Z)`` (nats) and ``∂H/∂Z`` (m, d)."""
-        return joint_entropy(z, self.existing, self.h, self.x_sums, threads=self.threads)
+        if self._reference is None:
+            return joint_entropy(z, self.existing, self.h, threads=self.threads)
+        return joint_entropy(z, self._reference, threads=self.threads)
 
     def _penalty(self, atoms: Atoms, gradient: bool) -> tuple[float, np.ndarray | None]:
         i, j, d, vec = neighbor_list("ijdD", atoms, self.r_min, self_interaction=False)
