@@ -57,6 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="initial configurations: rattled copies of the starts (default 10)",
     )
     p.add_argument(
+        "--initial",
+        metavar="FILE",
+        help="initial configurations from a file instead of --init rattled starts (e.g. the "
+        "output of potforge compress or generate; labels not needed)",
+    )
+    p.add_argument(
         "--acquisition",
         type=Options(("pu_pe", "trust", "dopt", "topk")).argtype(),
         default="pu_pe",
@@ -225,6 +231,14 @@ def run(args: argparse.Namespace) -> int:
     template._validate_params()
     oracle = make_oracle(args.oracle)
     starts = start_structures(args.element, [s.strip() for s in args.starts.split(",")])
+    if args.initial:
+        from potforge.data.readers import read_many
+
+        initial = read_many([args.initial], require=(), validate=True)
+        for a in initial:
+            a.calc = None  # the loop labels them with --oracle
+    else:
+        initial = rattled(starts, args.init, seed=args.seed)
     specs = explorer_specs(
         starts,
         temps,
@@ -240,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     folder = OutputFolder(
         args.out,
         force=args.force,
-        inputs=[args.model] if Path(args.model).is_dir() else [],
+        inputs=[p for p in (args.model, args.initial) if p and Path(p).exists()],
         argv=args.argv,
         seeds={"seed": args.seed},
         quiet=args.quiet,
@@ -252,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_active(
         template,
-        rattled(starts, args.init, seed=args.seed),
+        initial,
         specs,
         oracle,
         args.db,

@@ -123,16 +123,23 @@ def test_dopt_runs_on_a_model_with_a_const_term(tmp_path):
 
 
 def test_pops_halfwidth_and_thresholds_per_system(tmp_path):
-    """U as the POPS bound half-width (the held-out statistics too), and a per-system trust
-    window that closes the vacancy explorers: only bulk frames are picked."""
+    """U as the POPS bound half-width (the held-out statistics too), a per-system trust
+    window that closes the vacancy explorers (only bulk frames are picked), and the initial
+    set from a file (--initial, e.g. potforge compress's output)."""
+    import ase.io
     import numpy as np
 
+    from potforge.active.starts import rattled, start_structures
     from potforge.active.watch import screen
     from potforge.data.checkpoint import Checkpoint
+    from potforge.data.structures import structure_hash
     from potforge.model import LinearPotential
 
+    seeds = rattled(start_structures("W", ["bulk", "vacancy"]), 8, 0.07, seed=5)
+    ase.io.write(tmp_path / "seed.extxyz", seeds, format="extxyz")
     args = list(ARGS)
     args[args.index("--max-iterations") + 1] = "1"
+    args += ["--initial", str(tmp_path / "seed.extxyz")]
     cmd = [sys.executable, "-m", "potforge.cli", "explore", *args, "--acquisition", "trust",
            "--set", "lo=0", "--set", "hi=1e3", "--system", "vacancy-*:hi=1e-12",
            "--uncertainty", "pops_halfwidth", "--threads", "2",
@@ -146,6 +153,7 @@ def test_pops_halfwidth_and_thresholds_per_system(tmp_path):
     )
     assert picked and {a.info["explorer"].split("-")[0] for a in picked} == {"bulk"}
     record = json.loads((tmp_path / "p" / "iterations.json").read_text())
+    assert record["training"][:8] == [structure_hash(a) for a in seeds]
     model = LinearPotential.load(tmp_path / "p" / "model")
     held = [a for a in store.to_atoms("ok", "lammps:W_2940_2017_2.snap")
             if a.info["structure_hash"] in set(record["heldout"])]  # fmt: skip

@@ -111,12 +111,15 @@ def test_entropy_table_matches_quests_and_compress_keeps_diversity(tmp_path, cap
         (["compress", "missing.extxyz", "--n", "2", "--out", "o.extxyz"], "no such file"),
         (["compress", "POOL", "--out", "o.extxyz"], "give --n (structures) or --atoms"),
         (["entropy", "EMPTY"], "the file is empty"),
+        (["entropy", "PERFECT"], "every descriptor component has zero variance"),
+        (["generate", *GEN, "--n", "2", "--extend", "EMPTY"], "the file is empty"),
     ],
 )
 def test_bad_input_is_one_sentence_exit_2(tmp_path, capsys, argv, words):
     os.chdir(tmp_path)
     (tmp_path / "EMPTY").write_text("")
     _rattled(tmp_path / "POOL", 0.1, n=2)
+    _rattled(tmp_path / "PERFECT", 0.0, n=2)
     if argv[0] == "generate":
         argv += ["--db", str(tmp_path / "g.db")]
     assert main(argv) == 2
