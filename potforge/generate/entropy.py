@@ -462,7 +462,8 @@ def delta_entropy(
     -------
     dH : ndarray, shape (m,)
         Nats; ``> 0``: y is not covered by X; ``≤ 0`` for every y that is a row of X (its own
-        kernel is 1); ``+inf`` where every kernel value underflows.
+        kernel is 1); at most ``700 − ln n`` (kernel values are floored at e^−700, where
+        ``quests`` would give ``+inf``).
     """
     X = check_descriptors("X", X)
     s = kernel_sums(Y, X, h, block=block, threads=threads)
