@@ -31,6 +31,7 @@ COMMANDS = (
     "generate",
     "entropy",
     "compress",
+    "design",
 )
 """Modules of ``potforge.commands`` that register a verb, in help order."""
 

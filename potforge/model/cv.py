@@ -54,6 +54,7 @@ __all__ = [
     "CVScore",
     "Grid",
     "WeightSearch",
+    "block_folds",
     "cv_folds",
     "cv_score",
     "objective",
@@ -325,6 +326,42 @@ def cv_folds(
     return fold
 
 
+def block_folds(
+    structures: Sequence[Atoms], n_folds: int = 5, random_state: int | None = 0
+) -> np.ndarray:
+    """Fold index of each structure, in contiguous blocks within each group.
+
+    Correlated frames (an AIMD trajectory, in file order) must not sit on both sides of a
+    fold: within each group (``atoms.info["group"]``) the structures, in their given order,
+    are cut into ``n_folds`` contiguous blocks of near-equal size, and block b of a group goes
+    to fold ``(b + offset) mod n_folds`` with a seeded random offset per group, so every fold
+    gets a block of every group that has at least ``n_folds`` structures.
+
+    Parameters and returns as :func:`cv_folds`; every fold is non-empty.
+    """
+    structures = structure_list(structures)
+    n_folds = SEARCH_PARAMETERS["n_folds"].check("n_folds", n_folds)
+    random_state = SEARCH_PARAMETERS["random_state"].check("random_state", random_state)
+    if n_folds > len(structures):
+        raise DataError(
+            f"{n_folds}-fold cross-validation needs at least {n_folds} structures, "
+            f"got {len(structures)}"
+        )
+    rng = np.random.default_rng(random_state)
+    fold = np.empty(len(structures), dtype=int)
+    groups = np.array([_group_of(a) for a in structures])
+    for g in sorted(set(groups)):
+        idx = np.flatnonzero(groups == g)
+        block = (np.arange(len(idx)) * n_folds) // len(idx)  # contiguous, near-equal
+        fold[idx] = (block + int(rng.integers(n_folds))) % n_folds
+    for k in range(n_folds):  # a fold no group filled takes one block's last structure
+        if not (fold == k).any():
+            counts = np.bincount(fold, minlength=n_folds)
+            donor = int(np.argmax(counts))
+            fold[np.flatnonzero(fold == donor)[-1]] = k
+    return fold
+
+
 def objective(
     energy_mae: float,
     force_mae: float,
@@ -384,6 +421,7 @@ class _Context:
         energy_scale: float,
         force_scale: float,
         progress: bool | None,
+        folds: np.ndarray | None = None,
     ) -> _Context:
         structures = structure_list(structures)
         if not structures:
@@ -392,7 +430,11 @@ class _Context:
             name = describe(a, k)
             check_structure(a, name)
             check_labels(a, name, ("energy", "forces"))
-        folds = cv_folds(structures, n_folds, random_state)
+        if folds is None:
+            folds = cv_folds(structures, n_folds, random_state)
+        elif np.shape(folds) != (len(structures),):
+            raise DataError(f"folds must give one fold per structure ({len(structures)})")
+        folds = np.asarray(folds, dtype=int)
         model = _template(spec_or_model).setup(structures)
         if designs is None:
             designs = model.structure_designs(structures, progress)
@@ -468,6 +510,7 @@ def cv_score(
     force_scale: float = FORCE_SCALE,
     designs: Sequence[StructureDesign] | None = None,
     progress: bool | None = None,
+    folds: np.ndarray | None = None,
 ) -> CVScore:
     """k-fold cross-validated errors of one model with its own weights.
 
@@ -496,6 +539,8 @@ def cv_score(
         ``model.structure_designs(structures)``), to skip the descriptor pass.
     progress : bool or None, default=None
         Progress of the descriptor pass (None: a bar on a terminal, lines in a log).
+    folds : ndarray of int, shape (S,), optional
+        The fold of each structure (e.g. :func:`block_folds`); default :func:`cv_folds`.
 
     Returns
     -------
@@ -519,6 +564,7 @@ def cv_score(
         p["energy_scale"],
         p["force_scale"],
         p["progress"],
+        folds,
     )
     m = ctx.model
     return ctx.score(m.sigma, m.group_weights, m.huber_delta if m.loss == "huber" else None, "grid")

@@ -1,0 +1,357 @@
+"""Judging one candidate model (seed 002, ../shared/METHODS.md §3): the Fisher information of its
+training design, cross-validated errors, and errors on material properties, in one score.
+
+* **FIM**: ``F = AᵀWA`` of the weighted training design (rows of :meth:`LinearPotential.design`,
+  weights ``1/σ²`` of the model's own σ's); its spectrum, condition number, the count of sloppy
+  eigenvalues (below ``sloppy_rtol · λ_max``) and which terms the sloppy directions live in.
+  :func:`prune_order` says which columns to drop so no sloppy direction is left (array core).
+* **CV**: k-fold errors with the model's weights (:func:`potforge.model.cv.cv_score`): every
+  structure's rows stay in one fold, folds stratified by group; training data only.
+* **Properties**: QoIs of the property suite under the model fitted on all training data,
+  against reference values (``{qoi: {"value", "unit", "source"}}``, e.g. DFT or experiment).
+* **Score** (:class:`ScoreWeights`, lower is better): ``w_E · E_MAE/E_scale + w_F · F_MAE/F_scale
+  + w_P · mean_q |Q − Q_ref| / (rel_scale · |Q_ref|)`` — each error relative to a stated scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from potforge.errors import DataError
+from potforge.information.fisher import analyse, term_of
+from potforge.model import LinearPotential
+from potforge.model.cv import cv_score
+
+SLOPPY_RTOL = 1e-10
+"""Eigenvalues of F below this fraction of λ_max count as sloppy."""
+
+
+@dataclass(frozen=True)
+class ScoreWeights:
+    """Weights and scales of the multi-property score.
+
+    Attributes
+    ----------
+    energy, force, properties : float
+        Weights (≥ 0, not all 0) of the CV energy MAE, CV force MAE and property errors.
+    energy_scale : float, default=5.0
+        meV/atom counted as one unit of score.
+    force_scale : float, default=0.2
+        eV/Å counted as one unit.
+    relative_scale : float, default=0.05
+        A property 5 % off its reference counts as one unit.
+    """
+
+    energy: float = 1.0
+    force: float = 1.0
+    properties: float = 1.0
+    energy_scale: float = 5.0
+    force_scale: float = 0.2
+    relative_scale: float = 0.05
+
+    def __post_init__(self) -> None:
+        values = [self.energy, self.force, self.properties]
+        if any(not np.isfinite(v) or v < 0 for v in values) or sum(values) == 0:
+            raise DataError(
+                f"score weights must be ≥ 0 and not all 0, got energy={self.energy}, "
+                f"force={self.force}, properties={self.properties}"
+            )
+        for name in ("energy_scale", "force_scale", "relative_scale"):
+            if not getattr(self, name) > 0:
+                raise DataError(f"score {name} must be > 0, got {getattr(self, name)!r}")
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` found for one model.
+
+    Attributes
+    ----------
+    spec : str
+    n_params : int
+    cv_energy_mae : float
+        meV/atom.
+    cv_force_mae : float
+        eV/Å.
+    condition : float
+        Condition number of F (inf with null directions).
+    n_sloppy : int
+        Eigenvalues below ``SLOPPY_RTOL · λ_max``.
+    sloppy_terms : dict
+        Term → share of the sloppy subspace (sums to the number of sloppy directions).
+    properties : dict
+        QoI → ``{"value", "reference", "error", "relative"}``.
+    score : float
+    eigenvalues : list of float
+    """
+
+    spec: str
+    n_params: int
+    cv_energy_mae: float
+    cv_force_mae: float
+    condition: float
+    n_sloppy: int
+    sloppy_terms: dict[str, float] = field(default_factory=dict)
+    properties: dict[str, dict[str, float]] = field(default_factory=dict)
+    score: float = float("nan")
+    eigenvalues: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+
+def training_fisher(
+    model: LinearPotential, structures: Sequence[Atoms], designs=None
+) -> np.ndarray:
+    """``F = AᵀWA`` of the labelled training rows at the model's σ's and group weights, (P, P)."""
+    dm = model.design(structures, designs=designs)
+    w = dm.weights(model.sigma, model.group_weights)
+    return (dm.A * w[:, None]).T @ dm.A
+
+
+def sloppy_summary(
+    F: np.ndarray, names: Sequence[str], rtol: float = SLOPPY_RTOL
+) -> tuple[float, int, dict[str, float], np.ndarray]:
+    """Condition number, count of sloppy eigenvalues, the terms' shares of the sloppy
+    subspace and the descending spectrum of ``F`` (P, P) with parameter ``names``."""
+    a = analyse(F, names, n_sloppy=0)
+    lam = np.asarray(a.eigenvalues)
+    lam_all, V = np.linalg.eigh(0.5 * (F + F.T))
+    top = max(float(lam_all.max(initial=0.0)), 1e-300)
+    sloppy = lam_all < rtol * top
+    shares: dict[str, float] = {}
+    if sloppy.any():
+        weight = (V[:, sloppy] ** 2).sum(axis=1)
+        for n, c in zip(names, weight, strict=True):
+            shares[term_of(n)] = shares.get(term_of(n), 0.0) + float(c)
+    return float(a.condition), int(sloppy.sum()), shares, lam
+
+
+def prune_order(F: np.ndarray, rtol: float = SLOPPY_RTOL, protect: Sequence[int] = ()) -> list[int]:
+    """Columns to drop, in order, until ``F`` (P, P) has no eigenvalue below ``rtol · λ_max``.
+
+    Each round takes the sloppiest eigenvector of what is left and drops the column with the
+    largest component in it (ties: the later column, so of two duplicated basis columns the
+    first stays), then recomputes — a pivoted, rank-revealing pruning.  Columns in
+    ``protect`` are never dropped.
+    """
+    F = np.asarray(F, dtype=float)
+    if F.ndim != 2 or F.shape[0] != F.shape[1]:
+        raise DataError(f"F must be a square matrix, got shape {F.shape}")
+    keep = list(range(F.shape[0]))
+    dropped: list[int] = []
+    guard = set(protect)
+    while len(keep) > 1:
+        sub = F[np.ix_(keep, keep)]
+        lam, V = np.linalg.eigh(0.5 * (sub + sub.T))
+        if lam[0] >= rtol * max(float(lam[-1]), 1e-300):
+            break
+        v2 = V[:, 0] ** 2
+        order = np.lexsort((-np.arange(len(keep)), -v2))  # largest share, then the later column
+        pick = next((keep[i] for i in order if keep[i] not in guard), None)
+        if pick is None:
+            break
+        dropped.append(pick)
+        keep.remove(pick)
+    return dropped
+
+
+class DesignCache:
+    """Design rows of each term on a fixed list of structures, computed once per term
+    (kind, settings, elements): candidate models that share terms share their descriptor
+    passes.  ``designs(model)`` assembles a set-up model's designs from its terms' rows."""
+
+    def __init__(self, structures: Sequence[Atoms], threads: int = 1):
+        self.structures = list(structures)
+        self.threads = threads
+        self._parts: dict[tuple, list] = {}
+
+    def _term(self, term) -> list:
+        from potforge.model.rows import compute_designs
+
+        key = (term.kind, repr(sorted(term.get_params().items())), tuple(term.elements))
+        if key not in self._parts:
+            self._parts[key] = compute_designs(
+                [term], self.structures, progress=False, threads=self.threads
+            )
+        return self._parts[key]
+
+    def designs(self, model: LinearPotential) -> list:
+        """The :class:`~potforge.model.rows.StructureDesign` of every structure for ``model``
+        (set up on these structures' elements)."""
+        from potforge.model.rows import StructureDesign
+        from potforge.terms.base import Rows, Values
+
+        per_term = [self._term(t) for t in model.terms_]
+        out = []
+        for k, a in enumerate(self.structures):
+            parts = [d[k] for d in per_term]
+            n = len(a)
+            fixed = Values(0.0, np.zeros((n, 3)), np.zeros(6))
+            for p in parts:
+                fixed = Values(fixed.energy + p.fixed.energy, fixed.forces + p.fixed.forces,
+                               fixed.virial + p.fixed.virial)  # fmt: skip
+            rows = Rows.concat([p.rows for p in parts if p.rows.energy.size], n)
+            out.append(StructureDesign(rows, fixed, parts[0].volume if parts else np.nan))
+        return out
+
+
+def property_errors(
+    model: LinearPotential, element: str, reference: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, float]]:
+    """Each reference QoI computed under the fitted model, with its error against the
+    reference value (``{qoi: {"value", "reference", "error", "relative"}}``, QoI units)."""
+    from potforge.properties.registry import compute_qoi, get_qoi, suite_for
+
+    calc = model.as_calculator()
+    suite = suite_for(calc, element)
+    out = {}
+    for name, ref in reference.items():
+        qoi = get_qoi(name)
+        unit = ref.get("unit", qoi.unit)
+        if unit != qoi.unit:
+            raise DataError(
+                f"reference property {name}: unit {unit!r}, but potforge gives it in {qoi.unit}"
+            )
+        value = float(compute_qoi(name, calc, element, suite=suite))
+        r = float(ref["value"])
+        out[name] = {
+            "value": value,
+            "reference": r,
+            "error": value - r,
+            "relative": abs(value - r) / max(abs(r), 1e-300),
+        }
+    return out
+
+
+def read_reference_properties(path) -> dict[str, dict[str, Any]]:
+    """``--ref-properties`` JSON: ``{qoi: {"value": number, "unit": str, "source": str}}``."""
+    import json
+    from pathlib import Path
+
+    from potforge.properties.registry import get_qoi
+
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(doc, dict) or not doc:
+        raise DataError(f"{path}: expected an object {{qoi: {{value, unit, source}}}}")
+    for name, entry in doc.items():
+        get_qoi(name)  # unknown names: the closest valid one
+        if not isinstance(entry, dict) or not isinstance(entry.get("value"), int | float):
+            raise DataError(f"{path}: {name} needs a numeric 'value' (with 'unit' and 'source')")
+    return doc
+
+
+def score_of(ev: Evaluation, weights: ScoreWeights) -> float:
+    """The multi-property score of an evaluation (see the module notes)."""
+    s = weights.energy * ev.cv_energy_mae / weights.energy_scale
+    s += weights.force * ev.cv_force_mae / weights.force_scale
+    if ev.properties and weights.properties:
+        rel = np.mean([p["relative"] for p in ev.properties.values()])
+        s += weights.properties * float(rel) / weights.relative_scale
+    return float(s)
+
+
+def evaluate(
+    model: LinearPotential | str,
+    structures: Sequence[Atoms],
+    *,
+    n_folds: int = 5,
+    seed: int = 0,
+    weights: ScoreWeights | None = None,
+    element: str | None = None,
+    reference: dict[str, dict[str, Any]] | None = None,
+    sloppy_rtol: float = SLOPPY_RTOL,
+    cache: DesignCache | None = None,
+    folds: np.ndarray | None = None,
+) -> Evaluation:
+    """Evaluate a model on training data: FIM, grouped CV errors, property errors, score.
+
+    Parameters
+    ----------
+    model : LinearPotential or str
+        Template (unfitted) or a spec; its σ's and group weights are used.
+    structures : sequence of ase.Atoms
+        Labelled training structures (never the test set).
+    n_folds, seed
+        Cross-validation folds and their seed.
+    weights : ScoreWeights, optional
+    element : str, optional
+        For the property errors (single-element models).
+    reference : dict, optional
+        Reference property values (:func:`read_reference_properties`).
+    sloppy_rtol : float
+    cache : DesignCache, optional
+        Per-term design rows of ``structures`` shared between evaluations.
+    folds : ndarray of int, shape (S,), optional
+        Fold of each structure (default :func:`potforge.model.cv.cv_folds`; the search uses
+        :func:`potforge.model.cv.block_folds`).
+    """
+    from sklearn.base import clone
+
+    weights = weights or ScoreWeights()
+    template = LinearPotential(model) if isinstance(model, str) else clone(model)
+    prepared = template.setup(structures)
+    if (
+        cache is not None
+        and cache.structures is not structures
+        and len(cache.structures) != len(structures)
+    ):
+        raise DataError("the design cache holds other structures")
+    designs = (
+        cache.designs(prepared)
+        if cache is not None
+        else prepared.structure_designs(structures, progress=False)
+    )
+    cv = cv_score(prepared, structures, n_folds=n_folds, random_state=seed, designs=designs,
+                  progress=False, folds=folds)  # fmt: skip
+    fitted = prepared.with_terms()
+    fitted.fit(structures, designs=designs)
+    F = training_fisher(fitted, structures, designs)
+    cond, n_sloppy, shares, lam = sloppy_summary(F, fitted.param_names, sloppy_rtol)
+    props = {}
+    if reference:
+        if element is None:
+            raise DataError("property errors need the element (element=...)")
+        props = property_errors(fitted, element, reference)
+    spec = template.terms if isinstance(template.terms, str) else "+".join(
+        t.kind for t in template.terms
+    )  # fmt: skip
+    ev = Evaluation(
+        spec=str(spec),
+        n_params=int(fitted.n_params),
+        cv_energy_mae=float(cv.cv_energy_mae),
+        cv_force_mae=float(cv.cv_force_mae),
+        condition=cond,
+        n_sloppy=n_sloppy,
+        sloppy_terms=shares,
+        properties=props,
+        eigenvalues=[float(x) for x in lam],
+    )
+    ev.score = score_of(ev, weights)
+    return ev
+
+
+__all__ = [
+    "DesignCache",
+    "Evaluation",
+    "SLOPPY_RTOL",
+    "ScoreWeights",
+    "evaluate",
+    "property_errors",
+    "prune_order",
+    "read_reference_properties",
+    "score_of",
+    "sloppy_summary",
+    "training_fisher",
+]

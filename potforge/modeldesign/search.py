@@ -1,0 +1,363 @@
+"""The design search (seed 002): grow, shrink and resize a composite model term by term, then
+tune its continuous hyperparameters, judging every candidate on training data only.
+
+1. **Greedy reconfiguration** over a term library (:data:`LIBRARY`: each term kind with a
+   ladder of sizes): from a start model, every move — add a term at its smallest size, remove
+   a term, one rung up or down a term's ladder — is evaluated (grouped CV errors, the Fisher
+   information of the training design, property errors when references are given:
+   :func:`~potforge.modeldesign.evaluate.evaluate`); the move with the lowest score is taken
+   if it lowers the score by more than ``min_gain`` (relative) and keeps the model within
+   ``max_params``; among moves within ``min_gain`` of the best, the one with fewer sloppy
+   directions wins (the FIM breaks ties towards identifiable models).  Every step is logged
+   with what changed and what the FIM and the scores said.
+   Folds: contiguous blocks within each group (:func:`potforge.model.cv.block_folds`), so
+   correlated frames of a trajectory never sit on both sides.
+2. **Hyperparameter search** (Optuna TPE, seeded): cutoffs of the chosen terms and the σ
+   weights of energies and forces, by the same score; every trial is kept.
+3. The **Pareto front** of all evaluated candidates over (parameters, CV force MAE, CV energy
+   MAE) is reported for information; the **chosen** model is the lowest score within
+   ``max_params`` — chosen before any test data is read.
+
+The fixed terms (ZBL, when the start has it) and the per-element constant stay in every model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from potforge.errors import DataError
+from potforge.model import LinearPotential
+from potforge.model.cv import block_folds
+from potforge.modeldesign.evaluate import DesignCache, Evaluation, ScoreWeights, evaluate
+
+LIBRARY: dict[str, tuple[str, list[Any]]] = {
+    "snap": ("twojmax", [2, 4, 6, 8]),
+    "qsnap": ("twojmax", [2, 4, 6]),
+    "pair": ("n_basis", [6, 10, 16]),
+    "embed": ("n_basis", [4, 8]),
+}
+"""Term kind → (its size setting, the ladder of sizes the search moves along)."""
+
+BISPECTRUM = {"snap", "qsnap"}
+
+CUTOFF_SETTING = {"snap": "rcutfac", "qsnap": "rcutfac", "pair": "rcut", "embed": "rcut"}
+"""The cutoff setting of each library term (Å)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """One composite model: term kind → rung on its ladder, cutoffs, σ weights.
+
+    Attributes
+    ----------
+    rungs : tuple of (kind, int)
+        Terms in order, each with its index into :data:`LIBRARY`'s ladder.
+    cutoff : float
+        Cutoff of every library term, Å (SNAP's rcutfac, the pair/embed rcut).
+    fixed : str
+        The terms kept in every model, e.g. ``"zbl(inner=1.0,outer=1.6)+const"``.
+    sigma_energy, sigma_force : float
+        eV/atom, eV/Å.
+    """
+
+    rungs: tuple[tuple[str, int], ...]
+    cutoff: float
+    fixed: str = "const"
+    sigma_energy: float = 1e-3
+    sigma_force: float = 0.1
+
+    def spec(self) -> str:
+        """The model spec of this configuration."""
+        parts = []
+        for kind, rung in self.rungs:
+            setting, ladder = LIBRARY[kind]
+            parts.append(
+                f"{kind}({setting}={ladder[rung]},{CUTOFF_SETTING[kind]}={self.cutoff:.4g})"
+            )
+        return "+".join([*parts, self.fixed]) if parts else self.fixed
+
+    def model(self) -> LinearPotential:
+        """The unfitted model."""
+        return LinearPotential(
+            self.spec(), sigma_energy=self.sigma_energy, sigma_force=self.sigma_force
+        )
+
+    def describe(self) -> str:
+        """Short form for the log."""
+        return f"{self.spec()} [σ_E {self.sigma_energy:.3g}, σ_F {self.sigma_force:.3g}]"
+
+
+@dataclass
+class Trial:
+    """One evaluated configuration."""
+
+    config: Config
+    evaluation: Evaluation
+    stage: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "stage": self.stage,
+            "spec": self.config.spec(),
+            "sigma_energy": self.config.sigma_energy,
+            "sigma_force": self.config.sigma_force,
+            **{k: v for k, v in self.evaluation.to_dict().items() if k != "eigenvalues"},
+        }
+
+
+@dataclass
+class DesignResult:
+    """The chosen configuration, every trial, the Pareto front and the reasoned log."""
+
+    chosen: Trial
+    trials: list[Trial]
+    pareto: list[Trial]
+    log: list[str] = field(default_factory=list)
+
+
+def neighbour_shells(structures: Sequence[Atoms], r_max: float = 7.0, tol: float = 0.15):
+    """Distances (Å) of the neighbour shells in ``structures``: the peaks of their pair-distance
+    histogram, merged within ``tol`` Å, in increasing order."""
+    from ase.neighborlist import neighbor_list
+
+    d = np.concatenate(
+        [neighbor_list("d", a, r_max) for a in structures if len(a) and a.cell.rank == 3]
+        or [np.zeros(0)]
+    )
+    if d.size == 0:
+        raise DataError("no pair of atoms within 7 Å in the training structures")
+    hist, edges = np.histogram(d, bins=np.arange(0.0, r_max + 0.05, 0.05))
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    peaks = [
+        centres[i]
+        for i in range(1, len(hist) - 1)
+        if hist[i] >= hist[i - 1] and hist[i] > hist[i + 1] and hist[i] >= 0.02 * hist.max()
+    ]
+    shells: list[float] = []
+    for p in peaks:
+        if shells and p - shells[-1] < tol:
+            continue
+        shells.append(float(p))
+    return shells
+
+
+def cutoff_from_data(structures: Sequence[Atoms]) -> float:
+    """Cutoff from the data's neighbour shells: midway between the third and fourth shells
+    (bcc W: 4.47 and 5.24 Å → 4.86), else 1.9 × the first shell."""
+    shells = neighbour_shells(structures)
+    if len(shells) >= 4:
+        return round(0.5 * (shells[2] + shells[3]), 2)
+    return round(1.9 * shells[0], 2)
+
+
+def pareto_front(trials: Sequence[Trial]) -> list[Trial]:
+    """Trials not dominated in (parameters, CV force MAE, CV energy MAE), fewest parameters
+    first."""
+
+    def key(t: Trial) -> tuple[float, float, float]:
+        e = t.evaluation
+        return (e.n_params, e.cv_force_mae, e.cv_energy_mae)
+
+    out: list[Trial] = []
+    for t in trials:
+        k = key(t)
+        dominated = any(
+            all(a <= b for a, b in zip(key(o), k, strict=True)) and key(o) != k for o in trials
+        )
+        if not dominated and all(key(o) != k for o in out):
+            out.append(t)
+    return sorted(out, key=key)
+
+
+def _moves(c: Config) -> list[tuple[str, Config]]:
+    """Every neighbour of ``c``: add a missing term, remove one, one rung up or down."""
+    out: list[tuple[str, Config]] = []
+    present = {k for k, _ in c.rungs}
+    for kind in LIBRARY:
+        if kind in present or (kind in BISPECTRUM and present & BISPECTRUM):
+            continue  # one bispectrum term at most: qsnap holds snap's columns
+        out.append((f"add {kind}", Config((*c.rungs, (kind, 0)), c.cutoff, c.fixed,
+                                          c.sigma_energy, c.sigma_force)))  # fmt: skip
+    for i, (kind, rung) in enumerate(c.rungs):
+        ladder = LIBRARY[kind][1]
+        if len(c.rungs) > 1:
+            rest = c.rungs[:i] + c.rungs[i + 1 :]
+            out.append((f"remove {kind}", Config(rest, c.cutoff, c.fixed, c.sigma_energy,
+                                                 c.sigma_force)))  # fmt: skip
+        for step, word in ((1, "grow"), (-1, "shrink")):
+            if 0 <= rung + step < len(ladder):
+                r = c.rungs[:i] + ((kind, rung + step),) + c.rungs[i + 1 :]
+                grown = Config(r, c.cutoff, c.fixed, c.sigma_energy, c.sigma_force)
+                out.append((f"{word} {kind} to {LIBRARY[kind][0]}={ladder[rung + step]}", grown))
+    return out
+
+
+def design(
+    structures: Sequence[Atoms],
+    *,
+    start: Sequence[tuple[str, int]] = (("snap", 0),),
+    fixed: str = "const",
+    cutoff: float | None = None,
+    max_params: int = 500,
+    minutes: float = 10.0,
+    n_trials: int = 20,
+    n_folds: int = 5,
+    seed: int = 0,
+    weights: ScoreWeights | None = None,
+    element: str | None = None,
+    reference: dict[str, dict[str, Any]] | None = None,
+    min_gain: float = 0.01,
+    say: Callable[[str], None] | None = None,
+) -> DesignResult:
+    """Search terms and hyperparameters on training data; return the chosen model's trial.
+
+    Parameters
+    ----------
+    structures : sequence of ase.Atoms
+        Labelled training structures (never the test set).
+    start : sequence of (kind, rung)
+        The first model's library terms.
+    fixed : str, default="const"
+        Terms in every model (e.g. ``"zbl(inner=1.0,outer=1.6)+const"``).
+    cutoff : float, optional
+        Å; default :func:`cutoff_from_data`.
+    max_params : int, default=500
+    minutes : float, default=10
+        Wall-time budget of the whole search (greedy, then Optuna).
+    n_trials : int, default=20
+        Optuna trials at most (within the time left).
+    n_folds, seed, weights, element, reference
+        As :func:`~potforge.modeldesign.evaluate.evaluate`.
+    min_gain : float, default=0.01
+        Relative score decrease a greedy move must bring.
+    say : callable, optional
+        Receives each log line as it is written.
+    """
+    if max_params < 2:
+        raise DataError(f"max_params must be ≥ 2, got {max_params}")
+    if not minutes > 0:
+        raise DataError(f"minutes must be > 0, got {minutes!r}")
+    for kind, rung in start:
+        if kind not in LIBRARY or not 0 <= rung < len(LIBRARY[kind][1]):
+            raise DataError(f"start term {kind!r} rung {rung} is not in the library {LIBRARY}")
+    weights = weights or ScoreWeights()
+    t0 = time.monotonic()
+    log: list[str] = []
+
+    def note(line: str) -> None:
+        log.append(line)
+        if say is not None:
+            say(line)
+
+    cut = cutoff if cutoff is not None else cutoff_from_data(structures)
+    note(f"cutoff {cut:g} Å ({'given' if cutoff is not None else 'from the neighbour shells'})")
+    trials: list[Trial] = []
+    seen: dict[Config, Trial] = {}
+    cache = DesignCache(structures)
+    folds = block_folds(structures, n_folds, seed)  # correlated frames stay together
+
+    def run(c: Config, stage: str) -> Trial | None:
+        if c in seen:
+            return seen[c]
+        m = c.model()
+        try:
+            ev = evaluate(m, structures, n_folds=n_folds, seed=seed, weights=weights,
+                          element=element, reference=reference, cache=cache,
+                          folds=folds)  # fmt: skip
+        except Exception as exc:  # a candidate that cannot be fitted is logged, not fatal
+            note(f"  {c.describe()}: could not be evaluated ({' '.join(str(exc).split())})")
+            return None
+        t = Trial(c, ev, stage)
+        seen[c] = t
+        trials.append(t)
+        return t
+
+    def line(t: Trial) -> str:
+        e = t.evaluation
+        fim = f"cond {e.condition:.2g}, {e.n_sloppy} sloppy"
+        if e.sloppy_terms:
+            fim += " in " + ", ".join(f"{k} {v:.2f}" for k, v in e.sloppy_terms.items())
+        return (f"P={e.n_params}, CV E {e.cv_energy_mae:.2f} meV/atom, F {e.cv_force_mae:.4f} "
+                f"eV/Å, score {e.score:.4g}; FIM {fim}")  # fmt: skip
+
+    current = run(Config(tuple(start), cut, fixed), "start")
+    if current is None:
+        raise DataError("the start model could not be evaluated on the training data")
+    note(f"start {current.config.spec()}: {line(current)}")
+    while time.monotonic() - t0 < 0.7 * 60 * minutes:
+        options = []
+        for what, c in _moves(current.config):
+            if c.model().setup(structures[:1]).n_params > max_params:
+                continue
+            t = run(c, "greedy")
+            if t is not None:
+                options.append((what, t))
+        if not options:
+            break
+        best = min(t.evaluation.score for _, t in options)
+        near = [(w, t) for w, t in options if t.evaluation.score <= best * (1 + min_gain)]
+        what, pick = min(near, key=lambda wt: (wt[1].evaluation.n_sloppy, wt[1].evaluation.score))
+        if pick.evaluation.score >= current.evaluation.score * (1 - min_gain):
+            note(f"no move lowers the score by {100 * min_gain:g} % (best: {what}, "
+                 f"{pick.evaluation.score:.4g}); greedy stops")  # fmt: skip
+            break
+        why = "" if pick.evaluation.score == best else " (fewer sloppy directions than the best)"
+        note(f"{what}{why}: {line(pick)}")
+        current = pick
+    left = 60 * minutes - (time.monotonic() - t0)
+    if left > 0 and n_trials > 0:
+        _optuna(current.config, run, n_trials, left, seed, note, line, max_params, structures)
+    within = [t for t in trials if t.evaluation.n_params <= max_params]
+    chosen = min(within, key=lambda t: t.evaluation.score)
+    note(f"chosen {chosen.config.describe()}: {line(chosen)}")
+    return DesignResult(chosen, trials, pareto_front(trials), log)
+
+
+def _optuna(base: Config, run, n_trials, seconds, seed, note, line, max_params, structures):
+    """Tune the cutoff and σ weights of ``base``'s terms by Optuna TPE (seeded)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study.enqueue_trial({"cutoff": base.cutoff, "log_se": np.log10(base.sigma_energy),
+                         "log_sf": np.log10(base.sigma_force)})  # fmt: skip
+    best = [float("inf")]
+
+    def objective(trial) -> float:
+        c = Config(
+            base.rungs,
+            round(trial.suggest_float("cutoff", 0.85 * base.cutoff, 1.15 * base.cutoff), 3),
+            base.fixed,
+            10 ** trial.suggest_float("log_se", -4.0, -1.5),
+            10 ** trial.suggest_float("log_sf", -2.0, 0.0),
+        )
+        t = run(c, "optuna")
+        if t is None:
+            return float("inf")
+        if t.evaluation.score < best[0]:
+            best[0] = t.evaluation.score
+            note(f"optuna trial {trial.number}: {c.describe()}: {line(t)}")
+        return t.evaluation.score
+
+    study.optimize(objective, n_trials=n_trials, timeout=seconds)
+
+
+__all__ = [
+    "CUTOFF_SETTING",
+    "Config",
+    "DesignResult",
+    "LIBRARY",
+    "Trial",
+    "cutoff_from_data",
+    "design",
+    "neighbour_shells",
+    "pareto_front",
+]

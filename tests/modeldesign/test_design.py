@@ -1,0 +1,109 @@
+"""Model design: FIM pruning drops a duplicated basis column, the Pareto front is
+non-dominated, grouped block folds keep structures (and trajectory blocks) together, the search
+is reproducible for a seed and never looks at the test file (real LAMMPS, the W SNAP oracle)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from potforge.cli import main
+from potforge.data.builders import w_structures
+from potforge.data.readers import write_extxyz
+from potforge.errors import DataError
+from potforge.model.cv import block_folds
+from potforge.modeldesign.evaluate import Evaluation, ScoreWeights, evaluate, prune_order
+from potforge.modeldesign.search import Config, Trial, design, neighbour_shells, pareto_front
+from potforge.oracles import make_oracle
+from potforge.oracles.labelling import label_in_process
+
+
+@pytest.fixture(scope="module")
+def train():
+    return label_in_process(w_structures(0), make_oracle("lammps:W_2940_2017_2.snap").build())
+
+
+def test_prune_order_drops_a_duplicated_column_and_nothing_else():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(60, 5))
+    assert prune_order(A.T @ A) == []
+    B = np.column_stack([A, A[:, 2]])  # column 5 duplicates column 2
+    assert prune_order(B.T @ B) == [5]
+    assert prune_order(B.T @ B, protect=[5]) == [2]
+    C = np.column_stack([A, 2 * A[:, 1] - A[:, 3]])  # a dependent combination
+    dropped = prune_order(C.T @ C)
+    assert len(dropped) == 1 and dropped[0] in (1, 3, 5)
+    with pytest.raises(DataError, match="square"):
+        prune_order(np.zeros((2, 3)))
+
+
+def _trial(p, f, e):
+    ev = Evaluation("x", p, e, f, 1.0, 0)
+    return Trial(Config((("snap", 0),), 4.7), ev, "t")
+
+
+def test_pareto_front_is_non_dominated():
+    rng = np.random.default_rng(1)
+    trials = [_trial(int(p), f, e) for p, f, e in zip(rng.integers(5, 50, 40), rng.random(40),
+                                                       rng.random(40), strict=True)]  # fmt: skip
+    front = pareto_front(trials)
+    key = [(t.evaluation.n_params, t.evaluation.cv_force_mae, t.evaluation.cv_energy_mae)
+           for t in trials]  # fmt: skip
+    for t in front:
+        k = (t.evaluation.n_params, t.evaluation.cv_force_mae, t.evaluation.cv_energy_mae)
+        assert not any(all(a <= b for a, b in zip(o, k, strict=True)) and o != k for o in key)
+    for t, k in zip(trials, key, strict=True):  # everything left out is dominated
+        if t not in front:
+            assert any(all(a <= b for a, b in zip(o, k, strict=True)) and o != k for o in key)
+
+
+def test_block_folds_keep_trajectory_blocks_and_groups_spread(train):
+    fold = block_folds(train, 3, random_state=0)
+    groups = np.array([a.info["group"] for a in train])
+    for g in set(groups):
+        f = fold[groups == g]
+        changes = np.count_nonzero(np.diff(f))  # contiguous: at most n_folds − 1 changes
+        assert changes <= 2
+    assert set(fold) == {0, 1, 2}
+    assert np.array_equal(block_folds(train, 3, random_state=0), fold)
+
+
+def test_evaluation_reports_fim_cv_and_score(train):
+    ev = evaluate("snap(twojmax=4)+zbl(inner=1.0,outer=1.6)+const", train, n_folds=3)
+    assert ev.n_params == 15 and ev.cv_force_mae > 0 and ev.cv_energy_mae > 0
+    assert len(ev.eigenvalues) == 15 and ev.condition > 1
+    w = ScoreWeights(energy=0.0, force=1.0, properties=0.0)
+    assert evaluate("snap(twojmax=4)+const", train, n_folds=3, weights=w).score == pytest.approx(
+        evaluate("snap(twojmax=4)+const", train, n_folds=3).cv_force_mae / 0.2, rel=1e-9
+    )
+    with pytest.raises(DataError, match="not all 0"):
+        ScoreWeights(energy=0, force=0, properties=0)
+
+
+def test_neighbour_shells_of_bcc_w(train):
+    shells = neighbour_shells(train)
+    assert shells[0] == pytest.approx(2.74, abs=0.1) and shells[1] == pytest.approx(3.17, abs=0.1)
+
+
+def test_design_is_reproducible_and_never_reads_the_test_file(train, tmp_path, capsys):
+    kw = dict(max_params=16, minutes=30.0, n_trials=2, n_folds=3, seed=3)
+    a = design(train, **kw)
+    b = design(train, **kw)
+    assert a.chosen.config == b.chosen.config and a.log == b.log
+    assert a.chosen.evaluation.n_params <= 16
+    assert any("FIM" in line for line in a.log)
+    write_extxyz(tmp_path / "train.extxyz", train)
+    write_extxyz(tmp_path / "test.extxyz", train[:5])
+    base = ["design", "--train", str(tmp_path / "train.extxyz"), "--max-params", "10",
+            "--minutes", "30", "--trials", "1", "--folds", "3", "--quiet"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "without")]) == 0
+    assert main([*base, "--test", str(tmp_path / "test.extxyz"), "--out",
+                 str(tmp_path / "with")]) == 0  # fmt: skip
+    one = json.loads((tmp_path / "without" / "design.json").read_text())
+    two = json.loads((tmp_path / "with" / "design.json").read_text())
+    assert one["chosen"] == two["chosen"] and one["trials"] == two["trials"]
+    assert one["test"] is None and two["test"]["n_structures"] == 5
+    for name in ("model/model.json", "fim.png", "design.log"):
+        assert (tmp_path / "with" / name).stat().st_size > 0
