@@ -1,7 +1,7 @@
 """Composable terms of a linear potential, and the model-spec mini-language.
 
 A spec is terms joined by ``+``, each ``name`` or ``name(key=value, ...)``, e.g.
-``snap(twojmax=6)+pair(n_basis=10)+embed+zbl+const``.
+``snap(twojmax=6)+pair(n_basis=10)+embed+zbl+const`` or ``snap(twojmax=4)+pod(radial3=5)+const``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ from potforge.params import unknown_name
 from potforge.terms.base import LammpsPart, Rows, Term, Values
 from potforge.terms.embedding import Embedding
 from potforge.terms.pair import PairSpline
+from potforge.terms.pod import POD
 from potforge.terms.snap import SNAP, ZBL, Constant
 
-REGISTRY: dict[str, type[Term]] = {t.kind: t for t in (SNAP, PairSpline, Embedding, ZBL, Constant)}
+REGISTRY: dict[str, type[Term]] = {
+    t.kind: t for t in (SNAP, POD, PairSpline, Embedding, ZBL, Constant)
+}
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {"qsnap": ("snap", {"quadratic": True})}
 
 _TERM = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*$", re.DOTALL)
@@ -27,7 +30,8 @@ _WORDS = {"true": "True", "false": "False", "none": "None", "null": "None"}
 
 
 def make_term(kind: str, **params: Any) -> Term:
-    """Build a term by short name: ``snap``, ``qsnap``, ``pair``, ``embed``, ``zbl``, ``const``.
+    """Build a term by short name: ``snap``, ``qsnap``, ``pod``, ``pair``, ``embed``, ``zbl``,
+    ``const``.
 
     Raises
     ------
@@ -205,6 +209,7 @@ def term_from_dict(d: dict[str, Any]) -> Term:
 
 __all__ = [
     "SNAP",
+    "POD",
     "ZBL",
     "Constant",
     "Embedding",
