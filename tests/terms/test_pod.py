@@ -78,7 +78,7 @@ def test_force_rows_are_minus_the_gradient_of_the_energy_row():
         p.positions[i, ax] += h
         m.positions[i, ax] -= h
         fd = -(term.rows(p).energy - term.rows(m).energy) / (2 * h)
-        assert np.abs(fd - rows.forces[i, ax]).max() <= 1e-7 * scale  # measured 2e-9
+        assert np.abs(fd - rows.forces[i, ax]).max() <= 1e-7 * scale  # measured 2e-8
 
 
 def test_virial_rows_are_minus_the_strain_derivative_of_the_energy_row():
@@ -119,7 +119,7 @@ def test_model_stress_is_the_strain_derivative_of_its_energy():
 def test_ase_path_equals_lammps_export(spec, tmp_path):
     """``pair_style pod`` (alone or in hybrid/overlay, const absorbed into its one-body
     coefficients) is the ASE-side function: energies and forces to round-off (measured
-    ≤ 1e-15), stresses to the virial's finite-difference accuracy (measured ~1e-11)."""
+    ≤ 1.3e-15), stresses to the virial's finite-difference accuracy (measured ≤ 1.2e-10)."""
     model = random_model(spec, seed=5)
     lines = [
         ln for ln in model.to_lammps(tmp_path).read_text().splitlines() if not ln.startswith("#")
