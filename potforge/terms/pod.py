@@ -263,6 +263,12 @@ class POD(Term):
                 f"compute pod/global returned shape {arr.shape}, expected "
                 f"({1 + 3 * n}, {ne * (m + 1)})"
             )
+        if not np.isfinite(arr).all():
+            raise EngineError(
+                f"compute pod/global gave non-finite descriptors on {atoms.get_chemical_formula()}"
+                f": a pair at exactly rin = {self.rin:g} Å (ML-POD's radial basis is 0/0 there); "
+                "use a smaller rin"
+            )
         keep = [j for j in range(ne * (m + 1)) if j % (m + 1)]  # drop the one-body columns
         a = arr[:, keep]
         forces = to_ase_vectors(frame, a[1:].reshape(n, 3, -1).transpose(0, 2, 1))

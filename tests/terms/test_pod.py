@@ -12,7 +12,7 @@ from ase import Atoms
 from ase.build import bulk
 
 from potforge.engines.lammps import new_lammps, static_point
-from potforge.errors import ModelError
+from potforge.errors import EngineError, ModelError
 from potforge.model import LinearPotential
 from potforge.oracles import make_oracle
 from potforge.oracles.labelling import label_in_process
@@ -169,6 +169,16 @@ def test_fit_to_w_snap_labels():
         for p, a in zip(pred, test, strict=True)
     ]
     assert max(e_err) < 0.01  # eV/atom; measured 4.5e-3
+
+
+def test_a_pair_at_exactly_rin_is_an_error_not_nan():
+    term = POD()
+    term.setup(["W"])
+    dimer = Atoms("W2", positions=[[5, 5, 5], [5, 5, 6.0]], cell=[12, 12, 12], pbc=True)
+    with pytest.raises(EngineError, match="a pair at exactly rin = 1 Å"):
+        term.rows(dimer)
+    dimer.positions[1, 2] += 0.001
+    assert np.isfinite(term.rows(dimer).energy).all()
 
 
 @pytest.mark.parametrize(
