@@ -2,7 +2,7 @@
 tune its continuous hyperparameters, judging every candidate on training data only.
 
 1. **Greedy reconfiguration** over a term library (:data:`LIBRARY`: each term kind with a
-   ladder of sizes): from a start model, every move — add a term at its smallest size, remove
+   ladder of sizes — SNAP, quadratic SNAP, pair and embedding splines, ML-POD 2/3-body): from a start model, every move — add a term at its smallest size, remove
    a term, one rung up or down a term's ladder — is evaluated (grouped CV errors, the Fisher
    information of the training design, property errors when references are given:
    :func:`~potforge.modeldesign.evaluate.evaluate`); the move with the lowest score is taken
@@ -41,12 +41,19 @@ LIBRARY: dict[str, tuple[str, list[Any]]] = {
     "qsnap": ("twojmax", [2, 4, 6]),
     "pair": ("n_basis", [6, 10, 16]),
     "embed": ("n_basis", [4, 8]),
+    "pod": ("angular3", [2, 4, 6]),
 }
 """Term kind → (its size setting, the ladder of sizes the search moves along)."""
 
 BISPECTRUM = {"snap", "qsnap"}
 
-CUTOFF_SETTING = {"snap": "rcutfac", "qsnap": "rcutfac", "pair": "rcut", "embed": "rcut"}
+CUTOFF_SETTING = {
+    "snap": "rcutfac",
+    "qsnap": "rcutfac",
+    "pair": "rcut",
+    "embed": "rcut",
+    "pod": "rcut",
+}
 """The cutoff setting of each library term (Å)."""
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk
 
-EXACT_KINDS = frozenset({"snap", "zbl", "const"})
+EXACT_KINDS = frozenset({"snap", "zbl", "const", "pod"})
 """Term kinds whose LAMMPS export is the same function (no tabulation)."""
 
 TOL = 1e-9
