@@ -2,8 +2,9 @@
 tune its continuous hyperparameters, judging every candidate on training data only.
 
 1. **Greedy reconfiguration** over a term library (:data:`LIBRARY`: each term kind with a
-   ladder of sizes — SNAP, quadratic SNAP, pair and embedding splines, ML-POD 2/3-body): from a start model, every move — add a term at its smallest size, remove
-   a term, one rung up or down a term's ladder — is evaluated (grouped CV errors, the Fisher
+   ladder of sizes — SNAP, quadratic SNAP, pair and embedding splines, ML-POD 2/3-body):
+   from a start model, every move — add a term at its smallest size, remove a term, one rung
+   up or down a term's ladder — is evaluated (grouped CV errors, the Fisher
    information of the training design, property errors when references are given:
    :func:`~potforge.modeldesign.evaluate.evaluate`); the move with the lowest score is taken
    if it lowers the score by more than ``min_gain`` (relative) and keeps the model within
