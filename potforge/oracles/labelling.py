@@ -360,6 +360,11 @@ def dask_client(
                 processes=True,
                 dashboard_address=":0",
                 silence_logs=logging.ERROR,
+                # one thread per worker, OpenMP and BLAS included: a parent's OMP_NUM_THREADS=2
+                # made two LAMMPS workers 3x slower each on 2 cores (oversubscribed)
+                env={
+                    v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+                },
             )
         c = Client(cluster)
         c.register_plugin(_IgnoreSigint(), name=_IgnoreSigint.name)
