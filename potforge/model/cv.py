@@ -282,6 +282,22 @@ def _group_of(atoms: Atoms) -> str:
     return str(atoms.info.get("group", "all"))
 
 
+def _fold_setup(
+    structures: Sequence[Atoms], n_folds: int, random_state: int | None
+) -> tuple[int, np.random.Generator, np.ndarray]:
+    """Checked ``n_folds``, the seeded generator and each structure's group label."""
+    structures = structure_list(structures)
+    n_folds = SEARCH_PARAMETERS["n_folds"].check("n_folds", n_folds)
+    random_state = SEARCH_PARAMETERS["random_state"].check("random_state", random_state)
+    if n_folds > len(structures):
+        raise DataError(
+            f"{n_folds}-fold cross-validation needs at least {n_folds} structures, "
+            f"got {len(structures)}"
+        )
+    groups = np.array([_group_of(a) for a in structures])
+    return n_folds, np.random.default_rng(random_state), groups
+
+
 def cv_folds(
     structures: Sequence[Atoms], n_folds: int = 5, random_state: int | None = 0
 ) -> np.ndarray:
@@ -306,17 +322,8 @@ def cv_folds(
     ndarray of int, shape (S,)
         Fold of each structure, in ``0 … k−1``; every fold is non-empty.
     """
-    structures = structure_list(structures)
-    n_folds = SEARCH_PARAMETERS["n_folds"].check("n_folds", n_folds)
-    random_state = SEARCH_PARAMETERS["random_state"].check("random_state", random_state)
-    if n_folds > len(structures):
-        raise DataError(
-            f"{n_folds}-fold cross-validation needs at least {n_folds} structures, "
-            f"got {len(structures)}"
-        )
-    rng = np.random.default_rng(random_state)
-    fold = np.empty(len(structures), dtype=int)
-    groups = np.array([_group_of(a) for a in structures])
+    n_folds, rng, groups = _fold_setup(structures, n_folds, random_state)
+    fold = np.empty(len(groups), dtype=int)
     offset = 0
     for g in sorted(set(groups)):
         idx = np.flatnonzero(groups == g)
@@ -339,17 +346,8 @@ def block_folds(
 
     Parameters and returns as :func:`cv_folds`; every fold is non-empty.
     """
-    structures = structure_list(structures)
-    n_folds = SEARCH_PARAMETERS["n_folds"].check("n_folds", n_folds)
-    random_state = SEARCH_PARAMETERS["random_state"].check("random_state", random_state)
-    if n_folds > len(structures):
-        raise DataError(
-            f"{n_folds}-fold cross-validation needs at least {n_folds} structures, "
-            f"got {len(structures)}"
-        )
-    rng = np.random.default_rng(random_state)
-    fold = np.empty(len(structures), dtype=int)
-    groups = np.array([_group_of(a) for a in structures])
+    n_folds, rng, groups = _fold_setup(structures, n_folds, random_state)
+    fold = np.empty(len(groups), dtype=int)
     for g in sorted(set(groups)):
         idx = np.flatnonzero(groups == g)
         block = (np.arange(len(idx)) * n_folds) // len(idx)  # contiguous, near-equal
