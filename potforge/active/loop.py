@@ -299,7 +299,7 @@ def run_active(
             fitted.fit_posterior(train, progress=progress)  # posterior around the stored θ
         coefs = np.asarray(fit["ensemble"])
         held_designs = fitted.structure_designs(held, progress, threads=threads)
-        u_held = screen(fitted, held, coefs, threads=threads, halfwidth=halfwidth).signal(
+        u_held = screen(fitted, held, coefs, halfwidth=halfwidth, designs=held_designs).signal(
             uncertainty
         )
         ref = Reference.from_heldout(u_held)

@@ -125,6 +125,7 @@ def screen(
     *,
     threads: int = 1,
     halfwidth: bool = False,
+    designs: Sequence | None = None,
 ) -> Screen:
     """U, energy, descriptor and (with ``grade``) the largest γ of every frame, from one
     descriptor pass per frame.
@@ -145,6 +146,9 @@ def screen(
         Threads computing the descriptors of a chunk at once (LAMMPS releases the GIL).
     halfwidth : bool, default=False
         Also the POPS bound half-width (needs ``model``'s posterior).
+    designs : sequence of StructureDesign, optional
+        The frames' designs when already computed (one per frame, in order): no descriptor
+        pass then.
     """
     coefs = np.asarray(coefs, dtype=float)
     if coefs.ndim != 2 or coefs.shape[0] < 2:
@@ -155,10 +159,15 @@ def screen(
     cols: dict[str, list] = {k: [] for k in ("u", "ua", "g", "ga", "n", "e", "d", "h")}
 
     def run(batch: list[Atoms]) -> None:
-        designs = model.structure_designs(batch, progress=False, threads=threads)
-        preds = model.predict_designs(designs, coefs)
-        mean = model.predict_designs(designs, return_bounds=halfwidth) if fitted else None
-        for k, (d, p) in enumerate(zip(designs, preds, strict=True)):
+        if designs is None:
+            ds = model.structure_designs(batch, progress=False, threads=threads)
+        else:
+            ds = list(designs[len(cols["u"]) : len(cols["u"]) + len(batch)])
+            if len(ds) != len(batch):
+                raise DataError(f"{len(designs)} designs given for more frames than that")
+        preds = model.predict_designs(ds, coefs)
+        mean = model.predict_designs(ds, return_bounds=halfwidth) if fitted else None
+        for k, (d, p) in enumerate(zip(ds, preds, strict=True)):
             dev = force_deviation(p["forces"])
             cols["u"].append(float(dev.max()))
             cols["ua"].append(int(dev.argmax()))
