@@ -60,10 +60,7 @@ def structure_design(terms: Sequence[Term], atoms: Atoms) -> StructureDesign:
     fixed = Values(0.0, np.zeros((n, 3)), np.zeros(6))
     for t in terms:
         if t.fixed:
-            v = t.values(atoms)
-            fixed = Values(
-                fixed.energy + v.energy, fixed.forces + v.forces, fixed.virial + v.virial
-            )
+            fixed = fixed + t.values(atoms)
         elif nl is not None and t in radial:  # nl exists whenever a term is radial
             parts.append(cast(_RadialTerm, t).rows(atoms, nl.within(t.cutoff)))
         else:

@@ -195,8 +195,7 @@ class DesignCache:
             n = len(a)
             fixed = Values(0.0, np.zeros((n, 3)), np.zeros(6))
             for p in parts:
-                fixed = Values(fixed.energy + p.fixed.energy, fixed.forces + p.fixed.forces,
-                               fixed.virial + p.fixed.virial)  # fmt: skip
+                fixed = fixed + p.fixed
             rows = Rows.concat([p.rows for p in parts if p.rows.energy.size], n)
             out.append(StructureDesign(rows, fixed, parts[0].volume if parts else np.nan))
         return out

@@ -63,6 +63,12 @@ class Values:
     forces: np.ndarray
     virial: np.ndarray
 
+    def __add__(self, other: Values) -> Values:
+        """The sum of two fixed contributions on the same structure."""
+        return Values(
+            self.energy + other.energy, self.forces + other.forces, self.virial + other.virial
+        )
+
 
 @dataclass
 class LammpsPart:
