@@ -301,11 +301,7 @@ def evaluate(
     weights = weights or ScoreWeights()
     template = LinearPotential(model) if isinstance(model, str) else clone(model)
     prepared = template.setup(structures)
-    if (
-        cache is not None
-        and cache.structures is not structures
-        and len(cache.structures) != len(structures)
-    ):
+    if cache is not None and len(cache.structures) != len(structures):
         raise DataError("the design cache holds other structures")
     designs = (
         cache.designs(prepared)
