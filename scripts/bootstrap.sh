@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 extras="${1:-}"
 
 need_apt=()
-# Debian packages each extra needs (GPAW builds against libxc/BLAS/FFTW; the store tests use PostgreSQL).
+# Debian packages each extra needs (GPAW builds against libxc/BLAS/FFTW; the store tests use PostgreSQL;
+# the campaign report test opens the HTML in headless Chromium through chromium-driver).
 if [[ ",$extras," == *",dft,"* ]]; then need_apt+=(libxc-dev libopenblas-dev libfftw3-dev); fi
-if [[ ",$extras," == *",test,"* ]]; then need_apt+=(postgresql); fi
+if [[ ",$extras," == *",test,"* ]]; then need_apt+=(postgresql chromium chromium-driver); fi
 missing=()
 for p in "${need_apt[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
