@@ -1,4 +1,10 @@
-"""``potforge fit``: fit a linear potential to labelled structures and report its errors."""
+"""``potforge fit``: fit a linear potential to labelled structures and report its errors.
+
+Without --model the model is the hand-tuned default where the data's elements have one (Mo),
+else the default form adapted to the data: its cutoff from the neighbour shells, its ZBL range
+below the closest pair, its σ_E / σ_F by grouped cross-validation on the training data within
+--adapt-minutes (σ's given on the command line are kept); `--model adaptive` asks for that on
+any element.  The choice and its reasons go to adaptive.json; --test never enters it."""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from potforge.commands._posterior import add_posterior_options, posterior_option
 from potforge.errors import DataError
 from potforge.options import DEFAULT_SPEC, GROUP_WEIGHT, LOSSES
 from potforge.options import MODEL_PARAMETERS as _P
+from potforge.params import Real
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,9 +52,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--model",
-        default=DEFAULT_SPEC,
+        default=None,
         metavar="SPEC",
-        help=f"model spec (default: {DEFAULT_SPEC})",
+        help=f"model spec, or 'adaptive' (default: {DEFAULT_SPEC} on Mo, where it was tuned; "
+        "adaptive on other elements)",
+    )
+    p.add_argument(
+        "--adapt-minutes",
+        type=Real(low=0, low_open=True).argtype(),
+        default=3.0,
+        help="time budget of the adaptive default's σ search, minutes, > 0 (default 3)",
     )
     p.add_argument(
         "--sigma-energy",
@@ -134,6 +148,30 @@ def check_groups(structures: list, weights: dict[str, float] | None) -> None:
         )
 
 
+ADAPTIVE = "adaptive"
+
+
+def choose_model(args: argparse.Namespace, train: list, kw: dict):
+    """Resolve ``--model`` in place (a spec): the given spec, the hand-tuned default of the
+    data's elements, or the adaptive default (σ's from CV unless given, into ``kw``); returns
+    the :class:`~potforge.modeldesign.adaptive.AdaptiveChoice` or None."""
+    from potforge.modeldesign.adaptive import adaptive_default, tuned_spec
+
+    if args.model not in (None, ADAPTIVE):
+        return None
+    tuned = tuned_spec(train) if args.model is None else None
+    if tuned is not None:
+        args.model = tuned
+        return None
+    say = (lambda line: None) if args.quiet else (lambda line: print(f"adaptive default: {line}"))
+    choice = adaptive_default(train, minutes=args.adapt_minutes, seed=args.seed or 0,
+                              progress=progress(args), say=say)  # fmt: skip
+    args.model = choice.spec
+    kw.setdefault("sigma_energy", choice.sigma_energy)
+    kw.setdefault("sigma_force", choice.sigma_force)
+    return choice
+
+
 def run(args: argparse.Namespace) -> int:
     """``potforge fit``: read, fit (and a posterior with ``--uq``), evaluate, write the folder."""
     if args.config:
@@ -151,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
     from potforge.model.plots import group_error_plot, parity_plot
     from potforge.terms import parse_spec
 
-    parse_spec(args.model)  # a bad spec fails before any file is read
+    if args.model not in (None, ADAPTIVE):
+        parse_spec(args.model)  # a bad spec fails before any file is read
     jobs = capped_jobs(args.jobs)
 
     inputs = [*args.train, *args.test, *([args.config] if args.config else [])]
@@ -165,11 +204,11 @@ def run(args: argparse.Namespace) -> int:
     )
     names = ("sigma_energy", "sigma_force", "sigma_stress", "alpha", "loss", "huber_delta")
     kw = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    model = LinearPotential(
-        args.model, n_jobs=jobs, group_weights=group_weights(args.group_weight), **kw
-    )
+    weights = group_weights(args.group_weight)
     post_kw = posterior_options(args, args.uq, "--uq")  # misplaced options fail before the fit
     train = read_labelled(args.train, args.stress_order)
+    choice = choose_model(args, train, kw)  # before --test is read: it cannot enter the choice
+    model = LinearPotential(args.model, n_jobs=jobs, group_weights=weights, **kw)
     test = read_labelled(args.test, args.stress_order) if args.test else []
     check_groups(train, model.group_weights)
     t0 = time.perf_counter()  # one descriptor pass for the fit, the posterior and the errors
@@ -183,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
         model.fit_posterior(train, args.uq, designs=designs, **post_kw)
     with folder.staged() as out:
         model.save(out)
+        if choice is not None:
+            write_json(out / "adaptive.json", choice.to_dict())
         model.to_lammps(out / "lammps", location=folder.path.resolve() / "lammps")
         report, sets = evaluate(
             model, {"train": train, "test": test}, progress(args), designs={"train": designs}
