@@ -1,5 +1,9 @@
 """Shared vocabulary of the property suite: errors, unit conversions, element checks.
 
+The ``element`` of the suite is a chemical symbol (``"W"``) or the formula of a 1:1 binary
+compound (``"CuI"``, ``"SiC"``: :func:`species`); compounds take the cubic lattices
+:data:`COMPOUND_LATTICES`, elements :data:`GROUND_STATES`.
+
 Everything inside :mod:`potforge.properties` works in ASE units (eV, Å, eV/Å³); the conversions
 here are applied only where a quantity of interest (QoI) is reported.
 """
@@ -7,6 +11,7 @@ here are applied only where a quantity of interest (QoI) is reported.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -26,7 +31,18 @@ EV_A2_TO_J_M2 = units._e * 1e20
 """eV/Å² → J/m² (≈ 16.02)."""
 
 GROUND_STATES = ("bcc", "fcc", "hcp")
-"""Ground-state lattices the suite knows how to build."""
+"""Ground-state lattices of an element the suite knows how to build."""
+
+COMPOUND_LATTICES = ("zincblende", "rocksalt")
+"""Lattices of a 1:1 binary compound AB: zincblende (B3, A at 0 and B at ¼¼¼ of the fcc cell)
+and rocksalt (B1, B at ½00); the first is preferred when their energies tie."""
+
+LATTICES = GROUND_STATES + COMPOUND_LATTICES
+"""Every lattice the ``structure`` setting accepts."""
+
+REFERENCE_LATTICES = ("bcc", "fcc", "hcp", "diamond", "dimer")
+"""Reference states of the elements of a compound's formation energy (the ``references``
+setting; :mod:`~potforge.properties.compounds`)."""
 
 
 class PropertyError(PotforgeError):
@@ -69,18 +85,77 @@ class UnstableWarning(UserWarning):
     """Emitted when a structure is unstable but the caller asked not to raise."""
 
 
+def species(element: str) -> tuple[str, ...]:
+    """The chemical symbols of ``element``: ``("W",)`` for a symbol, ``("Cu", "I")`` for the
+    formula of a 1:1 binary compound AB, in the order written (A first).
+
+    Raises
+    ------
+    ElementError
+        For a text that is neither a chemical symbol nor an AB formula of two symbols (one
+        sentence naming it).
+    """
+    if not isinstance(element, str):
+        raise ElementError(
+            f"the element must be a chemical symbol or an AB formula, got {element!r}"
+        )
+    if element in atomic_numbers:
+        return (element,)
+    symbols = re.findall(r"[A-Z][a-z]?|.", element)
+    if len(symbols) == 2 and all(sym in atomic_numbers for sym in symbols):
+        if symbols[0] == symbols[1]:
+            raise ElementError(
+                f"'{element}' names one element twice; give the element symbol ({symbols[0]})"
+            )
+        return tuple(symbols)
+    raise ElementError(
+        f"'{element}' is neither a chemical element symbol (e.g. W) nor the formula of a 1:1 "
+        "binary compound of two symbols (e.g. CuI, NaCl, SiC); other stoichiometries are not "
+        "supported"
+    )
+
+
+def is_compound(element: str) -> bool:
+    """``element`` is the formula of a binary compound AB (:func:`species`; checked)."""
+    return len(species(element)) == 2
+
+
+def lattice_family(element: str) -> tuple[str, ...]:
+    """The lattices ``element`` may take: :data:`COMPOUND_LATTICES` for a compound,
+    :data:`GROUND_STATES` for an element (checked by :func:`species`)."""
+    return COMPOUND_LATTICES if is_compound(element) else GROUND_STATES
+
+
+def check_lattice(element: str, structure: str | None) -> None:
+    """Raise :class:`NotApplicableError` when ``structure`` (the ``structure`` setting; None:
+    the default) is not a lattice of ``element``'s kind (a compound lattice for an element, or
+    an elemental one for a compound)."""
+    family = lattice_family(element)
+    if structure is None or structure in family:
+        return
+    kind = "a compound" if is_compound(element) else "an element"
+    raise NotApplicableError(
+        f"{element} is {kind}: its lattice is one of {', '.join(family)}, not {structure}"
+    )
+
+
 def ground_state(element: str) -> str:
     """Lattice of ``element``'s ground state in ASE's reference data (bcc, fcc or hcp).
 
     Raises
     ------
     ElementError
-        For an unknown symbol.
+        For an unknown symbol, or a compound (whose lattice is found by comparing energies:
+        :attr:`~potforge.properties.suite.PropertySuite.lattice`).
     NotApplicableError
         For an element whose ground state is none of bcc, fcc, hcp.
     """
-    if element not in atomic_numbers:
-        raise ElementError(f"'{element}' is not a chemical element symbol")
+    if is_compound(element):
+        raise ElementError(
+            f"{element} is a compound: its ground-state lattice is not in ASE's reference data; "
+            f"the suite takes the lower in energy of {' and '.join(COMPOUND_LATTICES)} under "
+            "the calculator (PropertySuite.lattice), or the structure setting"
+        )
     ref = reference_states[atomic_numbers[element]] or {}
     sym = ref.get("symmetry")
     if sym not in GROUND_STATES:
@@ -103,13 +178,18 @@ def calculator_elements(calc) -> list[str] | None:
 
 
 def check_element(calc, element: str) -> None:
-    """Raise :class:`ElementError` when ``calc`` cannot describe ``element``.
+    """Raise :class:`ElementError` when ``calc`` cannot describe ``element`` (each species of
+    a compound, :func:`species`).
 
     A calculator that lists its elements (``calc.elements``) is checked against the list; any
     other is asked for the energy of a small dimer, and its failure becomes one sentence.
     """
-    if element not in atomic_numbers:
-        raise ElementError(f"'{element}' is not a chemical element symbol")
+    for symbol in species(element):
+        _check_symbol(calc, symbol)
+
+
+def _check_symbol(calc, element: str) -> None:
+    """:func:`check_element` of one chemical symbol."""
     known = calculator_elements(calc)
     name = type(calc).__name__
     if known is not None:

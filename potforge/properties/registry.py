@@ -1,7 +1,10 @@
 """The registry of quantities of interest (QoIs): names shared by the CLI, configs and benchmarks.
 
 Each :class:`QoI` maps ``(calc, element, **settings)`` to one float in its reporting unit
-(Å, eV, GPa, J/m², THz, eV/atom).  Work is shared through a memoising
+(Å, eV, GPa, J/m², THz, eV/atom).  ``element`` is a chemical symbol (``"W"``) or the formula
+of a 1:1 binary compound (``"CuI"``): compounds (zincblende or rocksalt) have the bulk QoIs
+:data:`COMPOUND_QOIS` (a0, Ecoh, B, C11, C12, C44, dHf, dE_zincblende / dE_rocksalt), elements
+everything else.  Work is shared through a memoising
 :class:`~potforge.properties.suite.PropertySuite` owned by the caller: :func:`run_suite` makes
 one per call (shared by its QoIs), and both :func:`run_suite` and :func:`compute_qoi` take one
 as ``suite=`` to share work across calls (:func:`suite_for` makes it from the settings).  There
@@ -18,16 +21,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from potforge.properties.base import (
+    COMPOUND_LATTICES,
     EV_A2_TO_J_M2,
     EV_A3_TO_GPA,
     NotApplicableError,
     SettingError,
     UnknownQoIError,
     UnstableWarning,
+    check_lattice,
     ground_state,
+    is_compound,
+    lattice_family,
     warn_at_caller,
 )
 from potforge.properties.base import blas_threads as limit_blas
+from potforge.properties.compounds import check_references
 from potforge.properties.elastic import cubic_constants
 from potforge.properties.relax import RelaxationHook
 from potforge.properties.settings import option_name, validate_settings
@@ -35,6 +43,10 @@ from potforge.properties.suite import PropertySuite
 
 ALL = ("bcc", "fcc", "hcp")
 CUBIC = ("bcc", "fcc")
+BULK = ALL + COMPOUND_LATTICES
+"""Lattices of the bulk QoIs every element and compound has."""
+CUBIC_CONSTANTS = CUBIC + COMPOUND_LATTICES
+"""Lattices whose elastic constants are the cubic averages (:func:`cubic_constants`)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +83,43 @@ class QoI:
         :class:`PropertySuite` of ``calc``, ``element`` and these bulk settings, sharing its
         memoised work) when given, else from a new one."""
         s = resolve_settings(settings)
-        return float(self.func(_suite_of(calc, element, suite, s), s))
+        check_applicable(self, element, s["structure"])
+        suite = _suite_of(calc, element, suite, s)
+        if suite.compound:  # its lattice is known now (it may have needed relaxations)
+            check_applicable(self, element, suite.lattice)
+        return float(self.func(suite, s))
+
+
+def check_applicable(q: QoI, element: str, lattice: str | None) -> None:
+    """Raise :class:`NotApplicableError` when ``q`` is not defined for ``element`` in
+    ``lattice`` (None: a compound whose lattice the calculator has yet to decide, where a QoI of
+    either compound lattice passes; an element's ASE reference state).
+
+    The message names why: a QoI of elements asked of a compound (with the compound QoIs), a
+    compound QoI asked of an element, or the lattices where it is defined."""
+    family = lattice_family(element)
+    if not set(q.lattices) & set(family):
+        if is_compound(element):
+            raise NotApplicableError(
+                f"{q.name} is not defined for compounds: {element} is a binary compound "
+                f"({'/'.join(family)}), for which the suite computes "
+                f"{', '.join(COMPOUND_QOIS)}; vacancies, interstitials, surfaces, stacking "
+                "faults, phonons and the ideal shear strength are computed for elements only"
+            )
+        raise NotApplicableError(
+            f"{q.name} is a quantity of binary compounds ({'/'.join(COMPOUND_LATTICES)}, e.g. "
+            f"CuI), not of the element {element}"
+        )
+    if lattice is None:
+        if is_compound(element):
+            return
+        lattice = ground_state(element)
+    if lattice not in q.lattices:
+        raise NotApplicableError(
+            f"{q.name} is defined for {'/'.join(q.lattices)} lattices only, not for "
+            f"{element} {lattice} (choose the lattice with "
+            f"{option_name('structure', q.lattices[0])})"
+        )
 
 
 def resolve_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +169,7 @@ def _suite_of(calc, element: str, suite: PropertySuite | None, s: dict[str, Any]
 def _elastic(index: int) -> Callable[..., float]:
     def func(suite, s):
         c = suite.elastic_tensor(s["strain"], s["check_stability"])
-        if suite.lattice in CUBIC:
+        if suite.lattice in CUBIC_CONSTANTS:
             return cubic_constants(c)[index] * EV_A3_TO_GPA
         ij = {0: (0, 0), 1: (0, 1), 2: (3, 3), 3: (0, 2), 4: (2, 2)}[index]
         return c[ij] * EV_A3_TO_GPA
@@ -200,14 +248,31 @@ def _evac(suite, s):
     return suite.vacancy_formation_energy(s["vacancy_size"])
 
 
+def _dhf(suite, s):
+    return suite.formation_energy(s["references"])
+
+
 _ENTRIES = [
-    QoI("a0", "Å", "equilibrium lattice constant (cubic edge; basal a for hcp)", _a0),
+    QoI("a0", "Å", "equilibrium lattice constant (cubic edge; basal a for hcp)", _a0, BULK),
     QoI("c_over_a", "", "equilibrium c/a (hcp)", _coa, ("hcp",)),
-    QoI("Ecoh", "eV", "cohesive energy E_atom − E_bulk per atom", _ecoh),
-    QoI("B", "GPa", "bulk modulus, Birch–Murnaghan fit of the E–V curve", _bmod),
-    QoI("C11", "GPa", "elastic constant C11 (relaxed ions, ±0.5% strain)", _elastic(0)),
-    QoI("C12", "GPa", "elastic constant C12 (relaxed ions, ±0.5% strain)", _elastic(1)),
-    QoI("C44", "GPa", "elastic constant C44 (relaxed ions, ±0.5% strain)", _elastic(2)),
+    QoI(
+        "Ecoh",
+        "eV",
+        "cohesive energy E_atom − E_bulk per atom (compound: mean of its atoms)",
+        _ecoh,
+        BULK,
+    ),
+    QoI("B", "GPa", "bulk modulus, Birch–Murnaghan fit of the E–V curve", _bmod, BULK),
+    QoI("C11", "GPa", "elastic constant C11 (relaxed ions, ±0.5% strain)", _elastic(0), BULK),
+    QoI("C12", "GPa", "elastic constant C12 (relaxed ions, ±0.5% strain)", _elastic(1), BULK),
+    QoI("C44", "GPa", "elastic constant C44 (relaxed ions, ±0.5% strain)", _elastic(2), BULK),
+    QoI(
+        "dHf",
+        "eV/atom",
+        "formation energy per atom of a compound AB from its elements' reference states",
+        _dhf,
+        COMPOUND_LATTICES,
+    ),
     QoI("C13", "GPa", "elastic constant C13 (hcp)", _elastic(3), ("hcp",)),
     QoI("C33", "GPa", "elastic constant C33 (hcp)", _elastic(4), ("hcp",)),
     QoI("Evac", "eV", "relaxed vacancy formation energy", _evac),
@@ -250,7 +315,21 @@ _ENTRIES = [
         _phase("hcp"),
         ("bcc", "fcc"),
     ),
-    QoI("dE_A15", "eV/atom", "A15 energy relative to the ground state", _phase("A15")),
+    QoI("dE_A15", "eV/atom", "A15 energy relative to the ground state", _phase("A15"), ALL),
+    QoI(
+        "dE_zincblende",
+        "eV/atom",
+        "zincblende energy relative to the (rocksalt) ground state of a compound",
+        _phase("zincblende"),
+        ("rocksalt",),
+    ),
+    QoI(
+        "dE_rocksalt",
+        "eV/atom",
+        "rocksalt energy relative to the (zincblende) ground state of a compound",
+        _phase("rocksalt"),
+        ("zincblende",),
+    ),
     QoI(
         "tau_ideal_110",
         "GPa",
@@ -263,6 +342,9 @@ _ENTRIES = [
 
 REGISTRY: dict[str, QoI] = {q.name: q for q in _ENTRIES}
 """All quantities of interest by name."""
+
+COMPOUND_QOIS = tuple(q.name for q in _ENTRIES if set(q.lattices) & set(COMPOUND_LATTICES))
+"""The QoIs of binary compounds, in registry order."""
 
 
 def get_qoi(name: str) -> QoI:
@@ -278,9 +360,18 @@ def get_qoi(name: str) -> QoI:
         ) from None
 
 
-def default_qois(lattice: str) -> list[str]:
+def default_qois(lattice: str | None) -> list[str]:
     """Every default QoI defined for a ground-state ``lattice``, in registry order (the
-    expensive ones, ``default=False`` such as ``tau_ideal_110``, only when named)."""
+    expensive ones, ``default=False`` such as ``tau_ideal_110``, only when named).
+
+    ``None`` is a compound whose lattice is not chosen yet: the QoIs defined for both
+    zincblende and rocksalt (not ``dE_zincblende`` / ``dE_rocksalt``, which depend on it)."""
+    if lattice is None:
+        return [
+            q.name
+            for q in _ENTRIES
+            if q.default and all(p in q.lattices for p in COMPOUND_LATTICES)
+        ]
     return [q.name for q in _ENTRIES if lattice in q.lattices and q.default]
 
 
@@ -299,9 +390,13 @@ def check_request(
     element: str, qois: Iterable[str] | None, settings: dict[str, Any]
 ) -> tuple[list[str], dict[str, Any]]:
     """Check a request before any work: every setting (:mod:`~potforge.properties.settings`),
-    every QoI name (unknown ones name the closest) and that each QoI is defined for the
-    ground-state lattice.  Returns the QoI names (default: :func:`default_qois` of that
-    lattice) and the full settings.
+    the element (a symbol or an AB formula) and its ``structure`` and ``references``, every QoI
+    name (unknown ones name the closest) and that each QoI is defined for the ground-state
+    lattice (:func:`check_applicable`; a compound's lattice, when not given, is decided by the
+    calculator later: a QoI of one compound lattice only is checked then).  Returns the QoI
+    names and the full settings.  The default names are :func:`default_qois` of the lattice;
+    for a compound, ``dHf`` only when both elements' reference states are known (ASE's
+    reference data or ``references``).
 
     Raises
     ------
@@ -309,16 +404,22 @@ def check_request(
     """
     s = resolve_settings(settings)
     entries = [get_qoi(n) for n in qois] if qois is not None else None
-    lattice = s["structure"] or ground_state(element)
+    check_lattice(element, s["structure"])
+    check_references(element, s["references"])
+    compound = is_compound(element)
+    lattice = s["structure"] or (None if compound else ground_state(element))
     if entries is None:
-        return default_qois(lattice), s
+        names = default_qois(lattice)
+        if compound and "dHf" in names:
+            try:
+                check_references(element, s["references"], resolve=True)
+            except NotApplicableError:
+                names.remove("dHf")  # named explicitly, it raises (below)
+        return names, s
     for q in entries:
-        if lattice not in q.lattices:
-            raise NotApplicableError(
-                f"{q.name} is defined for {'/'.join(q.lattices)} lattices only, not for "
-                f"{element} {lattice} (choose the lattice with "
-                f"{option_name('structure', q.lattices[0])})"
-            )
+        check_applicable(q, element, lattice)
+    if compound and any(q.name == "dHf" for q in entries):
+        check_references(element, s["references"], resolve=True)
     return [q.name for q in entries], s
 
 
@@ -340,8 +441,10 @@ def run_suite(
     ----------
     calc : ase.calculators.calculator.Calculator
     element : str
+        A chemical symbol (``"W"``) or the formula of a 1:1 binary compound (``"CuI"``).
     qois : iterable of str, optional
-        Names (default: :func:`default_qois` of the element's ground-state lattice).
+        Names (default: :func:`default_qois` of the element's ground-state lattice;
+        :func:`check_request`).
     progress : bool or None
         A bar over the QoIs (:mod:`potforge.progress`): always (True), never (False), or on a
         terminal only, with a start and a done line in a log (None).

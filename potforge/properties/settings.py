@@ -25,8 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from potforge.errors import ModelError
-from potforge.params import Boolean, Constraint, Integer, Options, Real
-from potforge.properties.base import GROUND_STATES, SettingError, UnknownSettingError
+from potforge.params import Boolean, Constraint, Integer, MappingOf, Options, Real
+from potforge.properties.base import (
+    LATTICES,
+    REFERENCE_LATTICES,
+    SettingError,
+    UnknownSettingError,
+)
 from potforge.properties.relax import FMAX, STEPS
 
 
@@ -80,14 +85,45 @@ class Setting:
         return self.check(value, text)
 
 
+@dataclass(frozen=True)
+class ReferenceStates(MappingOf):
+    """Element symbol → reference state (one of
+    :data:`~potforge.properties.base.REFERENCE_LATTICES`), or None; on the command line
+    ``SYMBOL:STATE`` pairs separated by commas (``I:dimer,Cu:fcc``)."""
+
+    values: Constraint = Options(values=REFERENCE_LATTICES)
+    allow_none: bool = True
+
+    def describe(self) -> str:
+        """``a mapping of element symbols to one of ...`` (on the command line ``EL:STATE,...``)."""
+        return (
+            f"a mapping of element symbols to {self.values.describe()} "
+            "(on the command line EL:STATE,...) or none"
+        )
+
+    def parse(self, text: str) -> Any:
+        """``"I:dimer,Cu:fcc"`` → ``{"I": "dimer", "Cu": "fcc"}`` (``none``: None); a pair
+        without its colon is left as text for the check to name."""
+        if text.strip().lower() in ("none", ""):
+            return None
+        out: dict[str, str] = {}
+        for item in text.split(","):
+            key, sep, value = item.partition(":")
+            if not sep or not key.strip():
+                return text
+            out[key.strip()] = value.strip()
+        return out
+
+
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in (
         Setting(
             "structure",
             None,
-            Options(values=GROUND_STATES, allow_none=True),
-            "ground-state lattice (default: ASE reference state)",
+            Options(values=LATTICES, allow_none=True),
+            "ground-state lattice (default: an element's ASE reference state; the lower in "
+            "energy of zincblende and rocksalt for a compound AB)",
         ),
         Setting(
             "fmax", FMAX, Real(low=0, high=1, low_open=True), "force tolerance of relaxations, eV/Å"
@@ -129,6 +165,13 @@ SETTINGS: dict[str, Setting] = {
             0.3,
             Real(low=0, high=1, low_open=True),
             "largest engineering shear of the ideal-shear scan (tau_ideal_110)",
+        ),
+        Setting(
+            "references",
+            None,
+            ReferenceStates(),
+            "reference state of each element of a compound's formation energy dHf, e.g. "
+            "I:dimer (default: ASE's reference state of the element)",
         ),
         Setting(
             "check_stability",

@@ -11,17 +11,25 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.build import bulk
-from ase.data import atomic_numbers, reference_states
+from ase.data import atomic_numbers, covalent_radii, reference_states
 from ase.lattice.cubic import BodyCenteredCubic, FaceCenteredCubic
 from ase.spacegroup import crystal
 
-from potforge.properties.base import NotApplicableError
+from potforge.properties.base import COMPOUND_LATTICES, NotApplicableError, is_compound, species
 
 PHASES = ("bcc", "fcc", "hcp", "A15")
-"""Bulk phases :func:`bulk_phase` builds."""
+"""Competing bulk phases of an element (``dE_*``)."""
 
-ATOMS_PER_CUBE = {"bcc": 2, "fcc": 4, "A15": 8}
+BUILT = (*PHASES, "diamond", *COMPOUND_LATTICES)
+"""Every bulk lattice :func:`bulk_phase` builds (diamond: an elemental reference of compound
+formation energies; zincblende, rocksalt: binary compounds)."""
+
+ATOMS_PER_CUBE = {"bcc": 2, "fcc": 4, "A15": 8, "diamond": 8, "zincblende": 8, "rocksalt": 8}
 """Atoms in the conventional cubic cell of each cubic phase."""
+
+BOND_STRETCH = {"zincblende": 1.0, "rocksalt": 1.1}
+"""Starting nearest-neighbour distance of a compound lattice in units of the sum of the two
+covalent radii (six-fold bonds are longer than four-fold ones)."""
 
 IDEAL_C_OVER_A = float(np.sqrt(8.0 / 3.0))
 
@@ -75,35 +83,56 @@ def guess_lattice(
 
     Parameters
     ----------
+    element : str
+        Chemical symbol, or the formula of a binary compound AB (phase zincblende or rocksalt:
+        nearest neighbours at the sum of the covalent radii × :data:`BOND_STRETCH`).
+    phase : str
+        One of :data:`BUILT`.
     volume_per_atom : float, optional
         Å³; when given, the phase is scaled to it (used for competing phases).
 
     Returns
     -------
     a : float
-        Å (cubic edge for bcc, fcc, A15; basal edge for hcp).
+        Å (cubic edge for bcc, fcc, A15, diamond, zincblende, rocksalt; basal edge for hcp).
     c_over_a : float or None
     """
+    if is_compound(element):
+        if phase not in COMPOUND_LATTICES:
+            raise NotApplicableError(
+                f"{element} is a compound: its lattice is one of {', '.join(COMPOUND_LATTICES)}, "
+                f"not {phase}"
+            )
+        if volume_per_atom is not None:
+            return float((ATOMS_PER_CUBE[phase] * volume_per_atom) ** (1.0 / 3.0)), None
+        radii = [covalent_radii[atomic_numbers[s]] for s in species(element)]
+        bond = BOND_STRETCH[phase] * float(sum(radii))
+        # nearest neighbours: a√3/4 (zincblende), a/2 (rocksalt)
+        return float(4.0 * bond / np.sqrt(3.0) if phase == "zincblende" else 2.0 * bond), None
     ref: dict[str, Any] = reference_states[atomic_numbers[element]] or {}
     sym = ref.get("symmetry")
     coa = float(ref.get("c/a", IDEAL_C_OVER_A)) if sym == "hcp" else IDEAL_C_OVER_A
     if volume_per_atom is None:
         if sym == phase and "a" in ref:
             return float(ref["a"]), (coa if phase == "hcp" else None)
-        volume_per_atom = _reference_volume(ref)
+        volume_per_atom = _reference_volume(ref, element)
     if phase == "hcp":
         a = (2.0 * volume_per_atom / (np.sqrt(3.0) / 2.0 * coa * 2.0)) ** (1.0 / 3.0)
         return float(a), coa
     return float((ATOMS_PER_CUBE[phase] * volume_per_atom) ** (1.0 / 3.0)), None
 
 
-def _reference_volume(ref: dict[str, Any]) -> float:
+def _reference_volume(ref: dict[str, Any], element: str) -> float:
+    """Volume per atom (Å³) of ASE's reference state; for a symmetry whose atoms per cell are
+    not known here (orthorhombic, molecular, ...), that of close-packed spheres of the covalent
+    radius."""
     sym, a = str(ref.get("symmetry")), ref.get("a")
-    if a is None:
-        return 16.0
-    if sym == "hcp":
+    if sym == "hcp" and a is not None:
         return float(np.sqrt(3.0) / 4.0 * a**3 * ref.get("c/a", IDEAL_C_OVER_A))
-    return float(a**3 / ATOMS_PER_CUBE.get(sym, 1))
+    if sym in ATOMS_PER_CUBE and a is not None:
+        return float(a**3 / ATOMS_PER_CUBE[sym])
+    radius = float(covalent_radii[atomic_numbers[element]])
+    return float((2.0 * radius) ** 3 / np.sqrt(2.0)) if radius > 0 else 16.0
 
 
 def bulk_phase(
@@ -113,20 +142,36 @@ def bulk_phase(
 
     Parameters
     ----------
-    phase : {"bcc", "fcc", "hcp", "A15"}
+    element : str
+        Chemical symbol; the formula AB of a binary compound for zincblende and rocksalt (A at
+        the origin).
+    phase : {"bcc", "fcc", "hcp", "A15", "diamond", "zincblende", "rocksalt"}
     a : float
         Lattice constant, Å.
     c_over_a : float, optional
         hcp only; ideal √(8/3) when omitted.
     cubic : bool
-        Conventional cubic cell instead of the primitive one (bcc, fcc; A15 is always cubic).
+        Conventional cubic cell instead of the primitive one (bcc, fcc, diamond, zincblende,
+        rocksalt; A15 is always cubic).
 
     Returns
     -------
     ase.Atoms
-        Periodic cell: 1 (bcc, fcc primitive), 2 (bcc cubic, hcp), 4 (fcc cubic) or 8 (A15) atoms.
+        Periodic cell: 1 (bcc, fcc primitive), 2 (bcc cubic, hcp; diamond, zincblende, rocksalt
+        primitive), 4 (fcc cubic) or 8 (A15; diamond, zincblende, rocksalt cubic) atoms.
     """
-    if phase in ("bcc", "fcc"):
+    if phase in COMPOUND_LATTICES:
+        if not is_compound(element):
+            raise NotApplicableError(
+                f"{phase} is a lattice of binary compounds AB (e.g. CuI), not of {element}"
+            )
+        return bulk(element, phase, a=a, cubic=cubic)
+    if is_compound(element):
+        raise NotApplicableError(
+            f"{element} is a compound: its lattice is one of {', '.join(COMPOUND_LATTICES)}, "
+            f"not {phase}"
+        )
+    if phase in ("bcc", "fcc", "diamond"):
         return bulk(element, phase, a=a, cubic=cubic)
     if phase == "hcp":
         return bulk(element, "hcp", a=a, c=a * (c_over_a or IDEAL_C_OVER_A))
@@ -137,7 +182,7 @@ def bulk_phase(
             spacegroup=223,
             cellpar=[a, a, a, 90, 90, 90],
         )
-    raise NotApplicableError(f"unknown phase '{phase}'; use one of {', '.join(PHASES)}")
+    raise NotApplicableError(f"unknown phase '{phase}'; use one of {', '.join(BUILT)}")
 
 
 def oriented_cell(element: str, lattice: str, a: float, directions, size) -> Atoms:

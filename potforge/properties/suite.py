@@ -1,7 +1,9 @@
-"""``PropertySuite``: every property of one element under one calculator, sharing its work.
+"""``PropertySuite``: every property of one element (or binary compound) under one calculator,
+sharing its work.
 
 The relaxed ground state, the isolated-atom energy, the elastic tensor, phonons and each GSF
-curve are computed once and memoised, so asking for ``C11``, ``C12`` and ``C44`` (or ``nu_H``,
+curve (and each elemental reference of a compound's formation energy) are computed once and
+memoised, so asking for ``C11``, ``C12`` and ``C44`` (or ``nu_H``,
 ``nu_N``, ``nu_P``) costs one calculation.  The memo lives on the suite object: whoever keeps the
 suite shares its work (:func:`~potforge.properties.registry.run_suite` and
 :func:`~potforge.properties.registry.compute_qoi` take it as ``suite=``); there is no global
@@ -16,8 +18,18 @@ from typing import Any
 import numpy as np
 
 from potforge.properties import bulk as _bulk
-from potforge.properties import defects, elastic, phonons, shear, stacking, surfaces
-from potforge.properties.base import check_element, ground_state
+from potforge.properties import compounds, defects, elastic, phonons, shear, stacking, surfaces
+from potforge.properties.base import (
+    COMPOUND_LATTICES,
+    InstabilityError,
+    NotApplicableError,
+    RelaxationError,
+    check_element,
+    check_lattice,
+    ground_state,
+    is_compound,
+    species,
+)
 from potforge.properties.relax import FMAX, STEPS, RelaxationHook
 from potforge.properties.structures import PHASES, bulk_phase
 
@@ -28,10 +40,13 @@ class PropertySuite:
     Parameters
     ----------
     calc : ase.calculators.calculator.Calculator
-        Any ASE calculator describing ``element``.
+        Any ASE calculator describing ``element`` (each species of a compound).
     element : str
-    structure : {"bcc", "fcc", "hcp"}, optional
-        Ground-state lattice (default: ASE's reference state of the element).
+        A chemical symbol (``"W"``) or the formula of a 1:1 binary compound AB (``"CuI"``;
+        :func:`~potforge.properties.base.species`).
+    structure : {"bcc", "fcc", "hcp", "zincblende", "rocksalt"}, optional
+        Ground-state lattice (default: ASE's reference state of an element; for a compound the
+        lower in energy per atom of zincblende and rocksalt, both relaxed under ``calc``).
     fmax : float
         Force tolerance of every relaxation, eV/Å.
     steps : int
@@ -45,7 +60,11 @@ class PropertySuite:
     Notes
     -----
     Nothing is computed in ``__init__``; the first call checks the element and relaxes the bulk.
-    All returned values are in eV, Å, eV/Å³, eV/Å² and THz.
+    All returned values are in eV, Å, eV/Å³, eV/Å² and THz.  A compound has the bulk
+    quantities (lattice constant, E–V curve, elastic tensor with relaxed ions, cohesive energy,
+    the other compound lattice's energy) and its formation energy; defects, surfaces, stacking
+    faults, phonons and the ideal shear strength are elemental only and raise
+    :class:`~potforge.properties.base.NotApplicableError` for a compound.
     """
 
     def __init__(
@@ -89,21 +108,77 @@ class PropertySuite:
 
     # --- bulk -----------------------------------------------------------------------------
     @property
+    def compound(self) -> bool:
+        """The suite is that of a binary compound AB (checks the element)."""
+        return is_compound(self.element)
+
+    @property
     def lattice(self) -> str:
-        """Ground-state lattice (bcc, fcc or hcp)."""
-        return self.structure or ground_state(self.element)
+        """Ground-state lattice: bcc, fcc or hcp for an element; zincblende or rocksalt for a
+        compound (without ``structure``: the lower in energy per atom, both relaxed on first
+        use, zincblende on a tie; a lattice whose relaxation collapses or does not converge
+        has no minimum near its start and loses — when both do, the first error is raised)."""
+        check_lattice(self.element, self.structure)
+        if self.structure:
+            return self.structure
+        if not self.compound:
+            return ground_state(self.element)
+
+        def lowest() -> str:
+            energies, failures = [], []
+            for p in COMPOUND_LATTICES:
+                try:
+                    energies.append(self._compound_phase(p).energy_per_atom)
+                except (InstabilityError, RelaxationError) as exc:  # no minimum there
+                    energies.append(np.inf)
+                    failures.append(exc)
+            if len(failures) == len(COMPOUND_LATTICES):
+                raise failures[0]
+            return COMPOUND_LATTICES[int(np.argmin(energies))]
+
+        return self._cached("lattice", lowest)
+
+    def _checked(self) -> None:
+        """Check once that the calculator describes the element (each species)."""
+        self._cached("checked", lambda: check_element(self.calc, self.element))
+
+    def _compound_phase(self, phase: str) -> _bulk.BulkState:
+        """The compound relaxed in ``phase`` (zincblende or rocksalt) from its starting guess."""
+
+        def compute():
+            self._checked()
+            return _bulk.relax_bulk(self.calc, self.element, phase, **self._relax_kw)
+
+        return self._cached(("phase", phase), compute)
+
+    def _require_element(self, what: str) -> None:
+        """Raise :class:`NotApplicableError` for a compound: ``what`` is elemental only."""
+        if self.compound:
+            raise NotApplicableError(
+                f"{what} are computed for elements only, not for the compound {self.element}"
+            )
 
     def ground(self) -> _bulk.BulkState:
         """Relaxed ground state (checks the element on first use)."""
+        if self.compound:
+            return self._compound_phase(self.lattice)
 
         def compute():
-            check_element(self.calc, self.element)
+            self._checked()
             return _bulk.relax_bulk(self.calc, self.element, self.lattice, **self._relax_kw)
 
         return self._cached("ground", compute)
 
     def phase(self, phase: str) -> _bulk.BulkState:
-        """Relaxed competing phase (bcc, fcc, hcp, A15), started at the ground-state volume."""
+        """Relaxed competing phase: bcc, fcc, hcp or A15 of an element (started at the
+        ground-state volume), zincblende or rocksalt of a compound (from its own guess)."""
+        if self.compound:
+            if phase not in COMPOUND_LATTICES:
+                raise NotApplicableError(
+                    f"{self.element} is a compound: its phases are "
+                    f"{', '.join(COMPOUND_LATTICES)}, not {phase}"
+                )
+            return self._compound_phase(phase)
         if phase == self.lattice:
             return self.ground()
         v0 = self.ground().volume_per_atom
@@ -118,13 +193,50 @@ class PropertySuite:
         """Equilibrium (cubic or basal) lattice constant, Å."""
         return self.ground().a
 
-    def isolated_atom_energy(self) -> float:
-        """Energy of the free atom under the calculator, eV."""
-        return self._cached("isolated", lambda: _bulk.isolated_atom_energy(self.calc, self.element))
+    def isolated_atom_energy(self, symbol: str | None = None) -> float:
+        """Energy of the free atom ``symbol`` (default: the element; a compound names one of
+        its species) under the calculator, eV."""
+        if symbol is None:
+            self._require_element("free-atom energies without a symbol")
+            symbol = self.element
+        if symbol not in species(self.element):
+            raise NotApplicableError(f"{symbol} is not an element of {self.element}")
+        return self._cached(
+            ("isolated", symbol), lambda: _bulk.isolated_atom_energy(self.calc, symbol)
+        )
 
     def cohesive_energy(self) -> float:
-        """``E_atom − E_bulk/N``, eV/atom."""
-        return _bulk.cohesive_energy(self.isolated_atom_energy(), self.ground().energy_per_atom)
+        """``mean E_atom − E_bulk/N`` (the free atoms of every species, in the compound's
+        proportions), eV/atom."""
+        isolated = np.mean([self.isolated_atom_energy(s) for s in species(self.element)])
+        return _bulk.cohesive_energy(float(isolated), self.ground().energy_per_atom)
+
+    def reference(self, symbol: str, references=None) -> compounds.ElementalReference:
+        """Relaxed reference state of ``symbol``, one element of the compound: ``references``
+        (``{symbol: state}``, the ``references`` setting) or ASE's reference state
+        (:func:`~potforge.properties.compounds.reference_lattice`)."""
+        if symbol not in species(self.element):
+            raise NotApplicableError(f"{symbol} is not an element of {self.element}")
+        lattice = compounds.reference_lattice(symbol, references)
+
+        def compute():
+            self._checked()
+            return compounds.relax_reference(self.calc, symbol, lattice, **self._relax_kw)
+
+        return self._cached(("reference", symbol, lattice), compute)
+
+    def formation_energy(self, references=None) -> float:
+        """ΔH_f = E/N − mean of the elemental references' energies per atom, eV/atom (a
+        compound only; :mod:`~potforge.properties.compounds`)."""
+        if not self.compound:
+            raise NotApplicableError(
+                f"the formation energy is a quantity of compounds (e.g. CuI); {self.element} "
+                "is an element"
+            )
+        compounds.check_references(self.element, references)
+        e = self.ground().energy_per_atom
+        refs = [self.reference(s, references) for s in species(self.element)]
+        return compounds.formation_energy(e, [r.energy_per_atom for r in refs])
 
     def energy_volume(self, span: float = 0.05, n: int = 11) -> tuple[np.ndarray, np.ndarray]:
         """E–V curve of the ground state: volumes (n,) Å³/atom, energies (n,) eV/atom."""
@@ -143,6 +255,8 @@ class PropertySuite:
 
     def phase_energy(self, phase: str) -> float:
         """Energy of ``phase`` relative to the ground state, eV/atom."""
+        if self.compound:
+            return self.phase(phase).energy_per_atom - self.ground().energy_per_atom
         if phase not in PHASES:
             raise _bulk.PropertyError(f"unknown phase '{phase}'; use one of {', '.join(PHASES)}")
         return self.phase(phase).energy_per_atom - self.ground().energy_per_atom
@@ -166,6 +280,7 @@ class PropertySuite:
     # --- defects ------------------------------------------------------------------------------
     def vacancy_formation_energy(self, size: int = 3) -> float:
         """Relaxed vacancy formation energy in a ``size³`` conventional supercell, eV."""
+        self._require_element("vacancies")
         return self._cached_relaxed(
             ("vac", size),
             defects.vacancy_formation_energy,
@@ -176,6 +291,7 @@ class PropertySuite:
 
     def vacancy_convergence(self, sizes=(2, 3, 4)) -> dict[int, float]:
         """Sites → vacancy formation energy (eV) over supercell sizes (memoised per size)."""
+        self._require_element("vacancies")
         out = {}
         for size in sizes:
             sites = (
@@ -195,6 +311,7 @@ class PropertySuite:
 
     def interstitial_formation_energy(self, kind: str, size: int = 3) -> float:
         """Relaxed self-interstitial formation energy (``kind``: 110, 111, 100, oct, tet), eV."""
+        self._require_element("self-interstitials")
         return self._cached_relaxed(
             ("sia", kind, size),
             defects.interstitial_formation_energy,
@@ -207,6 +324,7 @@ class PropertySuite:
     # --- planar defects -------------------------------------------------------------------
     def surface_energy(self, miller: str, thickness: float = 12.0, vacuum: float = 15.0) -> float:
         """Relaxed surface energy, eV/Å²."""
+        self._require_element("surface energies")
         return self._cached_relaxed(
             ("surf", miller, thickness, vacuum),
             surfaces.surface_energy,
@@ -221,6 +339,7 @@ class PropertySuite:
         self, plane: str, n_points: int = 11, thickness: float = 20.0
     ) -> tuple[np.ndarray, np.ndarray]:
         """GSF curve: shifts (Å), energies (eV/Å²); see :func:`stacking.gsf_curve`."""
+        self._require_element("stacking faults")
         return self._cached_relaxed(
             ("gsf", plane, n_points, thickness),
             stacking.gsf_curve,
@@ -245,6 +364,7 @@ class PropertySuite:
         (:func:`~potforge.properties.shear.ideal_shear_strength`; its Newton relaxations in
         strain do not go through :attr:`hook`); the relaxed cell at the maximum is recorded in
         :attr:`structures`."""
+        self._require_element("ideal shear strengths")
         key = ("shear", plane, step, gamma_max)
 
         def compute():
@@ -271,6 +391,7 @@ class PropertySuite:
     # --- phonons --------------------------------------------------------------------------
     def phonons(self, supercell: int = 4, check_stability: bool = False) -> phonons.PhononResult:
         """Phonons of the ground state (conventional cell × ``supercell³``)."""
+        self._require_element("phonons")
         g = self.ground()
 
         def compute():

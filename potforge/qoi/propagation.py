@@ -59,7 +59,7 @@ import numpy as np
 from potforge.errors import ModelError
 from potforge.options import N_CANDIDATES
 from potforge.params import Integer, Real
-from potforge.properties.base import progress_bar, serial_blas, warn_at_caller
+from potforge.properties.base import is_compound, progress_bar, serial_blas, warn_at_caller
 from potforge.properties.settings import Setting, option_name
 from potforge.qoi.fast import fast_calculator
 
@@ -227,6 +227,7 @@ def property_uncertainty(
     stability = _Stability()
     try:
         with serial_blas():
+            settings = _pin_compound_lattice(model, element, settings)
             return _propagate(
                 model,
                 element,
@@ -243,6 +244,21 @@ def property_uncertainty(
             )
     finally:
         stability.warn()
+
+
+def _pin_compound_lattice(model, element: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with the ``structure`` of a compound set to the fitted model's lattice (the
+    lower in energy of zincblende and rocksalt at the fitted parameters) when not given.
+
+    Every posterior member then computes the QoIs of that lattice: one whose own lower lattice
+    is the other would otherwise make other relaxations than those recorded for the Newton
+    steps, and switch the QoIs to another structure.  Elements are returned unchanged."""
+    if not is_compound(element) or settings.get("structure") is not None:
+        return settings
+    from potforge.properties.registry import suite_for
+
+    lattice = suite_for(fast_calculator(model), element, **settings).lattice
+    return {**settings, "structure": lattice}
 
 
 def _propagate(

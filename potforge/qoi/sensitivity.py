@@ -7,7 +7,9 @@ produced (:attr:`PropertySuite.structures`):
 
 * **Envelope theorem** — a relaxed energy ``E*(θ) = min_X E(X; θ)`` has ``dE*/dθ = ∂E/∂θ``,
   the energy descriptor row of the relaxed structure (positions, and the cell when it is
-  relaxed too).  Cohesive, formation, surface, stacking-fault and phase energies follow.
+  relaxed too).  Cohesive, formation, surface, stacking-fault and phase energies follow, and a
+  compound's formation energy ``dHf`` (its ground state and its elements' relaxed reference
+  states: every one a stationary energy).
 * **Implicit differentiation** — where the property is not a stationary energy, the relaxed
   coordinates move with θ: ``dX*/dθ = H⁺ ∂F/∂θ`` (H the Hessian, ``∂F/∂θ`` the force rows).
   The ground-state lattice obeys ``σ(ε*(θ); θ) = 0``, so ``dε*/dθ = −(∂σ/∂ε)⁻¹ ∂σ/∂θ``; every
@@ -47,11 +49,12 @@ from potforge.properties.base import (
     EV_A3_TO_GPA,
     NotApplicableError,
     progress_bar,
+    species,
 )
 from potforge.properties.bulk import birch_murnaghan, fit_birch_murnaghan
 from potforge.properties.elastic import strain_set, voigt_strain_matrix
 from potforge.properties.registry import (
-    CUBIC,
+    CUBIC_CONSTANTS,
     compute_qoi,
     get_qoi,
     resolve_settings,
@@ -299,8 +302,23 @@ class Sensitivity:
 
     def _ecoh(self, name: str) -> np.ndarray:
         edge = max(20.0, 2.0 * self.model.cutoff + 2.0)
-        atom = Atoms(self.element, positions=[[edge / 2] * 3], cell=[edge] * 3, pbc=True)
-        return self._rows(atom).rows.energy - self._bulk_energy_per_atom()
+        free = [
+            self._rows(Atoms(s, positions=[[edge / 2] * 3], cell=[edge] * 3, pbc=True)).rows.energy
+            for s in species(self.element)
+        ]  # the free atoms of every species, in the compound's proportions
+        return np.mean(free, axis=0) - self._bulk_energy_per_atom()
+
+    def _dhf(self, name: str) -> np.ndarray:
+        """dΔH_f/dθ: the compound's ground state and its elements' reference states are all
+        stationary (cells relaxed to zero stress; a dimer's bond relaxed in a fixed box), so
+        each contributes its energy row per atom."""
+        refs = self.settings["references"]
+        self.suite.formation_energy(refs)
+        rows = [
+            self._rows(r.atoms).rows.energy / len(r.atoms)
+            for r in (self.suite.reference(s, refs) for s in species(self.element))
+        ]
+        return self._bulk_energy_per_atom() - np.mean(rows, axis=0)
 
     def _bulk_modulus(self, name: str) -> np.ndarray:
         span = self.settings["ev_span"]
@@ -320,7 +338,7 @@ class Sensitivity:
         self.suite.elastic_tensor(strain)
         structures = self.suite.structures[("elastic", strain)]
         strains = strain_set(strain)  # ±strain·e_j: rows j and j + 6
-        if self.suite.lattice in CUBIC:
+        if self.suite.lattice in CUBIC_CONSTANTS:
             pairs = {
                 "C11": [(0, 0), (1, 1), (2, 2)],
                 "C12": [(0, 1), (0, 2), (1, 2)],
@@ -535,6 +553,7 @@ _GRADIENTS: dict[str, Callable[[Sensitivity, str], np.ndarray]] = {
     "a0": Sensitivity._a0,
     "c_over_a": Sensitivity._c_over_a,
     "Ecoh": Sensitivity._ecoh,
+    "dHf": Sensitivity._dhf,
     "B": Sensitivity._bulk_modulus,
     "C11": Sensitivity._elastic,
     "C12": Sensitivity._elastic,

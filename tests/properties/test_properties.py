@@ -231,7 +231,13 @@ BAD_SETTINGS = [
     ("shear_max", 1.5, "a number > 0 and ≤ 1"),
     ("check_stability", "maybe", "true or false"),
     ("check_stability", 1, "true or false"),
-    ("structure", "bcd", "one of bcc, fcc, hcp or none"),
+    ("structure", "bcd", "one of bcc, fcc, hcp, zincblende, rocksalt or none"),
+    (
+        "references",
+        "I:dimer",
+        "a mapping of element symbols to one of bcc, fcc, hcp, diamond, dimer (on the command "
+        "line EL:STATE,...) or none",
+    ),
 ]
 
 
@@ -419,7 +425,8 @@ BAD_CLI = [
     ),
     (
         ["--set", "structure=bcd"],
-        "--set structure must be one of bcc, fcc, hcp or none, got 'bcd' (did you mean bcc?)",
+        "--set structure must be one of bcc, fcc, hcp, zincblende, rocksalt or none, got "
+        "'bcd' (did you mean bcc?)",
     ),
     (["--qoi", "a0,Evak"], "unknown quantity of interest 'Evak' (did you mean Evac?)"),
     (
