@@ -134,32 +134,79 @@ def sloppy_summary(
 
 
 def prune_order(F: np.ndarray, rtol: float = SLOPPY_RTOL, protect: Sequence[int] = ()) -> list[int]:
-    """Columns to drop, in order, until ``F`` (P, P) has no eigenvalue below ``rtol · λ_max``.
+    """Columns to drop, in order, until no eigenvalue of ``F`` (P, P) below ``rtol · λ_max`` is
+    carried mostly by droppable columns.
 
-    Each round takes the sloppiest eigenvector of what is left and drops the column with the
-    largest component in it (ties: the later column, so of two duplicated basis columns the
-    first stays), then recomputes — a pivoted, rank-revealing pruning.  Columns in
-    ``protect`` are never dropped.
+    A sloppy eigenvector ``v`` is a near-null combination ``A v = Σ_j v_j a_j`` of the design
+    columns; column ``j`` takes part in it by ``v_j² F_jj = ‖v_j a_j‖²`` (independent of the
+    column's scale).  Each round takes the sloppiest eigenvector whose droppable columns hold at
+    least half of that and drops the droppable column with the largest part (ties: the later
+    column, so of two duplicated basis columns the first stays), then recomputes — a pivoted,
+    rank-revealing pruning.  Columns in ``protect`` are never dropped, and a sloppy direction
+    held mostly by them costs no droppable column.
     """
     F = np.asarray(F, dtype=float)
     if F.ndim != 2 or F.shape[0] != F.shape[1]:
         raise DataError(f"F must be a square matrix, got shape {F.shape}")
     keep = list(range(F.shape[0]))
+    guard = {int(j) for j in protect}
     dropped: list[int] = []
-    guard = set(protect)
     while len(keep) > 1:
         sub = F[np.ix_(keep, keep)]
         lam, V = np.linalg.eigh(0.5 * (sub + sub.T))
-        if lam[0] >= rtol * max(float(lam[-1]), 1e-300):
+        free = np.array([j not in guard for j in keep])
+        part = V**2 * np.clip(np.diag(sub), 0.0, None)[:, None]  # part[j, k]: column j in v_k
+        total = np.maximum(part.sum(axis=0), 1e-300)
+        sloppy = np.flatnonzero(lam < rtol * max(float(lam[-1]), 1e-300))
+        mostly_free = [k for k in sloppy if part[free, k].sum() >= 0.5 * total[k]]
+        if not mostly_free:
             break
-        v2 = V[:, 0] ** 2
-        order = np.lexsort((-np.arange(len(keep)), -v2))  # largest share, then the later column
-        pick = next((keep[i] for i in order if keep[i] not in guard), None)
-        if pick is None:
-            break
-        dropped.append(pick)
-        keep.remove(pick)
+        share = np.where(free, part[:, mostly_free[0]], -1.0)
+        i = int(np.lexsort((-np.arange(len(keep)), -share))[0])  # largest part, then the later
+        dropped.append(keep.pop(i))
     return dropped
+
+
+def informative_columns(F: np.ndarray, k: int, protect: Sequence[int] = ()) -> list[int]:
+    """The ``k`` columns of ``F`` (P, P) that carry the most information not already carried
+    by ``protect`` and by each other: a pivoted Cholesky factorisation of the Jacobi-scaled
+    ``F`` (so a column's scale does not count), the protected columns taken first, then each
+    step the column with the largest conditional information left (the diagonal of the Schur
+    complement, ``1 − R²`` of the column on those chosen).  Columns whose information is
+    already spanned (< 1e-12 left) are never picked, so fewer than ``k`` may come back.
+
+    Returns the picked columns (protected ones excluded), in the order they were picked.
+    """
+    F = np.asarray(F, dtype=float)
+    if F.ndim != 2 or F.shape[0] != F.shape[1]:
+        raise DataError(f"F must be a square matrix, got shape {F.shape}")
+    d = np.sqrt(np.clip(np.diag(F), 0.0, None))
+    live = d > 0
+    C = np.zeros_like(F)
+    C[np.ix_(live, live)] = F[np.ix_(live, live)] / np.outer(d[live], d[live])
+    left = np.where(live, 1.0, 0.0)
+    L = np.zeros((F.shape[0], 0))
+    guard = [int(j) for j in protect]
+
+    def take(j: int) -> None:
+        nonlocal L, left
+        col = (C[:, j] - L @ L[j]) / np.sqrt(left[j])
+        L = np.column_stack([L, col])
+        left = np.clip(left - col**2, 0.0, None)
+        left[j] = 0.0
+
+    for j in guard:
+        if left[j] > 1e-12:
+            take(j)
+    left[guard] = 0.0
+    picked: list[int] = []
+    while len(picked) < k:
+        j = int(np.argmax(left))
+        if left[j] <= 1e-12:
+            break
+        take(j)
+        picked.append(j)
+    return picked
 
 
 class DesignCache:
@@ -343,6 +390,7 @@ __all__ = [
     "SLOPPY_RTOL",
     "ScoreWeights",
     "evaluate",
+    "informative_columns",
     "property_errors",
     "prune_order",
     "read_reference_properties",

@@ -8,11 +8,15 @@ tune its continuous hyperparameters, judging every candidate on training data on
    information of the training design, property errors when references are given:
    :func:`~potforge.modeldesign.evaluate.evaluate`); the move with the lowest score is taken
    if it lowers the score by more than ``min_gain`` (relative) and keeps the model within
-   ``max_params``; among moves within ``min_gain`` of the best, the one with fewer sloppy
-   directions wins (the FIM breaks ties towards identifiable models).  Every step is logged
-   with what changed and what the FIM and the scores said.
+   ``max_params`` — a quadratic SNAP that would exceed it is offered sparsified instead, its
+   quadratic columns cut to the ones the full model's training FIM says carry the most
+   information beyond the rest (:func:`sparsify`); among moves within ``min_gain`` of the
+   best, the one with fewer sloppy directions wins (the FIM breaks ties towards identifiable
+   models).  Every step is logged with what changed and what the FIM and the scores said.
    Folds: contiguous blocks within each group (:func:`potforge.model.cv.block_folds`), so
    correlated frames of a trajectory never sit on both sides.
+   Then the FIM prunes the chosen model's quadratic SNAP columns that carry only sloppy
+   directions (:func:`prune_sloppy`), kept if the score does not rise by more than ``min_gain``.
 2. **Hyperparameter search** (Optuna TPE, seeded): cutoffs of the chosen terms and the σ
    weights of energies and forces, by the same score; every trial is kept.
 3. The **Pareto front** of all evaluated candidates over (parameters, CV force MAE, CV energy
@@ -35,7 +39,16 @@ from ase import Atoms
 from potforge.errors import DataError
 from potforge.model import LinearPotential
 from potforge.model.cv import block_folds
-from potforge.modeldesign.evaluate import DesignCache, Evaluation, ScoreWeights, evaluate
+from potforge.modeldesign.evaluate import (
+    SLOPPY_RTOL,
+    DesignCache,
+    Evaluation,
+    ScoreWeights,
+    evaluate,
+    informative_columns,
+    prune_order,
+    training_fisher,
+)
 
 LIBRARY: dict[str, tuple[str, list[Any]]] = {
     "snap": ("twojmax", [2, 4, 6, 8]),
@@ -72,6 +85,9 @@ class Config:
         The terms kept in every model, e.g. ``"zbl(inner=1.0,outer=1.6)+const"``.
     sigma_energy, sigma_force : float
         eV/atom, eV/Å.
+    columns : tuple of int, optional
+        The quadratic columns kept of the ``qsnap`` term (its ``quadratic_columns``: indices
+        into :func:`potforge.terms.snap.quadratic_names`); None keeps all of them.
     """
 
     rungs: tuple[tuple[str, int], ...]
@@ -79,15 +95,19 @@ class Config:
     fixed: str = "const"
     sigma_energy: float = 1e-3
     sigma_force: float = 0.1
+    columns: tuple[int, ...] | None = None
 
-    def spec(self) -> str:
-        """The model spec of this configuration."""
-        parts = []
-        for kind, rung in self.rungs:
-            setting, ladder = LIBRARY[kind]
-            parts.append(
-                f"{kind}({setting}={ladder[rung]},{CUTOFF_SETTING[kind]}={self.cutoff:.4g})"
-            )
+    def _term(self, kind: str, rung: int, full: bool) -> str:
+        setting, ladder = LIBRARY[kind]
+        extra = ""
+        if kind == "qsnap" and self.columns is not None:
+            extra = (f",quadratic_columns={list(self.columns)}" if full
+                     else f", {len(self.columns)} quadratic columns")  # fmt: skip
+        return f"{kind}({setting}={ladder[rung]},{CUTOFF_SETTING[kind]}={self.cutoff:.4g}{extra})"
+
+    def spec(self, full: bool = True) -> str:
+        """The model spec of this configuration (``full=False``: the column list summarised)."""
+        parts = [self._term(kind, rung, full) for kind, rung in self.rungs]
         return "+".join([*parts, self.fixed]) if parts else self.fixed
 
     def model(self) -> LinearPotential:
@@ -96,9 +116,20 @@ class Config:
             self.spec(), sigma_energy=self.sigma_energy, sigma_force=self.sigma_force
         )
 
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes``; a change of the rungs drops a column subset it no longer
+        fits (one chosen for another qsnap size)."""
+        from dataclasses import replace
+
+        if "rungs" in changes and "columns" not in changes:
+            old = dict(self.rungs).get("qsnap")
+            if dict(changes["rungs"]).get("qsnap") != old:
+                changes["columns"] = None
+        return replace(self, **changes)
+
     def describe(self) -> str:
         """Short form for the log."""
-        return f"{self.spec()} [σ_E {self.sigma_energy:.3g}, σ_F {self.sigma_force:.3g}]"
+        return f"{self.spec(full=False)} [σ_E {self.sigma_energy:.3g}, σ_F {self.sigma_force:.3g}]"
 
 
 @dataclass
@@ -114,6 +145,7 @@ class Trial:
         return {
             "stage": self.stage,
             "spec": self.config.spec(),
+            "summary": self.config.spec(full=False),
             "sigma_energy": self.config.sigma_energy,
             "sigma_force": self.config.sigma_force,
             **{k: v for k, v in self.evaluation.to_dict().items() if k != "eigenvalues"},
@@ -191,20 +223,76 @@ def _moves(c: Config) -> list[tuple[str, Config]]:
     for kind in LIBRARY:
         if kind in present or (kind in BISPECTRUM and present & BISPECTRUM):
             continue  # one bispectrum term at most: qsnap holds snap's columns
-        out.append((f"add {kind}", Config((*c.rungs, (kind, 0)), c.cutoff, c.fixed,
-                                          c.sigma_energy, c.sigma_force)))  # fmt: skip
+        out.append((f"add {kind}", c.replace(rungs=(*c.rungs, (kind, 0)))))
     for i, (kind, rung) in enumerate(c.rungs):
         ladder = LIBRARY[kind][1]
         if len(c.rungs) > 1:
-            rest = c.rungs[:i] + c.rungs[i + 1 :]
-            out.append((f"remove {kind}", Config(rest, c.cutoff, c.fixed, c.sigma_energy,
-                                                 c.sigma_force)))  # fmt: skip
+            out.append((f"remove {kind}", c.replace(rungs=c.rungs[:i] + c.rungs[i + 1 :])))
         for step, word in ((1, "grow"), (-1, "shrink")):
             if 0 <= rung + step < len(ladder):
                 r = c.rungs[:i] + ((kind, rung + step),) + c.rungs[i + 1 :]
-                grown = Config(r, c.cutoff, c.fixed, c.sigma_energy, c.sigma_force)
-                out.append((f"{word} {kind} to {LIBRARY[kind][0]}={ladder[rung + step]}", grown))
+                out.append(
+                    (
+                        f"{word} {kind} to {LIBRARY[kind][0]}={ladder[rung + step]}",
+                        c.replace(rungs=r),
+                    )
+                )
     return out
+
+
+def _quadratic(names: Sequence[str]) -> np.ndarray:
+    """Mask of the quadratic SNAP parameters among ``names`` (``snap[X].Bk*Bm``)."""
+    return np.array([n.startswith("snap[") and "*" in n for n in names])
+
+
+def _column_index(
+    names: Sequence[str], picked: Sequence[int], twojmax: int, limit: int | None = None
+) -> tuple[int, ...]:
+    """Sorted ``quadratic_columns`` indices of the picked parameters (any element block: one
+    column serves every block), the first ``limit`` distinct ones in pick order."""
+    from potforge.terms.snap import quadratic_names
+
+    index = {n: i for i, n in enumerate(quadratic_names(twojmax))}
+    ordered = list(dict.fromkeys(index[names[j].split(".", 1)[1]] for j in picked))
+    return tuple(sorted(ordered[:limit]))
+
+
+def sparsify(c: Config, structures: Sequence[Atoms], cache: DesignCache, max_params: int):
+    """``c`` with its qsnap term's quadratic columns cut to fit ``max_params``: the columns the
+    training FIM of the full model says carry the most information beyond the linear and other
+    terms (:func:`~potforge.modeldesign.evaluate.informative_columns`). None when ``c`` has no
+    qsnap term or even its non-quadratic part exceeds ``max_params``."""
+    if "qsnap" not in dict(c.rungs):
+        return None
+    full = c.replace(columns=None).model().setup(structures)
+    quad = _quadratic(full.param_names)
+    n_blocks = max(
+        1, len({n.split(".", 1)[0] for n, q in zip(full.param_names, quad, strict=True) if q})
+    )
+    room = (max_params - int((~quad).sum())) // n_blocks
+    if room < 1:
+        return None
+    F = training_fisher(full, structures, cache.designs(full))
+    picked = informative_columns(F, room * n_blocks, protect=np.flatnonzero(~quad).tolist())
+    twojmax = LIBRARY["qsnap"][1][dict(c.rungs)["qsnap"]]
+    return c.replace(columns=_column_index(full.param_names, picked, twojmax, room))
+
+
+def prune_sloppy(c: Config, structures: Sequence[Atoms], cache: DesignCache, rtol: float):
+    """``c`` without the qsnap quadratic columns that carry only sloppy directions of its
+    training FIM (:func:`~potforge.modeldesign.evaluate.prune_order`, the other parameters
+    protected), and how many were dropped; None when there is nothing to drop."""
+    if "qsnap" not in dict(c.rungs):
+        return None
+    m = c.model().setup(structures)
+    quad = _quadratic(m.param_names)
+    F = training_fisher(m, structures, cache.designs(m))
+    dropped = set(prune_order(F, rtol, protect=np.flatnonzero(~quad).tolist()))
+    if not dropped:
+        return None
+    twojmax = LIBRARY["qsnap"][1][dict(c.rungs)["qsnap"]]
+    keep = [j for j in np.flatnonzero(quad).tolist() if j not in dropped]
+    return c.replace(columns=_column_index(m.param_names, keep, twojmax)), len(dropped)
 
 
 def design(
@@ -303,7 +391,11 @@ def design(
         options = []
         for what, c in _moves(current.config):
             if c.model().setup(structures[:1]).n_params > max_params:
-                continue
+                cut_down = sparsify(c, structures, cache, max_params)
+                if cut_down is None:
+                    continue
+                n_kept = len(cut_down.columns or ())
+                c, what = cut_down, f"{what}, its {n_kept} most informative quadratic columns"
             t = run(c, "greedy")
             if t is not None:
                 options.append((what, t))
@@ -319,6 +411,16 @@ def design(
         why = "" if pick.evaluation.score == best else " (fewer sloppy directions than the best)"
         note(f"{what}{why}: {line(pick)}")
         current = pick
+    pruned = prune_sloppy(current.config, structures, cache, SLOPPY_RTOL)
+    if pruned is not None:
+        t = run(pruned[0], "prune")
+        if t is not None:
+            better = t.evaluation.score <= current.evaluation.score * (1 + min_gain)
+            note(f"prune {pruned[1]} quadratic columns that carry only sloppy directions: "
+                 f"{line(t)}; {'kept' if better else 'not kept (the score rose)'}")  # fmt: skip
+            current = t if better else current
+    elif "qsnap" in dict(current.config.rungs):
+        note("FIM: no quadratic column carries only sloppy directions; nothing pruned")
     left = 60 * minutes - (time.monotonic() - t0)
     if left > 0 and n_trials > 0:
         _optuna(current.config, run, n_trials, left, seed, note, line, max_params, structures)
@@ -340,12 +442,10 @@ def _optuna(base: Config, run, n_trials, seconds, seed, note, line, max_params, 
     best = [float("inf")]
 
     def objective(trial) -> float:
-        c = Config(
-            base.rungs,
-            round(trial.suggest_float("cutoff", 0.85 * base.cutoff, 1.15 * base.cutoff), 3),
-            base.fixed,
-            10 ** trial.suggest_float("log_se", -4.0, -1.5),
-            10 ** trial.suggest_float("log_sf", -2.0, 0.0),
+        c = base.replace(
+            cutoff=round(trial.suggest_float("cutoff", 0.85 * base.cutoff, 1.15 * base.cutoff), 3),
+            sigma_energy=10 ** trial.suggest_float("log_se", -4.0, -1.5),
+            sigma_force=10 ** trial.suggest_float("log_sf", -2.0, 0.0),
         )
         t = run(c, "optuna")
         if t is None:
@@ -368,4 +468,6 @@ __all__ = [
     "design",
     "neighbour_shells",
     "pareto_front",
+    "prune_sloppy",
+    "sparsify",
 ]

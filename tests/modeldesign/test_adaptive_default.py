@@ -49,8 +49,9 @@ def test_spec_adapts_cutoff_and_core_to_the_data():
 
 def test_fit_without_model_adapts_and_ignores_the_test_file(w_files, tmp_path, capsys):
     train, test = str(w_files / "train.xyz"), str(w_files / "test.xyz")
-    assert main(["fit", "--train", train, "--out", str(tmp_path / "a"), "--quiet"]) == 0
-    args = ["fit", "--train", train, "--test", test, "--out", str(tmp_path / "b")]
+    slow = ["--adapt-minutes", "30"]  # a loaded machine must not cut the grid short
+    assert main(["fit", "--train", train, *slow, "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    args = ["fit", "--train", train, "--test", test, *slow, "--out", str(tmp_path / "b")]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "adaptive default: neighbour shells" in out and "block CV" in out

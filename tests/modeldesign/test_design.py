@@ -107,3 +107,36 @@ def test_design_is_reproducible_and_never_reads_the_test_file(train, tmp_path, c
     assert one["test"] is None and two["test"]["n_structures"] == 5
     for name in ("model/model.json", "fim.png", "design.log"):
         assert (tmp_path / "with" / name).stat().st_size > 0
+
+
+def test_sparsified_qsnap_keeps_the_most_informative_columns_within_max_params(train):
+    from potforge.modeldesign.evaluate import DesignCache, informative_columns
+    from potforge.modeldesign.search import prune_sloppy, sparsify
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(80, 6))
+    B = np.column_stack([A, 3 * A[:, 1], A[:, 0] + A[:, 2]])  # columns 6, 7 add nothing
+    assert sorted(informative_columns(B.T @ B, 10)) == [0, 1, 2, 3, 4, 5]
+    assert informative_columns(B.T @ B, 2, protect=[0, 1]) not in ([6], [7])
+    cache = DesignCache(train)
+    c = Config((("qsnap", 1),), 4.7)  # 2J=4: 14 linear + 105 quadratic columns + const
+    cut = sparsify(c, train, cache, max_params=40)
+    assert cut is not None and cut.columns is not None and len(cut.columns) == 40 - 14 - 1
+    assert cut.model().setup(train[:1]).n_params == 40
+    assert "25 quadratic columns" in cut.describe() and "[" not in cut.spec(full=False)
+    assert sparsify(Config((("snap", 1),), 4.7), train, cache, 40) is None
+    assert cut.replace(rungs=(("qsnap", 0),)).columns is None  # a subset of another size
+    ev_cut = evaluate(cut.model(), train, n_folds=3, cache=cache)
+    rnd = sorted(rng.choice(105, 25, replace=False).tolist())
+    ev_rnd = evaluate(c.replace(columns=tuple(rnd)).model(), train, n_folds=3, cache=cache)
+    assert ev_cut.n_params == ev_rnd.n_params == 40
+    assert ev_cut.n_sloppy <= ev_rnd.n_sloppy  # the FIM's pick is no less identifiable
+    # 33 structures cannot pin 2J=4's 105 quadratic columns: the FIM prunes some
+    pruned = prune_sloppy(c, train, cache, 1e-10)
+    assert pruned is not None and 0 < pruned[1] < 105
+    full = evaluate(c.model(), train, n_folds=3, cache=cache)
+    after = evaluate(pruned[0].model(), train, n_folds=3, cache=cache)
+    assert after.n_params == full.n_params - pruned[1] and after.n_sloppy < full.n_sloppy
+    assert (
+        prune_sloppy(pruned[0], train, cache, 1e-10) is None
+    )  # what is left is the linear block's
