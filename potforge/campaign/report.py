@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
 
 VERDICTS = ("precision_met", "reference_inside", "accurate")
 STATUS_COLOURS = {
@@ -226,7 +228,8 @@ def _property_panel(ax: Any, q: dict) -> None:
     ax.set_yticks([])
     ax.set_ylim(-1, 1)
     ax.tick_params(labelsize=7)
-    ax.ticklabel_format(axis="x", useOffset=False)
+    ax.xaxis.set_major_locator(MaxNLocator(4))
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
 
 
 def _parity(folder: Path) -> str:
@@ -235,7 +238,7 @@ def _parity(folder: Path) -> str:
 
 def _parity_html(data: dict) -> str:
     groups = data["groups"]
-    fig = _figure(8.5, 3.0 * len(groups))
+    fig = _figure(8.0, 2.7 * len(groups))
     for i, (name, g) in enumerate(groups.items()):
         for j, (key, unit, size) in enumerate((("energy", "eV/atom", 12), ("force", "eV/Å", 4))):
             ax = fig.add_subplot(len(groups), 2, 2 * i + j + 1)
@@ -298,6 +301,9 @@ def _im_html(data: dict) -> str:
         ax.plot(calls, r, "o-", ms=3, label=n)
     ax.axhline(1.0, color="k", ls="--", lw=0.8)
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("oracle calls")
     ax.set_ylabel("predicted σ / tolerance")
     ax.legend(fontsize=7, ncol=2)
@@ -367,17 +373,21 @@ def _timeline_html(stages: list) -> str:
     if not known:
         return table
     origin, last = min(known), max(known)
-    fig = _figure(8.0, 0.45 * len(stages) + 1.0)
+    fig = _figure(8.0, 0.4 * len(stages) + 1.0)
     ax = fig.add_subplot()
     for i, (s, t0, t1) in enumerate(zip(stages, starts, ends, strict=True)):
         if t0 is None:
+            ax.text(0, i, f"  {s.get('status', '')}", va="center", fontsize=8, color="#777")
             continue
         a, b = (t0 - origin).total_seconds(), ((t1 or last) - origin).total_seconds()
         colour = STATUS_COLOURS.get(str(s.get("status")), "#607d8b")
         ax.barh(i, max(b - a, 0.0), left=a, color=colour)
     ax.set_yticks(range(len(stages)), [str(s.get("stage", "?")) for s in stages], fontsize=8)
-    ax.invert_yaxis()
+    ax.set_ylim(len(stages) - 0.5, -0.5)
     ax.set_xlabel("seconds since the campaign started")
+    used = dict.fromkeys(str(s.get("status")) for s in stages)
+    handles = [Patch(color=STATUS_COLOURS[k], label=k) for k in used if k in STATUS_COLOURS]
+    ax.legend(handles=handles, fontsize=8, loc="upper right")
     return table + _img(fig, "stage timeline")
 
 

@@ -223,7 +223,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
         assert not severe, severe
         shot = tmp_path / "report.png"
         height = driver.execute_script("return document.body.scrollHeight")
-        driver.set_window_size(1280, min(int(height) + 100, 8000))
+        driver.set_window_size(1280, min(int(height) + 300, 8000))
         assert driver.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
     finally:
