@@ -32,6 +32,7 @@ COMMANDS = (
     "entropy",
     "compress",
     "design",
+    "run",
 )
 """Modules of ``potforge.commands`` that register a verb, in help order."""
 

@@ -131,6 +131,7 @@ def run_active(
     dedup: float = 0.0,
     seed: int = 0,
     workers: int | None = None,
+    client: Any = None,
     threads: int = 1,
     label_options: dict[str, Any] | None = None,
     observer: Callable[[Step], None] | None = None,
@@ -182,6 +183,9 @@ def run_active(
     seed : int
     workers : int, optional
         Dask workers for the explorers (and the labelling unless ``label_options`` says).
+    client : distributed.Client, optional
+        A running cluster's client for the explorers and the labelling (instead of
+        ``workers``).
     threads : int, default=1
         Threads of the descriptor pass that screens the frames.
     label_options : dict, optional
@@ -249,7 +253,8 @@ def run_active(
     }
     ck = Checkpoint(store, loop, settings)
     ck.run("candidates", 0, lambda st: len(st.add_candidates(initial + heldout, "initial")))
-    lab_kw = {"workers": workers, "progress": bool(progress)} | dict(label_options or {})
+    where = {"client": client} if client is not None else {"workers": workers}
+    lab_kw = where | {"progress": bool(progress)} | dict(label_options or {})
     prepared = clone(model).setup(initial)
     training: list[str] = list(init_h)
     starts = {e.name: e.structure for e in explorers}
@@ -341,7 +346,7 @@ def run_active(
         specs = [replace(e, structure=starts[e.name], seed=e.seed + 7919 * it) for e in explorers]
 
         def do_explore(st, specs=specs, model=fitted):
-            trajs = explore_many(model, specs, workers=workers, progress=progress)
+            trajs = explore_many(model, specs, workers=workers, client=client, progress=progress)
             out = []
             for t in trajs:
                 for a in t.frames:

@@ -174,6 +174,11 @@ class GenerateStage:
         Volume per atom relative to the ground state (relaxed with the oracle).
     iterations : int, default=30
         L-BFGS-B iterations per configuration.
+    near_equilibrium : int, default=20
+        Structures of the targets' own kinds added to the pool beside the generated ones:
+        strained unit cells, rattled and thermally expanded supercells, vacancy cells and
+        (110) slabs of the ground state (entropy maximisation alone packs atoms near the
+        repulsion floor, far from the structures elastic constants and defects are made of).
     """
 
     enabled: bool = _setting(True, _is(Boolean()), ENABLED)
@@ -183,6 +188,9 @@ class GenerateStage:
         (0.8, 1.2), _range(POSITIVE, "[0.8, 1.2]"), "volume per atom / the ground state's"
     )
     iterations: int = _setting(30, _is(Integer(low=0)), "L-BFGS-B iterations per configuration")
+    near_equilibrium: int = _setting(
+        20, _is(Integer(low=0)), "strained, rattled, vacancy and slab cells added to the pool"
+    )
 
 
 @dataclass(frozen=True)
@@ -721,15 +729,25 @@ Evac = 0.1            # eV
 gamma_surf_110 = 0.05 # J/m², the (110) surface energy
 usf_110 = 0.05        # J/m², the unstable stacking fault {110}<111>
 
+# small cells, so the whole campaign fits in minutes: the model is judged against the oracle on
+# the same cells (not against converged defect energies)
+[property_settings]
+vacancy_size = 2      # 15-atom vacancy cell
+slab_thickness = 8.0  # Å
+vacuum = 10.0         # Å
+gsf_thickness = 12.0  # Å
+gsf_points = 7
+
 [generate]
-n = 30
-atoms = [4, 16]
+n = 10                # entropy-maximising configurations
+atoms = [4, 8]
 volume = [0.8, 1.2]
-iterations = 20
+iterations = 15
+near_equilibrium = 24 # strained, rattled, vacancy and (110) slab cells
 
 [select]
 init = 5
-max_iterations = 5
+max_iterations = 3
 
 [fit]
 model = "snap(twojmax=6,rcutfac=4.6)+zbl(inner=1.0,outer=1.6)+const"

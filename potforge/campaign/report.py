@@ -338,7 +338,7 @@ def _entropy_html(data: dict) -> str:
     ax = fig.add_subplot()
     for name, c in data["curves"].items():
         ax.plot(c["sizes"], c["entropy"], "o-", ms=3, label=name)
-    ax.set_xlabel("data-set size (structures)")
+    ax.set_xlabel(f"data-set size ({data.get('unit', 'structures')})")
     ax.set_ylabel("entropy (nats)")
     ax.legend(fontsize=8)
     return _img(fig, "dataset entropy curves")

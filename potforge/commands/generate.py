@@ -92,42 +92,6 @@ def parse_range(text: str | None, flag: str, kind: type = float) -> tuple:
     return lo, hi
 
 
-def _ground_state(elements, oracle, say) -> tuple[float, float]:
-    """(volume per atom Å³, nearest-neighbour distance Å) of the elements' ground states:
-    composition-free averages of each element's own (relaxed with ``oracle`` when given)."""
-    import numpy as np
-    from ase.data import atomic_numbers, reference_states
-
-    from potforge.errors import DataError
-    from potforge.properties.structures import bulk_phase, guess_lattice
-
-    vols, nns = [], []
-    for el in elements:
-        ref = reference_states[atomic_numbers[el]] or {}
-        phase = str(ref.get("symmetry"))
-        if phase not in ("bcc", "fcc", "hcp"):
-            raise DataError(
-                f"{el}'s ground state {phase!r} is not bcc, fcc or hcp: give --volume-A3"
-            )
-        if oracle is not None:
-            from potforge.properties.bulk import relax_bulk
-
-            state = relax_bulk(oracle.build(), el, phase)
-            atoms = state.atoms
-        else:
-            a, coa = guess_lattice(el, phase)
-            atoms = bulk_phase(el, phase, a, coa)
-        v = atoms.get_volume() / len(atoms)
-        from ase.neighborlist import neighbor_list
-
-        d = neighbor_list("d", atoms.repeat(2), 6.0)
-        vols.append(v)
-        nns.append(float(d.min()))
-        src = f"relaxed with {oracle.spec}" if oracle is not None else "ASE reference data"
-        say(f"{el} {phase}: {v:.3f} Å³/atom, nearest neighbour {d.min():.3f} Å ({src})")
-    return float(np.mean(vols)), float(min(nns))
-
-
 def run(args: argparse.Namespace) -> int:
     """``potforge generate``."""
     from pathlib import Path
@@ -137,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from potforge.data.store import Store
     from potforge.errors import DataError
     from potforge.generate.descriptors import SnapDescriptor
-    from potforge.generate.generator import GeneratorSettings
+    from potforge.generate.generator import GeneratorSettings, ground_state
     from potforge.generate.loop import run_generation
     from potforge.oracles import make_oracle
 
@@ -184,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
             seeds={"seed": args.seed},
             quiet=args.quiet,
         )
-    v0, nn = _ground_state(elements, oracle if not args.volume_a3 else None, say)
+    v0, nn = ground_state(
+        elements, oracle if not args.volume_a3 else None, say, hint="give --volume-A3"
+    )
     if args.volume_a3:
         volume = parse_range(args.volume_a3, "--volume-A3")
     else:

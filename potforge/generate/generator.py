@@ -701,3 +701,101 @@ __all__ = [
     "random_start",
     "generation_space",
 ]
+
+
+def ground_state(
+    elements: Sequence[str], oracle: Any = None, say: Any = None, hint: str = "give the volume"
+) -> tuple[float, float]:
+    """Volume per atom (Å³) and nearest-neighbour distance (Å) of the elements' ground states.
+
+    Composition-free averages of each element's own bcc / fcc / hcp ground state (ASE's
+    reference data), relaxed with ``oracle`` (a :class:`potforge.oracles.Oracle`) when given.
+    ``say`` (optional, like ``print``) gets one line per element; ``hint`` ends the error
+    sentence of an element without such a ground state.
+
+    Raises
+    ------
+    DataError
+        An element whose ground state is not bcc, fcc or hcp.
+    """
+    from ase.data import atomic_numbers, reference_states
+
+    from potforge.properties.structures import bulk_phase, guess_lattice
+
+    vols, nns = [], []
+    for el in elements:
+        ref = reference_states[atomic_numbers[el]] or {}
+        phase = str(ref.get("symmetry"))
+        if phase not in ("bcc", "fcc", "hcp"):
+            raise DataError(
+                f"{el}'s ground state {phase!r} is not bcc, fcc or hcp: {hint} in Å³/atom"
+            )
+        if oracle is not None:
+            from potforge.properties.bulk import relax_bulk
+
+            atoms = relax_bulk(oracle.build(), el, phase).atoms
+        else:
+            a, coa = guess_lattice(el, phase)
+            atoms = bulk_phase(el, phase, a, coa)
+        v = atoms.get_volume() / len(atoms)
+        d = neighbor_list("d", atoms.repeat(2), 6.0)
+        vols.append(v)
+        nns.append(float(d.min()))
+        if say is not None:
+            src = f"relaxed with {oracle.spec}" if oracle is not None else "ASE reference data"
+            say(f"{el} {phase}: {v:.3f} Å³/atom, nearest neighbour {d.min():.3f} Å ({src})")
+    return float(np.mean(vols)), float(min(nns))
+
+
+NEAR_KINDS = ("strained", "rattled", "strained", "vacancy", "rattled", "surface_110")
+"""The cycle of :func:`near_equilibrium`'s structure kinds."""
+
+
+def near_equilibrium(element: str, volume: float, n: int, seed: int = 0) -> list[Atoms]:
+    """``n`` unlabelled structures of the kinds material properties are made of, cycling through
+    :data:`NEAR_KINDS`: homogeneously strained conventional cells (up to ±3 %), rattled
+    (0.03–0.15 Å) 2×2×2 supercells at ±2 % volume, 2×2×2 vacancy cells and 4-layer (110) slabs
+    (6 Å vacuum; bcc and fcc only), each with ``info["group"]`` set to its kind.
+
+    Parameters
+    ----------
+    element : str
+    volume : float
+        Ground-state volume per atom, Å³ (:func:`ground_state`).
+    n : int
+    seed : int, default=0
+    """
+    from ase.build import surface
+    from ase.data import atomic_numbers, reference_states
+
+    from potforge.properties.structures import bulk_phase, guess_lattice
+
+    phase = str((reference_states[atomic_numbers[element]] or {}).get("symmetry"))
+    if phase not in ("bcc", "fcc", "hcp"):
+        raise DataError(f"{element}'s ground state {phase!r} is not bcc, fcc or hcp")
+    a0, coa = guess_lattice(element, phase)
+    cell = bulk_phase(element, phase, a0, coa, cubic=phase != "hcp")
+    cell.set_cell(cell.cell * (volume * len(cell) / cell.get_volume()) ** (1 / 3), scale_atoms=True)
+    rng = np.random.default_rng(seed)
+    kinds = [k for k in NEAR_KINDS if phase != "hcp" or k != "surface_110"]
+    out: list[Atoms] = []
+    for k in range(n):
+        kind = kinds[k % len(kinds)]
+        if kind == "strained":
+            a = cell.copy()
+            eps = rng.uniform(-0.03, 0.03, (3, 3))
+            a.set_cell(a.cell @ (np.eye(3) + 0.5 * (eps + eps.T)), scale_atoms=True)
+        elif kind == "surface_110":
+            a = surface(cell, (1, 1, 0), 4, vacuum=6.0)
+            a.rattle(0.03, seed=int(rng.integers(1 << 30)))
+        else:
+            a = cell.repeat(2)
+            if kind == "vacancy":
+                del a[0]
+            else:
+                a.set_cell(a.cell * rng.uniform(0.98, 1.02) ** (1 / 3), scale_atoms=True)
+            a.rattle(rng.uniform(0.03, 0.15), seed=int(rng.integers(1 << 30)))
+        a.info["group"] = kind
+        a.info["near_equilibrium_seed"] = seed
+        out.append(a)
+    return out
