@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job on an embedded default: sets itself up, then runs `potforge demo`.
+# The main job on an embedded default: sets itself up, then runs `potforge run`, the built-in default campaign.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/bootstrap.sh
-exec .venv/bin/potforge demo "$@"
+exec .venv/bin/potforge run "$@"

@@ -46,6 +46,7 @@ from ase.data import chemical_symbols
 from potforge.active.acquisition import ACQUISITIONS
 from potforge.active.starts import KINDS
 from potforge.errors import DataError, PotforgeError
+from potforge.generate.generator import NEAR_KINDS
 from potforge.information.matching import COST_MODELS
 from potforge.information.targets import CRITERIA, Target, Targets, parse_tolerance
 from potforge.options import DEFAULT_SPEC, MODEL_PARAMETERS, POSTERIOR_METHODS
@@ -179,6 +180,8 @@ class GenerateStage:
         strained unit cells, rattled and thermally expanded supercells, vacancy cells and
         (110) slabs of the ground state (entropy maximisation alone packs atoms near the
         repulsion floor, far from the structures elastic constants and defects are made of).
+    near_kinds : tuple of str, default=("strained", "rattled", "vacancy", "surface_110")
+        Which of those kinds (e.g. only ``["strained"]`` 2-atom cells for costly DFT).
     """
 
     enabled: bool = _setting(True, _is(Boolean()), ENABLED)
@@ -190,6 +193,9 @@ class GenerateStage:
     iterations: int = _setting(30, _is(Integer(low=0)), "L-BFGS-B iterations per configuration")
     near_equilibrium: int = _setting(
         20, _is(Integer(low=0)), "strained, rattled, vacancy and slab cells added to the pool"
+    )
+    near_kinds: tuple[str, ...] = _setting(
+        NEAR_KINDS, _list_of(Options(NEAR_KINDS), '["strained"]'), "near-equilibrium kinds"
     )
 
 
@@ -486,6 +492,12 @@ class Campaign:
     uq: UQStage = field(default_factory=UQStage)
     active: ActiveStage = field(default_factory=ActiveStage)
     properties: PropertiesStage = field(default_factory=PropertiesStage)
+
+    @property
+    def formula(self) -> str:
+        """The property suite's name of the material: the element, or the compound's formula
+        (``["Cu", "I"]`` → ``"CuI"``)."""
+        return "".join(self.elements)
 
     @property
     def target_names(self) -> list[str]:

@@ -73,7 +73,7 @@ def properties(ctx: Context) -> dict:
     final = ctx.out / "model"
     model.save(final)
     model.to_lammps(final / "lammps", location=final.resolve() / "lammps")
-    element = c.elements[0]
+    element = c.formula
     names = list(dict.fromkeys([*c.target_names, *p.extra]))
     settings = dict(c.property_settings)
     if with_bounds and p.uq != "auto":

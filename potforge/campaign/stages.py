@@ -154,11 +154,14 @@ def _unlabelled(structures: list[Atoms]) -> list[Atoms]:
 def generate(ctx: Context) -> dict:
     """An entropy-maximising pool of candidates (``potforge generate``), in the store."""
     from potforge.generate.descriptors import SnapDescriptor
-    from potforge.generate.generator import GeneratorSettings, ground_state, near_equilibrium
+    from potforge.generate.generator import GeneratorSettings, crystal_state, near_equilibrium
     from potforge.generate.loop import GenerationResult, run_generation
 
     c, g = ctx.campaign, ctx.campaign.generate
-    v0, nn = ground_state(c.elements, ctx.oracle, ctx.say, hint="set [generate] volume")
+    phase = c.property_settings.get("structure")
+    phase, v0, nn = crystal_state(
+        c.formula, phase, ctx.oracle, ctx.say, hint="give [property_settings] structure"
+    )
     settings = GeneratorSettings(
         c.elements,
         (g.volume[0] * v0, g.volume[1] * v0),
@@ -171,9 +174,7 @@ def generate(ctx: Context) -> dict:
         f"{settings.volume_per_atom[0]:.2f}–{settings.volume_per_atom[1]:.2f} Å³/atom, "
         f"r_min {0.8 * nn:.2f} Å"
     )
-    near = []  # (compounds: not yet; the pool is the generated one)
-    if len(c.elements) == 1:
-        near = near_equilibrium(c.elements[0], v0, g.near_equilibrium, seed=c.seed)
+    near = near_equilibrium(c.formula, phase, v0, g.near_equilibrium, c.seed, g.near_kinds)
     near_h = ctx.store.add_candidates(near, "near_equilibrium", loop=ctx.loop("generate"))
     message = ""
     try:
@@ -295,7 +296,7 @@ def select(ctx: Context) -> dict:
                 c.selection_targets(),
                 ctx.oracle,
                 ctx.store,
-                element=c.elements[0],
+                element=c.formula,
                 init=init,
                 init_rule=rule,
                 seed=c.seed,
@@ -427,7 +428,7 @@ def fit(ctx: Context) -> dict:
             n_trials=f.trials,
             n_folds=f.folds,
             seed=c.seed,
-            element=c.elements[0],
+            element=c.formula,
             say=ctx.say,
         )
         model = result.chosen.config.model()

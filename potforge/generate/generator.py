@@ -703,84 +703,108 @@ __all__ = [
 ]
 
 
-def ground_state(
-    elements: Sequence[str], oracle: Any = None, say: Any = None, hint: str = "give the volume"
-) -> tuple[float, float]:
-    """Volume per atom (Å³) and nearest-neighbour distance (Å) of the elements' ground states.
+def crystal_state(
+    formula: str, phase: str | None = None, oracle: Any = None, say: Any = None, hint: str = ""
+) -> tuple[str, float, float]:
+    """Phase, volume per atom (Å³) and nearest-neighbour distance (Å) of one crystal.
 
-    Composition-free averages of each element's own bcc / fcc / hcp ground state (ASE's
-    reference data), relaxed with ``oracle`` (a :class:`potforge.oracles.Oracle`) when given.
-    ``say`` (optional, like ``print``) gets one line per element; ``hint`` ends the error
-    sentence of an element without such a ground state.
+    ``formula`` is an element (its bcc / fcc / hcp ground state from ASE's reference data unless
+    ``phase`` is given) or a binary compound AB (``phase`` zincblende or rocksalt, default
+    zincblende); relaxed with ``oracle`` (a :class:`potforge.oracles.Oracle`) when given, else
+    at the suite's guessed lattice constant.  ``say`` (optional, like ``print``) gets one line.
 
     Raises
     ------
     DataError
-        An element whose ground state is not bcc, fcc or hcp.
+        An element whose ground state is not bcc, fcc or hcp (``hint`` ends the sentence).
     """
     from ase.data import atomic_numbers, reference_states
 
     from potforge.properties.structures import bulk_phase, guess_lattice
 
-    vols, nns = [], []
-    for el in elements:
-        ref = reference_states[atomic_numbers[el]] or {}
-        phase = str(ref.get("symmetry"))
-        if phase not in ("bcc", "fcc", "hcp"):
-            raise DataError(
-                f"{el}'s ground state {phase!r} is not bcc, fcc or hcp: {hint} in Å³/atom"
-            )
-        if oracle is not None:
-            from potforge.properties.bulk import relax_bulk
-
-            atoms = relax_bulk(oracle.build(), el, phase).atoms
+    if phase is None:
+        if formula in atomic_numbers:
+            phase = str((reference_states[atomic_numbers[formula]] or {}).get("symmetry"))
+            if phase not in ("bcc", "fcc", "hcp"):
+                raise DataError(
+                    f"{formula}'s ground state {phase!r} is not bcc, fcc or hcp"
+                    + (f": {hint} in Å³/atom" if hint else "")
+                )
         else:
-            a, coa = guess_lattice(el, phase)
-            atoms = bulk_phase(el, phase, a, coa)
-        v = atoms.get_volume() / len(atoms)
-        d = neighbor_list("d", atoms.repeat(2), 6.0)
-        vols.append(v)
-        nns.append(float(d.min()))
-        if say is not None:
-            src = f"relaxed with {oracle.spec}" if oracle is not None else "ASE reference data"
-            say(f"{el} {phase}: {v:.3f} Å³/atom, nearest neighbour {d.min():.3f} Å ({src})")
-    return float(np.mean(vols)), float(min(nns))
+            phase = "zincblende"
+    if oracle is not None:
+        from potforge.properties.bulk import relax_bulk
+
+        atoms = relax_bulk(oracle.build(), formula, phase).atoms
+    else:
+        a, coa = guess_lattice(formula, phase)
+        atoms = bulk_phase(formula, phase, a, coa)
+    v = float(atoms.get_volume() / len(atoms))
+    nn = float(neighbor_list("d", atoms.repeat(2), 6.0).min())
+    if say is not None:
+        src = f"relaxed with {oracle.spec}" if oracle is not None else "ASE reference data"
+        say(f"{formula} {phase}: {v:.3f} Å³/atom, nearest neighbour {nn:.3f} Å ({src})")
+    return phase, v, nn
 
 
-NEAR_KINDS = ("strained", "rattled", "strained", "vacancy", "rattled", "surface_110")
-"""The cycle of :func:`near_equilibrium`'s structure kinds."""
+def ground_state(
+    elements: Sequence[str], oracle: Any = None, say: Any = None, hint: str = "give the volume"
+) -> tuple[float, float]:
+    """Volume per atom (Å³) and nearest-neighbour distance (Å) of the elements' ground states:
+    composition-free averages of each element's own (:func:`crystal_state`)."""
+    states = [crystal_state(el, None, oracle, say, hint)[1:] for el in elements]
+    return float(np.mean([v for v, _ in states])), float(min(nn for _, nn in states))
 
 
-def near_equilibrium(element: str, volume: float, n: int, seed: int = 0) -> list[Atoms]:
-    """``n`` unlabelled structures of the kinds material properties are made of, cycling through
-    :data:`NEAR_KINDS`: homogeneously strained conventional cells (up to ±3 %), rattled
-    (0.03–0.15 Å) 2×2×2 supercells at ±2 % volume, 2×2×2 vacancy cells and 4-layer (110) slabs
-    (6 Å vacuum; bcc and fcc only), each with ``info["group"]`` set to its kind.
+NEAR_KINDS = ("strained", "rattled", "vacancy", "surface_110")
+"""The structure kinds of :func:`near_equilibrium`."""
+
+_CYCLE = ("strained", "rattled", "strained", "vacancy", "rattled", "surface_110")
+
+
+def near_equilibrium(
+    formula: str,
+    phase: str,
+    volume: float,
+    n: int,
+    seed: int = 0,
+    kinds: Sequence[str] = NEAR_KINDS,
+) -> list[Atoms]:
+    """``n`` unlabelled structures of the kinds material properties are made of, cycling
+    strained, rattled, strained, vacancy, rattled, surface_110 (those among ``kinds``):
+    homogeneously strained conventional cells (up to ±3 %), rattled (0.03–0.15 Å) 2×2×2
+    supercells at ±2 % volume, 2×2×2 cells less their first atom, and 4-layer (110) slabs (6 Å
+    vacuum; not for hcp), each with ``info["group"]`` set to its kind.
 
     Parameters
     ----------
-    element : str
+    formula : str
+        An element or a binary compound AB.
+    phase : str
+        Its crystal (:func:`crystal_state`).
     volume : float
-        Ground-state volume per atom, Å³ (:func:`ground_state`).
+        Volume per atom, Å³.
     n : int
     seed : int, default=0
+    kinds : sequence of str, default=NEAR_KINDS
     """
     from ase.build import surface
-    from ase.data import atomic_numbers, reference_states
 
     from potforge.properties.structures import bulk_phase, guess_lattice
 
-    phase = str((reference_states[atomic_numbers[element]] or {}).get("symmetry"))
-    if phase not in ("bcc", "fcc", "hcp"):
-        raise DataError(f"{element}'s ground state {phase!r} is not bcc, fcc or hcp")
-    a0, coa = guess_lattice(element, phase)
-    cell = bulk_phase(element, phase, a0, coa, cubic=phase != "hcp")
+    unknown = [k for k in kinds if k not in NEAR_KINDS]
+    if unknown or not kinds:
+        raise DataError(f"near-equilibrium kinds {list(kinds)!r}: choose from {NEAR_KINDS}")
+    a0, coa = guess_lattice(formula, phase)
+    cell = bulk_phase(formula, phase, a0, coa, cubic=phase != "hcp")
     cell.set_cell(cell.cell * (volume * len(cell) / cell.get_volume()) ** (1 / 3), scale_atoms=True)
     rng = np.random.default_rng(seed)
-    kinds = [k for k in NEAR_KINDS if phase != "hcp" or k != "surface_110"]
+    cycle = [k for k in _CYCLE if k in kinds and (phase != "hcp" or k != "surface_110")]
+    if not cycle:
+        raise DataError(f"near-equilibrium kinds {list(kinds)!r}: no (110) slab of hcp")
     out: list[Atoms] = []
     for k in range(n):
-        kind = kinds[k % len(kinds)]
+        kind = cycle[k % len(cycle)]
         if kind == "strained":
             a = cell.copy()
             eps = rng.uniform(-0.03, 0.03, (3, 3))
@@ -796,6 +820,5 @@ def near_equilibrium(element: str, volume: float, n: int, seed: int = 0) -> list
                 a.set_cell(a.cell * rng.uniform(0.98, 1.02) ** (1 / 3), scale_atoms=True)
             a.rattle(rng.uniform(0.03, 0.15), seed=int(rng.integers(1 << 30)))
         a.info["group"] = kind
-        a.info["near_equilibrium_seed"] = seed
         out.append(a)
     return out

@@ -228,3 +228,15 @@ def test_show_default_is_the_default_campaign(tmp_path):
     path.write_text(r.stdout)
     c = load_campaign(path)
     assert c.elements == ("W",) and c.oracle == W_SNAP
+
+
+def test_example_campaigns_load():
+    root = Path(__file__).resolve().parents[2] / "examples"
+    gpaw = load_campaign(root / "campaign-gpaw.toml")
+    assert gpaw.oracle == "gpaw" and gpaw.generate.near_kinds == ("strained",)
+    try:
+        cui = load_campaign(root / "campaign-cui-chgnet.toml")
+    except Exception as exc:  # CHGNet is an optional extra: the sentence says how to install it
+        assert "pip install" in str(exc) and "chgnet" in str(exc), exc
+    else:
+        assert cui.formula == "CuI" and cui.property_settings["structure"] == "zincblende"
