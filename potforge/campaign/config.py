@@ -185,7 +185,7 @@ class GenerateStage:
     """
 
     enabled: bool = _setting(True, _is(Boolean()), ENABLED)
-    n: int = _setting(50, _is(Integer(low=1)), "configurations to generate")
+    n: int = _setting(50, _is(Integer(low=0)), "entropy-maximising configurations (0: none)")
     atoms: tuple[int, int] = _setting((8, 64), _range(Integer(low=1), "[8, 64]"), "atom counts")
     volume: tuple[float, float] = _setting(
         (0.8, 1.2), _range(POSITIVE, "[0.8, 1.2]"), "volume per atom / the ground state's"
@@ -336,6 +336,10 @@ class ActiveStage:
     interval : int, default=20
         Steps between frames.
     acquisition : {"pu_pe", "trust", "dopt", "topk"}, default="pu_pe"
+    trust_quantiles : (float, float) or None, default=None
+        ``acquisition = "trust"`` only: the window is these quantiles of the held-out set's U
+        (e.g. ``[0.5, 0.99]``; a linear model's spreads are not on an NN ensemble's scale);
+        None: DP-GEN's 0.05–0.15 eV/Å.
     frames_per_iteration : int, default=10
         Frames labelled per iteration (``--quota``).
     patience : int, default=3
@@ -358,6 +362,11 @@ class ActiveStage:
     interval: int = _setting(20, _is(Integer(low=1)), "MD steps between frames")
     acquisition: str = _setting(
         "pu_pe", _is(Options(tuple(ACQUISITIONS))), "which frames: " + ", ".join(ACQUISITIONS)
+    )
+    trust_quantiles: tuple[float, float] | None = _setting(
+        None,
+        _range(Real(low=0, high=1), "[0.5, 0.99]"),
+        "trust only: window = these quantiles of the held-out U (default 0.05–0.15 eV/Å)",
     )
     frames_per_iteration: int = _setting(10, _is(Integer(low=1)), "frames labelled per iteration")
     patience: int = _setting(3, _is(Integer(low=1)), "unchanged iterations that stop the loop")
@@ -755,7 +764,7 @@ n = 10                # entropy-maximising configurations
 atoms = [4, 8]
 volume = [0.8, 1.2]
 iterations = 15
-near_equilibrium = 24 # strained, rattled, vacancy and (110) slab cells
+near_equilibrium = 60 # strained, rattled, vacancy and (110) slab cells
 
 [select]
 init = 5

@@ -178,6 +178,8 @@ def generate(ctx: Context) -> dict:
     near_h = ctx.store.add_candidates(near, "near_equilibrium", loop=ctx.loop("generate"))
     message = ""
     try:
+        if g.n == 0:
+            raise _NoGeneration
         result = run_generation(
             g.n,
             settings,
@@ -190,6 +192,8 @@ def generate(ctx: Context) -> dict:
             progress=ctx.progress,
             loop=ctx.loop("generate"),
         )
+    except _NoGeneration:
+        result = GenerationResult([], [])
     except PotforgeError as exc:
         if not near:
             raise
@@ -220,6 +224,10 @@ def generate(ctx: Context) -> dict:
         "message": message,
         "oracle_calls": 0,
     }
+
+
+class _NoGeneration(Exception):
+    """``[generate] n = 0``: no entropy-maximising configurations."""
 
 
 def _entropy_curves(sets: dict[str, list[Atoms]]) -> dict:
@@ -614,6 +622,7 @@ def active(ctx: Context) -> dict:
         ctx.oracle,
         ctx.store,
         acquisition=a.acquisition,
+        acquisition_settings={"quantiles": a.trust_quantiles} if a.trust_quantiles else None,
         n_heldout=HELDOUT,
         quota=a.frames_per_iteration,
         budget=left + len(initial),

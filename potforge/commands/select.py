@@ -87,8 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--solver",
         type=Options(("auto", "SDPA", "CLARABEL", "SCS")).argtype(),
         default="auto",
-        help="convex solver (default auto: SDPA where installed, else CLARABEL; SCS for very "
-        "large working sets)",
+        help="convex solver (default auto: CLARABEL; SDPA can end the process on some "
+        "programs; SCS for very large working sets)",
     )
     p.add_argument(
         "--per-atom-forces",

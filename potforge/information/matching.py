@@ -45,20 +45,19 @@ from potforge.errors import DataError, PotforgeError
 from potforge.information.fisher import coverage, dominance
 
 SOLVERS = ("auto", "SDPA", "CLARABEL", "SCS")
-"""Convex solvers through cvxpy.  ``"auto"`` (default): SDPA where installed, else Clarabel.
-Column generation keeps the working set to a few hundred candidates, where SDPA's Schur
-complement (K² r² per iteration for K candidates, r parameters) is cheaper than Clarabel's
-KKT factorisation with a dense PSD block (r⁶/8); SCS (first order) for very large working
-sets.  All three answer the same program; rounding is checked on the exact matrices."""
+"""Convex solvers through cvxpy.  ``"auto"`` (default): Clarabel.  SDPA only when named: its
+Schur complement (K² r² per iteration for K candidates, r parameters) can be cheaper than
+Clarabel's KKT factorisation with a dense PSD block (r⁶/8), but its C++ core ends the whole
+process (exit status 0, no exception) on some programs — seen on a 70-candidate W pool of the
+default campaign — which no caller can catch or resume from.  SCS (first order) for very large
+working sets.  All answer the same program; rounding is checked on the exact matrices."""
 
 
 def resolve_solver(solver: str) -> str:
     """The cvxpy solver name for ``solver`` (one of :data:`SOLVERS`, any case)."""
     name = str(solver).upper()
     if name == "AUTO":
-        import cvxpy as cp
-
-        return "SDPA" if "SDPA" in cp.installed_solvers() else "CLARABEL"
+        return "CLARABEL"
     if name not in {s.upper() for s in SOLVERS}:
         raise DataError(f"unknown solver {solver!r}; allowed: {', '.join(SOLVERS)}")
     return name
