@@ -767,8 +767,16 @@ iterations = 15
 near_equilibrium = 60 # strained, rattled, vacancy and (110) slab cells
 
 [select]
-init = 5
+init = 10             # enough for the uq stage's 90 % conformal quantile (≥ 9 structures)
 max_iterations = 3
+
+# the precision the selection assumes of each label: the model's own error level (the fit's
+# σ_F) rather than the oracle's noise, so that information matching asks for data enough for a
+# misspecified model, not for a perfect one
+[select.precision]
+energy = 0.005        # eV/atom
+force = 0.2           # eV/Å
+stress = 0.5          # GPa
 
 [fit]
 model = "snap(twojmax=6,rcutfac=4.6)+zbl(inner=1.0,outer=1.6)+const"
@@ -779,6 +787,8 @@ starts = ["bulk", "vacancy", "surface_110"]
 temperatures = [300.0, 2000.0]
 steps = 300
 frames_per_iteration = 8
+acquisition = "trust"            # DP-GEN's window, its bounds the held-out U's quantiles
+trust_quantiles = [0.5, 0.99]
 """
 """The default campaign (:func:`default_campaign`): W, the shipped W SNAP as oracle, seven
 targets, budgets small enough for a few minutes on two cores."""
