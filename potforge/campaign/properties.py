@@ -67,9 +67,9 @@ def properties(ctx: Context) -> dict:
     train = ctx.labelled(ctx.records[last]["training"])
     with_bounds = p.uq != "none" and c.uq.enabled
     if with_bounds:
-        from potforge.campaign.stages import _posterior_options
+        from potforge.campaign.learning import posterior_options
 
-        model.fit_posterior(train, c.uq.method, **_posterior_options(ctx))
+        model.fit_posterior(train, c.uq.method, **posterior_options(ctx))
     final = ctx.out / "model"
     model.save(final)
     model.to_lammps(final / "lammps", location=final.resolve() / "lammps")

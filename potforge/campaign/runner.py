@@ -39,10 +39,14 @@ from potforge.campaign.config import (
     load_campaign,
     resolved_toml,
 )
-from potforge.campaign.stages import STAGE_FUNCTIONS, Context, Say, write_json
+from potforge.campaign.learning import active, fit, uq
+from potforge.campaign.stages import Context, Say, generate, select, write_json
 from potforge.data.checkpoint import Checkpoint
 from potforge.data.store import Store
 from potforge.errors import DataError, PotforgeError
+
+STAGE_FUNCTIONS = {"generate": generate, "select": select, "fit": fit, "uq": uq, "active": active}
+"""The stages before the final property table (:mod:`potforge.campaign.properties`)."""
 
 RESOLVED = "campaign.resolved.toml"
 PRODUCTS = (
