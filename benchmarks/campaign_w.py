@@ -10,8 +10,8 @@ inflation) and the same final ``properties`` stage, each in its own output folde
 * **(a) label the pool** — the same ``generate`` stage (the same seeded pool), every candidate
   labelled (``select`` and ``active`` off, the budget the pool's size), then fit;
 * **(b) DP-GEN-style** — no information matching: the fit stage labels a small near-equilibrium
-  start (``near_equilibrium = 6``: strained, rattled, vacancy, slab cells; no entropy
-  configurations), then MD active learning with the trust window of ../shared/METHODS.md §5
+  start of the campaign's ``[select] init`` size (10: strained, rattled, vacancy, slab cells;
+  no entropy configurations; enough for the same calibrated uq), then MD active learning with the trust window of ../shared/METHODS.md §5
   (``acquisition = "trust"``; bounds the held-out U's quantiles 0.5 and 0.99, because a linear
   model's POPS spreads do not live on an NN ensemble's 0.05–0.15 eV/Å), up to 8 iterations of
   8 frames, stopped by DP-GEN-like convergence (patience 3, rtol 5 %).
@@ -58,10 +58,11 @@ def variants(base: Campaign) -> dict[str, Campaign]:
         select=r(base.select, enabled=False),
         active=r(base.active, enabled=False),
     )
+    init = base.select.init
     dpgen = r(
         base,
-        budget=r(base.budget, oracle_calls=6 + 6 + 8 * 8, minutes=60.0),
-        generate=r(base.generate, n=0, near_equilibrium=6),
+        budget=r(base.budget, oracle_calls=init + 6 + 8 * 8, minutes=60.0),
+        generate=r(base.generate, n=0, near_equilibrium=init),
         select=r(base.select, enabled=False),
         active=r(
             base.active,

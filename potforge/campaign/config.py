@@ -764,7 +764,8 @@ n = 10                # entropy-maximising configurations
 atoms = [4, 8]
 volume = [0.8, 1.2]
 iterations = 15
-near_equilibrium = 60 # strained, rattled, vacancy and (110) slab cells
+near_equilibrium = 130 # strained, rattled, vacancy and (110) slab cells: unlabelled candidates
+                       # cost nothing, so the pool is several times what is labelled
 
 [select]
 init = 10             # enough for the uq stage's 90 % conformal quantile (≥ 9 structures)
