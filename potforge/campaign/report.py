@@ -313,14 +313,20 @@ def _im_html(data: dict) -> str:
 def _al_html(data: dict) -> str:
     its = data["iterations"]
     calls = [it["oracle_calls"] for it in its]
-    panels = (
-        ("energy_rmse", "energy RMSE (meV/atom)"),
-        ("force_rmse", "force RMSE (eV/Å)"),
-        ("predicted_sigma", "predicted σ"),
-    )
-    fig = _figure(10.0, 3.0)
+    panels = [
+        (key, label)
+        for key, label in (
+            ("energy_rmse", "energy RMSE (meV/atom)"),
+            ("force_rmse", "force RMSE (eV/Å)"),
+            ("predicted_sigma", "predicted σ"),
+        )
+        if any(it.get(key) is not None for it in its)  # a quantity the stage did not record
+    ]
+    if not panels:
+        return _note("active learning: no learning-curve values recorded.")
+    fig = _figure(3.4 * len(panels), 3.0)
     for i, (key, label) in enumerate(panels):
-        ax = fig.add_subplot(1, 3, i + 1)
+        ax = fig.add_subplot(1, len(panels), i + 1)
         y = [np.nan if it.get(key) is None else it[key] for it in its]
         ax.plot(calls, y, "o-", ms=3, color=f"C{i}")
         ax.set_xlabel("oracle calls", fontsize=8)

@@ -188,7 +188,7 @@ def test_unknown_key_in_a_stage_names_the_table_and_the_closest(tmp_path):
 
 
 def test_wrong_type_names_key_value_and_what_is_allowed(tmp_path):
-    fails(tmp_path, BASE + '[generate]\nn = "ten"\n', "[generate] n", "'ten'", "integer ≥ 1")
+    fails(tmp_path, BASE + '[generate]\nn = "ten"\n', "[generate] n", "'ten'", "integer ≥ 0")
     fails(tmp_path, "workers = 0\n" + BASE, "workers", "0", "integer ≥ 1")
     fails(tmp_path, BASE + '[uq]\nmethod = "popz"\n', "[uq] method", "'popz'", "pops")
     fails(tmp_path, BASE + "[active]\nenabled = 1\n", "[active] enabled", "true or false")
