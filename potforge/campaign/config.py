@@ -684,15 +684,14 @@ def campaign_from_dict(doc: Mapping[str, Any], source: str = "campaign") -> Camp
     twice = sorted(set(campaign.target_names) & set(campaign.properties.extra))
     if twice:
         raise DataError(f"{source}: [properties] extra lists {twice[0]}, a target already")
-    for el in campaign.elements:  # every QoI defined for every element's lattice
-        for where, qois in (
-            ("[targets]", campaign.target_names),
-            ("[properties] extra", campaign.properties.extra),
-        ):
-            try:
-                check_request(el, qois, settings)
-            except PotforgeError as exc:
-                raise DataError(f"{source}: {where}: {exc}") from None
+    for where, qois in (  # every QoI defined for the material's lattice (element or AB)
+        ("[targets]", campaign.target_names),
+        ("[properties] extra", campaign.properties.extra),
+    ):
+        try:
+            check_request(campaign.formula, qois, settings)
+        except PotforgeError as exc:
+            raise DataError(f"{source}: {where}: {exc}") from None
     return campaign
 
 

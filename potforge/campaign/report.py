@@ -297,7 +297,7 @@ def _im_html(data: dict) -> str:
     fig = _figure(6.5, 3.4)
     ax = fig.add_subplot()
     for n in names:
-        r = [it["sigma"].get(n, np.nan) / it["tolerance"].get(n, np.nan) for it in its]
+        r = [_ratio(it["sigma"].get(n), it["tolerance"].get(n)) for it in its]
         ax.plot(calls, r, "o-", ms=3, label=n)
     ax.axhline(1.0, color="k", ls="--", lw=0.8)
     ax.set_yscale("log")
@@ -308,6 +308,14 @@ def _im_html(data: dict) -> str:
     ax.set_ylabel("predicted σ / tolerance")
     ax.legend(fontsize=7, ncol=2)
     return _img(fig, "information-matching learning curve")
+
+
+def _ratio(a: Any, b: Any) -> float:
+    """a / b, NaN where either is missing (null: an unbounded σ) or b is 0."""
+    try:
+        return float(a) / float(b)
+    except (TypeError, ZeroDivisionError):
+        return float("nan")
 
 
 def _al_html(data: dict) -> str:

@@ -278,9 +278,10 @@ def run_campaign(
             tell(f"— stage {s} —")
             try:
                 rec = ck.run(s, epoch, _stage_call(fn, ctx, s, started))
-            except PotforgeError as exc:
-                entry |= {"status": "failed", "finished": _now(), "message": str(exc)}
-                tell(f"{s}: failed: {exc}")
+            except Exception as exc:  # recorded; the stages that do not need it still run
+                text = str(exc) if isinstance(exc, PotforgeError) else _crash(exc, log)
+                entry |= {"status": "failed", "finished": _now(), "message": text}
+                tell(f"{s}: failed: {text}")
                 write_json(out / "timeline.json", timeline)
                 continue
             ctx.records[s] = rec["record"]
@@ -299,6 +300,14 @@ def run_campaign(
     log.close()
     props = json.loads((out / "properties.json").read_text()) if "properties" in ctx.records else {}
     return CampaignResult(out, timeline, props, log_calls, report)
+
+
+def _crash(exc: Exception, log) -> str:
+    """One line for an unexpected error (a bug); its traceback goes to the log."""
+    import traceback
+
+    log.write("".join(traceback.format_exception(exc)))
+    return f"{type(exc).__name__}: {exc} (a potforge bug: the traceback is in log.txt)"
 
 
 def _stage_call(fn, ctx: Context, stage: str, started: str):

@@ -109,10 +109,23 @@ class Context:
 
 
 def write_json(path: Path, doc: Any) -> None:
-    """``doc`` as JSON at ``path``, atomically (a kill leaves the old file or the new one)."""
+    """``doc`` as JSON at ``path``, atomically (a kill leaves the old file or the new one);
+    non-finite numbers (an unbounded σ) are written as null."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, allow_nan=False, default=_plain) + "\n")
+    tmp.write_text(json.dumps(_finite_only(doc), indent=1, allow_nan=False, default=_plain) + "\n")
     os.replace(tmp, path)
+
+
+def _finite_only(x: Any) -> Any:
+    if isinstance(x, float | np.floating):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite_only(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite_only(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _finite_only(x.tolist())
+    return x
 
 
 def _plain(x: Any) -> Any:
