@@ -167,7 +167,12 @@ def unlabelled(structures: list[Atoms]) -> list[Atoms]:
 def generate(ctx: Context) -> dict:
     """An entropy-maximising pool of candidates (``potforge generate``), in the store."""
     from potforge.generate.descriptors import SnapDescriptor
-    from potforge.generate.generator import GeneratorSettings, crystal_state, near_equilibrium
+    from potforge.generate.generator import (
+        GeneratorSettings,
+        crystal_state,
+        elemental_references,
+        near_equilibrium,
+    )
     from potforge.generate.loop import GenerationResult, run_generation
 
     c, g = ctx.campaign, ctx.campaign.generate
@@ -188,6 +193,8 @@ def generate(ctx: Context) -> dict:
         f"r_min {0.8 * nn:.2f} Å"
     )
     near = near_equilibrium(c.formula, phase, v0, g.near_equilibrium, c.seed, g.near_kinds)
+    if len(c.elements) > 1 and g.near_equilibrium:  # what a formation energy is measured from
+        near += elemental_references(c.elements, c.property_settings.get("references"))
     near_h = ctx.store.add_candidates(near, "near_equilibrium", loop=ctx.loop("generate"))
     message = ""
     try:

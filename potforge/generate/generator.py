@@ -822,3 +822,40 @@ def near_equilibrium(
         a.info["group"] = kind
         out.append(a)
     return out
+
+
+def elemental_references(
+    elements: Sequence[str], references: dict[str, str] | None = None, n: int = 5, seed: int = 0
+) -> list[Atoms]:
+    """Unlabelled structures of each element's own reference state — what a compound's
+    formation energy is measured from: ``n`` strained cells of a bulk reference, or the dimer of
+    :func:`potforge.properties.compounds.reference_lattice` ("diatom" → "dimer") in its periodic
+    box at ``n`` bond lengths from 0.9 to 1.1 × ASE's, each with ``info["group"]`` "reference".
+    """
+    from ase.data import atomic_numbers, covalent_radii, reference_states
+
+    from potforge.properties.compounds import DIMER_BOX, reference_lattice
+
+    out: list[Atoms] = []
+    for el in elements:
+        lattice = reference_lattice(el, references)
+        if lattice == "dimer":
+            ref = reference_states[atomic_numbers[el]] or {}
+            bond = float(ref.get("d", 2.0 * covalent_radii[atomic_numbers[el]]))
+            centre = np.full(3, DIMER_BOX / 2)
+            for f in np.linspace(0.9, 1.1, n):
+                half = [f * bond / 2, 0.0, 0.0]
+                out.append(
+                    Atoms(
+                        el * 2,
+                        positions=[centre - half, centre + half],
+                        cell=[DIMER_BOX] * 3,
+                        pbc=True,
+                    )  # fmt: skip
+                )
+        else:
+            _, v, _ = crystal_state(el, lattice)
+            out += near_equilibrium(el, lattice, v, n, seed, kinds=("strained",))
+    for a in out:
+        a.info["group"] = "reference"
+    return out

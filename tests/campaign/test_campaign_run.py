@@ -240,3 +240,10 @@ def test_example_campaigns_load():
         assert "pip install" in str(exc) and "chgnet" in str(exc), exc
     else:
         assert cui.formula == "CuI" and cui.property_settings["structure"] == "zincblende"
+
+
+def test_stage_files_write_an_unbounded_sigma_as_null(tmp_path):
+    from potforge.campaign.stages import write_json
+
+    write_json(tmp_path / "x.json", {"sigma": [float("inf"), 1.5, float("nan")], "n": 2})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"sigma": [None, 1.5, None], "n": 2}
