@@ -38,6 +38,11 @@ FLOOR_GRID = (0.0, *np.logspace(-2.0, 2.0, 17).tolist(), math.inf)
 """Candidate floors ``τ / median(σ)`` of a group (``∞``: a constant band)."""
 
 
+ZERO_SIGMA = 1e-9
+"""Without a floor, rows with σ below this fraction of the group's largest σ are left out of
+the scale fit (their σ is zero by symmetry, not small by information)."""
+
+
 def conformal_quantile(scores: np.ndarray, coverage: float) -> float:
     """The split-conformal quantile: the ``⌈(n + 1)·coverage⌉``-th smallest of ``n`` scores.
 
@@ -162,6 +167,11 @@ class ConformalCalibrator:
             taus = [f * med for f in FLOOR_GRID] if med > 0 else [0.0, math.inf]
         else:
             taus = [0.0]
+            # rows whose σ vanishes against the others (components fixed by symmetry: a
+            # dimer's transverse forces) carry no scale: leave them out of the quantile
+            free = s > ZERO_SIGMA * float(np.max(s, initial=0.0))
+            if free.any() and not free.all() and free.sum() >= need:
+                abs_e, s = abs_e[free], s[free]
         best: tuple[float, float, float] | None = None
         for tau in taus:
             h = _halfwidth_scale(s, tau)

@@ -150,3 +150,13 @@ def test_zero_sigma_without_floor_is_an_error():
     # with a floor, zero σ falls back to a constant band
     cal = ConformalCalibrator(floor=True).fit(np.ones(20), np.zeros(20))
     assert math.isinf(cal.floor_[None])
+
+
+def test_rows_with_sigma_zero_by_symmetry_are_left_out_without_a_floor():
+    e, s = gaussian(200, 5)
+    plain = ConformalCalibrator(floor=False).fit(e, s)
+    # components fixed by symmetry: σ exactly 0 (or 1e-17 of round-off) and a tiny error
+    e2 = np.concatenate([e, np.full(30, 1e-12)])
+    s2 = np.concatenate([s, np.zeros(15), np.full(15, 1e-17)])
+    cal = ConformalCalibrator(floor=False).fit(e2, s2)
+    assert cal.scale_[None] == pytest.approx(plain.scale_[None])
