@@ -97,7 +97,7 @@ def _parity(folder: Path, model, train: list[Atoms]) -> None:
             str(a.info.get("group", "all")),
             {k: [] for k in ("energy_ref", "energy_pred", "force_ref", "force_pred")},
         )
-        groups_add(g, a, p)
+        _parity_add(g, a, p)
     write_json(folder / "parity.json", {"kind": "training (in-sample)", "groups": groups})
     rows = {name: _row(m) for name, m in grouped_metrics(train, pred).items()}
     overall = _row(error_metrics(train, pred))
@@ -106,7 +106,7 @@ def _parity(folder: Path, model, train: list[Atoms]) -> None:
     )
 
 
-def groups_add(g: dict[str, list], a: Atoms, p: dict) -> None:
+def _parity_add(g: dict[str, list], a: Atoms, p: dict) -> None:
     """Append one structure's energy per atom and force components to a parity group."""
     e = a.get_potential_energy() if a.calc is not None else None
     if e is not None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 
 STAGE_NAMES = ("generate", "select", "fit", "uq", "active", "properties")
+"""potforge.campaign.config.STAGES, written out so that ``--help`` imports nothing heavy (a
+test keeps the two equal)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -247,3 +247,10 @@ def test_stage_files_write_an_unbounded_sigma_as_null(tmp_path):
 
     write_json(tmp_path / "x.json", {"sigma": [float("inf"), 1.5, float("nan")], "n": 2})
     assert json.loads((tmp_path / "x.json").read_text()) == {"sigma": [None, 1.5, None], "n": 2}
+
+
+def test_the_cli_offers_every_stage_for_from():
+    from potforge.campaign.config import STAGES
+    from potforge.commands.run import STAGE_NAMES
+
+    assert STAGE_NAMES == STAGES
