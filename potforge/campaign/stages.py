@@ -197,21 +197,32 @@ def generate(ctx: Context) -> dict:
         near += elemental_references(c.elements, c.property_settings.get("references"))
     near_h = ctx.store.add_candidates(near, "near_equilibrium", loop=ctx.loop("generate"))
     message = ""
-    try:
-        if g.n == 0:
-            raise _NoGeneration
-        result = run_generation(
+
+    def run(bandwidth: str, loop: str) -> GenerationResult:
+        return run_generation(
             g.n,
             settings,
             ctx.store,
             descriptor=SnapDescriptor(c.elements),
             existing=near,  # fill what the near-equilibrium structures lack
+            bandwidth=bandwidth,
             workers=None if ctx.client is not None else c.workers,
             client=ctx.client,
             seed=c.seed,
             progress=ctx.progress,
-            loop=ctx.loop("generate"),
+            loop=loop,
         )
+
+    try:
+        if g.n == 0:
+            raise _NoGeneration
+        try:
+            result = run("nearest", ctx.loop("generate"))
+        except DataError as exc:  # coincident environments (2-atom strained cells only)
+            if "bandwidth" not in str(exc):
+                raise
+            ctx.say(f"generate: {exc}: using Silverman's rule instead")
+            result = run("silverman", ctx.loop("generate") + "-silverman")
     except _NoGeneration:
         result = GenerationResult([], [])
     except PotforgeError as exc:
@@ -235,7 +246,9 @@ def generate(ctx: Context) -> dict:
 
     write_extxyz(folder / "pool.extxyz", [*result.structures, *near])
     sets = {"entropy-maximising": result.structures, "near-equilibrium": near}
-    write_json(folder / "entropy.json", _entropy_curves({k: v for k, v in sets.items() if v}))
+    curves = _entropy_curves({k: v for k, v in sets.items() if v})
+    if curves is not None:
+        write_json(folder / "entropy.json", curves)
     for k, why in sorted(result.failed.items()):
         ctx.say(f"generate: configuration {k} failed: {why}")
     return {
@@ -250,13 +263,22 @@ class _NoGeneration(Exception):
     """``[generate] n = 0``: no entropy-maximising configurations."""
 
 
-def _entropy_curves(sets: dict[str, list[Atoms]]) -> dict:
-    """Entropy-vs-size curves (environments) of each set, in one SNAP descriptor space."""
+def _entropy_curves(sets: dict[str, list[Atoms]]) -> dict | None:
+    """Entropy-vs-size curves (environments) of each set, in one SNAP descriptor space; the
+    bandwidth by the nearest-neighbour rule, Silverman's where every environment coincides,
+    None where neither gives one."""
     from potforge.generate.entropy import entropy_curve
     from potforge.generate.sets import describe_sets
 
     names = list(sets)
-    described = describe_sets([sets[n] for n in names], bandwidth="nearest")
+    for rule in ("nearest", "silverman"):
+        try:
+            described = describe_sets([sets[n] for n in names], bandwidth=rule)
+            break
+        except DataError:
+            continue
+    else:
+        return None
     curves = {}
     for k, name in enumerate(names):
         X = described.stacked(k)

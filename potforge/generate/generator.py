@@ -840,7 +840,7 @@ def elemental_references(
     for el in elements:
         lattice = reference_lattice(el, references)
         if lattice == "dimer":
-            ref = reference_states[atomic_numbers[el]] or {}
+            ref: dict[str, Any] = reference_states[atomic_numbers[el]] or {}
             bond = float(ref.get("d", 2.0 * covalent_radii[atomic_numbers[el]]))
             centre = np.full(3, DIMER_BOX / 2)
             for f in np.linspace(0.9, 1.1, n):
