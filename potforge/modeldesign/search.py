@@ -4,15 +4,16 @@ tune its continuous hyperparameters, judging every candidate on training data on
 1. **Greedy reconfiguration** over a term library (:data:`LIBRARY`: each term kind with a
    ladder of sizes — SNAP, quadratic SNAP, pair and embedding splines, ML-POD 2/3-body):
    from a start model, every move — add a term at its smallest size, remove a term, one rung
-   up or down a term's ladder — is evaluated (grouped CV errors, the Fisher
-   information of the training design, property errors when references are given:
-   :func:`~potforge.modeldesign.evaluate.evaluate`); the move with the lowest score is taken
-   if it lowers the score by more than ``min_gain`` (relative) and keeps the model within
-   ``max_params`` — a quadratic SNAP that would exceed it is offered sparsified instead, its
-   quadratic columns cut to the ones the full model's training FIM says carry the most
-   information beyond the rest (:func:`sparsify`); among moves within ``min_gain`` of the
-   best, the one with fewer sloppy directions wins (the FIM breaks ties towards identifiable
-   models).  Every step is logged with what changed and what the FIM and the scores said.
+   up or down a term's ladder, swap linear SNAP for quadratic SNAP of the same 2J and cutoff —
+   is evaluated (grouped CV errors, the Fisher information of the training design, property
+   errors when references are given: :func:`~potforge.modeldesign.evaluate.evaluate`); the
+   move with the lowest score is taken if it lowers the score by more than ``min_gain``
+   (relative) and keeps the model within ``max_params`` — a quadratic SNAP that would exceed
+   it is offered sparsified instead, its quadratic columns cut to the ones the full model's
+   training FIM says carry the most information beyond the rest (:func:`sparsify`); among
+   moves within ``min_gain`` of the best, the one with fewer sloppy directions wins (the FIM
+   breaks ties towards identifiable models).  Every step is logged with what changed and what
+   the FIM and the scores said.
    Folds: contiguous blocks within each group (:func:`potforge.model.cv.block_folds`), so
    correlated frames of a trajectory never sit on both sides.
    Then the FIM prunes the chosen model's quadratic SNAP columns that carry only sloppy
@@ -216,8 +217,21 @@ def pareto_front(trials: Sequence[Trial]) -> list[Trial]:
     return sorted(out, key=key)
 
 
+def _to_quadratic(c: Config, i: int) -> list[tuple[str, Config]]:
+    """The move that swaps ``c``'s snap term ``i`` for a qsnap term of the same 2J and cutoff
+    (quadratic SNAP holds the linear columns, so "add qsnap" is never offered beside snap);
+    empty when qsnap's ladder has no such 2J."""
+    twojmax = LIBRARY["snap"][1][c.rungs[i][1]]
+    ladder = LIBRARY["qsnap"][1]
+    if twojmax not in ladder:
+        return []
+    r = c.rungs[:i] + (("qsnap", ladder.index(twojmax)),) + c.rungs[i + 1 :]
+    return [(f"swap snap for qsnap at twojmax={twojmax}", c.replace(rungs=r))]
+
+
 def _moves(c: Config) -> list[tuple[str, Config]]:
-    """Every neighbour of ``c``: add a missing term, remove one, one rung up or down."""
+    """Every neighbour of ``c``: add a missing term, remove one, one rung up or down, a snap
+    term swapped for qsnap of the same 2J."""
     out: list[tuple[str, Config]] = []
     present = {k for k, _ in c.rungs}
     for kind in LIBRARY:
@@ -237,6 +251,8 @@ def _moves(c: Config) -> list[tuple[str, Config]]:
                         c.replace(rungs=r),
                     )
                 )
+        if kind == "snap":
+            out.extend(_to_quadratic(c, i))
     return out
 
 

@@ -15,7 +15,14 @@ from potforge.data.readers import write_extxyz
 from potforge.errors import DataError
 from potforge.model.cv import block_folds
 from potforge.modeldesign.evaluate import Evaluation, ScoreWeights, evaluate, prune_order
-from potforge.modeldesign.search import Config, Trial, design, neighbour_shells, pareto_front
+from potforge.modeldesign.search import (
+    Config,
+    Trial,
+    _moves,
+    design,
+    neighbour_shells,
+    pareto_front,
+)
 from potforge.oracles import make_oracle
 from potforge.oracles.labelling import label_in_process
 
@@ -57,6 +64,18 @@ def test_pareto_front_is_non_dominated():
     for t, k in zip(trials, key, strict=True):  # everything left out is dominated
         if t not in front:
             assert any(all(a <= b for a, b in zip(o, k, strict=True)) and o != k for o in key)
+
+
+def test_moves_swap_snap_for_qsnap_of_the_same_twojmax_and_cutoff():
+    c = Config((("snap", 2), ("pod", 1)), 4.7)  # snap 2J=6
+    moves = dict(_moves(c))
+    swap = moves["swap snap for qsnap at twojmax=6"]
+    assert swap.rungs == (("qsnap", 2), ("pod", 1)) and swap.cutoff == c.cutoff
+    assert swap.spec().startswith("qsnap(twojmax=6,rcutfac=4.7)+pod(")
+    assert not any(w.startswith("add qsnap") for w in moves)  # one bispectrum term at most
+    assert not any(w.startswith("swap") for w, _ in _moves(swap))  # no snap term left
+    # 2J=8 is not on qsnap's ladder: nothing to swap to
+    assert not any(w.startswith("swap") for w, _ in _moves(Config((("snap", 3),), 4.7)))
 
 
 def test_block_folds_keep_trajectory_blocks_and_groups_spread(train):
