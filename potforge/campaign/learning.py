@@ -18,6 +18,7 @@ from potforge.campaign.stages import (
     unlabelled,
     write_json,
 )
+from potforge.data.structures import labels
 from potforge.errors import DataError
 
 
@@ -108,12 +109,12 @@ def _parity(folder: Path, model, train: list[Atoms]) -> None:
 
 def _parity_add(g: dict[str, list], a: Atoms, p: dict) -> None:
     """Append one structure's energy per atom and force components to a parity group."""
-    e = a.get_potential_energy() if a.calc is not None else None
-    if e is not None:
-        g["energy_ref"].append(float(e) / len(a))
+    lab = labels(a)
+    if "energy" in lab:
+        g["energy_ref"].append(float(lab["energy"]) / len(a))
         g["energy_pred"].append(float(p["energy"]) / len(a))
-    if a.calc is not None and "forces" in a.calc.results:
-        g["force_ref"] += np.asarray(a.get_forces()).ravel().tolist()
+    if "forces" in lab:
+        g["force_ref"] += np.asarray(lab["forces"]).ravel().tolist()
         g["force_pred"] += np.asarray(p["forces"]).ravel().tolist()
 
 

@@ -292,7 +292,7 @@ def run_campaign(
                 "message": rec["record"].get("message", ""),
             }
             write_json(out / "timeline.json", timeline)
-    log_calls = sum(1 for _ in store.rows(oracle=oracle.spec))
+    log_calls = ctx.calls()
     write_json(out / "timeline.json", timeline)
     _provenance(out, campaign, oracle, store, argv, log_calls)
     report = build_report(out)
@@ -312,17 +312,13 @@ def _crash(exc: Exception, log) -> str:
 
 def _stage_call(fn, ctx: Context, stage: str, started: str):
     """The checkpoint function of one stage: the stage's record with its key and times."""
-    return lambda handle: _record(fn, ctx, stage, started)
 
+    def call(handle) -> dict:
+        record = fn(ctx)
+        key = stage_key(ctx.campaign, stage)
+        return {"record": record, "key": key, "started": started, "finished": _now()}
 
-def _record(fn, ctx: Context, stage: str, started: str) -> dict:
-    record = fn(ctx)
-    return {
-        "record": record,
-        "key": stage_key(ctx.campaign, stage),
-        "started": started,
-        "finished": _now(),
-    }
+    return call
 
 
 def _provenance(out: Path, c: Campaign, oracle, store: Store, argv, calls: int) -> None:

@@ -98,6 +98,10 @@ class Context:
             return {"client": self.client, "progress": bool(self.progress)}
         return {"workers": self.campaign.workers, "progress": self.progress is None}
 
+    def calls(self) -> int:
+        """Oracle results in the store for the campaign's oracle (ok and failed)."""
+        return sum(1 for _ in self.store.rows(oracle=self.oracle.spec))
+
     def labelled(self, hashes: list[str]) -> list[Atoms]:
         """The ``ok``-labelled structures of ``hashes``, in that order (failed ones left out)."""
         ok = {a.info.get("structure_hash"): a for a in self.store.to_atoms("ok", self.oracle.spec)}
@@ -397,18 +401,13 @@ def select(ctx: Context) -> dict:
         "failed": list(result.failed),
         "stop": result.stop,
         "message": message,
-        "oracle_calls": _calls(ctx) - first,
+        "oracle_calls": ctx.calls() - first,
     }
 
 
 RETRIES = 2
 """Fresh starts of information matching when a target is judged infeasible at a θ fitted to
 few labels (each from every label so far plus ``init`` more)."""
-
-
-def _calls(ctx: Context) -> int:
-    """Oracle results in the store for the campaign's oracle (ok and failed)."""
-    return sum(1 for _ in ctx.store.rows(oracle=ctx.oracle.spec))
 
 
 def _labelled_hashes(ctx: Context, status: str | None = None) -> list[str]:
@@ -431,7 +430,7 @@ def _select_infeasible(ctx: Context, exc: PotforgeError, first: int) -> dict:
         "failed": [h for h in every if h not in ok],
         "stop": "infeasible",
         "message": str(exc),
-        "oracle_calls": _calls(ctx) - first,
+        "oracle_calls": ctx.calls() - first,
     }
 
 
