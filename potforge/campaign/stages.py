@@ -34,6 +34,7 @@ from ase import Atoms
 
 from potforge.campaign.config import Campaign
 from potforge.data.store import Store
+from potforge.data.structures import structure_hash
 from potforge.errors import DataError, PotforgeError
 
 Say = Callable[[str], None]
@@ -320,6 +321,7 @@ def select(ctx: Context) -> dict:
 
     c, s = ctx.campaign, ctx.campaign.select
     pool = _pool(ctx)
+    hashes = [structure_hash(a) for a in pool]  # a file's structures carry none in info
     budget = c.budget.oracle_calls - ctx.calls_before("select") - active_reserve(c)
     budget = max(budget, min(s.init, c.budget.oracle_calls - ctx.calls_before("select")))
     if budget < s.init:
@@ -363,14 +365,16 @@ def select(ctx: Context) -> dict:
             )
             break
         except InfeasibleError as exc:  # what is labelled stays in the store
-            done = _labelled_hashes(ctx)
+            done = set(_labelled_hashes(ctx)) & set(hashes)
             if attempt == RETRIES or len(done) + s.init > min(budget, len(pool)):
-                return _select_infeasible(ctx, exc, first)
+                return _select_infeasible(ctx, exc, first, hashes)
             # judged at a θ fitted to few structures (a relative tolerance is relative to
             # that θ's value): start again from what is labelled plus `init` more
-            pool = [a for a in pool if a.info.get("structure_hash") in done] + _shuffled(
-                [a for a in pool if a.info.get("structure_hash") not in done], c.seed + attempt
-            )
+            order = [i for i, h in enumerate(hashes) if h in done]
+            rest = [i for i, h in enumerate(hashes) if h not in done]
+            rng = np.random.default_rng(c.seed + attempt)
+            order += [rest[k] for k in rng.permutation(len(rest))]
+            pool, hashes = [pool[i] for i in order], [hashes[i] for i in order]
             init, rule, attempt = len(done) + s.init, "first", attempt + 1
             ctx.say(
                 f"select: {exc} — judged from {len(done)} labels; starting again from "
@@ -415,15 +419,11 @@ def _labelled_hashes(ctx: Context, status: str | None = None) -> list[str]:
     return [h for h in (r.key_value_pairs.get("structure_hash") for r in rows) if h]
 
 
-def _shuffled(structures: list[Atoms], seed: int) -> list[Atoms]:
-    order = np.random.default_rng(seed).permutation(len(structures))
-    return [structures[i] for i in order]
-
-
-def _select_infeasible(ctx: Context, exc: PotforgeError, first: int) -> dict:
-    """The record of a selection the pool cannot satisfy: what is labelled, and the reason."""
-    ok = set(_labelled_hashes(ctx, "ok"))
-    every = _labelled_hashes(ctx)
+def _select_infeasible(ctx: Context, exc: PotforgeError, first: int, pool: list[str]) -> dict:
+    """The record of a selection the pool cannot satisfy: what of the pool (hashes ``pool``)
+    is labelled, and the reason."""
+    ok, members = set(_labelled_hashes(ctx, "ok")), set(pool)
+    every = [h for h in _labelled_hashes(ctx) if h in members]
     ctx.say(f"select: {exc}")
     return {
         "training": [h for h in every if h in ok],
