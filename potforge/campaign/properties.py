@@ -63,13 +63,16 @@ def properties(ctx: Context) -> dict:
     last = next((s for s in ("active", "fit") if ctx.records.get(s)), None)
     if last is None:
         raise DataError("properties: needs a fitted model: enable [fit]")
-    model = LinearPotential.load(ctx.folder(last) / "model", posterior=False)
     train = ctx.labelled(ctx.records[last]["training"])
     with_bounds = p.uq != "none" and c.uq.enabled
-    if with_bounds:
-        from potforge.campaign.learning import posterior_options
+    if with_bounds and last == "fit" and ctx.records.get("uq"):  # the uq stage's posterior
+        model = LinearPotential.load(ctx.folder("uq") / "model")
+    else:
+        model = LinearPotential.load(ctx.folder(last) / "model", posterior=False)
+        if with_bounds:
+            from potforge.campaign.learning import posterior_options
 
-        model.fit_posterior(train, c.uq.method, **posterior_options(ctx))
+            model.fit_posterior(train, c.uq.method, **posterior_options(ctx))
     final = ctx.out / "model"
     model.save(final)
     model.to_lammps(final / "lammps", location=final.resolve() / "lammps")
