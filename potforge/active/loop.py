@@ -109,6 +109,18 @@ def _rmse(model, designs, structures) -> float:
     return float(np.sqrt(np.mean(np.concatenate([e.ravel() for e in err]) ** 2)))
 
 
+def heldout_structures(initial: Sequence[Atoms], n: int, rattle: float, seed: int) -> list[Atoms]:
+    """The loop's held-out set: ``n`` rattled copies (``rattle`` Å, seeds ``seed + 1000 + k``)
+    of the first initial configurations, in turn (group ``"heldout"``)."""
+    out = []
+    for k in range(n):
+        a = initial[k % len(initial)].copy()
+        a.rattle(rattle, seed=seed + 1000 + k)
+        a.info["group"] = "heldout"
+        out.append(a)
+    return out
+
+
 def run_active(
     model,
     initial: Sequence[Atoms],
@@ -223,12 +235,7 @@ def run_active(
         raise DataError(unknown_name(uncertainty, UNCERTAINTIES, "uncertainty"))
     halfwidth = uncertainty == "pops_halfwidth"
     acq_for = system_acquisitions(acquisition, acquisition_settings, system_settings, names)
-    heldout = []
-    for k in range(n_heldout):
-        a = initial[k % len(initial)].copy()
-        a.rattle(heldout_rattle, seed=seed + 1000 + k)
-        a.info["group"] = "heldout"
-        heldout.append(a)
+    heldout = heldout_structures(initial, n_heldout, heldout_rattle, seed)
     init_h = [structure_hash(a) for a in initial]
     held_h = [structure_hash(a) for a in heldout]
     settings = {

@@ -401,6 +401,34 @@ STAGES = ("generate", "select", "fit", "uq", "active", "properties")
 """The stages, in the order they run."""
 
 
+@dataclass(frozen=True)
+class Refine:
+    """Further rounds (select → fit → uq → active → properties) while a target's calibrated σ
+    exceeds its tolerance and the budgets allow.
+
+    Each round asks information matching for the data that would bring every unmet target's
+    σ to its tolerance (its selection tolerance times tolerance / σ, from every label so far);
+    when a round's new data shrank no unmet σ by ``stall`` or more, the data is not what
+    limits it: the next round makes the fit's linear SNAP quadratic (``escalate``), or the
+    refinement stops and says so.
+
+    Attributes
+    ----------
+    rounds : int, default=2
+        Most further rounds (0: none).
+    stall : float, default=0.1
+        Fraction by which a round must shrink some unmet target's σ to count as progress.
+    escalate : bool, default=True
+        When data stops helping, refit with the fit's ``snap`` made quadratic (``qsnap``).
+    """
+
+    rounds: int = _setting(2, _is(Integer(low=0)), "most further rounds (0: none)")
+    stall: float = _setting(
+        0.1, _is(Real(low=0, high=1, high_open=True)), "σ shrink that counts as progress"
+    )
+    escalate: bool = _setting(True, _is(Boolean()), "make snap quadratic when data stops helping")
+
+
 # ---------------------------------------------------------------------------------- targets
 @dataclass(frozen=True)
 class TargetSpec:
@@ -481,6 +509,8 @@ class Campaign:
     seed : int, default=0
     generate, select, fit, uq, active, properties
         The stages' settings.
+    refine : Refine
+        Further rounds while a target's σ exceeds its tolerance.
 
     The dictionaries are read-only by convention (the dataclass is frozen, its dicts are not).
     """
@@ -501,6 +531,7 @@ class Campaign:
     uq: UQStage = field(default_factory=UQStage)
     active: ActiveStage = field(default_factory=ActiveStage)
     properties: PropertiesStage = field(default_factory=PropertiesStage)
+    refine: Refine = field(default_factory=Refine)
 
     @property
     def formula(self) -> str:
@@ -552,6 +583,7 @@ TOP = {
     "store": "campaign database (SQLite file or postgresql:// URL)",
     "seed": "seed of every random choice",
     **{s: f"stage: {s}" for s in STAGES},
+    "refine": "further rounds while a target's σ exceeds its tolerance",
 }
 """Top-level keys and their meaning."""
 REQUIRED = ("elements", "oracle", "targets")
@@ -677,6 +709,7 @@ def campaign_from_dict(doc: Mapping[str, Any], source: str = "campaign") -> Camp
         "uq": UQStage,
         "active": ActiveStage,
         "properties": PropertiesStage,
+        "refine": Refine,
     }
     for key, cls in sections.items():
         values[key] = _section(cls, doc.get(key, {}), key, source)
@@ -881,7 +914,7 @@ def resolved_toml(c: Campaign) -> str:
         lines.append(_line(t.name, _target_value(t), doc))
     lines += ["", "[property_settings]  # " + TOP["property_settings"]]
     lines += [_line(k, v, SETTINGS[k].doc) for k, v in c.property_settings.items()]
-    for stage in STAGES:
+    for stage in (*STAGES, "refine"):
         lines += _table(stage, getattr(c, stage), TOP[stage])
     return "\n".join(lines) + "\n"
 

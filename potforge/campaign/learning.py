@@ -18,7 +18,7 @@ from potforge.campaign.stages import (
     unlabelled,
     write_json,
 )
-from potforge.data.structures import labels
+from potforge.data.structures import labels, structure_hash
 from potforge.errors import DataError
 
 
@@ -30,7 +30,7 @@ def _training(ctx: Context, stage: str) -> list[str]:
     for s in reversed(STAGES[: STAGES.index(stage)]):
         if "training" in ctx.records.get(s, {}):
             return list(ctx.records[s]["training"])
-    return []
+    return list(ctx.round.get("prior") or [])  # a further round whose selection failed
 
 
 def fit(ctx: Context) -> dict:
@@ -177,7 +177,7 @@ def uq(ctx: Context) -> dict:
 # -------------------------------------------------------------------------------- active
 def active(ctx: Context) -> dict:
     """MD active learning from the fitted model (``potforge explore``)."""
-    from potforge.active.loop import explorer_specs, run_active
+    from potforge.active.loop import explorer_specs, heldout_structures, run_active
     from potforge.active.starts import start_structures
     from potforge.model import LinearPotential
 
@@ -186,8 +186,12 @@ def active(ctx: Context) -> dict:
     if not fitted:
         raise DataError("active: needs the [fit] stage's model: enable [fit]")
     initial = unlabelled(ctx.labelled(fitted["training"]))
+    # a later round's held-out set is the first round's (same first structures): labelled
+    held = heldout_structures(initial, HELDOUT, HELDOUT_RATTLE, c.seed) if initial else []
+    done = {x.info.get("structure_hash") for x in ctx.store.to_atoms("ok", ctx.oracle.spec)}
+    reused = sum(structure_hash(x) in done for x in held)
     left = c.budget.oracle_calls - ctx.calls_before("active")
-    if left < HELDOUT + 1:
+    if left < HELDOUT - reused + 1:
         ctx.say(f"active: {left} oracle calls left, too few to explore (need {HELDOUT + 1})")
         return {
             "training": fitted["training"],
@@ -222,8 +226,9 @@ def active(ctx: Context) -> dict:
         acquisition=a.acquisition,
         acquisition_settings={"quantiles": a.trust_quantiles} if a.trust_quantiles else None,
         n_heldout=HELDOUT,
+        heldout_rattle=HELDOUT_RATTLE,
         quota=a.frames_per_iteration,
-        budget=left + len(initial),
+        budget=left + len(initial) + reused,
         max_iterations=a.iterations,
         patience=a.patience,
         rtol=a.rtol,
@@ -239,7 +244,7 @@ def active(ctx: Context) -> dict:
     steps = [s.to_dict() for s in result.steps]
     curve = [
         {
-            "oracle_calls": s["oracle_calls"] - len(initial) + ctx.calls_before("active"),
+            "oracle_calls": s["oracle_calls"] - len(initial) - reused + ctx.calls_before("active"),
             "force_rmse": s.get("heldout_rmse"),
             "energy_rmse": None,
             "predicted_sigma": s.get("u_mean"),
@@ -260,5 +265,9 @@ def active(ctx: Context) -> dict:
         "training": list(result.training),
         "heldout": list(result.heldout),
         "stop": result.stop,
-        "oracle_calls": int(last.oracle_calls) - len(initial),
+        "oracle_calls": int(last.oracle_calls) - len(initial) - reused,
     }
+
+
+HELDOUT_RATTLE = 0.05
+"""Rattle of the held-out copies, Å (:func:`potforge.active.loop.heldout_structures`)."""

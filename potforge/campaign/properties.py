@@ -88,11 +88,9 @@ def properties(ctx: Context) -> dict:
     reference: dict[str, dict] = {}
     calls = 0
     if p.reference:
-        ctx.say(f"properties: the same with the oracle {ctx.oracle.spec}, for reference")
-        calc, count = _counted(ctx.oracle.build())
-        ref_settings = {k: v for k, v in settings.items() if k != "method"}
-        reference = _values(calc, element, names, ref_settings, False)
-        calls = count[0]
+        reference, calls = _reference(
+            ctx, names, {k: v for k, v in settings.items() if k != "method"}
+        )
     calibrated = bool(ctx.records.get("uq", {}).get("per_row_type"))
     scale = float(ctx.records["uq"]["scale"]) if calibrated else 1.0
     z = float(norm.ppf(0.5 + c.uq.coverage / 2))
@@ -118,6 +116,30 @@ def properties(ctx: Context) -> dict:
     }
     write_json(ctx.out / "properties.json", doc)
     return {"oracle_calls": 0, "validation_calls": calls, "qois": qois}
+
+
+def _reference(ctx: Context, names: list[str], settings: dict) -> tuple[dict[str, dict], int]:
+    """The oracle's own values of ``names`` and the calculator calls they took: computed once
+    per oracle, QoIs and settings (``stages/properties/reference.json``), reused by every later
+    round and rerun."""
+    import json
+
+    from potforge.campaign.stages import write_json
+
+    key = {"oracle": ctx.oracle.key, "qois": names, "settings": settings}
+    path = ctx.folder("properties") / "reference.json"
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):
+        kept = None
+    if isinstance(kept, dict) and kept.get("key") == json.loads(json.dumps(key, default=str)):
+        ctx.say("properties: the oracle's values, computed before")
+        return kept["values"], int(kept["calls"])
+    ctx.say(f"properties: the same with the oracle {ctx.oracle.spec}, for reference")
+    calc, count = _counted(ctx.oracle.build())
+    values = _values(calc, ctx.campaign.formula, names, settings, False)
+    write_json(path, {"key": key, "values": values, "calls": count[0]})
+    return values, count[0]
 
 
 def _counted(calc) -> tuple[Any, list[int]]:

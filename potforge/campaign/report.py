@@ -287,7 +287,45 @@ def _fim_html(data: dict) -> str:
 def _learning(folder: Path) -> str:
     im = _section(folder, "stages/select/curve.json", "information matching", _im_html)
     al = _section(folder, "stages/active/curve.json", "active learning", _al_html)
-    return f"<h3>Information matching</h3>{im}<h3>Active learning</h3>{al}"
+    rounds = _section(folder, "properties.json", "refinement", _rounds_html)
+    return (
+        f"<h3>Refinement rounds</h3>{rounds}"
+        f"<h3>Information matching (last round)</h3>{im}<h3>Active learning (last round)</h3>{al}"
+    )
+
+
+def _rounds_html(props: dict) -> str:
+    """Per round: oracle calls, why it ran, calibrated σ / tolerance of each target; a plot of
+    those ratios against the calls."""
+    ref = props.get("refinement")
+    if not ref:
+        return _note("refinement: not recorded (a campaign of an earlier potforge).")
+    rounds = ref["rounds"]
+    names = list(dict.fromkeys(n for r in rounds for n in r["sigma"]))
+    ratio = {n: [_ratio(r["sigma"].get(n), r["tolerance"].get(n)) for r in rounds] for n in names}
+    rows = [
+        [r["round"], r["oracle_calls"], r["why"] or "first round"]
+        + [None if np.isnan(ratio[n][i]) else ratio[n][i] for n in names]
+        for i, r in enumerate(rounds)
+    ]
+    table = _table(["round", "oracle calls", "why", *(f"{n} σ/tol" for n in names)], rows)
+    stop = _note(f"stopped: {ref['stop']}")
+    calls = [r["oracle_calls"] for r in rounds]
+    if not names or all(np.isnan(v) for n in names for v in ratio[n]):
+        return table + stop
+    fig = _figure(6.5, 3.4)
+    ax = fig.add_subplot()
+    for n in names:
+        ax.plot(calls, ratio[n], "o-", ms=4, label=n)
+    ax.axhline(1.0, color="k", ls="--", lw=0.8)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("oracle calls at the end of the round")
+    ax.set_ylabel("calibrated σ / tolerance")
+    ax.legend(fontsize=7, ncol=2)
+    return table + stop + _img(fig, "calibrated σ over tolerance per round")
 
 
 def _im_html(data: dict) -> str:
@@ -369,6 +407,12 @@ def _time(s: Any) -> datetime | None:
         return None
 
 
+def _stage_label(entry: dict) -> str:
+    """``select``, or ``select (round 2)`` in a further refinement round."""
+    stage, index = str(entry.get("stage", "?")), entry.get("round") or 0
+    return f"{stage} (round {index})" if index else stage
+
+
 def _timeline_html(stages: list) -> str:
     starts = [_time(s.get("started")) for s in stages]
     ends = [_time(s.get("finished")) for s in stages]
@@ -379,7 +423,7 @@ def _timeline_html(stages: list) -> str:
         status = str(s.get("status", ""))
         cls = {"done": "pass", "failed": "fail"}.get(status, "na")
         rows.append(
-            [s.get("stage"), (escape(status), cls), s.get("started"), s.get("finished"), dur]
+            [_stage_label(s), (escape(status), cls), s.get("started"), s.get("finished"), dur]
             + [s.get("oracle_calls"), s.get("message", "")]
         )
     head = ["stage", "status", "started", "finished", "duration (s)", "oracle calls", "message"]
@@ -396,7 +440,7 @@ def _timeline_html(stages: list) -> str:
         a, b = (t0 - origin).total_seconds(), ((t1 or last) - origin).total_seconds()
         colour = STATUS_COLOURS.get(str(s.get("status")), "#607d8b")
         ax.barh(i, max(b - a, 0.0), left=a, color=colour)
-    ax.set_yticks(range(len(stages)), [str(s.get("stage", "?")) for s in stages], fontsize=8)
+    ax.set_yticks(range(len(stages)), [_stage_label(s) for s in stages], fontsize=8)
     ax.set_ylim(len(stages) - 0.5, -0.5)
     ax.set_xlabel("seconds since the campaign started")
     used = dict.fromkeys(str(s.get("status")) for s in stages)

@@ -40,7 +40,7 @@ from potforge.campaign.config import (
     resolved_toml,
 )
 from potforge.campaign.learning import active, fit, uq
-from potforge.campaign.stages import Context, Say, generate, select, write_json
+from potforge.campaign.stages import FIRST_ROUND, Context, Say, generate, select, write_json
 from potforge.data.checkpoint import Checkpoint
 from potforge.data.store import Store
 from potforge.errors import DataError, PotforgeError
@@ -206,7 +206,6 @@ def run_campaign(
     -------
     CampaignResult
     """
-    from potforge.campaign.properties import properties
     from potforge.campaign.report import build_report
     from potforge.oracles.labelling import dask_client
 
@@ -229,69 +228,37 @@ def run_campaign(
     state_path = out / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     epochs: dict[str, int] = state.get("epochs", {})
+    rounds: list[dict] = state.get("rounds") or [_new_round(FIRST_ROUND, epochs, campaign)]
     todo, why = plan(ck, campaign, epochs, start)
-    write_json(state_path, {"epochs": epochs})
+    if rounds[-1]["round"] > 0 and any(s not in ROUND_STAGES for s in todo):
+        rounds = [_new_round(FIRST_ROUND, epochs, campaign)]  # a new pool: start again
+    rounds[-1]["epochs"] = _round_epochs(campaign, epochs, rounds[-1]["round"])
+    write_json(state_path, {"epochs": epochs, "rounds": rounds})
     done_before = [s for s in campaign.enabled_stages() if s not in todo]
     if done_before:
         tell(f"resuming: {', '.join(done_before)} finished in an earlier run")
     if why:
         tell(f"rerunning from {todo[0]} ({why})")
     ctx = Context(campaign, out, store, oracle, epochs=epochs, say=tell, progress=progress)
-    timeline: list[dict] = []
+    timeline = _past_timeline(ck, rounds[:-1])
     address = scheduler or campaign.scheduler
     with dask_client(workers=campaign.workers, scheduler=address) as client:
         ctx.client = client
-        for s in STAGES:
-            entry = {
-                "stage": s,
-                "status": "skipped",
-                "started": None,
-                "finished": None,
-                "oracle_calls": None,
-                "message": "switched off",
-            }
-            timeline.append(entry)
-            if not getattr(campaign, s).enabled:
-                continue
-            epoch = epochs.get(s, 0)
-            if s not in todo:
-                rec = ck.output(s, epoch)
-                ctx.records[s] = rec["record"]
-                entry |= {
-                    "status": "done",
-                    "started": rec["started"],
-                    "finished": rec["finished"],
-                    "oracle_calls": rec["record"].get("oracle_calls"),
-                    "message": "finished in an earlier run",
-                }
-                continue
-            if ctx.minutes_left() <= 0 and s != "properties":
-                entry["message"] = "wall-time budget spent"
-                tell(
-                    f"{s}: skipped, the wall-time budget ({campaign.budget.minutes:g} min) is spent"
-                )
-                continue
-            fn = properties if s == "properties" else STAGE_FUNCTIONS[s]
-            started = _now()
-            entry |= {"status": "running", "started": started, "message": ""}
-            write_json(out / "timeline.json", timeline)
-            tell(f"— stage {s} —")
-            try:
-                rec = ck.run(s, epoch, _stage_call(fn, ctx, s, started))
-            except Exception as exc:  # recorded; the stages that do not need it still run
-                text = str(exc) if isinstance(exc, PotforgeError) else _crash(exc, log)
-                entry |= {"status": "failed", "finished": _now(), "message": text}
-                tell(f"{s}: failed: {text}")
-                write_json(out / "timeline.json", timeline)
-                continue
-            ctx.records[s] = rec["record"]
-            entry |= {
-                "status": "done",
-                "finished": rec["finished"],
-                "oracle_calls": rec["record"].get("oracle_calls"),
-                "message": rec["record"].get("message", ""),
-            }
-            write_json(out / "timeline.json", timeline)
+        while True:
+            ctx.round = rounds[-1]
+            _run_round(ctx, ck, todo, timeline, log)
+            rounds[-1]["end"] = _round_end(ctx)
+            nxt, stop = decide(campaign, rounds, ctx.minutes_left())
+            if nxt is None:
+                break
+            nxt = _new_round(nxt, epochs, campaign, bump=True)
+            rounds.append(nxt)
+            write_json(state_path, {"epochs": epochs, "rounds": rounds})
+            tell(f"— round {nxt['round']} — {nxt['why']}")
+            todo = list(nxt["epochs"])
+    write_json(state_path, {"epochs": epochs, "rounds": rounds})
+    if "properties" in ctx.records:
+        _refinement(ctx, rounds, stop)
     log_calls = ctx.calls()
     write_json(out / "timeline.json", timeline)
     _provenance(out, campaign, oracle, store, argv, log_calls)
@@ -300,6 +267,268 @@ def run_campaign(
     log.close()
     props = json.loads((out / "properties.json").read_text()) if "properties" in ctx.records else {}
     return CampaignResult(out, timeline, props, log_calls, report)
+
+
+ROUND_STAGES = ("select", "fit", "uq", "active", "properties")
+"""The stages a further refinement round runs again."""
+
+
+def _round_epochs(campaign: Campaign, epochs: dict[str, int], index: int) -> dict[str, int]:
+    """Stage → its epoch, for the stages of a round (every enabled one in the first)."""
+    names = STAGES if index == 0 else ROUND_STAGES
+    return {s: epochs.get(s, 0) for s in names if getattr(campaign, s).enabled}
+
+
+def _new_round(
+    r: dict, epochs: dict[str, int], campaign: Campaign, bump: bool = False
+) -> dict[str, Any]:
+    """A round's state with its stages' epochs (bumped: a new epoch for each of them)."""
+    out = {**FIRST_ROUND, **r}
+    if bump:
+        for s in _round_epochs(campaign, epochs, out["round"]):
+            epochs[s] = epochs.get(s, 0) + 1
+    out["epochs"] = _round_epochs(campaign, epochs, out["round"])
+    return out
+
+
+def _run_round(ctx: Context, ck: Checkpoint, todo: list[str], timeline: list[dict], log) -> None:
+    """The stages of ``ctx.round``: finished ones loaded from their checkpoints, the others
+    run; each gets a timeline entry (the first round: every stage, switched-off ones too)."""
+    from potforge.campaign.properties import properties
+
+    campaign, index = ctx.campaign, int(ctx.round["round"])
+    for s in STAGES:
+        if index > 0 and s not in ROUND_STAGES:
+            if s not in ctx.records and getattr(campaign, s).enabled:  # resumed in a later round
+                rec = ck.output(s, ctx.epochs.get(s, 0))
+                if rec is not None:
+                    ctx.records[s] = rec["record"]
+            continue
+        entry = {
+            "stage": s,
+            "round": index,
+            "status": "skipped",
+            "started": None,
+            "finished": None,
+            "oracle_calls": None,
+            "message": "switched off",
+        }
+        if index == 0 or getattr(campaign, s).enabled:
+            timeline.append(entry)
+        if not getattr(campaign, s).enabled:
+            ctx.records.pop(s, None)
+            continue
+        epoch = ctx.epochs.get(s, 0)
+        if s not in todo:
+            rec = ck.output(s, epoch)
+            ctx.records[s] = rec["record"]
+            entry |= _done(rec, "finished in an earlier run")
+            continue
+        ctx.records.pop(s, None)  # the last round's record is not this round's
+        if ctx.minutes_left() <= 0 and s != "properties":
+            entry["message"] = "wall-time budget spent"
+            ctx.say(
+                f"{s}: skipped, the wall-time budget ({campaign.budget.minutes:g} min) is spent"
+            )
+            continue
+        fn = properties if s == "properties" else STAGE_FUNCTIONS[s]
+        started = _now()
+        entry |= {"status": "running", "started": started, "message": ""}
+        write_json(ctx.out / "timeline.json", timeline)
+        ctx.say(f"— stage {s} —")
+        try:
+            rec = ck.run(s, epoch, _stage_call(fn, ctx, s, started))
+        except Exception as exc:  # recorded; the stages that do not need it still run
+            text = str(exc) if isinstance(exc, PotforgeError) else _crash(exc, log)
+            entry |= {"status": "failed", "finished": _now(), "message": text}
+            ctx.say(f"{s}: failed: {text}")
+            write_json(ctx.out / "timeline.json", timeline)
+            continue
+        ctx.records[s] = rec["record"]
+        entry |= _done(rec, rec["record"].get("message", ""))
+        write_json(ctx.out / "timeline.json", timeline)
+
+
+def _done(rec: dict, message: str) -> dict[str, Any]:
+    return {
+        "status": "done",
+        "started": rec["started"],
+        "finished": rec["finished"],
+        "oracle_calls": rec["record"].get("oracle_calls"),
+        "message": message,
+    }
+
+
+def _past_timeline(ck: Checkpoint, rounds: list[dict]) -> list[dict]:
+    """Timeline entries of the finished rounds, from their stages' checkpoints."""
+    out = []
+    for r in rounds:
+        for s, epoch in r.get("epochs", {}).items():
+            rec = ck.output(s, epoch)
+            if rec is not None:
+                out.append({"stage": s, "round": r["round"]} | _done(rec, "an earlier round"))
+    return out
+
+
+def _round_end(ctx: Context) -> dict[str, Any]:
+    """What a round ended with: oracle calls, and per selection target its σ, tolerance and
+    whether σ ≤ tolerance (None where the properties stage could not judge it)."""
+    qois = ctx.records.get("properties", {}).get("qois", {})
+    names = [t.name for t in ctx.campaign.targets if not t.indirect]
+    last = next((s for s in ("active", "fit") if s in ctx.records), None)
+    return {
+        "judged": "properties" in ctx.records,
+        "training": list(ctx.records[last]["training"]) if last else [],
+        "calls": ctx.calls(),
+        "sigma": {n: qois.get(n, {}).get("sigma") for n in names},
+        "tolerance": {n: qois.get(n, {}).get("tolerance") for n in names},
+        "met": {n: qois.get(n, {}).get("precision_met") for n in names},
+    }
+
+
+def escalated(spec: str) -> str | None:
+    """``spec`` with its linear ``snap`` term made quadratic (``qsnap``), or None when it has
+    none."""
+    from potforge.terms import parse_spec
+
+    terms = parse_spec(spec)
+    if not any(t.kind == "snap" and not t.get_params().get("quadratic") for t in terms):
+        return None
+    parts = []
+    for t in terms:
+        params = t.get_params()
+        if t.kind == "snap":
+            params["quadratic"] = True
+        args = ",".join(f"{k}={v!r}" for k, v in params.items())
+        parts.append(f"{t.kind}({args})" if args else t.kind)
+    return "+".join(parts)
+
+
+def decide(campaign: Campaign, rounds: list[dict], minutes_left: float) -> tuple[dict | None, str]:
+    """Whether a further round runs, and how (:class:`~potforge.campaign.config.Refine`).
+
+    Parameters
+    ----------
+    campaign : Campaign
+    rounds : list of dict
+        The rounds so far, each with its ``end`` (:func:`_round_end`); the last one just
+        finished.
+    minutes_left : float
+        Wall-time budget left, minutes.
+
+    Returns
+    -------
+    next : dict or None
+        The next round's ``round``, ``tighten``, ``model``, ``prior``, ``calls_at_start`` and
+        ``why``; None when the refinement stops.
+    stop : str
+        Why it stops (one sentence), or ``""``.
+    """
+    from potforge.campaign.stages import active_reserve
+
+    c, last = campaign, rounds[-1]
+    index, end = int(last["round"]), last["end"]
+    if not end["judged"]:
+        return None, "the properties stage did not finish, so no target could be judged"
+    unmet = [n for n, ok in end["met"].items() if not ok]
+    if not unmet:
+        return None, "every target's σ is within its tolerance"
+    sigma, tol = end["sigma"], end["tolerance"]
+    if c.refine.rounds == 0:
+        return None, "no further rounds ([refine] rounds = 0)"
+    if index >= c.refine.rounds:
+        return None, f"the {c.refine.rounds} further round(s) of [refine] rounds are spent"
+    if not (c.select.enabled and c.fit.enabled and c.properties.enabled):
+        return None, "further rounds need the [select], [fit] and [properties] stages"
+    blind = [n for n in unmet if sigma[n] is None or tol[n] is None]
+    if blind:
+        return None, f"the σ of {', '.join(blind)} could not be computed, so no round can aim at it"
+    reserve = active_reserve(c, later_round=True)
+    room = c.budget.oracle_calls - int(end["calls"]) - reserve
+    if room < 1:
+        return None, (
+            f"the budget is spent ({end['calls']} of {c.budget.oracle_calls} oracle calls used"
+            + (f", {reserve} kept for active learning)" if reserve else ")")
+        )
+    if minutes_left <= 0:
+        return None, f"the wall-time budget ({c.budget.minutes:g} min) is spent"
+    tighten, model = dict(last.get("tighten") or {}), last.get("model")
+    before = rounds[-2]["end"]["sigma"] if len(rounds) > 1 and "end" in rounds[-2] else None
+    if before is not None and not any(
+        before.get(n) is not None and sigma[n] <= (1 - c.refine.stall) * before[n] for n in unmet
+    ):
+        can = c.refine.escalate and not (model or c.fit.design)
+        bigger = escalated(c.fit.model) if can else None
+        change = ", ".join(f"{n} {_g(before.get(n))} → {_g(sigma[n])}" for n in unmet)
+        if bigger is None:
+            return None, (
+                f"round {index} shrank no unmet σ by {c.refine.stall:.0%} ({change}): the "
+                "model's own error limits them, not the data — "
+                + (
+                    "a larger model ([fit] design = true) would"
+                    if model
+                    else "a richer [fit] model would"
+                )
+            )
+        why = (
+            f"round {index}'s data shrank no unmet σ by {c.refine.stall:.0%} ({change}): the "
+            f"data is not what limits them; refitting with quadratic SNAP ({bigger})"
+        )
+        return _next(index, tighten, bigger, end, why), ""
+    for n in unmet:
+        tighten[n] = float(tighten.get(n, 1.0) * min(1.0, max(0.1, tol[n] / sigma[n])))
+    why = "σ over tolerance " + ", ".join(f"{n} {sigma[n] / tol[n]:.3g}" for n in unmet)
+    return _next(index, tighten, model, end, why + ": more data"), ""
+
+
+def _g(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3g}"
+
+
+def _next(index: int, tighten: dict, model: str | None, end: dict, why: str) -> dict:
+    return {
+        "round": index + 1,
+        "calls_at_start": int(end["calls"]),
+        "tighten": tighten,
+        "model": model,
+        "prior": list(end["training"]),
+        "why": why,
+    }
+
+
+REFINED = "refinement: "
+"""How the refinement's sentence in a target's reasons starts (replaced on a resume)."""
+
+
+def _refinement(ctx: Context, rounds: list[dict], stop: str) -> None:
+    """Add the rounds' history to ``properties.json``, and to each target whose σ exceeds its
+    tolerance the sentence that says how far the rounds took it and why they stopped."""
+    path = ctx.out / "properties.json"
+    doc = json.loads(path.read_text())
+    history = [
+        {
+            "round": r["round"],
+            "why": r.get("why", ""),
+            "model": r.get("model"),
+            "tighten": r.get("tighten", {}),
+            "oracle_calls": r.get("end", {}).get("calls"),
+            "sigma": r.get("end", {}).get("sigma", {}),
+            "tolerance": r.get("end", {}).get("tolerance", {}),
+        }
+        for r in rounds
+    ]
+    doc["refinement"] = {"rounds": history, "stop": stop}
+    for name, q in doc.get("qois", {}).items():
+        q["reasons"] = [x for x in q.get("reasons", []) if not x.startswith(REFINED)]
+        if q.get("target") and q.get("precision_met") is False:
+            trail = " → ".join(
+                "—" if h["sigma"].get(name) is None else f"{h['sigma'][name]:.3g}" for h in history
+            )
+            q["reasons"].append(
+                f"{REFINED}σ {trail} {q.get('unit') or ''} over {len(history)} round(s) "
+                f"({history[-1]['oracle_calls']} oracle calls); stopped: {stop}".replace("  ", " ")
+            )
+    write_json(path, doc)
 
 
 def _crash(exc: Exception, log) -> str:

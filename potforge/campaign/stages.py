@@ -39,6 +39,16 @@ from potforge.errors import DataError, PotforgeError
 
 Say = Callable[[str], None]
 
+FIRST_ROUND: dict[str, Any] = {
+    "round": 0,
+    "calls_at_start": 0,
+    "tighten": {},
+    "model": None,
+    "prior": [],
+    "why": "",
+}
+"""The first round's state (:attr:`Context.round`)."""
+
 
 @dataclass
 class Context:
@@ -63,6 +73,11 @@ class Context:
         A client of ``--scheduler``'s cluster; None: local workers.
     started : float
         ``time.monotonic()`` when this run began.
+    round : dict
+        The refinement round the stages run in (:func:`potforge.campaign.runner.decide`):
+        ``round`` (0 first), ``calls_at_start`` (oracle calls before it), ``tighten`` (target →
+        factor on its selection tolerance), ``model`` (the fit's spec when escalated, else
+        None), ``prior`` (the previous round's training hashes).
     """
 
     campaign: Campaign
@@ -75,6 +90,7 @@ class Context:
     progress: bool | None = None
     client: Any = None
     started: float = field(default_factory=time.monotonic)
+    round: dict[str, Any] = field(default_factory=lambda: dict(FIRST_ROUND))
 
     def folder(self, stage: str) -> Path:
         """``OUT/stages/<stage>/``, created."""
@@ -87,11 +103,13 @@ class Context:
         return f"campaign-{stage}-{self.epochs.get(stage, 0)}"
 
     def calls_before(self, stage: str) -> int:
-        """Oracle calls the finished stages before ``stage`` spent (their records)."""
+        """Oracle calls spent before ``stage``: the earlier rounds' and those of this round's
+        finished stages before it (their records)."""
         from potforge.campaign.config import STAGES
 
         earlier = STAGES[: STAGES.index(stage)]
-        return sum(int(self.records.get(s, {}).get("oracle_calls", 0)) for s in earlier)
+        spent = sum(int(self.records.get(s, {}).get("oracle_calls", 0)) for s in earlier)
+        return int(self.round["calls_at_start"]) + spent
 
     def label_options(self) -> dict[str, Any]:
         """Keyword options of :func:`potforge.oracles.labelling.label`."""
@@ -151,7 +169,7 @@ def template(ctx: Context):
 
     f = ctx.campaign.fit
     return LinearPotential(
-        f.model,
+        ctx.round.get("model") or f.model,
         sigma_energy=f.sigma_energy,
         sigma_force=f.sigma_force,
         sigma_stress=f.sigma_stress,
@@ -322,9 +340,23 @@ def select(ctx: Context) -> dict:
     c, s = ctx.campaign, ctx.campaign.select
     pool = _pool(ctx)
     hashes = [structure_hash(a) for a in pool]  # a file's structures carry none in info
-    budget = c.budget.oracle_calls - ctx.calls_before("select") - active_reserve(c)
+    later = bool(ctx.round.get("prior"))
+    budget = c.budget.oracle_calls - ctx.calls_before("select") - active_reserve(c, later)
     budget = max(budget, min(s.init, c.budget.oracle_calls - ctx.calls_before("select")))
-    if budget < s.init:
+    init, rule = s.init, s.init_rule
+    known = ctx.labelled(list(ctx.round.get("prior") or []))
+    if known:  # a further round: every label so far first (labelled already), then the pool
+        have = [a.info["structure_hash"] for a in known]
+        rest = [i for i, h in enumerate(hashes) if h not in set(have)]
+        pool = [*unlabelled(known), *[pool[i] for i in rest]]
+        hashes = [*have, *[hashes[i] for i in rest]]
+        init, rule, budget = len(known), "first", len(known) + max(budget, 0)
+        ctx.say(
+            f"select: round {ctx.round['round']}: from the {len(known)} labels so far, "
+            "selection tolerances × "
+            + ", ".join(f"{k} {v:.3g}" for k, v in sorted(ctx.round["tighten"].items()))
+        )
+    elif budget < s.init:
         raise DataError(
             f"select: the budget leaves {budget} oracle calls, fewer than [select] init = {s.init}"
         )
@@ -343,13 +375,13 @@ def select(ctx: Context) -> dict:
 
     message = ""
     first = ctx.calls_before("select")
-    init, rule, attempt = s.init, s.init_rule, 0
+    targets, attempt = round_targets(ctx), 0
     while True:
         try:
             result = run_selection(
                 template(ctx),
                 pool,
-                c.selection_targets(),
+                targets,
                 ctx.oracle,
                 ctx.store,
                 element=c.formula,
@@ -365,6 +397,17 @@ def select(ctx: Context) -> dict:
             )
             break
         except InfeasibleError as exc:  # what is labelled stays in the store
+            if known:  # a further round asked too much of the pool: ask for less
+                if attempt == RETRIES:
+                    return _select_infeasible(ctx, exc, first, hashes)
+                attempt += 1
+                factor = {k: v ** (0.5**attempt) for k, v in ctx.round["tighten"].items()}
+                targets = round_targets(ctx, factor)
+                ctx.say(
+                    f"select: {exc}; asking for less: tolerances × "
+                    + ", ".join(f"{k} {v:.3g}" for k, v in sorted(factor.items()))
+                )
+                continue
             done = set(_labelled_hashes(ctx)) & set(hashes)
             if attempt == RETRIES or len(done) + s.init > min(budget, len(pool)):
                 return _select_infeasible(ctx, exc, first, hashes)
@@ -409,6 +452,22 @@ def select(ctx: Context) -> dict:
     }
 
 
+def round_targets(ctx: Context, factor: dict[str, float] | None = None):
+    """The campaign's selection targets, each tolerance times its factor (default this round's
+    ``tighten``)."""
+    import dataclasses
+
+    targets = ctx.campaign.selection_targets()
+    factor = ctx.round.get("tighten") or {} if factor is None else factor
+    return dataclasses.replace(
+        targets,
+        targets=tuple(
+            dataclasses.replace(t, tolerance=t.tolerance * float(factor.get(t.name, 1.0)))
+            for t in targets.targets
+        ),
+    )
+
+
 RETRIES = 2
 """Fresh starts of information matching when a target is judged infeasible at a θ fitted to
 few labels (each from every label so far plus ``init`` more)."""
@@ -434,11 +493,13 @@ def _select_infeasible(ctx: Context, exc: PotforgeError, first: int, pool: list[
     }
 
 
-def active_reserve(c: Campaign) -> int:
-    """Oracle calls kept for active learning: its held-out set and every iteration's frames."""
+def active_reserve(c: Campaign, later_round: bool = False) -> int:
+    """Oracle calls kept for active learning: its held-out set (labelled in the first round
+    already: rattles of the first training structures, which every later round keeps first)
+    and every iteration's frames."""
     if not c.active.enabled:
         return 0
-    return HELDOUT + c.active.frames_per_iteration * c.active.iterations
+    return (0 if later_round else HELDOUT) + c.active.frames_per_iteration * c.active.iterations
 
 
 HELDOUT = 6

@@ -1,6 +1,7 @@
 """Kill-and-resume of a whole campaign: SIGKILL of ``potforge run`` (its Dask workers with it)
-at a random moment inside each stage, then a resume; the result must equal an uninterrupted
-run's — the same oracle results (none lost, none labelled twice) and the same final model."""
+at a random moment inside each stage and inside a refinement round's selection, then a resume;
+the result must equal an uninterrupted run's — the same oracle results (none lost, none
+labelled twice) and the same final model."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_campaign_run import SMALL
+from test_campaign_refine import REFINED
 
 pytestmark = pytest.mark.slow
 
-STAGES = ("generate", "select", "fit", "uq", "active", "properties")
+POINTS = (
+    *(f"— stage {s} —" for s in ("generate", "select", "fit", "uq", "active", "properties")),
+    "— round 1 —",
+)
 
 
 def start(campaign: Path, out: Path) -> subprocess.Popen:
@@ -55,21 +59,21 @@ def label_rows(out: Path) -> list[tuple]:
 
 def test_killed_campaign_resumes_to_the_uninterrupted_result(tmp_path):
     campaign = tmp_path / "campaign.toml"
-    campaign.write_text(SMALL)
+    campaign.write_text(REFINED)
     ref = tmp_path / "ref"
     assert start(campaign, ref).wait(timeout=900) in (0, 1)
     out = tmp_path / "killed"
     rng = random.Random(7)
     kills = []
-    for stage in STAGES:
+    for point in POINTS:
         proc = start(campaign, out)
-        if wait_for(out, f"— stage {stage} —", proc):
+        if wait_for(out, point, proc):
             time.sleep(rng.uniform(0.0, 4.0))
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
-                kills.append(stage)
+                kills.append(point)
         proc.wait(timeout=60)
-    assert len(kills) >= 5, kills
+    assert len(kills) >= 6 and "— round 1 —" in kills, kills
     assert start(campaign, out).wait(timeout=900) in (0, 1)
     rows, ref_rows = label_rows(out), label_rows(ref)
     assert len({k for k, _ in rows}) == len(rows)  # none labelled twice
