@@ -1,5 +1,6 @@
 """Starting structures of explorers, by name: the bulk crystal, a vacancy, self-interstitials,
-a surface slab and a disordered ("liquid") start, for one element in its ground-state lattice."""
+a surface slab and a disordered ("liquid") start, for one element in its ground-state lattice
+(bcc or fcc) or a binary compound AB (zincblende or rocksalt; no self-interstitials)."""
 
 from __future__ import annotations
 
@@ -35,23 +36,45 @@ def start_structures(
     Parameters
     ----------
     element : str
+        A chemical symbol, or a binary compound's formula AB (``"CuI"``: its vacancy start lacks
+        an A atom; self-interstitial starts are elemental only).
     kinds : sequence of str, default=("bulk", "vacancy", "sia_111", "surface_110")
         Among :data:`KINDS`.
-    lattice : {"bcc", "fcc"}, optional
+    lattice : {"bcc", "fcc", "zincblende", "rocksalt"}, optional
+        Default: the element's reference state; zincblende for a compound.
     a : float, optional
-        Å.
+        Å (default: :func:`potforge.properties.structures.guess_lattice`).
     size : int, default=3
     seed : int, default=0
         Seed of the liquid start's displacements.
     """
     from ase.data import atomic_numbers, reference_states
 
-    if element not in atomic_numbers:
-        raise DataError(f"unknown element {element!r}")
-    ref = reference_states[atomic_numbers[element]] or {}
-    lattice = lattice or str(ref.get("symmetry"))
-    if lattice not in ("bcc", "fcc"):
-        raise DataError(f"start structures are built for bcc and fcc, not {lattice!r}: give them")
+    from potforge.properties.base import COMPOUND_LATTICES, is_compound
+
+    compound = element not in atomic_numbers and is_compound(element)
+    if compound:
+        lattice = lattice or "zincblende"
+        if lattice not in COMPOUND_LATTICES:
+            raise DataError(
+                f"start structures of {element} are built for {' and '.join(COMPOUND_LATTICES)}, "
+                f"not {lattice!r}"
+            )
+        sia = [k for k in kinds if k.startswith("sia_")]
+        if sia:
+            raise DataError(
+                f"{sia[0]} is a self-interstitial start, for an element: {element} takes "
+                + ", ".join(k for k in KINDS if not k.startswith("sia_"))
+            )
+    else:
+        if element not in atomic_numbers:
+            raise DataError(f"unknown element {element!r}")
+        ref = reference_states[atomic_numbers[element]] or {}
+        lattice = lattice or str(ref.get("symmetry"))
+        if lattice not in ("bcc", "fcc"):
+            raise DataError(
+                f"start structures are built for bcc and fcc, not {lattice!r}: give them"
+            )
     a = a or guess_lattice(element, lattice)[0]
     out = {}
     for kind in kinds:

@@ -201,7 +201,7 @@ def active(ctx: Context) -> dict:
         }
     model = LinearPotential.load(ctx.folder("fit") / "model", posterior=False)
     specs = explorer_specs(
-        start_structures(c.elements[0], list(a.starts)),
+        start_structures(c.formula, list(a.starts), lattice=c.property_settings.get("structure")),
         list(a.temperatures),
         seed=c.seed,
         steps=a.steps,
