@@ -10,9 +10,11 @@ The form is the hand-tuned default's (quadratic SNAP 2J = 6 + a ZBL core + a con
   0.9 × the closest distance), inner = outer − 0.6 Å), so the core never bends the fitted
   region;
 * the **σ weights** of energies and forces, by grouped cross-validation in contiguous blocks
-  (:func:`potforge.model.cv.block_folds`) over a fixed grid, scored as the design search scores
-  (:class:`~potforge.modeldesign.evaluate.ScoreWeights`), within a stated time: the grid is
-  walked in a fixed order and the walk stops when ``minutes`` are spent (the log says so).
+  (:func:`potforge.model.cv.block_folds`; the folds solved from per-fold Gram blocks,
+  :func:`~potforge.modeldesign.evaluate.gram_cv`) over a fixed grid, scored as the design
+  search scores (:class:`~potforge.modeldesign.evaluate.ScoreWeights`), within a stated time:
+  the grid is walked in a fixed order and the walk stops when ``minutes`` are spent (the log
+  says so).
 
 Training data only: nothing here sees a test set.
 """
@@ -29,7 +31,7 @@ from ase import Atoms
 from potforge.errors import DataError
 from potforge.model import LinearPotential
 from potforge.model.cv import block_folds, cv_score
-from potforge.modeldesign.evaluate import ScoreWeights
+from potforge.modeldesign.evaluate import ScoreWeights, gram_cv
 from potforge.modeldesign.search import cutoff_from_data, neighbour_shells
 from potforge.options import DEFAULT_SPEC
 
@@ -168,6 +170,7 @@ def adaptive_default(
     prepared = LinearPotential(spec).setup(structures)
     designs = prepared.structure_designs(structures, progress=progress, threads=threads)
     folds = block_folds(structures, n_folds, seed)
+    dm = prepared.design(structures, designs=designs)
     trials: list[dict[str, float]] = []
     complete = True
     for se in SIGMA_ENERGY_GRID:
@@ -176,13 +179,17 @@ def adaptive_default(
                 complete = False
                 break
             m = LinearPotential(spec, sigma_energy=se, sigma_force=sf)
-            cv = cv_score(m, structures, n_folds=n_folds, designs=designs, folds=folds,
-                          progress=False)  # fmt: skip
-            s = (weights.energy * cv.cv_energy_mae / weights.energy_scale
-                 + weights.force * cv.cv_force_mae / weights.force_scale)  # fmt: skip
-            trials.append({"sigma_energy": se, "sigma_force": sf,
-                           "cv_energy_mae": float(cv.cv_energy_mae),
-                           "cv_force_mae": float(cv.cv_force_mae), "score": float(s)})  # fmt: skip
+            if m.loss == "squared":  # per-fold Gram blocks: the same fits, one pass over rows
+                w = dm.weights(m.sigma, m.group_weights)
+                cv_e, cv_f = gram_cv(dm, w, folds, m.alpha)
+            else:
+                cv = cv_score(m, structures, n_folds=n_folds, designs=designs, folds=folds,
+                              progress=False)  # fmt: skip
+                cv_e, cv_f = float(cv.cv_energy_mae), float(cv.cv_force_mae)
+            s = (weights.energy * cv_e / weights.energy_scale
+                 + weights.force * cv_f / weights.force_scale)  # fmt: skip
+            trials.append({"sigma_energy": se, "sigma_force": sf, "cv_energy_mae": cv_e,
+                           "cv_force_mae": cv_f, "score": float(s)})  # fmt: skip
         if not complete:
             break
     best = min(trials, key=lambda t: t["score"])

@@ -5,8 +5,11 @@ training design, cross-validated errors, and errors on material properties, in o
   weights ``1/σ²`` of the model's own σ's); its spectrum, condition number, the count of sloppy
   eigenvalues (below ``sloppy_rtol · λ_max``) and which terms the sloppy directions live in.
   :func:`prune_order` says which columns to drop so no sloppy direction is left (array core).
-* **CV**: k-fold errors with the model's weights (:func:`potforge.model.cv.cv_score`): every
-  structure's rows stay in one fold, folds stratified by group; training data only.
+* **CV**: k-fold errors with the model's weights: every structure's rows stay in one fold,
+  folds stratified by group; training data only.  For the squared loss the folds are solved
+  from per-fold Gram blocks of the weighted design (:func:`gram_cv`: one pass over the rows
+  for all folds and the FIM, the same ridge problem as :func:`potforge.model.cv.cv_score`,
+  about ten times faster on 500 columns); other losses go through ``cv_score``.
 * **Properties**: QoIs of the property suite under the model fitted on all training data,
   against reference values (``{qoi: {"value", "unit", "source"}}``, e.g. DFT or experiment).
 * **Score** (:class:`ScoreWeights`, lower is better): ``w_E · E_MAE/E_scale + w_F · F_MAE/F_scale
@@ -20,12 +23,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 from ase import Atoms
 
 from potforge.errors import DataError
 from potforge.information.fisher import analyse, term_of
 from potforge.model import LinearPotential
-from potforge.model.cv import cv_score
+from potforge.model.cv import cv_folds, cv_score
+from potforge.model.rows import ROW_ENERGY, ROW_FORCE, DesignMatrix
 
 SLOPPY_RTOL = 1e-10
 """Eigenvalues of F below this fraction of λ_max count as sloppy."""
@@ -113,6 +118,93 @@ def training_fisher(
     dm = model.design(structures, designs=designs)
     w = dm.weights(model.sigma, model.group_weights)
     return (dm.A * w[:, None]).T @ dm.A
+
+
+def ridge_solve_gram(G: np.ndarray, c: np.ndarray, alpha: float) -> np.ndarray:
+    """θ minimising ``|X θ − b|² + α |S θ|²`` from ``G = XᵀX`` (P, P) and ``c = Xᵀb`` (P,),
+    S the column norms of X (``sqrt(diag G)``, 1 for dead columns): the problem of
+    :func:`potforge.model.fitting.weighted_lstsq`, solved by Cholesky on the column-normalised
+    Gram matrix plus ``α I`` (an eigen-decomposition, eigenvalues below 1e-14 of the largest
+    dropped, when that is not positive definite, e.g. ``α = 0`` on a rank-deficient design).
+
+    Returns θ, shape (P,), in the units of X's columns."""
+    s = np.sqrt(np.clip(np.diag(G), 0.0, None))
+    s[s == 0] = 1.0
+    Gn = G / np.outer(s, s)
+    Gn[np.diag_indices_from(Gn)] += alpha
+    rhs = c / s
+    try:
+        phi = scipy.linalg.cho_solve(
+            scipy.linalg.cho_factor(Gn, lower=True, check_finite=False), rhs, check_finite=False
+        )
+    except np.linalg.LinAlgError:
+        lam, V = np.linalg.eigh(0.5 * (Gn + Gn.T))
+        keep = lam > 1e-14 * max(float(lam[-1]), 1e-300)
+        phi = V[:, keep] @ ((V[:, keep].T @ rhs) / lam[keep])
+    return phi / s
+
+
+def fold_grams(dm: DesignMatrix, w: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gram blocks of the whitened rows ``sqrt(w) A`` of each fold: ``G[k] = X_kᵀ X_k``
+    (K, P, P) and ``c[k] = X_kᵀ sqrt(w_k) y_k`` (K, P); ``folds`` (S,) is the fold of each
+    structure.  Their sum over k is the training FIM ``AᵀWA`` (:func:`training_fisher`)."""
+    sw = np.sqrt(w)
+    row_fold = np.asarray(folds, dtype=int)[dm.structure]
+    K = int(np.max(folds)) + 1
+    P = dm.A.shape[1]
+    G, c = np.zeros((K, P, P)), np.zeros((K, P))
+    for k in range(K):
+        r = row_fold == k
+        X = dm.A[r] * sw[r, None]
+        G[k] = X.T @ X
+        c[k] = X.T @ (dm.y[r] * sw[r])
+    return G, c
+
+
+def gram_cv(
+    dm: DesignMatrix,
+    w: np.ndarray,
+    folds: np.ndarray,
+    alpha: float,
+    grams: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[float, float]:
+    """Cross-validated MAEs of the squared-loss fit, from per-fold Gram blocks.
+
+    Each fold's parameters solve the weighted ridge problem of the other folds' rows
+    (:func:`ridge_solve_gram`, as :func:`potforge.model.cv.cv_score` with ``loss="squared"``
+    solves it by SVD), and its held-out energy and force rows are predicted; the residuals of
+    all folds are pooled.
+
+    Parameters
+    ----------
+    dm : DesignMatrix
+        Labelled rows of the training structures (``assemble``).
+    w : ndarray, shape (R,)
+        Row weights ``g/σ²`` (``dm.weights``).
+    folds : ndarray of int, shape (S,)
+        Fold of each structure, 0 … K−1.
+    alpha : float
+        Ridge strength on the column-normalised problem (the model's ``alpha``).
+    grams : tuple, optional
+        :func:`fold_grams` of ``(dm, w, folds)``, when already computed.
+
+    Returns
+    -------
+    (float, float)
+        CV energy MAE (meV/atom, per atom) and force MAE (eV/Å, per component).
+    """
+    G, c = grams if grams is not None else fold_grams(dm, w, folds)
+    Gt, ct = G.sum(axis=0), c.sum(axis=0)
+    row_fold = np.asarray(folds, dtype=int)[dm.structure]
+    e_res, f_res = [], []
+    for k in range(len(G)):
+        theta = ridge_solve_gram(Gt - G[k], ct - c[k], alpha)
+        r = row_fold == k
+        res = dm.A[r] @ theta - dm.y[r]
+        e_res.append(res[dm.row_type[r] == ROW_ENERGY])
+        f_res.append(res[dm.row_type[r] == ROW_FORCE])
+    e, f = np.concatenate(e_res), np.concatenate(f_res)
+    return float(np.mean(np.abs(e)) * 1000.0), float(np.mean(np.abs(f)))
 
 
 def sloppy_summary(
@@ -212,17 +304,52 @@ def informative_columns(F: np.ndarray, k: int, protect: Sequence[int] = ()) -> l
 class DesignCache:
     """Design rows of each term on a fixed list of structures, computed once per term
     (kind, settings, elements): candidate models that share terms share their descriptor
-    passes.  ``designs(model)`` assembles a set-up model's designs from its terms' rows."""
+    passes.  ``designs(model)`` assembles a set-up model's designs from its terms' rows.
+
+    A sparsified quadratic SNAP term (``quadratic_columns``) is never computed on its own: its
+    rows are the kept columns of the full term's rows (computed once), so candidates that
+    differ only in the column subset cost no descriptor pass.  :meth:`fisher` builds the
+    training FIM of a model from Gram blocks of term pairs, cached per pair and row weights,
+    so that the FIM of the full quadratic SNAP is formed once per set of σ's."""
 
     def __init__(self, structures: Sequence[Atoms], threads: int = 1):
         self.structures = list(structures)
         self.threads = threads
         self._parts: dict[tuple, list] = {}
+        self._matrices: dict[tuple, DesignMatrix] = {}
+        self._blocks: dict[tuple, np.ndarray] = {}
+
+    @staticmethod
+    def _key(term) -> tuple:
+        return (term.kind, repr(sorted(term.get_params().items())), tuple(term.elements))
+
+    @staticmethod
+    def _full(term):
+        """(the term with every quadratic column, the kept column indices) of a sparsified
+        SNAP term; None for any other term."""
+        if term.kind != "snap" or getattr(term, "quadratic_columns", None) is None:
+            return None
+        full = type(term)(**{**term.get_params(), "quadratic_columns": None})
+        full.setup(term.elements)
+        blocks = np.arange(len(term.elements))[:, None] * term.n_full
+        return full, (blocks + term.kept).ravel()
 
     def _term(self, term) -> list:
-        from potforge.model.rows import compute_designs
+        from potforge.model.rows import StructureDesign, compute_designs
+        from potforge.terms.base import Rows
 
-        key = (term.kind, repr(sorted(term.get_params().items())), tuple(term.elements))
+        sub = self._full(term)
+        if sub is not None:
+            full, idx = sub
+            return [
+                StructureDesign(
+                    Rows(d.rows.energy[idx], d.rows.forces[..., idx], d.rows.virial[:, idx]),
+                    d.fixed,
+                    d.volume,
+                )
+                for d in self._term(full)
+            ]
+        key = self._key(term)
         if key not in self._parts:
             self._parts[key] = compute_designs(
                 [term], self.structures, progress=False, threads=self.threads
@@ -246,6 +373,91 @@ class DesignCache:
             rows = Rows.concat([p.rows for p in parts if p.rows.energy.size], n)
             out.append(StructureDesign(rows, fixed, parts[0].volume if parts else np.nan))
         return out
+
+    def _matrix(self, term) -> DesignMatrix:
+        """The labelled rows of one (full) linear term on the structures (cached)."""
+        from potforge.model.rows import assemble
+
+        key = self._key(term)
+        if key not in self._matrices:
+            self._matrices[key] = assemble(self._term(term), self.structures)
+        return self._matrices[key]
+
+    def _bases(self, model: LinearPotential) -> list[tuple[Any, np.ndarray | None]]:
+        """(full term, kept columns or None) of each linear term of ``model``."""
+        out: list[tuple[Any, np.ndarray | None]] = []
+        for t in model.terms_:
+            if not t.fixed:
+                sub = self._full(t)
+                out.append((t, None) if sub is None else sub)
+        return out
+
+    def matrix(self, model: LinearPotential) -> DesignMatrix:
+        """The labelled rows of ``model`` (as ``model.design``), from the cached rows of its
+        terms; only for a model without fixed terms (their values would shift ``y``)."""
+        if any(t.fixed for t in model.terms_):
+            raise DataError("DesignCache.matrix: the model has fixed terms; use model.design")
+        bases = self._bases(model)
+        mats = [self._matrix(t) for t, _ in bases]
+        pairs = zip(mats, bases, strict=True)
+        A = np.hstack([m.A if k is None else m.A[:, k] for m, (_, k) in pairs])
+        m0 = mats[0]
+        return DesignMatrix(A, m0.y, m0.row_type, m0.structure, m0.groups, m0.n_atoms)
+
+    def grams(
+        self, model: LinearPotential, folds: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`fold_grams` of ``model``'s labelled rows at its σ's and group weights (one
+        fold when ``folds`` is None), from Gram blocks of term pairs cached per pair, row
+        weights and folds (a sparsified SNAP term: the kept rows and columns of the full
+        term's blocks).  ``c`` needs a model without fixed terms; with them it is NaN."""
+        bases = self._bases(model)
+        if not bases:
+            return np.zeros((1, 0, 0)), np.zeros((1, 0))
+        mats = [self._matrix(t) for t, _ in bases]
+        m0 = mats[0]
+        fold = np.zeros(len(self.structures), dtype=int) if folds is None else np.asarray(folds)
+        row_fold = fold[m0.structure]
+        K = int(fold.max()) + 1
+        w = m0.weights(model.sigma, model.group_weights)
+        wkey = (tuple(model.sigma), repr(sorted((model.group_weights or {}).items())),
+                fold.tobytes())  # fmt: skip
+        has_fixed = any(t.fixed for t in model.terms_)
+        Gs, cs = [], []
+        for i, (ti, ii) in enumerate(bases):
+            row = []
+            for j, (_, jj) in enumerate(bases):
+                a, b = (i, j) if i <= j else (j, i)
+                key = (self._key(bases[a][0]), self._key(bases[b][0]), wkey)
+                if key not in self._blocks:
+                    Aa, Ab = mats[a].A, mats[b].A
+                    self._blocks[key] = np.stack([
+                        (Aa[r] * w[r, None]).T @ Ab[r]
+                        for r in (row_fold == k for k in range(K))
+                    ])  # fmt: skip
+                blk = self._blocks[key] if i <= j else self._blocks[key].transpose(0, 2, 1)
+                if ii is not None:
+                    blk = blk[:, ii]
+                if jj is not None:
+                    blk = blk[:, :, jj]
+                row.append(blk)
+            Gs.append(np.concatenate(row, axis=2))
+            ckey = ("c", self._key(ti), wkey)
+            if ckey not in self._blocks:
+                Ai = mats[i].A
+                self._blocks[ckey] = np.stack([
+                    (Ai[r] * (w[r] * m0.y[r])[:, None]).sum(axis=0)
+                    for r in (row_fold == k for k in range(K))
+                ])  # fmt: skip
+            c = self._blocks[ckey]
+            cs.append(c if ii is None else c[:, ii])
+        G, c = np.concatenate(Gs, axis=1), np.concatenate(cs, axis=1)
+        return G, (np.full_like(c, np.nan) if has_fixed else c)
+
+    def fisher(self, model: LinearPotential) -> np.ndarray:
+        """``F = AᵀWA`` (P, P) of ``model``'s labelled training rows at its σ's and group
+        weights, as :func:`training_fisher` gives it, from the cached blocks (:meth:`grams`)."""
+        return self.grams(model)[0].sum(axis=0)
 
 
 def property_errors(
@@ -350,30 +562,49 @@ def evaluate(
     prepared = template.setup(structures)
     if cache is not None and len(cache.structures) != len(structures):
         raise DataError("the design cache holds other structures")
-    designs = (
-        cache.designs(prepared)
-        if cache is not None
-        else prepared.structure_designs(structures, progress=False)
-    )
-    cv = cv_score(prepared, structures, n_folds=n_folds, random_state=seed, designs=designs,
-                  progress=False, folds=folds)  # fmt: skip
-    fitted = prepared.with_terms()
-    fitted.fit(structures, designs=designs)
-    F = training_fisher(fitted, structures, designs)
-    cond, n_sloppy, shares, lam = sloppy_summary(F, fitted.param_names, sloppy_rtol)
+
+    def get_designs() -> list:
+        if cache is not None:
+            return cache.designs(prepared)
+        return prepared.structure_designs(structures, progress=False)
+
+    lazy = cache is not None and prepared.loss == "squared"
+    lazy = lazy and not any(t.fixed for t in prepared.terms_)
+    designs = None if lazy else get_designs()  # the cached path needs no per-structure rows
+    if reference and element is None:
+        raise DataError("property errors need the element (element=...)")
+    if prepared.loss == "squared":  # one pass over the rows: every fold and the FIM
+        if folds is None:
+            folds = cv_folds(structures, n_folds, seed)
+        if cache is not None and not any(t.fixed for t in prepared.terms_):
+            dm = cache.matrix(prepared)  # cached rows and Gram blocks of the terms
+            grams = cache.grams(prepared, folds)
+        else:
+            dm = prepared.design(structures, designs=designs)
+            grams = fold_grams(dm, dm.weights(prepared.sigma, prepared.group_weights), folds)
+        w = dm.weights(prepared.sigma, prepared.group_weights)
+        cv_e, cv_f = gram_cv(dm, w, folds, prepared.alpha, grams)
+        F = grams[0].sum(axis=0)
+    else:
+        cv = cv_score(prepared, structures, n_folds=n_folds, random_state=seed, designs=designs,
+                      progress=False, folds=folds)  # fmt: skip
+        cv_e, cv_f = float(cv.cv_energy_mae), float(cv.cv_force_mae)
+        F = training_fisher(prepared, structures, designs)
+    cond, n_sloppy, shares, lam = sloppy_summary(F, prepared.param_names, sloppy_rtol)
     props = {}
     if reference:
-        if element is None:
-            raise DataError("property errors need the element (element=...)")
+        assert element is not None
+        fitted = prepared.with_terms()
+        fitted.fit(structures, designs=designs if designs is not None else get_designs())
         props = property_errors(fitted, element, reference)
     spec = template.terms if isinstance(template.terms, str) else "+".join(
         t.kind for t in template.terms
     )  # fmt: skip
     ev = Evaluation(
         spec=str(spec),
-        n_params=int(fitted.n_params),
-        cv_energy_mae=float(cv.cv_energy_mae),
-        cv_force_mae=float(cv.cv_force_mae),
+        n_params=int(prepared.n_params),
+        cv_energy_mae=cv_e,
+        cv_force_mae=cv_f,
         condition=cond,
         n_sloppy=n_sloppy,
         sloppy_terms=shares,
@@ -390,10 +621,13 @@ __all__ = [
     "SLOPPY_RTOL",
     "ScoreWeights",
     "evaluate",
+    "fold_grams",
+    "gram_cv",
     "informative_columns",
     "property_errors",
     "prune_order",
     "read_reference_properties",
+    "ridge_solve_gram",
     "score_of",
     "sloppy_summary",
     "training_fisher",

@@ -5,15 +5,19 @@ tune its continuous hyperparameters, judging every candidate on training data on
    ladder of sizes — SNAP, quadratic SNAP, pair and embedding splines, ML-POD 2/3-body):
    from a start model, every move — add a term at its smallest size, remove a term, one rung
    up or down a term's ladder, swap linear SNAP for quadratic SNAP of the same 2J and cutoff —
-   is evaluated (grouped CV errors, the Fisher information of the training design, property
+   is evaluated, and so are the σ weights of energies and forces one step up or down
+   (:data:`SIGMA_STEPS`, within :data:`SIGMA_RANGES`: cheap, no new descriptor pass)
+   (grouped CV errors, the Fisher information of the training design, property
    errors when references are given: :func:`~potforge.modeldesign.evaluate.evaluate`); the
    move with the lowest score is taken if it lowers the score by more than ``min_gain``
    (relative) and keeps the model within ``max_params`` — a quadratic SNAP that would exceed
    it is offered sparsified instead, its quadratic columns cut to the ones the full model's
    training FIM says carry the most information beyond the rest (:func:`sparsify`); among
    moves within ``min_gain`` of the best, the one with fewer sloppy directions wins (the FIM
-   breaks ties towards identifiable models).  Every step is logged with what changed and what
-   the FIM and the scores said.
+   breaks ties towards identifiable models).  A move that leaves a sparsified qsnap term
+   below ``max_params`` (a term removed or shrunk) is refilled to the cap with the next most
+   informative columns.  Every step is logged with what changed, what the FIM and the scores
+   said, and how long the step took.
    Folds: contiguous blocks within each group (:func:`potforge.model.cv.block_folds`), so
    correlated frames of a trajectory never sit on both sides.
    Then the FIM prunes the chosen model's quadratic SNAP columns that carry only sloppy
@@ -48,12 +52,11 @@ from potforge.modeldesign.evaluate import (
     evaluate,
     informative_columns,
     prune_order,
-    training_fisher,
 )
 
 LIBRARY: dict[str, tuple[str, list[Any]]] = {
     "snap": ("twojmax", [2, 4, 6, 8]),
-    "qsnap": ("twojmax", [2, 4, 6]),
+    "qsnap": ("twojmax", [2, 4, 6, 8]),
     "pair": ("n_basis", [6, 10, 16]),
     "embed": ("n_basis", [4, 8]),
     "pod": ("angular3", [2, 4, 6]),
@@ -61,6 +64,12 @@ LIBRARY: dict[str, tuple[str, list[Any]]] = {
 """Term kind → (its size setting, the ladder of sizes the search moves along)."""
 
 BISPECTRUM = {"snap", "qsnap"}
+
+SIGMA_STEPS = {"sigma_energy": 10**0.5, "sigma_force": 2.0}
+"""Factor of one greedy step of each σ weight (up or down)."""
+
+SIGMA_RANGES = {"sigma_energy": (1e-5, 1e-1), "sigma_force": (0.01, 1.0)}
+"""Bounds of the σ weights the search moves within: eV/atom, eV/Å."""
 
 CUTOFF_SETTING = {
     "snap": "rcutfac",
@@ -161,6 +170,9 @@ class DesignResult:
     trials: list[Trial]
     pareto: list[Trial]
     log: list[str] = field(default_factory=list)
+    timings: list[tuple[str, int, float]] = field(default_factory=list)
+    """(move taken, moves evaluated, wall seconds) of each greedy step, then of the prune and
+    Optuna stages (kept out of ``log``, which a seed reproduces)."""
 
 
 def neighbour_shells(structures: Sequence[Atoms], r_max: float = 7.0, tol: float = 0.15):
@@ -229,9 +241,24 @@ def _to_quadratic(c: Config, i: int) -> list[tuple[str, Config]]:
     return [(f"swap snap for qsnap at twojmax={twojmax}", c.replace(rungs=r))]
 
 
-def _moves(c: Config) -> list[tuple[str, Config]]:
+def _sigma_moves(c: Config) -> list[tuple[str, Config]]:
+    """``c`` with one σ weight one step (:data:`SIGMA_STEPS`) up or down, within
+    :data:`SIGMA_RANGES` (same terms and columns)."""
+    out: list[tuple[str, Config]] = []
+    for name, factor in SIGMA_STEPS.items():
+        lo, hi = SIGMA_RANGES[name]
+        now = getattr(c, name)
+        for f in (factor, 1.0 / factor):
+            value = float(f"{now * f:.4g}")
+            if lo * (1 - 1e-9) <= value <= hi * (1 + 1e-9):
+                word = "σ_E" if name == "sigma_energy" else "σ_F"
+                out.append((f"{word} {now:.3g} → {value:.3g}", c.replace(**{name: value})))
+    return out
+
+
+def _moves(c: Config, sigma: bool = True) -> list[tuple[str, Config]]:
     """Every neighbour of ``c``: add a missing term, remove one, one rung up or down, a snap
-    term swapped for qsnap of the same 2J."""
+    term swapped for qsnap of the same 2J, and (``sigma``) a σ weight one step up or down."""
     out: list[tuple[str, Config]] = []
     present = {k for k, _ in c.rungs}
     for kind in LIBRARY:
@@ -253,6 +280,8 @@ def _moves(c: Config) -> list[tuple[str, Config]]:
                 )
         if kind == "snap":
             out.extend(_to_quadratic(c, i))
+    if sigma:
+        out.extend(_sigma_moves(c))
     return out
 
 
@@ -288,7 +317,7 @@ def sparsify(c: Config, structures: Sequence[Atoms], cache: DesignCache, max_par
     room = (max_params - int((~quad).sum())) // n_blocks
     if room < 1:
         return None
-    F = training_fisher(full, structures, cache.designs(full))
+    F = cache.fisher(full)
     picked = informative_columns(F, room * n_blocks, protect=np.flatnonzero(~quad).tolist())
     twojmax = LIBRARY["qsnap"][1][dict(c.rungs)["qsnap"]]
     return c.replace(columns=_column_index(full.param_names, picked, twojmax, room))
@@ -302,7 +331,7 @@ def prune_sloppy(c: Config, structures: Sequence[Atoms], cache: DesignCache, rto
         return None
     m = c.model().setup(structures)
     quad = _quadratic(m.param_names)
-    F = training_fisher(m, structures, cache.designs(m))
+    F = cache.fisher(m)
     dropped = set(prune_order(F, rtol, protect=np.flatnonzero(~quad).tolist()))
     if not dropped:
         return None
@@ -326,6 +355,10 @@ def design(
     element: str | None = None,
     reference: dict[str, dict[str, Any]] | None = None,
     min_gain: float = 0.01,
+    sigma_energy: float = 1e-3,
+    sigma_force: float = 0.1,
+    sigma_moves: bool = True,
+    cache: DesignCache | None = None,
     say: Callable[[str], None] | None = None,
 ) -> DesignResult:
     """Search terms and hyperparameters on training data; return the chosen model's trial.
@@ -349,6 +382,15 @@ def design(
         As :func:`~potforge.modeldesign.evaluate.evaluate`.
     min_gain : float, default=0.01
         Relative score decrease a greedy move must bring.
+    sigma_energy : float, default=1e-3
+        σ of the energy rows of the start model, eV/atom.
+    sigma_force : float, default=0.1
+        σ of the force rows of the start model, eV/Å.
+    sigma_moves : bool, default=True
+        Whether the greedy also moves the σ weights (:data:`SIGMA_STEPS`).
+    cache : DesignCache, optional
+        Design rows of ``structures`` per term, shared with the caller (e.g. to fit the chosen
+        model without a new descriptor pass); a fresh one by default.
     say : callable, optional
         Receives each log line as it is written.
     """
@@ -359,9 +401,13 @@ def design(
     for kind, rung in start:
         if kind not in LIBRARY or not 0 <= rung < len(LIBRARY[kind][1]):
             raise DataError(f"start term {kind!r} rung {rung} is not in the library {LIBRARY}")
+    for name, value in (("sigma_energy", sigma_energy), ("sigma_force", sigma_force)):
+        if not value > 0:
+            raise DataError(f"{name} must be > 0, got {value!r}")
     weights = weights or ScoreWeights()
     t0 = time.monotonic()
     log: list[str] = []
+    timings: list[tuple[str, int, float]] = []
 
     def note(line: str) -> None:
         log.append(line)
@@ -372,7 +418,10 @@ def design(
     note(f"cutoff {cut:g} Å ({'given' if cutoff is not None else 'from the neighbour shells'})")
     trials: list[Trial] = []
     seen: dict[Config, Trial] = {}
-    cache = DesignCache(structures)
+    if cache is None:
+        cache = DesignCache(structures)
+    elif len(cache.structures) != len(structures):
+        raise DataError("the design cache holds other structures")
     folds = block_folds(structures, n_folds, seed)  # correlated frames stay together
 
     def run(c: Config, stage: str) -> Trial | None:
@@ -399,14 +448,26 @@ def design(
         return (f"P={e.n_params}, CV E {e.cv_energy_mae:.2f} meV/atom, F {e.cv_force_mae:.4f} "
                 f"eV/Å, score {e.score:.4g}; FIM {fim}")  # fmt: skip
 
-    current = run(Config(tuple(start), cut, fixed), "start")
+    start_config = Config(tuple(start), cut, fixed, sigma_energy, sigma_force)
+    if start_config.model().setup(structures[:1]).n_params > max_params:
+        start_config = sparsify(start_config, structures, cache, max_params) or start_config
+    current = run(start_config, "start")
     if current is None:
         raise DataError("the start model could not be evaluated on the training data")
-    note(f"start {current.config.spec()}: {line(current)}")
-    while time.monotonic() - t0 < 0.7 * 60 * minutes:
-        options = []
-        for what, c in _moves(current.config):
-            if c.model().setup(structures[:1]).n_params > max_params:
+    note(f"start {current.config.describe()}: {line(current)}")
+    greedy_s = 0.7 * 60 * minutes
+    while time.monotonic() - t0 < greedy_s:
+        t_step = time.monotonic()
+        options: list[tuple[str, Trial]] = []
+        moves = _moves(current.config, sigma_moves)
+        for n_done, (what, c) in enumerate(moves):
+            if options and time.monotonic() - t0 >= greedy_s:
+                note(f"greedy time limit ({0.7 * minutes:.3g} of {minutes:g} min) reached after "
+                     f"{n_done} of {len(moves)} moves of this step")  # fmt: skip
+                break
+            n = c.model().setup(structures[:1]).n_params
+            refill = c.columns is not None and n < max_params and c.rungs != current.config.rungs
+            if n > max_params or refill:
                 cut_down = sparsify(c, structures, cache, max_params)
                 if cut_down is None:
                     continue
@@ -425,8 +486,10 @@ def design(
                  f"{pick.evaluation.score:.4g}); greedy stops")  # fmt: skip
             break
         why = "" if pick.evaluation.score == best else " (fewer sloppy directions than the best)"
-        note(f"{what}{why}: {line(pick)}")
+        note(f"{what}{why}: {line(pick)} [{len(options)} moves]")
+        timings.append((what, len(options), time.monotonic() - t_step))
         current = pick
+    t_step = time.monotonic()
     pruned = prune_sloppy(current.config, structures, cache, SLOPPY_RTOL)
     if pruned is not None:
         t = run(pruned[0], "prune")
@@ -437,13 +500,16 @@ def design(
             current = t if better else current
     elif "qsnap" in dict(current.config.rungs):
         note("FIM: no quadratic column carries only sloppy directions; nothing pruned")
+    timings.append(("prune", 1, time.monotonic() - t_step))
     left = 60 * minutes - (time.monotonic() - t0)
     if left > 0 and n_trials > 0:
+        t_step, before = time.monotonic(), len(trials)
         _optuna(current.config, run, n_trials, left, seed, note, line, max_params, structures)
+        timings.append(("optuna", len(trials) - before, time.monotonic() - t_step))
     within = [t for t in trials if t.evaluation.n_params <= max_params]
     chosen = min(within, key=lambda t: t.evaluation.score)
     note(f"chosen {chosen.config.describe()}: {line(chosen)}")
-    return DesignResult(chosen, trials, pareto_front(trials), log)
+    return DesignResult(chosen, trials, pareto_front(trials), log, timings)
 
 
 def _optuna(base: Config, run, n_trials, seconds, seed, note, line, max_params, structures):
@@ -460,8 +526,9 @@ def _optuna(base: Config, run, n_trials, seconds, seed, note, line, max_params, 
     def objective(trial) -> float:
         c = base.replace(
             cutoff=round(trial.suggest_float("cutoff", 0.85 * base.cutoff, 1.15 * base.cutoff), 3),
-            sigma_energy=10 ** trial.suggest_float("log_se", -4.0, -1.5),
-            sigma_force=10 ** trial.suggest_float("log_sf", -2.0, 0.0),
+            sigma_energy=10
+            ** trial.suggest_float("log_se", *np.log10(SIGMA_RANGES["sigma_energy"])),
+            sigma_force=10 ** trial.suggest_float("log_sf", *np.log10(SIGMA_RANGES["sigma_force"])),
         )
         t = run(c, "optuna")
         if t is None:
@@ -479,6 +546,8 @@ __all__ = [
     "Config",
     "DesignResult",
     "LIBRARY",
+    "SIGMA_RANGES",
+    "SIGMA_STEPS",
     "Trial",
     "cutoff_from_data",
     "design",

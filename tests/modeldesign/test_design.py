@@ -74,8 +74,23 @@ def test_moves_swap_snap_for_qsnap_of_the_same_twojmax_and_cutoff():
     assert swap.spec().startswith("qsnap(twojmax=6,rcutfac=4.7)+pod(")
     assert not any(w.startswith("add qsnap") for w in moves)  # one bispectrum term at most
     assert not any(w.startswith("swap") for w, _ in _moves(swap))  # no snap term left
-    # 2J=8 is not on qsnap's ladder: nothing to swap to
-    assert not any(w.startswith("swap") for w, _ in _moves(Config((("snap", 3),), 4.7)))
+    assert dict(_moves(Config((("snap", 3),), 4.7)))["swap snap for qsnap at twojmax=8"].rungs == (
+        ("qsnap", 3),
+    )
+    assert not any(w.startswith("swap") for w, _ in _moves(Config((("pod", 0),), 4.7)))
+
+
+def test_sigma_moves_step_each_weight_within_its_range():
+    c = Config((("snap", 1),), 4.7, sigma_energy=1e-3, sigma_force=0.1)
+    moves = dict(_moves(c))
+    assert moves["σ_E 0.001 → 0.00316"].sigma_energy == pytest.approx(10**-2.5, rel=1e-3)
+    assert moves["σ_E 0.001 → 0.000316"].rungs == c.rungs
+    assert moves["σ_F 0.1 → 0.2"].sigma_force == 0.2 and moves["σ_F 0.1 → 0.05"].sigma_force == 0.05
+    assert not any(w.startswith("σ") for w, _ in _moves(c, sigma=False))
+    edge = Config((("snap", 1),), 4.7, sigma_energy=1e-5, sigma_force=1.0)
+    words = [w for w, _ in _moves(edge)]
+    assert "σ_E 1e-05 → 3.16e-05" in words and not any("→ 3.16e-06" in w for w in words)
+    assert "σ_F 1 → 0.5" in words and "σ_F 1 → 2" not in words
 
 
 def test_block_folds_keep_trajectory_blocks_and_groups_spread(train):
@@ -159,3 +174,69 @@ def test_sparsified_qsnap_keeps_the_most_informative_columns_within_max_params(t
     assert (
         prune_sloppy(pruned[0], train, cache, 1e-10) is None
     )  # what is left is the linear block's
+
+
+def test_gram_cv_equals_the_svd_cross_validation(train):
+    """The search's CV from per-fold Gram blocks is ``cv_score``'s (SVD per fold), with and
+    without a ridge, and the FIM beside it is the training FIM."""
+    from potforge.model import LinearPotential
+    from potforge.model.cv import cv_score
+    from potforge.modeldesign.evaluate import fold_grams, gram_cv, training_fisher
+
+    folds = block_folds(train, 3, random_state=0)
+    for alpha in (1e-10, 1e-4):
+        spec = "qsnap(twojmax=4,rcutfac=4.7)+pair(n_basis=6,rcut=4.7)+const"
+        m = LinearPotential(spec, sigma_energy=3e-4, sigma_force=0.15, alpha=alpha).setup(train)
+        designs = m.structure_designs(train, progress=False)
+        ref = cv_score(m, train, designs=designs, folds=folds, progress=False)
+        dm = m.design(train, designs=designs)
+        w = dm.weights(m.sigma, m.group_weights)
+        grams = fold_grams(dm, w, folds)
+        e, f = gram_cv(dm, w, folds, m.alpha, grams)
+        assert e == pytest.approx(ref.cv_energy_mae, rel=1e-6)
+        assert f == pytest.approx(ref.cv_force_mae, rel=1e-6)
+        F = training_fisher(m, train, designs)
+        assert np.allclose(grams[0].sum(axis=0), F, rtol=1e-10, atol=1e-12 * np.abs(F).max())
+    ev = evaluate(m.with_terms(), train, n_folds=3, folds=folds)
+    assert ev.cv_energy_mae == pytest.approx(ref.cv_energy_mae, rel=1e-6)
+    huber = evaluate(m.with_terms().set_params(loss="huber"), train, n_folds=3, folds=folds)
+    assert huber.cv_force_mae != pytest.approx(ev.cv_force_mae, rel=1e-9)  # the SVD path
+
+
+def test_design_cache_slices_sparsified_qsnap_and_builds_the_fim_from_blocks(train):
+    """A sparsified qsnap's rows are the full term's kept columns (no descriptor pass of
+    its own), and the cache's block FIM is the training FIM, sparsified or not."""
+    from potforge.model import LinearPotential
+    from potforge.modeldesign.evaluate import DesignCache, training_fisher
+
+    cols = [0, 3, 7, 20, 50, 104]
+    spec = f"qsnap(twojmax=4,rcutfac=4.7,quadratic_columns={cols})+embed(n_basis=4,rcut=4.7)+const"
+    m = LinearPotential(spec, sigma_energy=1e-3, sigma_force=0.1).setup(train)
+    cache = DesignCache(train)
+    sliced = cache.designs(m)
+    assert len(cache._parts) == 3 and not any("quadratic_columns', [" in k[1] for k in cache._parts)
+    direct = m.structure_designs(train, progress=False)
+    for a, b in zip(sliced, direct, strict=True):
+        assert np.allclose(a.rows.forces, b.rows.forces) and np.allclose(
+            a.rows.energy, b.rows.energy
+        )
+        assert np.allclose(a.rows.virial, b.rows.virial)
+    F = training_fisher(m, train, direct)
+    assert np.allclose(cache.fisher(m), F, rtol=1e-10, atol=1e-12 * np.abs(F).max())
+    full = LinearPotential(spec.replace(f",quadratic_columns={cols}", "")).setup(train)
+    Ff = training_fisher(full, train, full.structure_designs(train, progress=False))
+    assert np.allclose(cache.fisher(full), Ff, rtol=1e-10, atol=1e-12 * np.abs(Ff).max())
+    # the cached per-fold blocks are the folds' Gram blocks; the CV from them is the direct one
+    from potforge.modeldesign.evaluate import fold_grams
+
+    folds = block_folds(train, 3, random_state=0)
+    dm = m.design(train, designs=direct)
+    G, c = fold_grams(dm, dm.weights(m.sigma), folds)
+    Gc, cc = cache.grams(m, folds)
+    assert np.allclose(Gc, G, rtol=1e-10, atol=1e-12 * np.abs(G).max())
+    assert np.allclose(cc, c, rtol=1e-10, atol=1e-12 * np.abs(c).max())
+    assert np.array_equal(cache.matrix(m).A, dm.A) and np.array_equal(cache.matrix(m).y, dm.y)
+    a = evaluate(m.with_terms(), train, n_folds=3, folds=folds, cache=cache)
+    b = evaluate(m.with_terms(), train, n_folds=3, folds=folds)
+    assert a.cv_energy_mae == pytest.approx(b.cv_energy_mae, rel=1e-8)
+    assert a.cv_force_mae == pytest.approx(b.cv_force_mae, rel=1e-8) and a.n_sloppy == b.n_sloppy
