@@ -16,7 +16,9 @@ from potforge.campaign.config import campaign_from_dict, load_campaign
 from potforge.campaign.runner import decide, escalated, run_campaign
 from potforge.terms import parse_spec
 
-REFINED = SMALL.replace("oracle_calls = 26", "oracle_calls = 40") + "[refine]\nrounds = 1\n"
+REFINED = SMALL.replace("oracle_calls = 26", "oracle_calls = 40").replace(
+    "[refine]\nrounds = 0", "[refine]\nrounds = 1"
+)
 
 
 def campaign(text: str = REFINED, **edits: str):

@@ -49,6 +49,8 @@ temperatures = [1000.0]
 steps = 40
 interval = 10
 frames_per_iteration = 2
+[refine]
+rounds = 0
 """
 
 
