@@ -14,6 +14,7 @@ from potforge.campaign.stages import (
     Context,
     active_reserve,
     finite,
+    labelled_hashes,
     template,
     unlabelled,
     write_json,
@@ -188,11 +189,12 @@ def active(ctx: Context) -> dict:
     initial = unlabelled(ctx.labelled(fitted["training"]))
     # a later round's held-out set is the first round's (same first structures): labelled
     held = heldout_structures(initial, HELDOUT, HELDOUT_RATTLE, c.seed) if initial else []
-    done = {x.info.get("structure_hash") for x in ctx.store.to_atoms("ok", ctx.oracle.spec)}
+    done = set(labelled_hashes(ctx, "ok"))
     reused = sum(structure_hash(x) in done for x in held)
     left = c.budget.oracle_calls - ctx.calls_before("active")
     if left < HELDOUT - reused + 1:
-        ctx.say(f"active: {left} oracle calls left, too few to explore (need {HELDOUT + 1})")
+        need = HELDOUT - reused + 1
+        ctx.say(f"active: {left} oracle calls left, too few to explore (need {need})")
         return {
             "training": fitted["training"],
             "oracle_calls": 0,

@@ -317,11 +317,7 @@ def _rounds_html(props: dict) -> str:
     ax = fig.add_subplot()
     for n in names:
         ax.plot(calls, ratio[n], "o-", ms=4, label=n)
-    ax.axhline(1.0, color="k", ls="--", lw=0.8)
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    _ratio_axis(ax)
     ax.set_xlabel("oracle calls at the end of the round")
     ax.set_ylabel("calibrated σ / tolerance")
     ax.legend(fontsize=7, ncol=2)
@@ -337,15 +333,20 @@ def _im_html(data: dict) -> str:
     for n in names:
         r = [_ratio(it["sigma"].get(n), it["tolerance"].get(n)) for it in its]
         ax.plot(calls, r, "o-", ms=3, label=n)
+    _ratio_axis(ax)
+    ax.set_xlabel("oracle calls")
+    ax.set_ylabel("predicted σ / tolerance")
+    ax.legend(fontsize=7, ncol=2)
+    return _img(fig, "information-matching learning curve")
+
+
+def _ratio_axis(ax: Any) -> None:
+    """A log y axis of σ / tolerance with the target line at 1."""
     ax.axhline(1.0, color="k", ls="--", lw=0.8)
     ax.set_yscale("log")
     ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("oracle calls")
-    ax.set_ylabel("predicted σ / tolerance")
-    ax.legend(fontsize=7, ncol=2)
-    return _img(fig, "information-matching learning curve")
 
 
 def _ratio(a: Any, b: Any) -> float:

@@ -408,7 +408,7 @@ def select(ctx: Context) -> dict:
                     + ", ".join(f"{k} {v:.3g}" for k, v in sorted(factor.items()))
                 )
                 continue
-            done = set(_labelled_hashes(ctx)) & set(hashes)
+            done = set(labelled_hashes(ctx)) & set(hashes)
             if attempt == RETRIES or len(done) + s.init > min(budget, len(pool)):
                 return _select_infeasible(ctx, exc, first, hashes)
             # judged at a θ fitted to few structures (a relative tolerance is relative to
@@ -473,7 +473,8 @@ RETRIES = 2
 few labels (each from every label so far plus ``init`` more)."""
 
 
-def _labelled_hashes(ctx: Context, status: str | None = None) -> list[str]:
+def labelled_hashes(ctx: Context, status: str | None = None) -> list[str]:
+    """Structure hashes of the oracle's results in the store (of ``status``; None: all)."""
     rows = ctx.store.rows(status=status, oracle=ctx.oracle.spec)
     return [h for h in (r.key_value_pairs.get("structure_hash") for r in rows) if h]
 
@@ -481,8 +482,8 @@ def _labelled_hashes(ctx: Context, status: str | None = None) -> list[str]:
 def _select_infeasible(ctx: Context, exc: PotforgeError, first: int, pool: list[str]) -> dict:
     """The record of a selection the pool cannot satisfy: what of the pool (hashes ``pool``)
     is labelled, and the reason."""
-    ok, members = set(_labelled_hashes(ctx, "ok")), set(pool)
-    every = [h for h in _labelled_hashes(ctx) if h in members]
+    ok, members = set(labelled_hashes(ctx, "ok")), set(pool)
+    every = [h for h in labelled_hashes(ctx) if h in members]
     ctx.say(f"select: {exc}")
     return {
         "training": [h for h in every if h in ok],
