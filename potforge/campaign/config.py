@@ -177,10 +177,11 @@ class GenerateStage:
         L-BFGS-B iterations per configuration.
     near_equilibrium : int, default=20
         Structures of the targets' own kinds added to the pool beside the generated ones:
-        strained unit cells, rattled and thermally expanded supercells, vacancy cells and
-        (110) slabs of the ground state (entropy maximisation alone packs atoms near the
-        repulsion floor, far from the structures elastic constants and defects are made of).
-    near_kinds : tuple of str, default=("strained", "rattled", "vacancy", "surface_110")
+        strained unit cells, rattled and thermally expanded supercells, vacancy cells, (110)
+        slabs and slipped stacking-fault slabs of the ground state (entropy maximisation alone
+        packs atoms near the repulsion floor, far from the structures elastic constants and
+        defects are made of).
+    near_kinds : tuple of str, default=("strained", "rattled", "vacancy", "surface_110", "fault")
         Which of those kinds (e.g. only ``["strained"]`` 2-atom cells for costly DFT).
     """
 
@@ -192,7 +193,7 @@ class GenerateStage:
     )
     iterations: int = _setting(30, _is(Integer(low=0)), "L-BFGS-B iterations per configuration")
     near_equilibrium: int = _setting(
-        20, _is(Integer(low=0)), "strained, rattled, vacancy and slab cells added to the pool"
+        20, _is(Integer(low=0)), "strained, rattled, vacancy, slab, fault cells added to the pool"
     )
     near_kinds: tuple[str, ...] = _setting(
         NEAR_KINDS, _list_of(Options(NEAR_KINDS), '["strained"]'), "near-equilibrium kinds"
@@ -796,8 +797,8 @@ n = 10                # entropy-maximising configurations
 atoms = [4, 8]
 volume = [0.8, 1.2]
 iterations = 15
-near_equilibrium = 130 # strained, rattled, vacancy and (110) slab cells: unlabelled candidates
-                       # cost nothing, so the pool is several times what is labelled
+near_equilibrium = 130 # strained, rattled, vacancy, (110) slab and fault cells: unlabelled
+                       # candidates cost nothing, so the pool is several times what is labelled
 
 [select]
 init = 10             # enough for the uq stage's 90 % conformal quantile (≥ 9 structures)

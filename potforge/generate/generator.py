@@ -835,10 +835,13 @@ def ground_state(
     return float(np.mean([v for v, _ in states])), float(min(nn for _, nn in states))
 
 
-NEAR_KINDS = ("strained", "rattled", "vacancy", "surface_110")
+NEAR_KINDS = ("strained", "rattled", "vacancy", "surface_110", "fault")
 """The structure kinds of :func:`near_equilibrium`."""
 
-_CYCLE = ("strained", "rattled", "strained", "vacancy", "rattled", "surface_110")
+_CYCLE = ("strained", "rattled", "strained", "vacancy", "rattled", "surface_110", "fault")
+
+FAULT_PLANE = {"bcc": "110", "fcc": "111"}
+"""The slip system of a ``"fault"`` structure: that of the usf_110 / usf_111 QoIs."""
 
 
 def near_equilibrium(
@@ -850,10 +853,14 @@ def near_equilibrium(
     kinds: Sequence[str] = NEAR_KINDS,
 ) -> list[Atoms]:
     """``n`` unlabelled structures of the kinds material properties are made of, cycling
-    strained, rattled, strained, vacancy, rattled, surface_110 (those among ``kinds``):
+    strained, rattled, strained, vacancy, rattled, surface_110, fault (those among ``kinds``):
     homogeneously strained conventional cells (up to ±3 %), rattled (0.03–0.15 Å) 2×2×2
-    supercells at ±2 % volume, 2×2×2 cells less their first atom, and 4-layer (110) slabs (6 Å
-    vacuum; not for hcp), each with ``info["group"]`` set to its kind.
+    supercells at ±2 % volume, 2×2×2 cells less their first atom, 4-layer (110) slabs (6 Å
+    vacuum; not for hcp), and 6-plane slabs of the generalized stacking fault of
+    :data:`FAULT_PLANE` with the upper half slipped by a random fraction of the fault's shift
+    range (:data:`~potforge.properties.structures.GSF_PERIOD`; bcc and fcc elements only), each
+    with ``info["group"]`` set to its kind.  Kinds a crystal cannot have are left out of the
+    cycle.
 
     Parameters
     ----------
@@ -878,9 +885,15 @@ def near_equilibrium(
     cell = bulk_phase(formula, phase, a0, coa, cubic=phase != "hcp")
     cell.set_cell(cell.cell * (volume * len(cell) / cell.get_volume()) ** (1 / 3), scale_atoms=True)
     rng = np.random.default_rng(seed)
-    cycle = [k for k in _CYCLE if k in kinds and (phase != "hcp" or k != "surface_110")]
+    impossible = {"surface_110"} if phase == "hcp" else set()
+    if phase not in FAULT_PLANE:
+        impossible.add("fault")
+    cycle = [k for k in _CYCLE if k in kinds and k not in impossible]
     if not cycle:
-        raise DataError(f"near-equilibrium kinds {list(kinds)!r}: no (110) slab of hcp")
+        raise DataError(
+            f"near-equilibrium kinds {list(kinds)!r}: a {phase} {formula} has none of them"
+            f" (it has no {' or '.join(sorted(impossible))})"
+        )
     out: list[Atoms] = []
     for k in range(n):
         kind = cycle[k % len(cycle)]
@@ -890,6 +903,9 @@ def near_equilibrium(
             a.set_cell(a.cell @ (np.eye(3) + 0.5 * (eps + eps.T)), scale_atoms=True)
         elif kind == "surface_110":
             a = surface(cell, (1, 1, 0), 4, vacuum=6.0)
+            a.rattle(0.03, seed=int(rng.integers(1 << 30)))
+        elif kind == "fault":
+            a = _fault_slab(formula, phase, float(cell.cell[0, 0]), float(rng.uniform()))
             a.rattle(0.03, seed=int(rng.integers(1 << 30)))
         else:
             a = cell.repeat(2)
@@ -901,6 +917,28 @@ def near_equilibrium(
         a.info["group"] = kind
         out.append(a)
     return out
+
+
+def _fault_slab(element: str, phase: str, a0: float, fraction: float) -> Atoms:
+    """A 6-plane slab (6 Å vacuum) of the :data:`FAULT_PLANE` stacking fault, the upper three
+    planes slipped by ``fraction`` of the shift range (unrelaxed)."""
+    from potforge.properties.structures import GSF_PERIOD, GSF_SYSTEMS, oriented_cell
+
+    plane = FAULT_PLANE[phase]
+    dirs = GSF_SYSTEMS[(phase, plane)]
+    one = oriented_cell(element, phase, a0, dirs, (1, 1, 1))
+    per_cell = len(np.unique(np.round(one.positions[:, 2], 4)))
+    atoms = oriented_cell(element, phase, a0, dirs, (1, 1, max(1, -(-6 // per_cell))))
+    z = np.round(atoms.positions[:, 2], 4)
+    planes = np.unique(z)
+    atoms.positions[z > planes[len(planes) // 2 - 1]] += (
+        fraction * GSF_PERIOD[(phase, plane)] * a0 * atoms.cell[0] / np.linalg.norm(atoms.cell[0])
+    )
+    cell = atoms.cell.array.copy()
+    cell[2, 2] += 6.0
+    atoms.set_cell(cell)
+    atoms.wrap()
+    return atoms
 
 
 def elemental_references(
