@@ -10,7 +10,7 @@ inflation) and the same final ``properties`` stage, each in its own output folde
 * **(a) label the pool** — the same ``generate`` stage (the same seeded pool), every candidate
   labelled (``select`` and ``active`` off, the budget the pool's size), then fit;
 * **(b) DP-GEN-style** — no information matching: the fit stage labels a small near-equilibrium
-  start of the campaign's ``[select] init`` size (10: strained, rattled, vacancy, slab cells;
+  start of the campaign's ``[select] init`` size (10: strained, rattled, vacancy, slab and fault cells;
   no entropy configurations; enough for the same calibrated uq), then MD active learning with
   the trust window of ../shared/METHODS.md §5 (``acquisition = "trust"``; bounds the held-out
   U's quantiles 0.5 and 0.99, because a linear model's POPS spreads do not live on an NN
@@ -26,7 +26,7 @@ oracle calls and ≤ 1/2 of (b)'s, every bound containing the oracle's value at 
 half-width.
 
 Writes ``benchmarks/results/campaign_w.json``.  Run: ``python benchmarks/campaign_w.py`` (about
-15 minutes on 2 cores).
+5 minutes on 2 cores).
 """
 
 from __future__ import annotations
