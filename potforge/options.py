@@ -15,6 +15,12 @@ LOSSES = ("squared", "huber", "l1")
 POSTERIOR_METHODS = ("pops", "bayes", "bootstrap")
 """Uncertainty posteriors of a fitted model (:mod:`potforge.uq.centred`)."""
 
+INIT_RULES = ("random", "stratified", "smallest", "first")
+"""Rules for the initial set of the information-matching loop: a seeded random draw; a seeded
+draw that takes the structure kinds (``info["group"]``) in turn, so that every kind of the pool
+is labelled once before any is labelled twice; the cheapest (fewest atoms, then pool order); or
+the first N of the pool."""
+
 GROUP_WEIGHT = Real(low=0)
 """One group's weight factor (``LinearPotential.group_weights`` values, ``--group-weight``)."""
 

@@ -49,7 +49,7 @@ from potforge.errors import DataError, PotforgeError
 from potforge.generate.generator import NEAR_KINDS
 from potforge.information.matching import COST_MODELS
 from potforge.information.targets import CRITERIA, Target, Targets, parse_tolerance
-from potforge.options import DEFAULT_SPEC, MODEL_PARAMETERS, POSTERIOR_METHODS
+from potforge.options import DEFAULT_SPEC, INIT_RULES, MODEL_PARAMETERS, POSTERIOR_METHODS
 from potforge.params import Boolean, Constraint, Integer, Options, Real, unknown_name
 from potforge.properties.registry import REGISTRY, check_request, get_qoi
 from potforge.properties.settings import SETTINGS, validate_settings
@@ -230,7 +230,10 @@ class SelectStage:
         Candidate structures (a file, or a campaign database); None: the generated pool.
     init : int, default=5
         Size of the initial labelled set.
-    init_rule : {"random", "smallest", "first"}, default="random"
+    init_rule : {"random", "stratified", "smallest", "first"}, default="stratified"
+        How the initial set is drawn (:data:`potforge.options.INIT_RULES`); the
+        default labels each structure kind of the pool (strained, rattled, vacancy, slab,
+        fault, entropy-maximising) once before any twice.
     max_iterations : int, default=20
     cost : {"unit", "n2", "n3", "measured"}, default="unit"
         Labelling-cost model.
@@ -244,9 +247,7 @@ class SelectStage:
         None, _text, "candidates, a structure file or a database; default the generated pool"
     )
     init: int = _setting(5, _is(Integer(low=1)), "initial labelled set")
-    init_rule: str = _setting(
-        "random", _is(Options(("random", "smallest", "first"))), "random, smallest or first"
-    )
+    init_rule: str = _setting("stratified", _is(Options(INIT_RULES)), ", ".join(INIT_RULES))
     max_iterations: int = _setting(20, _is(Integer(low=1)), "most iterations")
     cost: str = _setting("unit", _is(Options(COST_MODELS)), "cost model: " + ", ".join(COST_MODELS))
     criterion: str = _setting("joint", _is(Options(CRITERIA)), "joint or each QoI alone")

@@ -216,55 +216,54 @@ def run_campaign(
         raise DataError(f"--from {start}: the [{start}] stage is switched off (enabled = false)")
     oracle = campaign.make_oracle()
     prepare_folder(campaign, out, force)
-    log = (out / "log.txt").open("a", encoding="utf-8")
+    with (out / "log.txt").open("a", encoding="utf-8") as log:
 
-    def tell(line: str) -> None:
-        say(line)
-        log.write(f"{_now()} {line}\n")
-        log.flush()
+        def tell(line: str) -> None:
+            say(line)
+            log.write(f"{_now()} {line}\n")
+            log.flush()
 
-    store = Store(campaign.store or out / "campaign.db")
-    ck = Checkpoint(store, "campaign", fingerprint(campaign))
-    state_path = out / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    epochs: dict[str, int] = state.get("epochs", {})
-    rounds: list[dict] = state.get("rounds") or [_new_round(FIRST_ROUND, epochs, campaign)]
-    todo, why = plan(ck, campaign, epochs, start)
-    if rounds[-1]["round"] > 0 and any(s not in ROUND_STAGES for s in todo):
-        rounds = [_new_round(FIRST_ROUND, epochs, campaign)]  # a new pool: start again
-    rounds[-1]["epochs"] = _round_epochs(campaign, epochs, rounds[-1]["round"])
-    write_json(state_path, {"epochs": epochs, "rounds": rounds})
-    done_before = [s for s in campaign.enabled_stages() if s not in todo]
-    if done_before:
-        tell(f"resuming: {', '.join(done_before)} finished in an earlier run")
-    if why:
-        tell(f"rerunning from {todo[0]} ({why})")
-    ctx = Context(campaign, out, store, oracle, epochs=epochs, say=tell, progress=progress)
-    timeline = _past_timeline(ck, rounds[:-1])
-    address = scheduler or campaign.scheduler
-    with dask_client(workers=campaign.workers, scheduler=address) as client:
-        ctx.client = client
-        while True:
-            ctx.round = rounds[-1]
-            _run_round(ctx, ck, todo, timeline, log)
-            rounds[-1]["end"] = _round_end(ctx)
-            nxt, stop = decide(campaign, rounds, ctx.minutes_left())
-            if nxt is None:
-                break
-            nxt = _new_round(nxt, epochs, campaign, bump=True)
-            rounds.append(nxt)
-            write_json(state_path, {"epochs": epochs, "rounds": rounds})
-            tell(f"— round {nxt['round']} — {nxt['why']}")
-            todo = list(nxt["epochs"])
-    write_json(state_path, {"epochs": epochs, "rounds": rounds})
-    if "properties" in ctx.records:
-        _refinement(ctx, rounds, stop)
-    log_calls = ctx.calls()
-    write_json(out / "timeline.json", timeline)
-    _provenance(out, campaign, oracle, store, argv, log_calls)
-    report = build_report(out)
-    tell(f"report: {report}")
-    log.close()
+        store = Store(campaign.store or out / "campaign.db")
+        ck = Checkpoint(store, "campaign", fingerprint(campaign))
+        state_path = out / "state.json"
+        state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+        epochs: dict[str, int] = state.get("epochs", {})
+        rounds: list[dict] = state.get("rounds") or [_new_round(FIRST_ROUND, epochs, campaign)]
+        todo, why = plan(ck, campaign, epochs, start)
+        if rounds[-1]["round"] > 0 and any(s not in ROUND_STAGES for s in todo):
+            rounds = [_new_round(FIRST_ROUND, epochs, campaign)]  # a new pool: start again
+        rounds[-1]["epochs"] = _round_epochs(campaign, epochs, rounds[-1]["round"])
+        write_json(state_path, {"epochs": epochs, "rounds": rounds})
+        done_before = [s for s in campaign.enabled_stages() if s not in todo]
+        if done_before:
+            tell(f"resuming: {', '.join(done_before)} finished in an earlier run")
+        if why:
+            tell(f"rerunning from {todo[0]} ({why})")
+        ctx = Context(campaign, out, store, oracle, epochs=epochs, say=tell, progress=progress)
+        timeline = _past_timeline(ck, rounds[:-1])
+        address = scheduler or campaign.scheduler
+        with dask_client(workers=campaign.workers, scheduler=address) as client:
+            ctx.client = client
+            while True:
+                ctx.round = rounds[-1]
+                _run_round(ctx, ck, todo, timeline, log)
+                rounds[-1]["end"] = _round_end(ctx)
+                nxt, stop = decide(campaign, rounds, ctx.minutes_left())
+                if nxt is None:
+                    break
+                nxt = _new_round(nxt, epochs, campaign, bump=True)
+                rounds.append(nxt)
+                write_json(state_path, {"epochs": epochs, "rounds": rounds})
+                tell(f"— round {nxt['round']} — {nxt['why']}")
+                todo = list(nxt["epochs"])
+        write_json(state_path, {"epochs": epochs, "rounds": rounds})
+        if "properties" in ctx.records:
+            _refinement(ctx, rounds, stop)
+        log_calls = ctx.calls()
+        write_json(out / "timeline.json", timeline)
+        _provenance(out, campaign, oracle, store, argv, log_calls)
+        report = build_report(out)
+        tell(f"report: {report}")
     props = json.loads((out / "properties.json").read_text()) if "properties" in ctx.records else {}
     return CampaignResult(out, timeline, props, log_calls, report)
 

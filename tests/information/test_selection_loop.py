@@ -257,3 +257,28 @@ def test_sigkill_at_any_moment_then_resume_loses_and_repeats_nothing(setup):
     assert ref.returncode == 0, ref.stderr[-2000:]
     assert json.loads((tmp / "ref" / "iterations.json").read_text())["labelled"] == labelled
     np.testing.assert_equal(len(_calls(tmp / "ref.txt")), len(labelled))
+
+
+def test_initial_set_rules():
+    """The rules of INIT_RULES: "stratified" labels every kind once before any twice (a kind of
+    one structure is not missed, as a random draw of 3 in 13 misses it 77 % of the time), is
+    seeded, and reads an absent kind as one kind of its own; bad sizes and rules are one
+    sentence."""
+    from potforge.information.loop import initial_set
+
+    n_atoms = np.array([2] * 8 + [18] + [4] * 4)
+    kinds = ["strained"] * 8 + ["fault"] + [None] * 4
+    for seed in range(5):
+        first = initial_set(n_atoms, 3, "stratified", seed, kinds)
+        assert sorted(kinds[i] or "" for i in first) == ["", "fault", "strained"]
+        assert first == initial_set(n_atoms, 3, "stratified", seed, kinds)
+    assert initial_set(n_atoms, 13, "stratified", 0, kinds) == list(range(13))
+    assert len(set(initial_set(n_atoms, 5, "stratified", 1))) == 5  # no kinds: a random draw
+    assert initial_set(n_atoms, 2, "smallest") == [0, 1] and initial_set(n_atoms, 2, "first") == [
+        0,
+        1,
+    ]
+    with pytest.raises(DataError, match="1..13"):
+        initial_set(n_atoms, 14, "random")
+    with pytest.raises(DataError, match="allowed: random, stratified, smallest, first"):
+        initial_set(n_atoms, 2, "best")
