@@ -10,8 +10,9 @@ inflation) and the same final ``properties`` stage, each in its own output folde
 * **(a) label the pool** — the same ``generate`` stage (the same seeded pool), every candidate
   labelled (``select`` and ``active`` off, the budget the pool's size), then fit;
 * **(b) DP-GEN-style** — no information matching: the fit stage labels a small near-equilibrium
-  start of the campaign's ``[select] init`` size (10: strained, rattled, vacancy, slab and fault cells;
-  no entropy configurations; enough for the same calibrated uq), then MD active learning with
+  start of the campaign's ``[select] init`` size (10: strained, rattled, vacancy, slab and
+  fault cells; no entropy configurations; enough for the same calibrated uq), then MD active
+  learning with
   the trust window of ../shared/METHODS.md §5 (``acquisition = "trust"``; bounds the held-out
   U's quantiles 0.5 and 0.99, because a linear model's POPS spreads do not live on an NN
   ensemble's 0.05–0.15 eV/Å), up to 8 iterations of 8 frames, stopped by DP-GEN-like
