@@ -250,7 +250,8 @@ def prune_order(F: np.ndarray, rtol: float = SLOPPY_RTOL, protect: Sequence[int]
         part = V**2 * np.clip(np.diag(sub), 0.0, None)[:, None]  # part[j, k]: column j in v_k
         total = np.maximum(part.sum(axis=0), 1e-300)
         sloppy = np.flatnonzero(lam < rtol * max(float(lam[-1]), 1e-300))
-        mostly_free = [k for k in sloppy if part[free, k].sum() >= 0.5 * total[k]]
+        # at least half (a tie, as a duplicate of a protected column, is rounding's to break)
+        mostly_free = [k for k in sloppy if part[free, k].sum() >= (0.5 - 1e-9) * total[k]]
         if not mostly_free:
             break
         share = np.where(free, part[:, mostly_free[0]], -1.0)
