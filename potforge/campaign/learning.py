@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,21 @@ def uq(ctx: Context) -> dict:
 
 
 # -------------------------------------------------------------------------------- active
+def _reused_heldout(ctx: Context, held: list[Atoms]) -> int:
+    """How many of the held-out structures an earlier round labelled already (they cost this
+    round nothing), counted when this epoch's loop first starts and kept in
+    ``stages/active/start.json``: a resumed loop has labelled some itself, and counting those
+    would change its budget (and its stored settings) from one start to the next."""
+    path, loop = ctx.folder("active") / "start.json", ctx.loop("active")
+    first = json.loads(path.read_text()) if path.is_file() else {}
+    if first.get("loop") == loop:
+        return int(first["reused_heldout"])
+    done = set(labelled_hashes(ctx, "ok"))
+    reused = sum(structure_hash(x) in done for x in held)
+    write_json(path, {"loop": loop, "reused_heldout": reused})
+    return reused
+
+
 def active(ctx: Context) -> dict:
     """MD active learning from the fitted model (``potforge explore``)."""
     from potforge.active.loop import explorer_specs, heldout_structures, run_active
@@ -189,8 +205,7 @@ def active(ctx: Context) -> dict:
     initial = unlabelled(ctx.labelled(fitted["training"]))
     # a later round's held-out set is the first round's (same first structures): labelled
     held = heldout_structures(initial, HELDOUT, HELDOUT_RATTLE, c.seed) if initial else []
-    done = set(labelled_hashes(ctx, "ok"))
-    reused = sum(structure_hash(x) in done for x in held)
+    reused = _reused_heldout(ctx, held)
     left = c.budget.oracle_calls - ctx.calls_before("active")
     if left < HELDOUT - reused + 1:
         need = HELDOUT - reused + 1

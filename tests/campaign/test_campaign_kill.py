@@ -1,5 +1,6 @@
 """Kill-and-resume of a whole campaign: SIGKILL of ``potforge run`` (its Dask workers with it)
-at a random moment inside each stage and inside a refinement round's selection, then a resume;
+at a random moment inside each stage and inside a refinement round's selection, and once while
+active learning labels its held-out set, then a resume;
 the result must equal an uninterrupted run's — the same oracle results (none lost, none
 labelled twice) and the same final model."""
 
@@ -75,6 +76,19 @@ def test_killed_campaign_resumes_to_the_uninterrupted_result(tmp_path):
         proc.wait(timeout=60)
     assert len(kills) >= 6 and "— round 1 —" in kills, kills
     assert start(campaign, out).wait(timeout=900) in (0, 1)
+    # and once while active learning labels its held-out set: resumed, those labels are its
+    # own (not an earlier round's), so its budget and stored settings stay what they were
+    held = tmp_path / "held"
+    proc = start(campaign, held)
+    assert wait_for(held, "explorers, up to", proc)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert start(campaign, held).wait(timeout=900) in (0, 1)
+    for folder in (out, held, ref):
+        failed = [x for x in (folder / "log.txt").read_text().splitlines() if ": failed:" in x]
+        assert not failed, failed
+    assert [k for k, _ in label_rows(held)] == [k for k, _ in label_rows(ref)]
     rows, ref_rows = label_rows(out), label_rows(ref)
     assert len({k for k, _ in rows}) == len(rows)  # none labelled twice
     assert [k for k, _ in rows] == [k for k, _ in ref_rows]  # none lost, none extra
