@@ -148,8 +148,10 @@ def initial_set(
             members.setdefault(g, []).append(i)
         queues = [list(rng.permutation(ix)) for ix in members.values()]
         out: list[int] = []
-        while len(out) < n:
-            out += [int(q.pop(0)) for q in queues if q][: n - len(out)]
+        while len(out) < n:  # a round over the kinds, each one draw while it has any
+            for q in queues:
+                if q and len(out) < n:
+                    out.append(int(q.pop(0)))
         return sorted(out)
     if rule == "smallest":
         return np.argsort(n_atoms, kind="stable")[:n].tolist()
