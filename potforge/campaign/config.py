@@ -409,10 +409,10 @@ class Refine:
     exceeds its tolerance and the budgets allow.
 
     Each round asks information matching for the data that would bring every unmet target's
-    σ to its tolerance (its selection tolerance times tolerance / σ, from every label so far);
-    when a round's new data shrank no unmet σ by ``stall`` or more, the data is not what
-    limits it: the next round makes the fit's linear SNAP quadratic (``escalate``), or the
-    refinement stops and says so.
+    σ to its tolerance (its selection tolerance times tolerance / σ, from every label so far;
+    a target whose σ could not be computed is left out of the aim); when a round's new data
+    shrank no unmet σ by ``stall`` or more, the data is not what limits it: the next round
+    makes the fit's linear SNAP quadratic (``escalate``), or the refinement stops and says so.
 
     Attributes
     ----------

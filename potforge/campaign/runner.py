@@ -440,8 +440,10 @@ def decide(campaign: Campaign, rounds: list[dict], minutes_left: float) -> tuple
     if not (c.select.enabled and c.fit.enabled and c.properties.enabled):
         return None, "further rounds need the [select], [fit] and [properties] stages"
     blind = [n for n in unmet if sigma[n] is None or tol[n] is None]
-    if blind:
+    unmet = [n for n in unmet if n not in blind]  # a round aims at the σ it can see
+    if not unmet:
         return None, f"the σ of {', '.join(blind)} could not be computed, so no round can aim at it"
+    unseen = f" ({', '.join(blind)} left out: σ not computed)" if blind else ""
     reserve = active_reserve(c, later_round=True)
     room = c.budget.oracle_calls - int(end["calls"]) - reserve
     if room < 1:
@@ -471,13 +473,13 @@ def decide(campaign: Campaign, rounds: list[dict], minutes_left: float) -> tuple
             )
         why = (
             f"round {index}'s data shrank no unmet σ by {c.refine.stall:.0%} ({change}): the "
-            f"data is not what limits them; refitting with quadratic SNAP ({bigger})"
+            f"data is not what limits them; refitting with quadratic SNAP ({bigger}){unseen}"
         )
         return _next(index, tighten, bigger, end, why), ""
     for n in unmet:
         tighten[n] = float(tighten.get(n, 1.0) * min(1.0, max(0.1, tol[n] / sigma[n])))
     why = "σ over tolerance " + ", ".join(f"{n} {sigma[n] / tol[n]:.3g}" for n in unmet)
-    return _next(index, tighten, model, end, why + ": more data"), ""
+    return _next(index, tighten, model, end, why + unseen + ": more data"), ""
 
 
 def _g(x: float | None) -> str:

@@ -91,10 +91,15 @@ def test_a_round_whose_data_did_not_help_makes_snap_quadratic_then_stops():
     assert nxt is None and "a richer [fit] model would" in stop
 
 
-def test_an_unbounded_sigma_or_a_missing_table_stops_with_the_reason():
+def test_an_unbounded_sigma_is_left_out_and_a_missing_table_stops_with_the_reason():
     e = end({"a0": None}, {"a0": 0.01})
     nxt, stop = decide(campaign(), first(e), 10.0)
     assert nxt is None and "σ of a0 could not be computed" in stop
+    # a round aims at the targets whose σ it can see, and says which it left out
+    e = end({"a0": None, "C44": 40.0}, {"a0": 0.01, "C44": 20.0})
+    nxt, stop = decide(campaign(), first(e), 10.0)
+    assert stop == "" and nxt["tighten"] == {"C44": pytest.approx(0.5)}
+    assert "a0 left out: σ not computed" in nxt["why"] and "C44 2" in nxt["why"]
     e = end({"a0": 0.02}, {"a0": 0.01}) | {"judged": False}
     assert "properties stage did not finish" in decide(campaign(), first(e), 10.0)[1]
 
