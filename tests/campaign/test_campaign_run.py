@@ -242,6 +242,8 @@ def test_example_campaigns_load():
         assert "pip install" in str(exc) and "chgnet" in str(exc), exc
     else:
         assert cui.formula == "CuI" and cui.property_settings["structure"] == "zincblende"
+        assert cui.active.enabled and cui.select.init >= 9  # the uq stage's 90 % quantile
+    assert gpaw.select.init >= 9
 
 
 def test_stage_files_write_an_unbounded_sigma_as_null(tmp_path):
