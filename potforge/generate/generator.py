@@ -856,7 +856,7 @@ def near_equilibrium(
     strained, rattled, strained, vacancy, rattled, surface_110, fault (those among ``kinds``):
     homogeneously strained conventional cells (up to ±3 %), rattled (0.03–0.15 Å) 2×2×2
     supercells at ±2 % volume, 2×2×2 cells less their first atom, 4-layer (110) slabs (6 Å
-    vacuum; not for hcp), and 6-plane slabs of the generalized stacking fault of
+    vacuum; not for hcp), and 12 Å slabs (6 Å vacuum) of the generalized stacking fault of
     :data:`FAULT_PLANE` with the upper half slipped by a random fraction of the fault's shift
     range (:data:`~potforge.properties.structures.GSF_PERIOD`; bcc and fcc elements only), each
     with ``info["group"]`` set to its kind.  Kinds a crystal cannot have are left out of the
@@ -920,23 +920,16 @@ def near_equilibrium(
 
 
 def _fault_slab(element: str, phase: str, a0: float, fraction: float) -> Atoms:
-    """A 6-plane slab (6 Å vacuum) of the :data:`FAULT_PLANE` stacking fault, the upper three
-    planes slipped by ``fraction`` of the shift range (unrelaxed)."""
-    from potforge.properties.structures import GSF_PERIOD, GSF_SYSTEMS, oriented_cell
+    """The usf slab of the property suite (:func:`~potforge.properties.stacking.fault_geometry`
+    of :data:`FAULT_PLANE`, 12 Å: six planes of W, 6 Å vacuum), its upper half slipped by
+    ``fraction`` of the shift range (unrelaxed)."""
+    from potforge.properties.stacking import fault_geometry
+    from potforge.properties.structures import GSF_PERIOD
 
     plane = FAULT_PLANE[phase]
-    dirs = GSF_SYSTEMS[(phase, plane)]
-    one = oriented_cell(element, phase, a0, dirs, (1, 1, 1))
-    per_cell = len(np.unique(np.round(one.positions[:, 2], 4)))
-    atoms = oriented_cell(element, phase, a0, dirs, (1, 1, max(1, -(-6 // per_cell))))
-    z = np.round(atoms.positions[:, 2], 4)
-    planes = np.unique(z)
-    atoms.positions[z > planes[len(planes) // 2 - 1]] += (
-        fraction * GSF_PERIOD[(phase, plane)] * a0 * atoms.cell[0] / np.linalg.norm(atoms.cell[0])
-    )
-    cell = atoms.cell.array.copy()
-    cell[2, 2] += 6.0
-    atoms.set_cell(cell)
+    atoms, upper = fault_geometry(element, phase, a0, plane, thickness=12.0, vacuum=6.0)
+    xhat = atoms.cell[0] / np.linalg.norm(atoms.cell[0])
+    atoms.positions[upper] += fraction * GSF_PERIOD[(phase, plane)] * a0 * xhat
     atoms.wrap()
     return atoms
 

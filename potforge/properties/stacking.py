@@ -37,10 +37,21 @@ def gsf_slab(state: BulkState, plane: str, *, thickness: float = 20.0, vacuum: f
             f"no generalized stacking fault on {{{plane}}} for {state.phase} {state.element}; "
             f"available: {', '.join('{' + p + '}' for p in valid) or 'none'}"
         )
-    dirs = GSF_SYSTEMS[key]
-    period = oriented_cell(state.element, state.phase, state.a, dirs, (1, 1, 1)).cell[2, 2]
+    return fault_geometry(
+        state.element, state.phase, state.a, plane, thickness=thickness, vacuum=vacuum
+    )
+
+
+def fault_geometry(
+    element: str, lattice: str, a: float, plane: str, *, thickness: float, vacuum: float
+):
+    """The unfaulted slab of :func:`gsf_slab` for a lattice constant ``a`` (Å) of a
+    ``(lattice, plane)`` in :data:`GSF_SYSTEMS`: at least ``thickness`` Å of whole oriented
+    cells (two or more), ``vacuum`` Å above; returns it and the atoms above the fault plane."""
+    dirs = GSF_SYSTEMS[(lattice, plane)]
+    period = oriented_cell(element, lattice, a, dirs, (1, 1, 1)).cell[2, 2]
     repeats = max(2, int(np.ceil(thickness / period - 1e-9)))
-    atoms = oriented_cell(state.element, state.phase, state.a, dirs, (1, 1, repeats))
+    atoms = oriented_cell(element, lattice, a, dirs, (1, 1, repeats))
     z = atoms.positions[:, 2]
     planes = np.unique(np.round(z, 4))
     cut = 0.5 * (planes[len(planes) // 2 - 1] + planes[len(planes) // 2])
